@@ -1,0 +1,8 @@
+//! tapstack: a userspace Ethernet/ARP/IPv4/ICMP/UDP/TCP stack on a Linux
+//! TAP device. See `README.md` and `shared/design.md` for the architecture:
+//! a sans-I/O core (`stack`), the device layer (`device`), the single stack
+//! thread (`runtime`), the std::net-shaped API (`api`) and demo services
+//! (`apps`).
+
+pub mod stack;
+pub mod trace;

@@ -1,0 +1,73 @@
+//! The interface transports (ICMP, UDP, TCP) use to send IPv4 datagrams.
+//! The IPv4 layer implements it: it routes, resolves the next hop through
+//! ARP (queueing while it waits), fragments above the MTU and writes the
+//! frame; the transport only writes its own header and payload in place.
+
+use smoltcp::wire::{IpProtocol, Ipv4Address};
+
+use super::time::Instant;
+
+pub trait IpSink {
+    /// Sends one datagram from our address to `dst`. `fill` is called once
+    /// with a zeroed buffer of exactly `payload_len` bytes to write the
+    /// transport header and data into. Returns false if the datagram was
+    /// dropped (no route, queue full, too large); the drop is counted by
+    /// the IP layer.
+    fn send_ip(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Address,
+        protocol: IpProtocol,
+        payload_len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool;
+
+    /// Our IPv4 address (the source of every datagram we send).
+    fn local_addr(&self) -> Ipv4Address;
+
+    /// Largest IP payload that fits in one unfragmented datagram
+    /// (link MTU - 20).
+    fn max_payload_unfragmented(&self) -> usize;
+}
+
+/// An `IpSink` that records what it is given, for unit tests of transports.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub local: Ipv4Address,
+    pub mtu: usize,
+    pub sent: Vec<(Ipv4Address, IpProtocol, Vec<u8>)>,
+}
+
+impl RecordingSink {
+    pub fn new(local: Ipv4Address, mtu: usize) -> RecordingSink {
+        RecordingSink {
+            local,
+            mtu,
+            sent: Vec::new(),
+        }
+    }
+}
+
+impl IpSink for RecordingSink {
+    fn send_ip(
+        &mut self,
+        _now: Instant,
+        dst: Ipv4Address,
+        protocol: IpProtocol,
+        payload_len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let mut buf = vec![0u8; payload_len];
+        fill(&mut buf);
+        self.sent.push((dst, protocol, buf));
+        true
+    }
+
+    fn local_addr(&self) -> Ipv4Address {
+        self.local
+    }
+
+    fn max_payload_unfragmented(&self) -> usize {
+        self.mtu - 20
+    }
+}

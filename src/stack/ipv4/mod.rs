@@ -1,0 +1,1 @@
+//! IPv4: validation, routing, reassembly, fragmentation.

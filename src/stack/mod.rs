@@ -1,0 +1,12 @@
+//! The sans-I/O core: no syscalls, no threads, no clock.
+
+pub mod counters;
+pub mod ip;
+pub mod rng;
+pub mod socket;
+pub mod ipv4;
+pub mod tcp;
+pub mod time;
+
+pub use counters::Counters;
+pub use time::Instant;

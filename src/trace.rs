@@ -1,0 +1,1 @@
+//! One human-readable line per frame for `--trace`.
