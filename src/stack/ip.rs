@@ -31,7 +31,6 @@ pub trait IpSink {
 }
 
 /// An `IpSink` that records what it is given, for unit tests of transports.
-#[derive(Default)]
 pub struct RecordingSink {
     pub local: Ipv4Address,
     pub mtu: usize,
