@@ -1,0 +1,381 @@
+//! The interface: Ethernet in and out, ARP, and the IPv4 send path that
+//! every transport uses through `IpSink` (routing, ARP resolution with a
+//! queue, fragmentation above the MTU). Frames to transmit go into a
+//! bounded outbox of recycled buffers, drained by the runtime.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    IpProtocol, Ipv4Cidr, Ipv4Packet,
+};
+
+use super::arp::{ArpCache, ArpConfig, Resolution};
+use super::counters::Counters;
+use super::ip::IpSink;
+use super::ipv4::fragment::fragment_ranges;
+use super::time::Instant;
+
+pub const ETH_HEADER: usize = 14;
+pub const IPV4_HEADER: usize = 20;
+/// Largest IPv4 datagram (RFC 791 total length field).
+pub const IPV4_MAX_TOTAL: usize = 65_535;
+const TTL: u8 = 64;
+
+#[derive(Clone, Debug)]
+pub struct IfaceConfig {
+    pub mac: EthernetAddress,
+    pub cidr: Ipv4Cidr,
+    pub gateway: Option<Ipv4Addr>,
+    /// Link MTU: the largest IP datagram in one frame.
+    pub mtu: usize,
+    pub arp: ArpConfig,
+    /// Frames the outbox holds before it drops (the runtime drains it after
+    /// every batch, so this only fills when the TAP pushes back).
+    pub outbox_limit: usize,
+}
+
+/// Outgoing frames, with a free list so steady-state sending reuses buffers.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Vec<u8>>,
+    free: Vec<Vec<u8>>,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn alloc(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = self.free.pop().unwrap_or_default();
+        buf.clear();
+        buf.resize(len, 0);
+        buf
+    }
+
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.free.len() < 256 {
+            self.free.push(buf);
+        }
+    }
+
+    fn push(&mut self, frame: Vec<u8>, counters: &mut Counters) {
+        if self.queue.len() >= self.limit {
+            counters.inc("tx.outbox_full");
+            self.recycle(frame);
+            return;
+        }
+        self.queue.push_back(frame);
+    }
+
+    pub fn pop(&mut self) -> Option<Vec<u8>> {
+        self.queue.pop_front()
+    }
+
+    /// Puts a frame back at the head (the device could not take it yet).
+    pub fn unpop(&mut self, frame: Vec<u8>) {
+        self.queue.push_front(frame);
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// The link and network layers of the stack, minus the transports.
+#[derive(Debug)]
+pub struct Interface {
+    pub config: IfaceConfig,
+    pub arp: ArpCache,
+    pub outbox: Outbox,
+    pub counters: Counters,
+    next_ident: u16,
+    /// Scratch space for datagrams that must be fragmented.
+    scratch: Vec<u8>,
+}
+
+/// An IPv4 datagram addressed to us, ready for the transports.
+pub struct Datagram<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: IpProtocol,
+    /// IP header of the (first fragment of the) datagram, for ICMP errors.
+    pub header: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl Interface {
+    pub fn new(config: IfaceConfig, seed: u64) -> Interface {
+        Interface {
+            arp: ArpCache::new(config.arp.clone()),
+            outbox: Outbox {
+                limit: config.outbox_limit,
+                ..Outbox::default()
+            },
+            counters: Counters::new(),
+            next_ident: seed as u16,
+            scratch: Vec::new(),
+            config,
+        }
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.config.cidr.address()
+    }
+
+    pub fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
+        ip == Ipv4Addr::BROADCAST || Some(ip) == self.config.cidr.broadcast()
+    }
+
+    /// Next hop for `dst`: on-link, through the gateway, or unreachable.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.config.cidr.contains_addr(&dst) || dst == Ipv4Addr::BROADCAST {
+            Some(dst)
+        } else {
+            self.config.gateway
+        }
+    }
+
+    // ---- Ethernet / ARP input
+
+    /// Validates the Ethernet header and handles ARP. Returns the IPv4
+    /// packet bytes for the caller when the frame carries one for us.
+    pub fn receive_frame<'a>(&mut self, now: Instant, frame: &'a [u8]) -> Option<&'a [u8]> {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters.inc("eth.truncated");
+            return None;
+        };
+        let dst = eth.dst_addr();
+        if dst != self.config.mac && !dst.is_broadcast() {
+            self.counters.inc("eth.not_for_us");
+            return None;
+        }
+        if eth.src_addr() == self.config.mac || !eth.src_addr().is_unicast() {
+            self.counters.inc("eth.bad_source");
+            return None;
+        }
+        match eth.ethertype() {
+            EthernetProtocol::Ipv4 => Some(&frame[ETH_HEADER..]),
+            EthernetProtocol::Arp => {
+                self.receive_arp(now, &frame[ETH_HEADER..]);
+                None
+            }
+            _ => {
+                self.counters.inc("eth.unknown_ethertype");
+                None
+            }
+        }
+    }
+
+    fn receive_arp(&mut self, now: Instant, bytes: &[u8]) {
+        let repr = match ArpPacket::new_checked(bytes).and_then(|p| ArpRepr::parse(&p)) {
+            Ok(ArpRepr::EthernetIpv4 {
+                operation,
+                source_hardware_addr,
+                source_protocol_addr,
+                target_protocol_addr,
+                ..
+            }) => (
+                operation,
+                source_hardware_addr,
+                source_protocol_addr,
+                target_protocol_addr,
+            ),
+            _ => {
+                self.counters.inc("arp.malformed");
+                return;
+            }
+        };
+        let (op, sha, spa, tpa) = repr;
+        if !sha.is_unicast() || spa.is_unspecified() || spa.is_broadcast() {
+            self.counters.inc("arp.bad_sender");
+            return;
+        }
+        let for_us = tpa == self.addr();
+        // RFC 826 "merge": update a known sender; add it only if we are the target.
+        let waiting = self.arp.learn(now, spa, sha, for_us);
+        for mut frame in waiting {
+            frame[0..6].copy_from_slice(sha.as_bytes());
+            self.outbox.push(frame, &mut self.counters);
+        }
+        match op {
+            ArpOperation::Request if for_us => {
+                self.counters.inc("arp.request_answered");
+                self.send_arp(ArpOperation::Reply, sha, spa);
+            }
+            ArpOperation::Request => self.counters.inc("arp.request_not_for_us"),
+            ArpOperation::Reply => self.counters.inc("arp.reply_received"),
+            _ => self.counters.inc("arp.unknown_operation"),
+        }
+    }
+
+    pub fn send_arp(&mut self, op: ArpOperation, target_mac: EthernetAddress, target: Ipv4Addr) {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: self.config.mac,
+            source_protocol_addr: self.addr(),
+            target_hardware_addr: target_mac,
+            target_protocol_addr: target,
+        };
+        let eth_dst = if op == ArpOperation::Request {
+            EthernetAddress::BROADCAST
+        } else {
+            target_mac
+        };
+        let mut buf = self.outbox.alloc(ETH_HEADER + repr.buffer_len());
+        self.write_eth_header(&mut buf, eth_dst, EthernetProtocol::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(&mut buf[ETH_HEADER..]));
+        self.outbox.push(buf, &mut self.counters);
+    }
+
+    pub fn send_arp_request(&mut self, target: Ipv4Addr) {
+        self.counters.inc("arp.request_sent");
+        self.send_arp(ArpOperation::Request, EthernetAddress([0; 6]), target);
+    }
+
+    /// Gratuitous ARP (RFC 5227 announcement): sender = target = our address.
+    pub fn announce(&mut self) {
+        self.send_arp(ArpOperation::Request, EthernetAddress([0; 6]), self.addr());
+    }
+
+    fn write_eth_header(&self, buf: &mut [u8], dst: EthernetAddress, proto: EthernetProtocol) {
+        let mut eth = EthernetFrame::new_unchecked(buf);
+        eth.set_dst_addr(dst);
+        eth.set_src_addr(self.config.mac);
+        eth.set_ethertype(proto);
+    }
+
+    /// ARP retries and timeouts, and expiry of old entries.
+    pub fn poll_arp(&mut self, now: Instant) {
+        for ip in self.arp.poll(now, &mut self.counters) {
+            self.send_arp_request(ip);
+        }
+    }
+
+    // ---- IPv4 output
+
+    fn write_ipv4_header(
+        &mut self,
+        buf: &mut [u8],
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        ident: u16,
+        frag: (usize, bool),
+    ) {
+        let total = buf.len();
+        let mut ip = Ipv4Packet::new_unchecked(buf);
+        ip.set_version(4);
+        ip.set_header_len(IPV4_HEADER as u8);
+        ip.set_dscp(0);
+        ip.set_ecn(0);
+        ip.set_total_len(total as u16);
+        ip.set_ident(ident);
+        ip.clear_flags();
+        ip.set_more_frags(frag.1);
+        ip.set_frag_offset(frag.0 as u16);
+        ip.set_hop_limit(TTL);
+        ip.set_next_header(protocol);
+        ip.set_src_addr(self.addr());
+        ip.set_dst_addr(dst);
+        ip.fill_checksum();
+    }
+
+    /// Hands a finished frame (destination MAC not yet set) to ARP
+    /// resolution: sent at once, or queued until the neighbour answers.
+    fn resolve_and_push(&mut self, now: Instant, next_hop: Ipv4Addr, mut frame: Vec<u8>) {
+        if self.is_broadcast(next_hop) {
+            frame[0..6].copy_from_slice(EthernetAddress::BROADCAST.as_bytes());
+            self.outbox.push(frame, &mut self.counters);
+            return;
+        }
+        match self.arp.lookup(now, next_hop) {
+            Resolution::Known { mac, refresh } => {
+                frame[0..6].copy_from_slice(mac.as_bytes());
+                self.outbox.push(frame, &mut self.counters);
+                if refresh {
+                    self.send_arp_request(next_hop);
+                }
+            }
+            Resolution::Unknown => {
+                if self.arp.queue(now, next_hop, frame, &mut self.counters) {
+                    self.send_arp_request(next_hop);
+                }
+            }
+        }
+    }
+
+    fn send_fragmented(
+        &mut self,
+        now: Instant,
+        next_hop: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        payload_len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+        ident: u16,
+    ) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.resize(payload_len, 0);
+        fill(&mut scratch);
+        self.counters.inc("ipv4.fragmented_tx");
+        for (range, more) in fragment_ranges(payload_len, self.config.mtu, IPV4_HEADER) {
+            let len = range.len();
+            let mut frame = self.outbox.alloc(ETH_HEADER + IPV4_HEADER + len);
+            self.write_eth_header(&mut frame, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
+            frame[ETH_HEADER + IPV4_HEADER..].copy_from_slice(&scratch[range.clone()]);
+            self.write_ipv4_header(
+                &mut frame[ETH_HEADER..],
+                dst,
+                protocol,
+                ident,
+                (range.start, more),
+            );
+            self.resolve_and_push(now, next_hop, frame);
+        }
+        self.scratch = scratch;
+    }
+}
+
+impl IpSink for Interface {
+    fn send_ip(
+        &mut self,
+        now: Instant,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        payload_len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let Some(next_hop) = self.route(dst) else {
+            self.counters.inc("ipv4.no_route");
+            return false;
+        };
+        if IPV4_HEADER + payload_len > IPV4_MAX_TOTAL {
+            self.counters.inc("ipv4.tx_too_big");
+            return false;
+        }
+        let ident = self.next_ident;
+        self.next_ident = self.next_ident.wrapping_add(1);
+        if IPV4_HEADER + payload_len > self.config.mtu {
+            self.send_fragmented(now, next_hop, dst, protocol, payload_len, fill, ident);
+            return true;
+        }
+        let mut frame = self.outbox.alloc(ETH_HEADER + IPV4_HEADER + payload_len);
+        self.write_eth_header(&mut frame, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
+        fill(&mut frame[ETH_HEADER + IPV4_HEADER..]);
+        self.write_ipv4_header(&mut frame[ETH_HEADER..], dst, protocol, ident, (0, false));
+        self.resolve_and_push(now, next_hop, frame);
+        true
+    }
+
+    fn local_addr(&self) -> Ipv4Addr {
+        self.addr()
+    }
+
+    fn max_payload_unfragmented(&self) -> usize {
+        self.config.mtu - IPV4_HEADER
+    }
+}
