@@ -4,5 +4,6 @@
 //! thread (`runtime`), the std::net-shaped API (`api`) and demo services
 //! (`apps`).
 
+pub mod device;
 pub mod stack;
 pub mod trace;

@@ -1,0 +1,329 @@
+//! A seeded fault injector for frames in either direction: loss,
+//! duplication, reordering and single-bit corruption. Tests use it to shake
+//! the stack reproducibly; the CLI exposes it as `--loss/--dup/--reorder/
+//! --corrupt/--seed`. A failing run is replayed by reusing its seed.
+
+use std::time::Duration;
+
+use crate::stack::Instant;
+use crate::stack::rng::Rng;
+
+/// A reordered frame waits for the next frame to pass, but never longer
+/// than this, so a quiet link does not strand it.
+pub const REORDER_HOLD: Duration = Duration::from_millis(2);
+
+/// Probabilities in `[0, 1]` per frame, and the seed for the decisions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultConfig {
+    pub loss: f64,
+    pub dup: f64,
+    pub reorder: f64,
+    pub corrupt: f64,
+    pub seed: u64,
+}
+
+impl FaultConfig {
+    /// True when any fault can happen (the device can skip the injector
+    /// otherwise).
+    pub fn is_active(&self) -> bool {
+        self.loss > 0.0 || self.dup > 0.0 || self.reorder > 0.0 || self.corrupt > 0.0
+    }
+
+    /// Checks every probability is in `[0, 1]` (NaN is rejected too); the
+    /// message names the CLI flag.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, p) in [
+            ("--loss", self.loss),
+            ("--dup", self.dup),
+            ("--reorder", self.reorder),
+            ("--corrupt", self.corrupt),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{flag} must be a probability in [0, 1], got {p}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the injector did so far. `passed` counts input frames that were
+/// not dropped (each once, even if duplicated or held for reordering).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultStats {
+    pub passed: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub corrupted: u64,
+}
+
+/// Applies a [`FaultConfig`] to a stream of frames. At most one frame is
+/// held for reordering; its buffer and the corruption scratch buffer are
+/// reused, so steady state does not allocate.
+pub struct FaultInjector {
+    config: FaultConfig,
+    rng: Rng,
+    /// Copy of the input when it must be corrupted (the input is borrowed).
+    scratch: Vec<u8>,
+    held: Vec<u8>,
+    /// How many times to deliver the held frame (2 when it was also
+    /// duplicated); meaningful only while `held_until` is set.
+    held_copies: u8,
+    held_until: Option<Instant>,
+    stats: FaultStats,
+}
+
+impl FaultInjector {
+    pub fn new(config: FaultConfig) -> Self {
+        let rng = Rng::new(config.seed);
+        FaultInjector {
+            config,
+            rng,
+            scratch: Vec::new(),
+            held: Vec::new(),
+            held_copies: 0,
+            held_until: None,
+            stats: FaultStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &FaultConfig {
+        &self.config
+    }
+
+    /// Passes one frame through; `out` receives each frame to deliver now,
+    /// in order (0, 1 or 2 copies of this one, plus a previously held frame
+    /// that this one overtook).
+    pub fn process(&mut self, now: Instant, frame: &[u8], out: &mut dyn FnMut(&[u8])) {
+        self.flush_due(now, out);
+        if !self.config.is_active() {
+            self.stats.passed += 1;
+            out(frame);
+            return;
+        }
+        // One draw per fault kind on every frame, so that changing one
+        // probability does not shift the decisions of the others.
+        let lose = self.roll(self.config.loss);
+        let dup = self.roll(self.config.dup);
+        let reorder = self.roll(self.config.reorder);
+        let corrupt = self.roll(self.config.corrupt) && !frame.is_empty();
+        if lose {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.stats.passed += 1;
+        let copies = if dup { 2 } else { 1 };
+        self.stats.duplicated += u64::from(dup);
+        let data: &[u8] = if corrupt {
+            self.corrupt_into_scratch(frame);
+            &self.scratch
+        } else {
+            frame
+        };
+        if reorder && self.held_until.is_none() {
+            self.stats.reordered += 1;
+            self.held.clear();
+            self.held.extend_from_slice(data);
+            self.held_copies = copies;
+            self.held_until = Some(now + REORDER_HOLD);
+            return;
+        }
+        for _ in 0..copies {
+            out(data);
+        }
+        // This frame has now overtaken the held one: release it.
+        self.release_held(out);
+    }
+
+    /// Releases the held frame if its hold time has run out.
+    pub fn flush_due(&mut self, now: Instant, out: &mut dyn FnMut(&[u8])) {
+        if self.held_until.is_some_and(|t| now >= t) {
+            self.release_held(out);
+        }
+    }
+
+    /// When `flush_due` next has work to do (`None` if nothing is held).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.held_until
+    }
+
+    pub fn stats(&self) -> FaultStats {
+        self.stats
+    }
+
+    fn roll(&mut self, p: f64) -> bool {
+        self.rng.next_f64() < p
+    }
+
+    fn corrupt_into_scratch(&mut self, frame: &[u8]) {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(frame);
+        let bit = self.rng.range(0, frame.len() as u64 * 8) as usize;
+        self.scratch[bit / 8] ^= 1 << (bit % 8);
+        self.stats.corrupted += 1;
+    }
+
+    fn release_held(&mut self, out: &mut dyn FnMut(&[u8])) {
+        if self.held_until.take().is_some() {
+            for _ in 0..self.held_copies {
+                out(&self.held);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(i: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..4].copy_from_slice(&i.to_be_bytes());
+        f
+    }
+
+    /// Runs `n` numbered frames 1 ms apart and returns everything delivered.
+    fn run(inj: &mut FaultInjector, n: u32) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        for i in 0..n {
+            let now = Instant::from_millis(u64::from(i));
+            inj.process(now, &frame(i), &mut |f| got.push(f.to_vec()));
+        }
+        got
+    }
+
+    fn cfg(loss: f64, dup: f64, reorder: f64, corrupt: f64, seed: u64) -> FaultConfig {
+        FaultConfig {
+            loss,
+            dup,
+            reorder,
+            corrupt,
+            seed,
+        }
+    }
+
+    #[test]
+    fn same_seed_same_decisions_other_seed_differs() {
+        let c = cfg(0.2, 0.2, 0.2, 0.2, 42);
+        let a = run(&mut FaultInjector::new(c.clone()), 500);
+        let b = run(&mut FaultInjector::new(c.clone()), 500);
+        let d = run(&mut FaultInjector::new(FaultConfig { seed: 43, ..c }), 500);
+        assert_eq!(a, b);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn loss_rate_is_close_to_configured() {
+        let mut inj = FaultInjector::new(cfg(0.3, 0.0, 0.0, 0.0, 7));
+        let got = run(&mut inj, 10_000);
+        let s = inj.stats();
+        assert!((2700..=3300).contains(&s.dropped), "{s:?}");
+        assert_eq!(s.passed + s.dropped, 10_000);
+        assert_eq!(got.len() as u64, s.passed);
+    }
+
+    #[test]
+    fn dup_delivers_two_identical_copies() {
+        let mut inj = FaultInjector::new(cfg(0.0, 1.0, 0.0, 0.0, 1));
+        let mut got = Vec::new();
+        inj.process(Instant::ZERO, &frame(9), &mut |f| got.push(f.to_vec()));
+        assert_eq!(got, vec![frame(9), frame(9)]);
+        assert_eq!(inj.stats().duplicated, 1);
+    }
+
+    #[test]
+    fn reorder_swaps_with_the_next_frame() {
+        let mut inj = FaultInjector::new(cfg(0.0, 0.0, 1.0, 0.0, 1));
+        let mut got = Vec::new();
+        inj.process(Instant::ZERO, &frame(1), &mut |f| got.push(f.to_vec()));
+        assert!(got.is_empty(), "first frame must be held");
+        assert_eq!(inj.poll_at(), Some(Instant::ZERO + REORDER_HOLD));
+        // Only one frame can be held, so frame 2 passes and releases frame 1.
+        inj.process(Instant::from_micros(10), &frame(2), &mut |f| {
+            got.push(f.to_vec())
+        });
+        assert_eq!(got, vec![frame(2), frame(1)]);
+        assert_eq!(inj.poll_at(), None);
+        assert_eq!(inj.stats().reordered, 1);
+    }
+
+    #[test]
+    fn held_frame_is_released_by_flush_due_after_hold_time() {
+        let mut inj = FaultInjector::new(cfg(0.0, 0.0, 1.0, 0.0, 1));
+        let mut got = Vec::new();
+        let t0 = Instant::from_millis(100);
+        inj.process(t0, &frame(5), &mut |f| got.push(f.to_vec()));
+        inj.flush_due(t0 + Duration::from_micros(1999), &mut |f| {
+            got.push(f.to_vec())
+        });
+        assert!(got.is_empty(), "released before the hold time ran out");
+        inj.flush_due(t0 + REORDER_HOLD, &mut |f| got.push(f.to_vec()));
+        assert_eq!(got, vec![frame(5)]);
+        assert_eq!(inj.poll_at(), None);
+    }
+
+    #[test]
+    fn corrupt_flips_exactly_one_bit() {
+        let mut inj = FaultInjector::new(cfg(0.0, 0.0, 0.0, 1.0, 3));
+        for i in 0..200 {
+            let input = frame(i);
+            let mut got = Vec::new();
+            inj.process(Instant::ZERO, &input, &mut |f| got.push(f.to_vec()));
+            assert_eq!(got.len(), 1);
+            let flipped: u32 = input
+                .iter()
+                .zip(&got[0])
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            assert_eq!(flipped, 1, "frame {i}");
+        }
+        assert_eq!(inj.stats().corrupted, 200);
+    }
+
+    #[test]
+    fn zero_config_passes_everything_unchanged() {
+        let mut inj = FaultInjector::new(FaultConfig::default());
+        assert!(!inj.config().is_active());
+        let got = run(&mut inj, 1000);
+        assert_eq!(got, (0..1000).map(frame).collect::<Vec<_>>());
+        let s = inj.stats();
+        assert_eq!(
+            s,
+            FaultStats {
+                passed: 1000,
+                ..FaultStats::default()
+            }
+        );
+        assert_eq!(inj.poll_at(), None);
+    }
+
+    #[test]
+    fn mixed_faults_conserve_frames() {
+        // Every input frame is either dropped or delivered (1 + dup) times,
+        // once the held frame is flushed at the end.
+        let mut inj = FaultInjector::new(cfg(0.1, 0.1, 0.3, 0.1, 99));
+        let mut got = run(&mut inj, 5000);
+        inj.flush_due(Instant::from_secs(60), &mut |f| got.push(f.to_vec()));
+        let s = inj.stats();
+        assert_eq!(s.passed + s.dropped, 5000);
+        assert_eq!(got.len() as u64, s.passed + s.duplicated);
+        assert!(s.reordered > 1000 && s.corrupted > 300, "{s:?}");
+    }
+
+    #[test]
+    fn validate_rejects_out_of_range_and_names_the_flag() {
+        assert!(FaultConfig::default().validate().is_ok());
+        assert!(cfg(1.0, 0.0, 0.5, 0.0, 0).validate().is_ok());
+        let e = cfg(0.0, 1.5, 0.0, 0.0, 0).validate().unwrap_err();
+        assert!(e.contains("--dup") && !e.contains('\n'), "{e}");
+        let e = cfg(0.0, 0.0, 0.0, -0.1, 0).validate().unwrap_err();
+        assert!(e.contains("--corrupt"), "{e}");
+        assert!(
+            cfg(f64::NAN, 0.0, 0.0, 0.0, 0)
+                .validate()
+                .unwrap_err()
+                .contains("--loss")
+        );
+        assert!(cfg(0.0, 0.0, 0.01, 0.0, 0).is_active());
+    }
+}

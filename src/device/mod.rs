@@ -1,0 +1,2 @@
+pub mod fault;
+pub mod pcap;
