@@ -1,12 +1,210 @@
 //! The sans-I/O core: no syscalls, no threads, no clock.
+//!
+//! `Stack` glues the layers together. Inputs: `receive(now, frame)` and
+//! socket operations on the layers; outputs: `poll_transmit()` frames,
+//! `poll_at()` the next deadline, and `take_events()` the sockets whose
+//! readiness may have changed.
 
+pub mod arp;
 pub mod counters;
+pub mod icmp;
+pub mod iface;
 pub mod ip;
+pub mod ipv4;
 pub mod rng;
 pub mod socket;
-pub mod ipv4;
 pub mod tcp;
 pub mod time;
+pub mod udp;
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use smoltcp::wire::IpProtocol;
 
 pub use counters::Counters;
+use icmp::IcmpLayer;
+use iface::{IfaceConfig, Interface};
+use ipv4::reassembly::{ReassemblyConfig, Reassembler};
+use socket::SocketId;
 pub use time::Instant;
+use udp::{UdpConfig, UdpLayer};
+
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub iface: IfaceConfig,
+    pub udp: UdpConfig,
+    pub reassembly: ReassemblyConfig,
+    /// ICMP errors per second and burst (Linux: 1000 and 50).
+    pub icmp_rate: (u32, u32),
+    /// Seed for every random choice (ports, ISNs, IP ids); None = entropy.
+    pub seed: Option<u64>,
+}
+
+pub struct Stack {
+    pub iface: Interface,
+    pub reassembler: Reassembler,
+    pub icmp: IcmpLayer,
+    pub udp: UdpLayer,
+    events: Vec<SocketId>,
+}
+
+impl Stack {
+    /// Creates the stack and queues a gratuitous ARP announcement.
+    pub fn new(mut config: StackConfig) -> Stack {
+        let seed = config.seed.unwrap_or_else(|| rng::Rng::from_entropy().next_u64());
+        config.udp.seed = Some(seed ^ 0x5544_5000);
+        let mut iface = Interface::new(config.iface, seed);
+        iface.announce();
+        Stack {
+            iface,
+            reassembler: Reassembler::new(config.reassembly),
+            icmp: IcmpLayer::new(config.icmp_rate.0, config.icmp_rate.1),
+            udp: UdpLayer::new(config.udp),
+            events: Vec::new(),
+        }
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.iface.addr()
+    }
+
+    /// One frame from the link.
+    pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        let Some(ip_bytes) = self.iface.receive_frame(now, frame) else {
+            return;
+        };
+        let our = self.iface.addr();
+        let cidr = self.iface.config.cidr;
+        let is_bcast = |ip: Ipv4Addr| ip == Ipv4Addr::BROADCAST || Some(ip) == cidr.broadcast();
+        let Some(input) = ipv4::parse(ip_bytes, our, is_bcast, &mut self.iface.counters) else {
+            return;
+        };
+        match input.fragment {
+            None => self.deliver(now, input.src, input.dst, input.protocol, input.header, input.payload),
+            Some((key, offset, more)) => {
+                let counters = &mut self.iface.counters;
+                if let Some(whole) =
+                    self.reassembler.insert(now, key, offset, more, input.header, input.payload, counters)
+                {
+                    counters.inc("ipv4.reassembled");
+                    let proto = IpProtocol::from(whole.key.protocol);
+                    self.deliver(now, whole.key.src, whole.key.dst, proto, &whole.header, &whole.payload);
+                }
+            }
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        header: &[u8],
+        payload: &[u8],
+    ) {
+        match protocol {
+            IpProtocol::Icmp => {
+                if let Some(err) = self.icmp.receive(now, &mut self.iface, src, dst, payload) {
+                    self.icmp_error_to_transport(&err);
+                }
+            }
+            IpProtocol::Udp => {
+                if !self.udp.receive(src, dst, payload) && dst == self.iface.addr() {
+                    self.icmp.send_error(
+                        now,
+                        &mut self.iface,
+                        icmp::TYPE_DEST_UNREACHABLE,
+                        icmp::CODE_PORT_UNREACHABLE,
+                        src,
+                        header,
+                        payload,
+                    );
+                }
+                self.collect_udp_events();
+            }
+            _ => {
+                self.iface.counters.inc("ipv4.unknown_protocol");
+                if dst == self.iface.addr() {
+                    self.icmp.send_error(
+                        now,
+                        &mut self.iface,
+                        icmp::TYPE_DEST_UNREACHABLE,
+                        icmp::CODE_PROTOCOL_UNREACHABLE,
+                        src,
+                        header,
+                        payload,
+                    );
+                }
+            }
+        }
+    }
+
+    fn icmp_error_to_transport(&mut self, err: &icmp::IcmpError) {
+        if err.protocol == IpProtocol::Udp {
+            let kind = match (err.icmp_type, err.code) {
+                (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_PORT_UNREACHABLE)
+                | (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_PROTOCOL_UNREACHABLE) => {
+                    io::ErrorKind::ConnectionRefused
+                }
+                (icmp::TYPE_DEST_UNREACHABLE, 0 | 6 | 9 | 10) => io::ErrorKind::NetworkUnreachable,
+                (icmp::TYPE_DEST_UNREACHABLE, _) => io::ErrorKind::HostUnreachable,
+                _ => return,
+            };
+            self.udp.icmp_error(err.quoted_dst, err.quoted_payload, kind);
+            self.collect_udp_events();
+        }
+    }
+
+    fn collect_udp_events(&mut self) {
+        let mut handles = Vec::new();
+        self.udp.take_events(&mut handles);
+        self.events.extend(handles.into_iter().map(|h| SocketId::Udp(h.0)));
+    }
+
+    /// Timers: ARP retries, reassembly timeouts.
+    pub fn dispatch(&mut self, now: Instant) {
+        self.iface.poll_arp(now);
+        for expired in self.reassembler.expire(now, &mut self.iface.counters) {
+            // RFC 792: time exceeded (reassembly) if we had the first fragment.
+            let (src, header, payload) = (expired.key.src, expired.header, expired.payload);
+            self.icmp.send_error(
+                now,
+                &mut self.iface,
+                icmp::TYPE_TIME_EXCEEDED,
+                icmp::CODE_REASSEMBLY_TIME_EXCEEDED,
+                src,
+                &header,
+                &payload,
+            );
+        }
+    }
+
+    /// Next frame to send, if any. Give the buffer back with `recycle`.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.iface.outbox.pop()
+    }
+
+    pub fn recycle(&mut self, frame: Vec<u8>) {
+        self.iface.outbox.recycle(frame);
+    }
+
+    /// The earliest time `dispatch` has work to do.
+    pub fn poll_at(&self) -> Option<Instant> {
+        time::earliest(self.iface.arp.poll_at(), self.reassembler.poll_at())
+    }
+
+    /// Sockets whose readiness may have changed since the last call.
+    pub fn take_events(&mut self, out: &mut Vec<SocketId>) {
+        out.append(&mut self.events);
+    }
+
+    /// Every counter of every layer, for the exit report and the log.
+    pub fn counters(&self) -> Counters {
+        let mut all = self.iface.counters.clone();
+        all.merge(&self.icmp.counters);
+        all.merge(&self.udp.counters);
+        all
+    }
+}
