@@ -4,6 +4,9 @@
 //! thread (`runtime`), the std::net-shaped API (`api`) and demo services
 //! (`apps`).
 
+pub mod api;
+pub mod apps;
 pub mod device;
+pub mod runtime;
 pub mod stack;
 pub mod trace;

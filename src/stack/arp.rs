@@ -63,10 +63,7 @@ struct Pending {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolution {
     /// Send to this MAC; if `refresh` is set, also send a request now.
-    Known {
-        mac: EthernetAddress,
-        refresh: bool,
-    },
+    Known { mac: EthernetAddress, refresh: bool },
     /// Queue the frame with `queue`; not resolved yet.
     Unknown,
 }
@@ -214,7 +211,10 @@ impl ArpCache {
 
     pub fn poll_at(&self) -> Option<Instant> {
         let interval = self.config.request_interval;
-        self.pending.values().map(|p| p.last_request + interval).min()
+        self.pending
+            .values()
+            .map(|p| p.last_request + interval)
+            .min()
     }
 
     pub fn pending_frames(&self) -> usize {

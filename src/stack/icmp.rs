@@ -3,9 +3,8 @@
 //! own datagrams so the transports can act on them.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
-use smoltcp::wire::{IpProtocol, Icmpv4Packet, Ipv4Packet};
+use smoltcp::wire::{Icmpv4Packet, IpProtocol, Ipv4Packet};
 
 use super::counters::Counters;
 use super::iface::Interface;
@@ -220,7 +219,10 @@ impl IcmpLayer {
 }
 
 fn is_error_type(t: u8) -> bool {
-    !matches!(t, TYPE_ECHO_REPLY | TYPE_ECHO_REQUEST | 13 | 14 | 15 | 16 | 17 | 18)
+    !matches!(
+        t,
+        TYPE_ECHO_REPLY | TYPE_ECHO_REQUEST | 13 | 14 | 15 | 16 | 17 | 18
+    )
 }
 
 impl Default for IcmpLayer {
@@ -232,6 +234,7 @@ impl Default for IcmpLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn rate_limiter_allows_burst_then_rate() {

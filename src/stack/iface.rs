@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    IpProtocol, Ipv4Cidr, Ipv4Packet,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol,
+    Ipv4Cidr, Ipv4Packet,
 };
 
 use super::arp::{ArpCache, ArpConfig, Resolution};

@@ -25,7 +25,7 @@ use smoltcp::wire::IpProtocol;
 pub use counters::Counters;
 use icmp::IcmpLayer;
 use iface::{IfaceConfig, Interface};
-use ipv4::reassembly::{ReassemblyConfig, Reassembler};
+use ipv4::reassembly::{Reassembler, ReassemblyConfig};
 use socket::SocketId;
 pub use time::Instant;
 use udp::{UdpConfig, UdpLayer};
@@ -52,7 +52,9 @@ pub struct Stack {
 impl Stack {
     /// Creates the stack and queues a gratuitous ARP announcement.
     pub fn new(mut config: StackConfig) -> Stack {
-        let seed = config.seed.unwrap_or_else(|| rng::Rng::from_entropy().next_u64());
+        let seed = config
+            .seed
+            .unwrap_or_else(|| rng::Rng::from_entropy().next_u64());
         config.udp.seed = Some(seed ^ 0x5544_5000);
         let mut iface = Interface::new(config.iface, seed);
         iface.announce();
@@ -81,15 +83,35 @@ impl Stack {
             return;
         };
         match input.fragment {
-            None => self.deliver(now, input.src, input.dst, input.protocol, input.header, input.payload),
+            None => self.deliver(
+                now,
+                input.src,
+                input.dst,
+                input.protocol,
+                input.header,
+                input.payload,
+            ),
             Some((key, offset, more)) => {
                 let counters = &mut self.iface.counters;
-                if let Some(whole) =
-                    self.reassembler.insert(now, key, offset, more, input.header, input.payload, counters)
-                {
+                if let Some(whole) = self.reassembler.insert(
+                    now,
+                    key,
+                    offset,
+                    more,
+                    input.header,
+                    input.payload,
+                    counters,
+                ) {
                     counters.inc("ipv4.reassembled");
                     let proto = IpProtocol::from(whole.key.protocol);
-                    self.deliver(now, whole.key.src, whole.key.dst, proto, &whole.header, &whole.payload);
+                    self.deliver(
+                        now,
+                        whole.key.src,
+                        whole.key.dst,
+                        proto,
+                        &whole.header,
+                        &whole.payload,
+                    );
                 }
             }
         }
@@ -152,7 +174,8 @@ impl Stack {
                 (icmp::TYPE_DEST_UNREACHABLE, _) => io::ErrorKind::HostUnreachable,
                 _ => return,
             };
-            self.udp.icmp_error(err.quoted_dst, err.quoted_payload, kind);
+            self.udp
+                .icmp_error(err.quoted_dst, err.quoted_payload, kind);
             self.collect_udp_events();
         }
     }
@@ -160,7 +183,8 @@ impl Stack {
     fn collect_udp_events(&mut self) {
         let mut handles = Vec::new();
         self.udp.take_events(&mut handles);
-        self.events.extend(handles.into_iter().map(|h| SocketId::Udp(h.0)));
+        self.events
+            .extend(handles.into_iter().map(|h| SocketId::Udp(h.0)));
     }
 
     /// Timers: ARP retries, reassembly timeouts.
@@ -180,6 +204,9 @@ impl Stack {
             );
         }
     }
+
+    /// Lets the transports emit what is due (data, ACKs, retransmissions).
+    pub fn dispatch_transport(&mut self, _now: Instant) {}
 
     /// Next frame to send, if any. Give the buffer back with `recycle`.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {

@@ -233,9 +233,15 @@ impl UdpLayer {
         }
         let src_port = s.local.port();
         let src_ip = ip.local_addr();
-        let ok = ip.send_ip(now, *dst.ip(), IpProtocol::Udp, HEADER + data.len(), &mut |buf| {
-            write_datagram(buf, src_ip, src_port, dst, data);
-        });
+        let ok = ip.send_ip(
+            now,
+            *dst.ip(),
+            IpProtocol::Udp,
+            HEADER + data.len(),
+            &mut |buf| {
+                write_datagram(buf, src_ip, src_port, dst, data);
+            },
+        );
         if !ok {
             return Err(io::Error::new(
                 io::ErrorKind::HostUnreachable,

@@ -97,8 +97,8 @@ mod tests {
     /// An ICMP echo request from 10.0.0.1 to 10.0.0.2 captured from
     /// `ping -c1 -s 4` (IP header + 12 bytes of ICMP).
     const ECHO: [u8; 32] = [
-        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x00, 0x00, 10, 0, 0, 1, 10,
-        0, 0, 2, 0x08, 0x00, 0xf7, 0xfd, 0x00, 0x01, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef,
+        0x45, 0x00, 0x00, 0x20, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x00, 0x00, 10, 0, 0, 1, 10, 0,
+        0, 2, 0x08, 0x00, 0xf7, 0xfd, 0x00, 0x01, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef,
     ];
 
     fn with_checksum(mut b: Vec<u8>) -> Vec<u8> {
@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(run(&with_checksum(other)).1.get("ipv4.not_for_us"), 1);
         let mut bcast_src = good.clone();
         bcast_src[15] = 255;
-        assert_eq!(run(&with_checksum(bcast_src)).1.get("ipv4.martian_source"), 1);
+        assert_eq!(
+            run(&with_checksum(bcast_src)).1.get("ipv4.martian_source"),
+            1
+        );
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! BSD socket facade.

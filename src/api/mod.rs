@@ -1,0 +1,107 @@
+//! The application-facing API, shaped like `std::net`: `UdpSocket`,
+//! `TcpListener`, `TcpStream`, a `Poll` registry for many sockets, and a
+//! thin BSD-style facade (`bsd`). Every type is a cheap handle onto the
+//! stack thread started by `Net`.
+
+pub mod bsd;
+pub mod poll;
+pub mod udp;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::device::Device;
+use crate::runtime::{self, Shared, link::LinkOptions};
+use crate::stack::{Counters, Stack, StackConfig};
+
+pub use poll::{Event, Events, Interest, Poll, Token};
+pub use udp::UdpSocket;
+
+/// A running stack: owns the stack thread. Clone it freely; call
+/// `shutdown` once to stop the thread.
+#[derive(Clone)]
+pub struct Net {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Net {
+    /// Starts a stack on `device` (a TAP, or one end of an in-memory link).
+    pub fn start(
+        device: Arc<dyn Device>,
+        config: StackConfig,
+        link: &LinkOptions,
+    ) -> Result<Net, String> {
+        let stack = Stack::new(config);
+        let shared = runtime::start(device, stack, link)?;
+        Ok(Net { shared })
+    }
+
+    /// Stops the stack thread; blocked calls return an error.
+    pub fn shutdown(&self) {
+        runtime::stop(&self.shared);
+    }
+
+    /// Every counter of every layer.
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().stack.counters()
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.shared.lock().stack.addr()
+    }
+
+    /// Why the stack stopped, if it did (device gone, shutdown).
+    pub fn stopped(&self) -> Option<String> {
+        self.shared.lock().stopped.clone()
+    }
+}
+
+/// Per-socket options shared by all clones of a socket (as the socket
+/// options of one kernel socket are shared by its duplicated fds).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Options {
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    pub nonblocking: bool,
+}
+
+pub(crate) type SharedOptions = Arc<Mutex<Options>>;
+
+pub(crate) fn opts(o: &SharedOptions) -> Options {
+    *o.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn set_opts(o: &SharedOptions, f: impl FnOnce(&mut Options)) {
+    f(&mut o.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// std rejects a zero timeout with InvalidInput; so do we.
+pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
+    if t == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves to the first IPv4 socket address (the stack is IPv4-only).
+pub fn to_v4(addr: impl ToSocketAddrs) -> io::Result<SocketAddrV4> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match a {
+            SocketAddr::V4(v4) => return Ok(v4),
+            SocketAddr::V6(v6) => last = Some(v6),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        match last {
+            Some(v6) => format!("{v6} is IPv6; tapstack speaks IPv4 only"),
+            None => "no address to use".to_string(),
+        },
+    ))
+}

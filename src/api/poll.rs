@@ -1,0 +1,226 @@
+//! Readiness for many sockets at once, in the shape of `mio`: register
+//! sockets with a `Token` and an `Interest`, then `poll` waits (with one
+//! timeout) until some are ready. Level-triggered: a socket stays
+//! reported while it is ready.
+//!
+//! The stack thread records which sockets had events; `poll` checks only
+//! those (and those it last reported), so a registry of thousands of idle
+//! sockets costs nothing per call.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Net;
+use crate::runtime::PollId;
+use crate::stack::socket::{Readiness, SocketId};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(pub usize);
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Interest {
+    readable: bool,
+    writable: bool,
+}
+
+impl Interest {
+    pub const READABLE: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
+    pub const WRITABLE: Interest = Interest {
+        readable: false,
+        writable: true,
+    };
+    pub const BOTH: Interest = Interest {
+        readable: true,
+        writable: true,
+    };
+}
+
+impl std::ops::BitOr for Interest {
+    type Output = Interest;
+    fn bitor(self, o: Interest) -> Interest {
+        Interest {
+            readable: self.readable || o.readable,
+            writable: self.writable || o.writable,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    token: Token,
+    readiness: Readiness,
+}
+
+impl Event {
+    pub fn token(&self) -> Token {
+        self.token
+    }
+    pub fn is_readable(&self) -> bool {
+        self.readiness.readable
+    }
+    pub fn is_writable(&self) -> bool {
+        self.readiness.writable
+    }
+    pub fn is_error(&self) -> bool {
+        self.readiness.error
+    }
+    /// The peer closed its side, or the connection is gone.
+    pub fn is_hup(&self) -> bool {
+        self.readiness.hup
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Events {
+    list: Vec<Event>,
+    capacity: usize,
+}
+
+impl Events {
+    pub fn with_capacity(capacity: usize) -> Events {
+        Events {
+            list: Vec::with_capacity(capacity),
+            capacity: capacity.max(1),
+        }
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, Event> {
+        self.list.iter()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = &'a Event;
+    type IntoIter = std::slice::Iter<'a, Event>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+/// Something that can be registered: every socket type of the API.
+pub trait Source {
+    fn socket_id(&self) -> SocketId;
+}
+
+impl Source for super::UdpSocket {
+    fn socket_id(&self) -> SocketId {
+        self.id()
+    }
+}
+
+pub struct Poll {
+    net: Net,
+    id: PollId,
+}
+
+impl Poll {
+    pub fn new(net: &Net) -> Poll {
+        let id = net.shared.lock().new_poll();
+        Poll {
+            net: net.clone(),
+            id,
+        }
+    }
+
+    pub fn register(&self, src: &impl Source, token: Token, interest: Interest) -> io::Result<()> {
+        let mut core = self.net.shared.lock();
+        let id = src.socket_id();
+        core.register(self.id, id, token.0, interest.readable, interest.writable);
+        Ok(())
+    }
+
+    pub fn reregister(
+        &self,
+        src: &impl Source,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.register(src, token, interest)
+    }
+
+    pub fn deregister(&self, src: &impl Source) -> io::Result<()> {
+        self.net.shared.lock().deregister(self.id, src.socket_id());
+        Ok(())
+    }
+
+    /// Waits until at least one registered socket is ready (or `timeout`
+    /// passes; `Some(ZERO)` only checks). Returns the number of events.
+    pub fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+        events.list.clear();
+        let cap = events.capacity.max(1);
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut core = self.net.shared.lock();
+        let cond: Arc<std::sync::Condvar> = match core.polls.get(&self.id) {
+            Some(p) => p.cond.clone(),
+            None => return Err(io::Error::other("poll registry is gone")),
+        };
+        loop {
+            if let Some(why) = &core.stopped {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("network stack stopped: {why}"),
+                ));
+            }
+            collect(&mut core, self.id, &mut events.list, cap);
+            if !events.list.is_empty() {
+                return Ok(events.list.len());
+            }
+            core = match deadline {
+                None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Ok(0);
+                    }
+                    cond.wait_timeout(core, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Checks the hinted sockets; ready ones are reported and kept as hints.
+fn collect(core: &mut crate::runtime::Core, poll: PollId, out: &mut Vec<Event>, cap: usize) {
+    let Some(state) = core.polls.get_mut(&poll) else {
+        return;
+    };
+    let hints: Vec<SocketId> = state.hints.drain().collect();
+    let mut keep = Vec::new();
+    for id in hints {
+        let Some(&(token, read, write)) = core.polls.get(&poll).and_then(|s| s.registered.get(&id))
+        else {
+            continue;
+        };
+        let r = core.readiness(id);
+        let hit = (read && (r.readable || r.hup)) || (write && r.writable) || r.error;
+        if hit {
+            keep.push(id);
+            if out.len() < cap {
+                out.push(Event {
+                    token: super::poll::Token(token),
+                    readiness: r,
+                });
+            }
+        }
+    }
+    if let Some(state) = core.polls.get_mut(&poll) {
+        state.hints.extend(keep);
+    }
+}
+
+impl Drop for Poll {
+    fn drop(&mut self) {
+        self.net.shared.lock().drop_poll(self.id);
+    }
+}

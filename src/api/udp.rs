@@ -1,0 +1,196 @@
+//! `UdpSocket`, mirroring `std::net::UdpSocket`.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Net, SharedOptions, check_timeout, opts, set_opts, to_v4};
+use crate::stack::socket::SocketId;
+use crate::stack::udp::UdpHandle;
+
+struct Inner {
+    net: Net,
+    handle: UdpHandle,
+    options: SharedOptions,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut core = self.net.shared.lock();
+        core.stack.udp.close(self.handle);
+        core.forget(SocketId::Udp(self.handle.0));
+    }
+}
+
+/// A UDP socket on the stack. Dropping the last clone closes it.
+#[derive(Clone)]
+pub struct UdpSocket {
+    inner: Arc<Inner>,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (`0.0.0.0:0` for any address and an ephemeral port).
+    pub fn bind(net: &Net, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let local = to_v4(addr)?;
+        let handle = net.shared.lock().stack.udp.bind(local)?;
+        Ok(UdpSocket {
+            inner: Arc::new(Inner {
+                net: net.clone(),
+                handle,
+                options: SharedOptions::default(),
+            }),
+        })
+    }
+
+    pub(crate) fn id(&self) -> SocketId {
+        SocketId::Udp(self.inner.handle.0)
+    }
+
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        Ok(self.clone())
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        let core = self.inner.net.shared.lock();
+        core.stack
+            .udp
+            .local_addr(self.inner.handle)
+            .map(SocketAddr::V4)
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        let core = self.inner.net.shared.lock();
+        core.stack
+            .udp
+            .peer_addr(self.inner.handle)
+            .map(SocketAddr::V4)
+    }
+
+    /// Sets the default destination for `send` and filters what `recv`
+    /// gets to datagrams from that peer.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let remote = to_v4(addr)?;
+        let mut core = self.inner.net.shared.lock();
+        core.stack.udp.connect(self.inner.handle, remote)
+    }
+
+    fn send_inner(&self, buf: &[u8], dst: Option<SocketAddrV4>) -> io::Result<usize> {
+        let h = self.inner.handle;
+        self.inner.net.shared.with_core(|core| {
+            let now = core.now();
+            let stack = &mut core.stack;
+            let cidr = stack.iface.config.cidr;
+            let is_bcast = |ip: std::net::Ipv4Addr| {
+                ip == std::net::Ipv4Addr::BROADCAST || Some(ip) == cidr.broadcast()
+            };
+            stack
+                .udp
+                .send_to(now, h, buf, dst, &mut stack.iface, is_bcast)
+        })
+    }
+
+    pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
+        self.send_inner(buf, Some(to_v4(addr)?))
+    }
+
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send_inner(buf, None)
+    }
+
+    fn recv_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
+        let o = opts(&self.inner.options);
+        let h = self.inner.handle;
+        self.inner
+            .net
+            .shared
+            .block_on(
+                self.id(),
+                !o.nonblocking,
+                o.read_timeout,
+                io::ErrorKind::WouldBlock,
+                |core| core.stack.udp.recv_from(h, buf, peek),
+            )
+            .map(|(n, from)| (n, SocketAddr::V4(from)))
+    }
+
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_inner(buf, false)
+    }
+
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_inner(buf, true)
+    }
+
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_inner(buf, false).map(|(n, _)| n)
+    }
+
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_inner(buf, true).map(|(n, _)| n)
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        set_opts(&self.inner.options, |o| o.read_timeout = t);
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        set_opts(&self.inner.options, |o| o.write_timeout = t);
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(opts(&self.inner.options).read_timeout)
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(opts(&self.inner.options).write_timeout)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        set_opts(&self.inner.options, |o| o.nonblocking = on);
+        Ok(())
+    }
+
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.inner
+            .net
+            .shared
+            .lock()
+            .stack
+            .udp
+            .set_broadcast(self.inner.handle, on)
+    }
+
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.inner
+            .net
+            .shared
+            .lock()
+            .stack
+            .udp
+            .broadcast(self.inner.handle)
+    }
+
+    /// The pending error (e.g. an ICMP port unreachable), clearing it.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner
+            .net
+            .shared
+            .lock()
+            .stack
+            .udp
+            .take_error(self.inner.handle)
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.local_addr().ok())
+            .finish()
+    }
+}

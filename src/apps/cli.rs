@@ -1,0 +1,278 @@
+//! The `tapstack` command line: options shared by every subcommand, the
+//! TAP and kernel-side setup, and clean shutdown on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use nix::sys::signal::{SigSet, Signal};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+
+use super::config::{self, DEFAULT_MAC};
+use crate::api::Net;
+use crate::device::fault::FaultConfig;
+use crate::device::{Device, hostcfg, tap::TapDevice};
+use crate::runtime::link::LinkOptions;
+use crate::stack::StackConfig;
+use crate::stack::iface::IfaceConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tapstack",
+    version,
+    about = "A userspace TCP/IP stack on a Linux TAP device",
+    after_help = "Example: sudo tapstack echo   (then: ping 10.0.0.2; nc -u 10.0.0.2 7)"
+)]
+pub struct Cli {
+    /// TAP interface to use (created if missing, removed on exit if we created it)
+    #[arg(long, global = true, default_value = "tap0", value_name = "NAME")]
+    pub tap: String,
+    /// The stack's own address
+    #[arg(long, global = true, default_value = "10.0.0.2/24", value_name = "CIDR", value_parser = config::parse_cidr)]
+    pub addr: Ipv4Cidr,
+    /// Address given to the kernel side of the TAP
+    #[arg(long, global = true, default_value = "10.0.0.1/24", value_name = "CIDR", value_parser = config::parse_cidr)]
+    pub host_addr: Ipv4Cidr,
+    /// Leave the kernel side of the TAP alone (no address, MTU or link up)
+    #[arg(long, global = true)]
+    pub no_host_config: bool,
+    /// Default gateway for destinations off the subnet
+    #[arg(long, global = true, value_name = "IP")]
+    pub gateway: Option<std::net::Ipv4Addr>,
+    /// The stack's MAC address
+    #[arg(long, global = true, default_value = DEFAULT_MAC, value_name = "MAC", value_parser = config::parse_mac)]
+    pub mac: EthernetAddress,
+    /// Link MTU (the kernel side is set to the same)
+    #[arg(long, global = true, default_value_t = 1500, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
+    pub mtu: u16,
+    /// Write every frame in and out to FILE (pcap, for tcpdump/Wireshark)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Print one line per frame and every TCP state change
+    #[arg(long, global = true)]
+    pub trace: bool,
+    /// Drop each frame (both directions) with probability P (0.01 or 1%)
+    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    pub loss: f64,
+    /// Duplicate each frame with probability P
+    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    pub dup: f64,
+    /// Hold each frame back behind the next with probability P
+    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    pub reorder: f64,
+    /// Flip one bit of each frame with probability P
+    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    pub corrupt: f64,
+    /// Seed for the fault injector and the stack's random choices
+    #[arg(long, global = true, value_name = "N")]
+    pub seed: Option<u64>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the stack only: it answers ARP and ping
+    Up,
+    /// Run the stack with echo (7), discard (9) and chargen (19)
+    Echo,
+    /// A netcat-like client over the stack: stdin to HOST:PORT, replies to stdout
+    Connect {
+        /// Use UDP instead of TCP
+        #[arg(short = 'u', long)]
+        udp: bool,
+        /// After stdin ends, wait this many seconds of quiet for replies (UDP)
+        #[arg(short = 'q', long, default_value_t = 1.0, value_name = "SECS")]
+        quit_after: f64,
+        /// Where to connect, e.g. 10.0.0.1:9000
+        target: String,
+    },
+}
+
+/// Parses the command line; on error prints one line and exits with 2.
+fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                )
+            {
+                e.exit();
+            }
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!(
+                "tapstack: {} (see tapstack --help)",
+                first.trim_start_matches("error: ")
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn init_logging(trace: bool) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    if trace {
+        builder.filter_module(crate::runtime::link::TRACE_TARGET, log::LevelFilter::Debug);
+    }
+    builder.format_timestamp_micros().init();
+}
+
+impl Cli {
+    fn stack_config(&self) -> StackConfig {
+        StackConfig {
+            iface: IfaceConfig {
+                mac: self.mac,
+                cidr: self.addr,
+                gateway: self.gateway,
+                mtu: self.mtu as usize,
+                arp: Default::default(),
+                outbox_limit: 8192,
+            },
+            udp: Default::default(),
+            reassembly: Default::default(),
+            icmp_rate: (1000, 50),
+            seed: self.seed,
+        }
+    }
+
+    fn link_options(&self) -> LinkOptions {
+        LinkOptions {
+            pcap: self.pcap.clone(),
+            trace: self.trace,
+            fault: FaultConfig {
+                loss: self.loss,
+                dup: self.dup,
+                reorder: self.reorder,
+                corrupt: self.corrupt,
+                seed: self.seed.unwrap_or(1),
+            },
+        }
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread started after,
+/// so they can be waited for synchronously.
+fn block_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    let _ = set.thread_block();
+    set
+}
+
+/// Opens and configures the TAP, starts the stack. Errors are one line.
+fn bring_up(cli: &Cli) -> Result<(Net, Arc<TapDevice>), String> {
+    let host = (!cli.no_host_config).then_some(cli.host_addr);
+    config::check_addresses(cli.addr, host, cli.gateway)?;
+    let tap = Arc::new(TapDevice::open(&cli.tap)?);
+    if !cli.no_host_config {
+        hostcfg::configure(tap.name(), &cli.host_addr.to_string(), cli.mtu as usize)?;
+    }
+    let device: Arc<dyn Device> = tap.clone();
+    let net = Net::start(device, cli.stack_config(), &cli.link_options())?;
+    log::info!(
+        "tapstack up on {} as {} ({}), kernel side {}",
+        tap.name(),
+        cli.addr,
+        cli.mac,
+        if cli.no_host_config {
+            "untouched".to_string()
+        } else {
+            cli.host_addr.to_string()
+        }
+    );
+    Ok((net, tap))
+}
+
+fn report(net: &Net) {
+    eprintln!("tapstack: counters");
+    eprint!("{}", net.counters());
+}
+
+/// Entry point of the binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = parse();
+    init_logging(cli.trace);
+    let signals = block_signals();
+    let (net, tap) = match bring_up(&cli) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("tapstack: {e}");
+            return 1;
+        }
+    };
+    let result = run(&cli, &net, &signals);
+    net.shutdown();
+    report(&net);
+    if tap.created {
+        log::info!("removing TAP {}", tap.name());
+    }
+    drop(tap); // closing a TAP we created removes it (it is not persistent)
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("tapstack: {e}");
+            1
+        }
+    }
+}
+
+fn wait_for_signal(signals: &SigSet) {
+    match signals.wait() {
+        Ok(sig) => log::info!("{sig} received, shutting down"),
+        Err(e) => log::error!("waiting for signals failed: {e}"),
+    }
+}
+
+fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
+    match &cli.command {
+        Command::Up => {
+            eprintln!(
+                "tapstack: up on {} as {}; Ctrl-C to stop",
+                cli.tap,
+                cli.addr.address()
+            );
+            wait_for_signal(signals);
+            Ok(())
+        }
+        Command::Echo => {
+            super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
+            eprintln!(
+                "tapstack: echo (7), discard (9), chargen (19) on {}; Ctrl-C to stop",
+                cli.addr.address()
+            );
+            wait_for_signal(signals);
+            Ok(())
+        }
+        Command::Connect {
+            udp,
+            quit_after,
+            target,
+        } => {
+            if !quit_after.is_finite() || *quit_after < 0.0 {
+                return Err("-q must be a number of seconds >= 0".into());
+            }
+            let linger = Duration::from_secs_f64(*quit_after);
+            // stdin may never end: let a signal end the process (closing
+            // the TAP we created removes it).
+            let (sig, stopper) = (*signals, net.clone());
+            std::thread::spawn(move || {
+                wait_for_signal(&sig);
+                stopper.shutdown();
+                std::process::exit(130);
+            });
+            if *udp {
+                super::connect::udp(net, target, linger)
+            } else {
+                Err("TCP connect is not available yet: use -u".into())
+            }
+        }
+    }
+}

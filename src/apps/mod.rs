@@ -1,0 +1,6 @@
+//! Demo services and the `tapstack` command line.
+
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod services;

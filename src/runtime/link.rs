@@ -1,0 +1,129 @@
+//! What sits between the stack and the device on every frame: the pcap
+//! capture, the `--trace` line, and the seeded fault injectors (one per
+//! direction).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::device::fault::{FaultConfig, FaultInjector};
+use crate::device::pcap::PcapWriter;
+use crate::stack::Instant;
+use crate::trace::describe_frame;
+
+#[derive(Clone, Debug, Default)]
+pub struct LinkOptions {
+    pub pcap: Option<std::path::PathBuf>,
+    pub trace: bool,
+    /// Applied to frames in both directions, with independent streams.
+    pub fault: FaultConfig,
+}
+
+pub struct Link {
+    pcap: Option<PcapWriter>,
+    trace: bool,
+    fault_rx: Option<FaultInjector>,
+    fault_tx: Option<FaultInjector>,
+}
+
+pub const TRACE_TARGET: &str = "tapstack::trace";
+
+impl Link {
+    pub fn new(opts: &LinkOptions) -> Result<Link, String> {
+        let pcap = match &opts.pcap {
+            Some(path) => Some(open_pcap(path)?),
+            None => None,
+        };
+        let (fault_rx, fault_tx) = if opts.fault.is_active() {
+            let mut tx = opts.fault.clone();
+            tx.seed = tx.seed.wrapping_add(0x9e37_79b9);
+            (
+                Some(FaultInjector::new(opts.fault.clone())),
+                Some(FaultInjector::new(tx)),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Link {
+            pcap,
+            trace: opts.trace,
+            fault_rx,
+            fault_tx,
+        })
+    }
+
+    fn observe(&mut self, dir: &str, frame: &[u8]) {
+        if let Some(p) = &mut self.pcap
+            && let Err(e) = p.write_frame(SystemTime::now(), frame)
+        {
+            log::error!("pcap write failed, capture stopped: {e}");
+            self.pcap = None;
+        }
+        if self.trace {
+            log::info!(target: TRACE_TARGET, "{dir} {}", describe_frame(frame));
+        }
+    }
+
+    /// A received frame: captured, traced, then passed through the rx
+    /// fault injector to `deliver` (0, 1 or 2 times).
+    pub fn inbound(&mut self, now: Instant, frame: &[u8], deliver: &mut dyn FnMut(&[u8])) {
+        self.observe("<", frame);
+        match &mut self.fault_rx {
+            Some(f) => f.process(now, frame, deliver),
+            None => deliver(frame),
+        }
+    }
+
+    /// A frame to send: through the tx fault injector, then captured and
+    /// traced as it goes to the wire (so the capture shows what the peer
+    /// really received).
+    pub fn outbound(&mut self, now: Instant, frame: &[u8], send: &mut dyn FnMut(&[u8])) {
+        let (pcap, trace) = (&mut self.pcap, self.trace);
+        let mut observed = |f: &[u8]| wire_out(pcap, trace, f, send);
+        match &mut self.fault_tx {
+            Some(f) => f.process(now, frame, &mut observed),
+            None => observed(frame),
+        }
+    }
+
+    /// Releases frames held for reordering whose time has come.
+    pub fn flush_due(
+        &mut self,
+        now: Instant,
+        deliver: &mut dyn FnMut(&[u8]),
+        send: &mut dyn FnMut(&[u8]),
+    ) {
+        if let Some(f) = &mut self.fault_rx {
+            f.flush_due(now, deliver);
+        }
+        let (pcap, trace) = (&mut self.pcap, self.trace);
+        if let Some(f) = &mut self.fault_tx {
+            f.flush_due(now, &mut |frame| wire_out(pcap, trace, frame, send));
+        }
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        let rx = self.fault_rx.as_ref().and_then(FaultInjector::poll_at);
+        let tx = self.fault_tx.as_ref().and_then(FaultInjector::poll_at);
+        crate::stack::time::earliest(rx, tx)
+    }
+
+    pub fn flush_capture(&mut self) {
+        if let Some(p) = &mut self.pcap {
+            let _ = p.flush();
+        }
+    }
+}
+
+fn wire_out(pcap: &mut Option<PcapWriter>, trace: bool, frame: &[u8], send: &mut dyn FnMut(&[u8])) {
+    if let Some(p) = pcap.as_mut() {
+        let _ = p.write_frame(SystemTime::now(), frame);
+    }
+    if trace {
+        log::info!(target: TRACE_TARGET, "> {}", describe_frame(frame));
+    }
+    send(frame);
+}
+
+fn open_pcap(path: &Path) -> Result<PcapWriter, String> {
+    PcapWriter::create(path).map_err(|e| format!("cannot create pcap file {}: {e}", path.display()))
+}

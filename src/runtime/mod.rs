@@ -1,0 +1,334 @@
+//! The one stack thread and the state it shares with application threads.
+//!
+//! The core (`Stack`) sits behind one mutex together with the link (pcap,
+//! trace, faults) and the wait registry. The stack thread sleeps in
+//! `poll()` on the device and an eventfd with the core's next deadline as
+//! timeout, never holding the lock while it waits. Application threads lock
+//! briefly to operate on their socket; output they cause is written to the
+//! device right away from their own thread (no wake-up of the stack thread
+//! needed), and a blocked call sleeps on its own socket's condition, which
+//! is signalled only for events on that socket.
+
+pub mod clock;
+pub mod link;
+mod thread;
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::device::Device;
+use crate::stack::socket::{Readiness, SocketId};
+use crate::stack::{Instant, Stack};
+pub use clock::Clock;
+use link::Link;
+
+/// Identifies a `Poll` registry inside the core.
+pub type PollId = u64;
+
+#[derive(Default)]
+pub struct PollState {
+    pub cond: Arc<Condvar>,
+    /// socket -> (token, interest: readable, writable)
+    pub registered: HashMap<SocketId, (usize, bool, bool)>,
+    /// Sockets that had an event since the last `poll`, or were ready then
+    /// (level-triggered: they are checked again).
+    pub hints: HashSet<SocketId>,
+}
+
+pub struct Core {
+    pub stack: Stack,
+    pub clock: Clock,
+    link: Link,
+    device: Arc<dyn Device>,
+    /// One condition per socket: a blocked call waits on its socket only.
+    waiters: HashMap<SocketId, Arc<Condvar>>,
+    pub polls: HashMap<PollId, PollState>,
+    socket_polls: HashMap<SocketId, Vec<PollId>>,
+    next_poll: PollId,
+    /// Frames the device refused (it pushed back); retried on POLLOUT.
+    tx_blocked: bool,
+    /// Set when the device failed or the stack was shut down.
+    pub stopped: Option<String>,
+    events: Vec<SocketId>,
+}
+
+pub struct Shared {
+    pub core: Mutex<Core>,
+    wake: EventFd,
+    join: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn stopped_error(why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        format!("network stack stopped: {why}"),
+    )
+}
+
+impl Core {
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    pub fn waiter(&mut self, id: SocketId) -> Arc<Condvar> {
+        self.waiters.entry(id).or_default().clone()
+    }
+
+    /// Forgets a closed socket's waiters and poll registrations.
+    pub fn forget(&mut self, id: SocketId) {
+        if let Some(c) = self.waiters.remove(&id) {
+            c.notify_all();
+        }
+        if let Some(polls) = self.socket_polls.remove(&id) {
+            for p in polls {
+                if let Some(state) = self.polls.get_mut(&p) {
+                    state.registered.remove(&id);
+                    state.hints.remove(&id);
+                }
+            }
+        }
+    }
+
+    pub fn new_poll(&mut self) -> PollId {
+        self.next_poll += 1;
+        self.polls.insert(self.next_poll, PollState::default());
+        self.next_poll
+    }
+
+    pub fn drop_poll(&mut self, p: PollId) {
+        if let Some(state) = self.polls.remove(&p) {
+            for id in state.registered.keys() {
+                if let Some(v) = self.socket_polls.get_mut(id) {
+                    v.retain(|x| *x != p);
+                }
+            }
+        }
+    }
+
+    pub fn register(&mut self, p: PollId, id: SocketId, token: usize, read: bool, write: bool) {
+        if let Some(state) = self.polls.get_mut(&p) {
+            state.registered.insert(id, (token, read, write));
+            state.hints.insert(id);
+            let v = self.socket_polls.entry(id).or_default();
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+    }
+
+    pub fn deregister(&mut self, p: PollId, id: SocketId) {
+        if let Some(state) = self.polls.get_mut(&p) {
+            state.registered.remove(&id);
+            state.hints.remove(&id);
+        }
+        if let Some(v) = self.socket_polls.get_mut(&id) {
+            v.retain(|x| *x != p);
+        }
+    }
+
+    pub fn readiness(&self, id: SocketId) -> Readiness {
+        match id {
+            SocketId::Udp(h) => self.stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
+            SocketId::Tcp(_) => Readiness::default(), // TCP-MERGE
+        }
+    }
+
+    /// Wakes exactly the waiters of sockets whose readiness may have changed.
+    fn notify(&mut self) {
+        self.stack.take_events(&mut self.events);
+        for id in self.events.drain(..) {
+            if let Some(c) = self.waiters.get(&id) {
+                c.notify_all();
+            }
+            if let Some(polls) = self.socket_polls.get(&id) {
+                for p in polls {
+                    if let Some(state) = self.polls.get_mut(p) {
+                        state.hints.insert(id);
+                        state.cond.notify_all();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Generates what the stack has to send and writes it to the device,
+    /// then wakes waiters. Called by the stack thread and after any socket
+    /// operation, so output never waits for the stack thread to wake up.
+    pub fn transmit(&mut self, now: Instant) {
+        self.stack.dispatch_transport(now);
+        let device = self.device.clone();
+        while !self.tx_blocked {
+            let Some(frame) = self.stack.poll_transmit() else {
+                break;
+            };
+            let mut blocked = false;
+            self.link.outbound(now, &frame, &mut |f| {
+                if let Err(e) = device.send(f) {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        blocked = true;
+                    } else {
+                        log::debug!("device send failed: {e}");
+                    }
+                }
+            });
+            if blocked {
+                // The frame is lost to this attempt; TCP will retransmit, so
+                // treat push-back as a drop but stop writing for now.
+                self.stack.iface.counters.inc("tx.device_busy");
+                self.tx_blocked = true;
+            }
+            self.stack.recycle(frame);
+        }
+        self.notify();
+    }
+
+    fn receive(&mut self, now: Instant, frame: &[u8]) {
+        let stack = &mut self.stack;
+        self.link
+            .inbound(now, frame, &mut |f| stack.receive(now, f));
+    }
+
+    /// Timers and held frames due at `now`.
+    fn on_timers(&mut self, now: Instant) {
+        let stack = &mut self.stack;
+        let device = self.device.clone();
+        self.link
+            .flush_due(now, &mut |f| stack.receive(now, f), &mut |f| {
+                let _ = device.send(f);
+            });
+        self.stack.dispatch(now);
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        crate::stack::time::earliest(self.stack.poll_at(), self.link.poll_at())
+    }
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic elsewhere must not turn every later call into a panic:
+        // the core's state stays consistent between operations.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the stack thread (after a change that moves its deadline).
+    pub fn wake(&self) {
+        let _ = self.wake.write(1);
+    }
+
+    /// Runs `op` on the core, transmitting whatever it produced. While it
+    /// returns `WouldBlock` and `blocking` is set, waits on `id`'s
+    /// condition until `deadline`; then returns `WouldBlock` (like std's
+    /// socket timeouts on Unix) or `timeout_kind`.
+    pub fn block_on<T>(
+        &self,
+        id: SocketId,
+        blocking: bool,
+        timeout: Option<Duration>,
+        timeout_kind: io::ErrorKind,
+        mut op: impl FnMut(&mut Core) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut core = self.lock();
+        let cond = core.waiter(id);
+        loop {
+            if let Some(why) = &core.stopped {
+                return Err(stopped_error(why));
+            }
+            let result = op(&mut core);
+            let now = core.now();
+            core.transmit(now);
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && blocking => {}
+                r => {
+                    drop(core);
+                    self.wake();
+                    return r;
+                }
+            }
+            core = match deadline {
+                None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(timeout_kind, "operation timed out"));
+                    }
+                    cond.wait_timeout(core, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Runs a non-blocking operation and transmits its output.
+    pub fn with_core<T>(&self, op: impl FnOnce(&mut Core) -> T) -> T {
+        let mut core = self.lock();
+        let r = op(&mut core);
+        let now = core.now();
+        core.transmit(now);
+        drop(core);
+        self.wake();
+        r
+    }
+}
+
+/// Starts the stack thread on `device`.
+pub fn start(
+    device: Arc<dyn Device>,
+    stack: Stack,
+    link: &link::LinkOptions,
+) -> Result<Arc<Shared>, String> {
+    let link = Link::new(link)?;
+    let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+        .map_err(|e| format!("cannot create eventfd: {e}"))?;
+    let core = Core {
+        stack,
+        clock: Clock::new(),
+        link,
+        device: device.clone(),
+        waiters: HashMap::new(),
+        polls: HashMap::new(),
+        socket_polls: HashMap::new(),
+        next_poll: 0,
+        tx_blocked: false,
+        stopped: None,
+        events: Vec::new(),
+    };
+    let shared = Arc::new(Shared {
+        core: Mutex::new(core),
+        wake,
+        join: Mutex::new(None),
+    });
+    let handle = thread::spawn(shared.clone(), device)?;
+    *shared.join.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    Ok(shared)
+}
+
+/// Stops the stack thread and waits for it; every blocked call returns.
+pub fn stop(shared: &Shared) {
+    {
+        let mut core = shared.lock();
+        if core.stopped.is_none() {
+            core.stopped = Some("shut down".into());
+        }
+        core.link.flush_capture();
+        for c in core.waiters.values() {
+            c.notify_all();
+        }
+        for p in core.polls.values() {
+            p.cond.notify_all();
+        }
+    }
+    shared.wake();
+    let handle = shared.join.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(h) = handle
+        && h.thread().id() != std::thread::current().id()
+    {
+        let _ = h.join();
+    }
+}

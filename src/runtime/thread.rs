@@ -1,0 +1,124 @@
+//! The stack thread's loop: poll, read a batch, process under the lock,
+//! transmit, sleep until the next deadline.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::Shared;
+use crate::device::Device;
+
+/// Frames read per wake-up before the lock is taken once for all of them.
+const BATCH: usize = 64;
+/// Larger than any frame the TAP can deliver at MTU 65,535.
+const FRAME_BUF: usize = 65_536 + 64;
+
+pub fn spawn(
+    shared: Arc<Shared>,
+    device: Arc<dyn Device>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    std::thread::Builder::new()
+        .name("tapstack".into())
+        .spawn(move || run(&shared, &*device))
+        .map_err(|e| format!("cannot start the stack thread: {e}"))
+}
+
+fn run(shared: &Shared, device: &dyn Device) {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; FRAME_BUF]).collect();
+    let mut lens = [0usize; BATCH];
+    let mut timeout_ms: i32 = 0;
+    let mut want_write = false;
+    loop {
+        let mut fds = [
+            PollFd::new(
+                device.fd(),
+                if want_write {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                },
+            ),
+            PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
+        ];
+        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX);
+        if let Err(e) = poll(&mut fds, timeout)
+            && e != nix::errno::Errno::EINTR
+        {
+            stop_with(shared, format!("poll failed: {e}"));
+            return;
+        }
+        let writable = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLOUT));
+        let _ = shared.wake.read();
+        let (n, failure) = read_batch(device, &mut bufs, &mut lens);
+        let mut core = shared.lock();
+        if core.stopped.is_some() {
+            return;
+        }
+        let now = core.now();
+        for i in 0..n {
+            core.receive(now, &bufs[i][..lens[i]]);
+        }
+        if writable {
+            core.tx_blocked = false;
+        }
+        core.on_timers(now);
+        core.transmit(now);
+        want_write = core.tx_blocked;
+        if let Some(why) = failure {
+            drop(core);
+            stop_with(shared, why);
+            return;
+        }
+        timeout_ms = if n == BATCH {
+            0 // more frames are probably waiting
+        } else {
+            match core.poll_at() {
+                Some(t) => {
+                    let us = t.total_micros().saturating_sub(core.now().total_micros());
+                    us.div_ceil(1000).min(60_000) as i32
+                }
+                None => 60_000,
+            }
+        };
+    }
+}
+
+/// Reads up to BATCH frames without holding the lock. A read error other
+/// than EAGAIN is fatal: a vanished TAP stays readable-with-error forever.
+fn read_batch(
+    device: &dyn Device,
+    bufs: &mut [Vec<u8>],
+    lens: &mut [usize],
+) -> (usize, Option<String>) {
+    let mut n = 0;
+    while n < bufs.len() {
+        match device.recv(&mut bufs[n]) {
+            Ok(len) => {
+                lens[n] = len;
+                n += 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return (n, Some(format!("device {} failed: {e}", device.name())));
+            }
+        }
+    }
+    (n, None)
+}
+
+fn stop_with(shared: &Shared, why: String) {
+    log::error!("{why}");
+    let mut core = shared.lock();
+    core.stopped = Some(why);
+    for c in core.waiters.values() {
+        c.notify_all();
+    }
+    for p in core.polls.values() {
+        p.cond.notify_all();
+    }
+}
