@@ -85,6 +85,14 @@ impl Outbox {
     }
 }
 
+/// The per-datagram fields of the IPv4 header we send.
+#[derive(Clone, Copy, Debug)]
+struct Ipv4Fields {
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ident: u16,
+}
+
 /// The link and network layers of the stack, minus the transports.
 #[derive(Debug)]
 pub struct Interface {
@@ -257,14 +265,7 @@ impl Interface {
 
     // ---- IPv4 output
 
-    fn write_ipv4_header(
-        &mut self,
-        buf: &mut [u8],
-        dst: Ipv4Addr,
-        protocol: IpProtocol,
-        ident: u16,
-        frag: (usize, bool),
-    ) {
+    fn write_ipv4_header(&mut self, buf: &mut [u8], f: Ipv4Fields, frag: (usize, bool)) {
         let total = buf.len();
         let mut ip = Ipv4Packet::new_unchecked(buf);
         ip.set_version(4);
@@ -272,14 +273,14 @@ impl Interface {
         ip.set_dscp(0);
         ip.set_ecn(0);
         ip.set_total_len(total as u16);
-        ip.set_ident(ident);
+        ip.set_ident(f.ident);
         ip.clear_flags();
         ip.set_more_frags(frag.1);
         ip.set_frag_offset(frag.0 as u16);
         ip.set_hop_limit(TTL);
-        ip.set_next_header(protocol);
+        ip.set_next_header(f.protocol);
         ip.set_src_addr(self.addr());
-        ip.set_dst_addr(dst);
+        ip.set_dst_addr(f.dst);
         ip.fill_checksum();
     }
 
@@ -311,11 +312,9 @@ impl Interface {
         &mut self,
         now: Instant,
         next_hop: Ipv4Addr,
-        dst: Ipv4Addr,
-        protocol: IpProtocol,
+        fields: Ipv4Fields,
         payload_len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
-        ident: u16,
     ) {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
@@ -327,13 +326,7 @@ impl Interface {
             let mut frame = self.outbox.alloc(ETH_HEADER + IPV4_HEADER + len);
             self.write_eth_header(&mut frame, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
             frame[ETH_HEADER + IPV4_HEADER..].copy_from_slice(&scratch[range.clone()]);
-            self.write_ipv4_header(
-                &mut frame[ETH_HEADER..],
-                dst,
-                protocol,
-                ident,
-                (range.start, more),
-            );
+            self.write_ipv4_header(&mut frame[ETH_HEADER..], fields, (range.start, more));
             self.resolve_and_push(now, next_hop, frame);
         }
         self.scratch = scratch;
@@ -357,16 +350,20 @@ impl IpSink for Interface {
             self.counters.inc("ipv4.tx_too_big");
             return false;
         }
-        let ident = self.next_ident;
+        let fields = Ipv4Fields {
+            dst,
+            protocol,
+            ident: self.next_ident,
+        };
         self.next_ident = self.next_ident.wrapping_add(1);
         if IPV4_HEADER + payload_len > self.config.mtu {
-            self.send_fragmented(now, next_hop, dst, protocol, payload_len, fill, ident);
+            self.send_fragmented(now, next_hop, fields, payload_len, fill);
             return true;
         }
         let mut frame = self.outbox.alloc(ETH_HEADER + IPV4_HEADER + payload_len);
         self.write_eth_header(&mut frame, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
         fill(&mut frame[ETH_HEADER + IPV4_HEADER..]);
-        self.write_ipv4_header(&mut frame[ETH_HEADER..], dst, protocol, ident, (0, false));
+        self.write_ipv4_header(&mut frame[ETH_HEADER..], fields, (0, false));
         self.resolve_and_push(now, next_hop, frame);
         true
     }
