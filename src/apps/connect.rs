@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::api::{Net, UdpSocket};
+use crate::api::{Net, TcpStream, UdpSocket};
 
 /// Largest datagram sent per stdin read: fits one Ethernet frame, as nc
 /// keeps its reads small.
@@ -67,6 +67,39 @@ fn print_datagrams(
                 eprintln!("tapstack: connection refused (ICMP port unreachable)");
             }
             Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// stdin → the connection, the connection → stdout. When stdin ends we
+/// half-close (FIN) and keep printing until the server closes too.
+pub fn tcp(net: &Net, target: &str) -> Result<(), String> {
+    let stream = TcpStream::connect(net, target).map_err(|e| match e.kind() {
+        io::ErrorKind::ConnectionRefused => format!("{target}: connection refused"),
+        io::ErrorKind::TimedOut => format!("{target}: connection timed out (no answer to SYN)"),
+        _ => format!("cannot connect to {target:?}: {e} (write it like 10.0.0.1:9000)"),
+    })?;
+    let writer = stream.try_clone().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let mut w = &writer;
+        let result = io::copy(&mut io::stdin().lock(), &mut w);
+        if let Err(e) = result {
+            eprintln!("tapstack: sending: {e}");
+        }
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut r = &stream;
+    let mut out = io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+                out.flush().map_err(|e| e.to_string())?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("receiving: {e}")),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The classic small servers (RFC 862 echo, RFC 863 discard, RFC 864
 //! chargen), written against the public API as a user would write them.
 
-use std::io;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use crate::api::{Net, UdpSocket};
+use crate::api::{Net, TcpListener, TcpStream, UdpSocket};
 
 pub const ECHO: u16 = 7;
 pub const DISCARD: u16 = 9;
@@ -92,4 +94,79 @@ mod tests {
         assert_eq!(out[74], b'!');
         assert_eq!(out.len(), 148);
     }
+}
+
+/// Most TCP connections served at once; beyond it new ones are closed at
+/// once, so a flood of connections cannot exhaust threads.
+pub const MAX_TCP_CONNECTIONS: usize = 4096;
+
+fn serve_tcp_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    match port {
+        ECHO => loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(()); // the client closed; dropping sends our FIN
+            }
+            stream.write_all(&buf[..n])?;
+        },
+        DISCARD => loop {
+            if stream.read(&mut buf)? == 0 {
+                return Ok(());
+            }
+        },
+        _ => {
+            // RFC 864: send the pattern until the client closes; whatever it
+            // sends is discarded by a second thread so it never blocks us.
+            let reader = stream.try_clone()?;
+            thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let mut r = reader;
+                    let mut sink = [0u8; 4096];
+                    while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+                })?;
+            let mut chargen = Chargen::new();
+            let mut block = Vec::with_capacity(74 * 95);
+            chargen.fill(&mut block, 74 * 95);
+            loop {
+                stream.write_all(&block)?;
+            }
+        }
+    }
+}
+
+/// Binds echo, discard and chargen on TCP; each connection gets a thread,
+/// so a slow client never holds up the others.
+pub fn start_tcp(net: &Net) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    for port in [ECHO, DISCARD, CHARGEN] {
+        let listener = TcpListener::bind_with_backlog(net, ("0.0.0.0", port), 1024)?;
+        let active = active.clone();
+        thread::Builder::new()
+            .name(format!("tcp-{port}"))
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { return }; // stack stopped
+                    if active.load(Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
+                        log::warn!("tcp/{port}: connection limit reached, closing");
+                        continue;
+                    }
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let active = active.clone();
+                    let spawned = thread::Builder::new()
+                        .stack_size(128 * 1024)
+                        .spawn(move || {
+                            if let Err(e) = serve_tcp_connection(stream, port) {
+                                log::debug!("tcp/{port}: connection ended: {e}");
+                            }
+                            active.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    if spawned.is_err() {
+                        log::warn!("tcp/{port}: cannot start a thread for a connection");
+                    }
+                }
+            })?;
+    }
+    Ok(())
 }

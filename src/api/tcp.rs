@@ -1,0 +1,388 @@
+//! `TcpListener` and `TcpStream`, mirroring `std::net`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::{Net, SharedOptions, check_timeout, opts, set_opts, to_v4};
+use crate::runtime::Core;
+use crate::stack::socket::SocketId;
+use crate::stack::tcp::cc::CcAlgorithm;
+use crate::stack::tcp::{TcpHandle, TcpInfo, TcpState};
+
+/// Listen backlog when none is given (Linux's SOMAXCONN is 4096; 128 was
+/// the classic value and is plenty for the demos).
+pub const DEFAULT_BACKLOG: usize = 128;
+
+struct Inner {
+    net: Net,
+    handle: TcpHandle,
+    options: SharedOptions,
+    /// SO_LINGER {on, 0}: drop sends RST instead of FIN.
+    abort_on_drop: AtomicBool,
+}
+
+impl Inner {
+    fn new(net: &Net, handle: TcpHandle) -> Arc<Inner> {
+        Arc::new(Inner {
+            net: net.clone(),
+            handle,
+            options: SharedOptions::default(),
+            abort_on_drop: AtomicBool::new(false),
+        })
+    }
+
+    fn id(&self) -> SocketId {
+        SocketId::Tcp(self.handle.0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.net.shared.lock()
+    }
+
+    /// A blocking (unless non-blocking mode) operation on this socket.
+    fn block<T>(
+        &self,
+        timeout: Option<Duration>,
+        op: impl FnMut(&mut Core) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let o = opts(&self.options);
+        self.net
+            .shared
+            .block_on(self.id(), !o.nonblocking, timeout, io::ErrorKind::WouldBlock, op)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let abort = self.abort_on_drop.load(Ordering::Relaxed);
+        self.net.shared.with_core(|core| {
+            if abort {
+                core.stack.tcp.abort(self.handle);
+            } else {
+                core.stack.tcp.close(self.handle);
+            }
+            core.forget(SocketId::Tcp(self.handle.0));
+        });
+    }
+}
+
+/// A listening socket. It stays listening while connections are accepted;
+/// dropping it resets connections not yet accepted.
+#[derive(Clone)]
+pub struct TcpListener {
+    inner: Arc<Inner>,
+}
+
+impl TcpListener {
+    pub fn bind(net: &Net, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with_backlog(net, addr, DEFAULT_BACKLOG)
+    }
+
+    pub fn bind_with_backlog(
+        net: &Net,
+        addr: impl ToSocketAddrs,
+        backlog: usize,
+    ) -> io::Result<TcpListener> {
+        let local = to_v4(addr)?;
+        let handle = net.shared.lock().stack.tcp.listen(local, backlog.max(1))?;
+        Ok(TcpListener {
+            inner: Inner::new(net, handle),
+        })
+    }
+
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let listener = self.inner.handle;
+        let (h, peer) = self
+            .inner
+            .block(None, |core| core.stack.tcp.accept(listener))?;
+        Ok((
+            TcpStream {
+                inner: Inner::new(&self.inner.net, h),
+            },
+            SocketAddr::V4(peer),
+        ))
+    }
+
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
+        std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner
+            .lock()
+            .stack
+            .tcp
+            .local_addr(self.inner.handle)
+            .map(SocketAddr::V4)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        set_opts(&self.inner.options, |o| o.nonblocking = on);
+        Ok(())
+    }
+
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(self.clone())
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.inner.lock().stack.tcp.take_error(self.inner.handle))
+    }
+
+    pub(crate) fn id(&self) -> SocketId {
+        self.inner.id()
+    }
+}
+
+/// A TCP connection. Clones (`try_clone`) share the connection; dropping
+/// the last one closes it: FIN, or RST if received data was left unread.
+#[derive(Clone)]
+pub struct TcpStream {
+    inner: Arc<Inner>,
+}
+
+impl TcpStream {
+    pub fn connect(net: &Net, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        TcpStream::connect_inner(net, addr, None)
+    }
+
+    pub fn connect_timeout(net: &Net, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        check_timeout(Some(timeout))?;
+        TcpStream::connect_inner(net, addr, Some(timeout))
+    }
+
+    fn connect_inner(
+        net: &Net,
+        addr: impl ToSocketAddrs,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        let remote = to_v4(addr)?;
+        let handle = net.shared.with_core(|core| {
+            let now = core.now();
+            core.stack.tcp.connect(now, None, remote)
+        })?;
+        let stream = TcpStream {
+            inner: Inner::new(net, handle),
+        };
+        // Wait for the handshake (SYN-SENT -> ESTABLISHED) or its failure.
+        net.shared.block_on(
+            stream.inner.id(),
+            true,
+            timeout,
+            io::ErrorKind::TimedOut,
+            |core| {
+                let tcp = &mut core.stack.tcp;
+                if let Some(e) = tcp.take_error(handle) {
+                    return Err(e);
+                }
+                match tcp.state(handle) {
+                    TcpState::SynSent | TcpState::SynReceived => Err(io::ErrorKind::WouldBlock.into()),
+                    TcpState::Closed => Err(io::Error::new(
+                        io::ErrorKind::ConnectionRefused,
+                        "connection refused",
+                    )),
+                    _ => Ok(()),
+                }
+            },
+        )?;
+        Ok(stream)
+    }
+
+    pub(crate) fn id(&self) -> SocketId {
+        self.inner.id()
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner
+            .lock()
+            .stack
+            .tcp
+            .peer_addr(self.inner.handle)
+            .map(SocketAddr::V4)
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner
+            .lock()
+            .stack
+            .tcp
+            .local_addr(self.inner.handle)
+            .map(SocketAddr::V4)
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let h = self.inner.handle;
+        self.inner
+            .net
+            .shared
+            .with_core(|core| core.stack.tcp.shutdown(h, how))
+    }
+
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(self.clone())
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        let h = self.inner.handle;
+        self.inner
+            .net
+            .shared
+            .with_core(|core| core.stack.tcp.set_nodelay(h, on))
+    }
+
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.lock().stack.tcp.nodelay(self.inner.handle)
+    }
+
+    /// Keepalive probes after `idle`, every `interval`, giving up after
+    /// `probes` unanswered; `None` turns keepalive off (the default).
+    pub fn set_keepalive(&self, ka: Option<(Duration, Duration, u32)>) -> io::Result<()> {
+        self.inner.lock().stack.tcp.set_keepalive(self.inner.handle, ka)
+    }
+
+    /// `Some(Duration::ZERO)`: dropping the stream aborts it with RST
+    /// (SO_LINGER {on, 0}). `None`: graceful close (the default).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        match linger {
+            Some(d) if !d.is_zero() => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only a zero linger (abort on close) is supported",
+            )),
+            l => {
+                self.inner
+                    .abort_on_drop
+                    .store(l.is_some(), Ordering::Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn set_congestion_control(&self, cc: CcAlgorithm) -> io::Result<()> {
+        self.inner
+            .lock()
+            .stack
+            .tcp
+            .set_congestion_control(self.inner.handle, cc)
+    }
+
+    /// A snapshot of the connection (state, windows, RTT, retransmits).
+    pub fn info(&self) -> io::Result<TcpInfo> {
+        self.inner.lock().stack.tcp.info(self.inner.handle)
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        set_opts(&self.inner.options, |o| o.read_timeout = t);
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        set_opts(&self.inner.options, |o| o.write_timeout = t);
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(opts(&self.inner.options).read_timeout)
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(opts(&self.inner.options).write_timeout)
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        set_opts(&self.inner.options, |o| o.nonblocking = on);
+        Ok(())
+    }
+
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.inner.lock().stack.tcp.take_error(self.inner.handle))
+    }
+
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let h = self.inner.handle;
+        let t = opts(&self.inner.options).read_timeout;
+        self.inner.block(t, |core| core.stack.tcp.peek(h, buf))
+    }
+
+    fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = self.inner.handle;
+        let t = opts(&self.inner.options).read_timeout;
+        self.inner.block(t, |core| core.stack.tcp.recv(h, buf))
+    }
+
+    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let h = self.inner.handle;
+        let t = opts(&self.inner.options).write_timeout;
+        self.inner.block(t, |core| core.stack.tcp.send(h, buf))
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    /// Data is handed to the stack by `write`; there is nothing to flush.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("local", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+impl super::poll::Source for TcpStream {
+    fn socket_id(&self) -> SocketId {
+        self.id()
+    }
+}
+
+impl super::poll::Source for TcpListener {
+    fn socket_id(&self) -> SocketId {
+        self.id()
+    }
+}
