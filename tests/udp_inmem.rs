@@ -367,6 +367,7 @@ fn bsd_errors_flags_and_poll() {
     // Lazy bind by the first sendto.
     let rx = bsd::socket(&p.b, Domain::Inet, Type::Dgram).unwrap();
     bsd::bind(rx, SocketAddrV4::new(B, 7100)).unwrap();
+    bsd::setsockopt(rx, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
     assert_eq!(
         bsd::bind(rx, SocketAddrV4::new(B, 7101)),
         Err(Errno::EINVAL),
@@ -422,10 +423,12 @@ fn bsd_errors_flags_and_poll() {
     );
     assert_eq!(bsd::recv(rx, &mut buf[..4], 0), Ok(4), "truncated");
     assert_eq!(&buf[..4], b"peek");
+    let t = Instant::now();
     assert_eq!(
         bsd::recv(rx, &mut buf, bsd::MSG_DONTWAIT),
         Err(Errno::EAGAIN)
     );
+    assert!(t.elapsed() < Duration::from_secs(1), "MSG_DONTWAIT waited");
     // Options set before binding survive the lazy bind.
     bsd::setsockopt(other, SockOpt::RcvTimeo(Some(Duration::from_millis(100)))).unwrap();
     bsd::bind(other, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
@@ -450,6 +453,12 @@ fn bsd_errors_flags_and_poll() {
 /// A lossy, duplicating, reordering, corrupting link: whatever arrives is
 /// exactly one of the datagrams that were sent, never a damaged or
 /// partial one.
+///
+/// The seed matters for one reason: ARP carries no checksum, so a
+/// corrupted ARP reply can poison the sender's cache with a wrong MAC and
+/// stall the flow for the entry's lifetime (seed 1 does that: 2 datagrams
+/// arrive, then every frame is `eth.not_for_us`). The ARP frames are the
+/// first through each injector, so with a fixed seed their fate is fixed.
 #[test]
 fn lossy_link_never_delivers_a_damaged_datagram() {
     let fault = FaultConfig {
@@ -472,6 +481,18 @@ fn lossy_link_never_delivers_a_damaged_datagram() {
     let mut sent = HashSet::new();
     let mut received = Vec::new();
     let mut buf = vec![0u8; 70_000];
+    // Warm up until one datagram gets through, so that a lost or damaged
+    // ARP exchange (ARP has no checksum) only delays the test.
+    for round in 1000..1020u64 {
+        let data = pattern(64, round);
+        tx.send_to(&data, addr(B, 8000)).unwrap();
+        sent.insert(data);
+        if let Ok(n) = rx.recv(&mut buf) {
+            received.push(buf[..n].to_vec());
+            break;
+        }
+    }
+    assert!(!received.is_empty(), "nothing got through the lossy link");
     for round in 0..300u64 {
         let data = pattern(sizes[round as usize % sizes.len()], round);
         tx.send_to(&data, addr(B, 8000)).unwrap();
@@ -498,11 +519,10 @@ fn lossy_link_never_delivers_a_damaged_datagram() {
     let c = p.b.counters();
     assert!(
         received.len() >= 50,
-        "only {} of 300 arrived\n{c}",
+        "only {} of ~300 arrived\n{c}",
         received.len()
     );
     let caught = c.get("ipv4.bad_checksum") + c.get("udp.bad_checksum");
-    eprintln!("{} of 300 sent datagrams arrived\n{c}", received.len());
     assert!(caught > 0, "no corruption was caught by checksums\n{c}");
 }
 
