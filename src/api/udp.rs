@@ -99,6 +99,17 @@ impl UdpSocket {
     }
 
     fn recv_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
+        self.recv_with(buf, peek, false)
+    }
+
+    /// One receive; `dontwait` makes this call non-blocking whatever the
+    /// socket's mode (the BSD facade's `MSG_DONTWAIT`).
+    pub(crate) fn recv_with(
+        &self,
+        buf: &mut [u8],
+        peek: bool,
+        dontwait: bool,
+    ) -> io::Result<(usize, SocketAddr)> {
         let o = opts(&self.inner.options);
         let h = self.inner.handle;
         self.inner
@@ -106,7 +117,7 @@ impl UdpSocket {
             .shared
             .block_on(
                 self.id(),
-                !o.nonblocking,
+                !o.nonblocking && !dontwait,
                 o.read_timeout,
                 io::ErrorKind::WouldBlock,
                 |core| core.stack.udp.recv_from(h, buf, peek),
