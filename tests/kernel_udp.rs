@@ -146,7 +146,12 @@ fn chargen_replies_512_bytes_of_rfc864() {
     let pattern = rfc864(1024 + 74 * 2);
     let first = unhex(&kv["reply0_hex"]);
     assert_eq!(first.len(), 512);
-    assert_eq!(first, &pattern[..512], "{}", String::from_utf8_lossy(&first));
+    assert_eq!(
+        first,
+        &pattern[..512],
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
     // The next reply continues with the next line of the pattern.
     let second = unhex(&kv["reply1_hex"]);
     assert_eq!(second.len(), 512);
