@@ -1,0 +1,264 @@
+//! Kernel tests for Ethernet/ARP/IPv4/ICMP and the CLI (issue 2): the
+//! kernel's ping and tcpdump against the stack on a TAP in a namespace.
+//! Need root; see tests/common/mod.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+#[test]
+fn ping_20_quick_no_loss() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("ping20");
+    let stack = StackProc::echo(&ns, &[]);
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "20", "-i", "0.05", "-W", "2"],
+        SECS(15),
+    );
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    assert!(counter(&stderr, "icmp.echo_replied") >= 20, "{stderr}");
+}
+
+#[test]
+fn ping_large_fragmented_both_ways() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("pingbig");
+    let stack = StackProc::echo(&ns, &[]);
+    for size in ["8000", "65000"] {
+        assert_ping_all(
+            &ns,
+            STACK_IP,
+            &["-c", "5", "-i", "0.1", "-W", "2", "-s", size],
+            SECS(20),
+        );
+    }
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    // 10 fragmented requests in, 10 fragmented replies out.
+    assert!(counter(&stderr, "ipv4.reassembled") >= 10, "{stderr}");
+    assert!(counter(&stderr, "ipv4.fragmented_tx") >= 10, "{stderr}");
+}
+
+#[test]
+fn survives_10000_garbage_frames() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("garbage");
+    let mut stack = StackProc::echo(&ns, &[]);
+    let out = ns.run(
+        &[
+            "python3",
+            &py("inject.py"),
+            TAP,
+            STACK_MAC,
+            STACK_IP,
+            HOST_IP,
+            "10000",
+            "42",
+        ],
+        SECS(60),
+    );
+    assert!(out.success(), "inject.py failed: {out:#?}");
+    // Frames shorter than an Ethernet header are refused by the kernel.
+    assert!(out.num("sent") >= 9000, "too few frames injected: {out:#?}");
+    assert!(stack.is_running(), "tapstack died: {}", stack.stderr_now());
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "5", "-i", "0.05", "-W", "2"],
+        SECS(10),
+    );
+    // UDP still works too.
+    let echo = ns.run(
+        &["python3", &py("udp.py"), "request", STACK_IP, "7", "3"],
+        SECS(15),
+    );
+    assert_eq!(echo.num("replies"), 3, "{echo:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    let c = counters(&stderr);
+    let dropped: u64 = c
+        .iter()
+        .filter(|(k, _)| {
+            ["bad_", "malformed", "truncated", "unknown", "not_for_us"]
+                .iter()
+                .any(|w| k.contains(w))
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(dropped >= 1000, "garbage was not counted as dropped: {c:?}");
+}
+
+#[test]
+fn pcap_is_valid_for_tcpdump() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("pcap");
+    let file = scratch(&format!("{}.pcap", ns.name));
+    let _ = std::fs::remove_file(&file);
+    let stack = StackProc::echo(&ns, &["--pcap", file.to_str().unwrap()]);
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "3", "-i", "0.05", "-W", "2"],
+        SECS(10),
+    );
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "1", "-W", "2", "-s", "3000"],
+        SECS(10),
+    );
+    let echo = ns.run(
+        &["python3", &py("udp.py"), "request", STACK_IP, "7", "2"],
+        SECS(10),
+    );
+    assert_eq!(echo.num("replies"), 2, "{echo:#?}");
+    let refused = ns.run(
+        &["python3", &py("udp.py"), "refused", STACK_IP, "4444"],
+        SECS(10),
+    );
+    assert_eq!(refused.kv()["result"], "refused", "{refused:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+
+    let dump = run_cmd(
+        {
+            let mut c = std::process::Command::new("tcpdump");
+            c.args(["-n", "-vv", "-r", file.to_str().unwrap()]);
+            c
+        },
+        b"",
+        SECS(20),
+    );
+    assert!(dump.success(), "tcpdump -r failed: {dump:#?}");
+    let text = &dump.stdout;
+    for bad in ["bad cksum", "incorrect", "truncated", "bad udp cksum"] {
+        assert!(!text.contains(bad), "tcpdump says {bad:?}:\n{text}");
+    }
+    for want in [
+        "ICMP echo request",
+        "ICMP echo reply",
+        "is-at 02:74:61:70:00:02",
+        "udp port 4444 unreachable",
+        "UDP, length 6",
+    ] {
+        assert!(text.contains(want), "no {want:?} in the capture:\n{text}");
+    }
+}
+
+/// Runs the binary (in `ns` if given) and checks the error contract: a
+/// non-zero exit, exactly one line `tapstack: ...` on stderr mentioning
+/// `hint`, no panic.
+fn assert_cli_error(ns: Option<&Netns>, prefix: &[&str], args: &[&str], hint: &str) {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.push(bin());
+    argv.extend_from_slice(args);
+    let out = match ns {
+        Some(ns) => ns.run(&argv, SECS(10)),
+        None => {
+            let mut c = std::process::Command::new(argv[0]);
+            c.args(&argv[1..]);
+            run_cmd(c, b"", SECS(10))
+        }
+    };
+    let what = format!("tapstack {}", args.join(" "));
+    assert!(!out.timed_out, "{what}: did not exit: {out:#?}");
+    let status = out.status.expect("status");
+    assert!(!status.success(), "{what}: exited 0: {out:#?}");
+    assert!(
+        status.code().is_some(),
+        "{what}: killed by a signal: {out:#?}"
+    );
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: want one stderr line: {out:#?}");
+    assert!(lines[0].starts_with("tapstack: "), "{what}: {out:#?}");
+    assert!(
+        lines[0].to_lowercase().contains(&hint.to_lowercase()),
+        "{what}: stderr does not mention {hint:?}: {out:#?}"
+    );
+    assert_no_panic(&out.stderr);
+}
+
+#[test]
+fn cli_errors_are_one_line() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("clierr");
+    let n = Some(&ns);
+    assert_cli_error(n, &[], &["--addr", "10.0.0.300/24", "up"], "10.0.0.300");
+    assert_cli_error(n, &[], &["--addr", "10.0.0.2", "up"], "CIDR");
+    assert_cli_error(n, &[], &["--mac", "02:zz:00:00:00:01", "up"], "MAC");
+    assert_cli_error(n, &[], &["--mac", "01:00:00:00:00:01", "up"], "multicast");
+    assert_cli_error(n, &[], &["--mtu", "10", "up"], "mtu");
+    assert_cli_error(n, &[], &["--loss", "2", "up"], "outside");
+    assert_cli_error(n, &[], &["--bogus", "up"], "--bogus");
+    assert_cli_error(
+        n,
+        &[],
+        &["--tap", "a-very-long-tap-name", "up"],
+        "invalid TAP name",
+    );
+    assert_cli_error(
+        n,
+        &[],
+        &["--addr", "10.0.0.2/24", "--host-addr", "10.0.0.2/24", "up"],
+        "--host-addr",
+    );
+    // Nothing above may have left a TAP behind.
+    let links = ns.run(&["ip", "-o", "link"], SECS(5));
+    assert!(!links.stdout.contains("tap"), "{links:#?}");
+}
+
+#[test]
+fn cli_error_busy_tap() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("busy");
+    let mut first = StackProc::spawn(&ns, "tX", &["echo"]);
+    first.wait_ready(&ns);
+    assert_cli_error(Some(&ns), &[], &["--tap", "tX", "echo"], "busy");
+    // The failed second start must not have disturbed the first.
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "2", "-i", "0.05", "-W", "2"],
+        SECS(10),
+    );
+    let (status, stderr) = first.stop();
+    assert_clean_exit(status, &stderr);
+}
+
+#[test]
+fn cli_error_without_cap_net_admin() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("nocap");
+    assert_cli_error(
+        Some(&ns),
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ],
+        &["--tap", TAP, "up"],
+        "run with sudo",
+    );
+}
