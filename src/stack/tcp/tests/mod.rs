@@ -1,0 +1,1 @@
+//! Segment-script and simulated-link tests.
