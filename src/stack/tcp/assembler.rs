@@ -110,7 +110,7 @@ impl Assembler {
     /// recent ones (RFC 2018 section 4).
     pub fn sack_blocks(&self, max: usize) -> Vec<(usize, usize)> {
         let mut by_recency: Vec<&Range> = self.ranges.iter().filter(|r| r.start > 0).collect();
-        by_recency.sort_unstable_by(|a, b| b.stamp.cmp(&a.stamp));
+        by_recency.sort_unstable_by_key(|r| std::cmp::Reverse(r.stamp));
         by_recency
             .into_iter()
             .take(max)

@@ -259,6 +259,15 @@ mod tests {
         assert!(sb.is_lost(Seq(299), 100));
         assert!(!sb.is_lost(Seq(450), 100)); // 2 ranges, 200 bytes: not > 200
         assert!(!sb.is_lost(Seq(900), 100));
+        // Three tiny blocks (30 bytes): lost by the count rule alone.
+        let mut sb = Scoreboard::new();
+        sb.update(
+            Seq(0),
+            Seq(1000),
+            &blocks(&[(100, 110), (200, 210), (300, 310)]),
+        );
+        assert!(sb.is_lost(Seq(50), 100));
+        assert!(!sb.is_lost(Seq(150), 100));
         let mut sb = Scoreboard::new();
         sb.update(Seq(0), Seq(1000), &blocks(&[(100, 300)]));
         assert!(!sb.is_lost(Seq(50), 100)); // exactly 2*smss
