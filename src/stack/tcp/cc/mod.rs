@@ -21,16 +21,25 @@ pub enum CcAlgorithm {
 
 impl FromStr for CcAlgorithm {
     type Err = String;
-    /// "reno" | "newreno" | "cubic"; the error lists the choices.
+    /// "reno" | "newreno" | "cubic" (any case); the error lists the choices.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        todo!()
+        match s.to_ascii_lowercase().as_str() {
+            "reno" | "newreno" => Ok(CcAlgorithm::Reno),
+            "cubic" => Ok(CcAlgorithm::Cubic),
+            _ => Err(format!(
+                "unknown congestion control {s:?}: expected one of reno, newreno, cubic"
+            )),
+        }
     }
 }
 
 impl fmt::Display for CcAlgorithm {
     /// "reno" / "cubic".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        f.write_str(match self {
+            CcAlgorithm::Reno => "reno",
+            CcAlgorithm::Cubic => "cubic",
+        })
     }
 }
 
@@ -71,5 +80,68 @@ pub fn new_congestion_control(
     mss: usize,
     now: Instant,
 ) -> Box<dyn CongestionControl> {
-    todo!()
+    match algorithm {
+        CcAlgorithm::Reno => Box::new(reno::Reno::new(mss, now)),
+        CcAlgorithm::Cubic => Box::new(cubic::Cubic::new(mss, now)),
+    }
+}
+
+/// Largest congestion window either algorithm will reach: the largest
+/// window TCP window scaling can express (RFC 7323 section 2.3) is 1 GiB,
+/// so growing past 4 GiB buys nothing and keeps the f64 math tame.
+pub(crate) const MAX_CWND: usize = u32::MAX as usize;
+
+/// SMSS kept within what the 16-bit MSS option can announce (RFC 9293
+/// section 3.2), so window arithmetic on it can never overflow.
+pub(crate) fn clamp_mss(mss: usize) -> usize {
+    mss.clamp(1, u16::MAX as usize)
+}
+
+/// RFC 6928 initial window: min(10*SMSS, max(2*SMSS, 14600)).
+pub fn initial_window(mss: usize) -> usize {
+    let mss = clamp_mss(mss);
+    (INITIAL_WINDOW_SEGMENTS * mss).min((2 * mss).max(14_600))
+}
+
+/// RFC 5681 eq. 4 floor shared by both algorithms: at least 2*SMSS.
+pub(crate) fn ssthresh_floor(mss: usize) -> usize {
+    2 * mss
+}
+
+/// Slow start with Appropriate Byte Counting (RFC 3465 section 2.2,
+/// L = 2*SMSS), never overshooting ssthresh. Returns the new cwnd.
+pub(crate) fn slow_start(cwnd: usize, ssthresh: usize, acked: usize, mss: usize) -> usize {
+    let inc = acked.min(2 * mss);
+    cwnd.saturating_add(inc).min(ssthresh).min(MAX_CWND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_display() {
+        assert_eq!("reno".parse(), Ok(CcAlgorithm::Reno));
+        assert_eq!("NewReno".parse(), Ok(CcAlgorithm::Reno));
+        assert_eq!("cubic".parse(), Ok(CcAlgorithm::Cubic));
+        let err = "bbr".parse::<CcAlgorithm>().unwrap_err();
+        assert!(err.contains("reno") && err.contains("cubic"), "{err}");
+        assert_eq!(CcAlgorithm::Reno.to_string(), "reno");
+        assert_eq!(CcAlgorithm::default().to_string(), "cubic");
+    }
+
+    #[test]
+    fn rfc6928_initial_window() {
+        assert_eq!(initial_window(1460), 14_600);
+        assert_eq!(initial_window(536), 5_360);
+        assert_eq!(initial_window(9000), 18_000);
+        assert_eq!(initial_window(0), 10);
+        for alg in [CcAlgorithm::Reno, CcAlgorithm::Cubic] {
+            let cc = new_congestion_control(alg, 1460, Instant::ZERO);
+            assert_eq!(cc.name(), alg.to_string());
+            assert_eq!(cc.cwnd(), 14_600);
+            assert_eq!(cc.ssthresh(), usize::MAX);
+            assert!(cc.in_slow_start());
+        }
+    }
 }
