@@ -27,6 +27,7 @@ pub struct InSeg<'a> {
     pub syn: bool,
     pub fin: bool,
     pub rst: bool,
+    #[allow(dead_code)]
     pub psh: bool,
     pub window: u16,
     pub mss: Option<u16>,

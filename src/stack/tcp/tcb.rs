@@ -317,9 +317,6 @@ impl Tcb {
         self.tx_base + self.tx.len()
     }
 
-    pub fn fin_seq(&self) -> Option<Seq> {
-        self.fin_queued.then(|| self.data_end())
-    }
 
     /// Our FIN was sent and acknowledged.
     pub fn fin_acked(&self) -> bool {
