@@ -1,3 +1,553 @@
-//! TCP (RFC 9293).
+//! TCP (RFC 9293): the layer that owns every TCP socket, demultiplexes
+//! arriving segments and drives output and timers. Split by concern:
+//! `state` (states), `tcb` (connection block), `input` (segment arrival),
+//! `output` (segment construction), `recovery` (ACK processing, loss
+//! recovery), `timer`, `listen` (backlog), `timewait`, `isn` (ISN and
+//! ephemeral ports), `options` (wire format), `api` (socket operations).
+//!
+//! Calling contract (sans-I/O): `receive` segments, then `dispatch` to
+//! emit what is due; sleep until `poll_at`; `take_events` tells which
+//! handles may have changed readiness.
 
+pub mod assembler;
+pub mod buffer;
+pub mod cc;
+pub mod rtt;
+pub mod sack;
 pub mod seq;
+
+mod api;
+pub mod config;
+mod input;
+mod isn;
+mod listen;
+mod options;
+mod output;
+mod recovery;
+pub mod state;
+mod tcb;
+mod timer;
+mod timewait;
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::wire::IpProtocol;
+
+pub use api::TcpInfo;
+pub use cc::CcAlgorithm;
+pub use config::TcpConfig;
+pub use state::TcpState;
+
+use self::input::RstReply;
+use self::isn::Secret;
+use self::listen::Listener;
+use self::options::{InSeg, OutHdr, ParseError, finish};
+use self::seq::Seq;
+use self::tcb::{ChallengeLimiter, Env, Tcb};
+use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
+use crate::stack::counters::Counters;
+use crate::stack::ip::IpSink;
+use crate::stack::rng::Rng;
+use crate::stack::time::Instant;
+
+/// A socket handle: slot index (low 20 bits) and generation (high 12), so
+/// a stale handle never reaches another socket.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TcpHandle(pub u32);
+
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+const MAX_SOCKETS: usize = 1 << INDEX_BITS;
+/// Bound of RSTs queued by close/abort between dispatches.
+const MAX_QUEUED_RSTS: usize = 4096;
+
+#[derive(Debug)]
+enum Sock {
+    Listener(Listener),
+    Conn(Box<Tcb>),
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u32,
+    sock: Option<Sock>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Conn(u32),
+    TimeWait(SocketAddrV4, SocketAddrV4),
+}
+
+/// Owns all TCP sockets.
+pub struct TcpLayer {
+    config: TcpConfig,
+    local_addr: Ipv4Addr,
+    pub counters: Counters,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    conns: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
+    listeners: HashMap<u16, u32>,
+    time_wait: TimeWaitTable,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    pending: VecDeque<u32>,
+    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, RstReply)>,
+    events: Vec<TcpHandle>,
+    event_set: HashSet<u32>,
+    challenge: ChallengeLimiter,
+    secret: Secret,
+    port_counter: u32,
+    fixed_isn: Option<u32>,
+}
+
+impl TcpLayer {
+    pub fn new(config: TcpConfig, local_addr: Ipv4Addr) -> TcpLayer {
+        let mut rng = match config.seed {
+            Some(s) => Rng::new(s),
+            None => Rng::from_entropy(),
+        };
+        let secret = Secret::new(&mut rng);
+        TcpLayer {
+            config,
+            local_addr,
+            counters: Counters::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            conns: HashMap::new(),
+            listeners: HashMap::new(),
+            time_wait: TimeWaitTable::default(),
+            timers: BinaryHeap::new(),
+            pending: VecDeque::new(),
+            rst_queue: VecDeque::new(),
+            events: Vec::new(),
+            event_set: HashSet::new(),
+            challenge: ChallengeLimiter::default(),
+            secret,
+            port_counter: rng.next_u32(),
+            fixed_isn: None,
+        }
+    }
+
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
+    /// Test hook: every new connection uses ISN `isn` and a zero
+    /// timestamp offset, so segment scripts are exact.
+    #[doc(hidden)]
+    pub fn set_fixed_isn(&mut self, isn: Option<u32>) {
+        self.fixed_isn = isn;
+    }
+
+    // ---- slot table
+
+    fn raw_of(&self, idx: usize) -> u32 {
+        (self.slots[idx].generation << INDEX_BITS) | idx as u32
+    }
+
+    fn slot_of(&self, raw: u32) -> Option<usize> {
+        let idx = (raw & INDEX_MASK) as usize;
+        let slot = self.slots.get(idx)?;
+        (slot.sock.is_some() && slot.generation == raw >> INDEX_BITS).then_some(idx)
+    }
+
+    fn alloc(&mut self, sock: Sock) -> Option<u32> {
+        let idx = match self.free_slots.pop() {
+            Some(i) => i as usize,
+            None if self.slots.len() < MAX_SOCKETS => {
+                self.slots.push(Slot::default());
+                self.slots.len() - 1
+            }
+            None => return None,
+        };
+        self.slots[idx].sock = Some(sock);
+        Some(self.raw_of(idx))
+    }
+
+    fn free(&mut self, raw: u32) {
+        if let Some(idx) = self.slot_of(raw) {
+            let slot = &mut self.slots[idx];
+            slot.sock = None;
+            slot.generation = (slot.generation + 1) & ((1 << (32 - INDEX_BITS)) - 1);
+            self.free_slots.push(idx as u32);
+        }
+    }
+
+    fn tcb(&self, raw: u32) -> Option<&Tcb> {
+        match self.slots[self.slot_of(raw)?].sock.as_ref()? {
+            Sock::Conn(t) => Some(t),
+            Sock::Listener(_) => None,
+        }
+    }
+
+    fn tcb_mut(&mut self, raw: u32) -> Option<&mut Tcb> {
+        let idx = self.slot_of(raw)?;
+        match self.slots[idx].sock.as_mut()? {
+            Sock::Conn(t) => Some(t),
+            Sock::Listener(_) => None,
+        }
+    }
+
+    fn listener(&self, raw: u32) -> Option<&Listener> {
+        match self.slots[self.slot_of(raw)?].sock.as_ref()? {
+            Sock::Listener(l) => Some(l),
+            Sock::Conn(_) => None,
+        }
+    }
+
+    fn listener_mut(&mut self, raw: u32) -> Option<&mut Listener> {
+        let idx = self.slot_of(raw)?;
+        match self.slots[idx].sock.as_mut()? {
+            Sock::Listener(l) => Some(l),
+            Sock::Conn(_) => None,
+        }
+    }
+
+    fn insert_conn(&mut self, tcb: Tcb) -> Option<u32> {
+        let key = (tcb.local, tcb.remote);
+        let raw = self.alloc(Sock::Conn(Box::new(tcb)))?;
+        self.conns.insert(key, raw);
+        Some(raw)
+    }
+
+    fn push_event(&mut self, raw: u32) {
+        if self.event_set.insert(raw) {
+            self.events.push(TcpHandle(raw));
+        }
+    }
+
+    /// Runs `f` on a connection with the layer's environment.
+    fn with_tcb<R>(&mut self, now: Instant, raw: u32, f: impl FnOnce(&mut Tcb, &mut Env) -> R) -> Option<R> {
+        let idx = self.slot_of(raw)?;
+        let Self { slots, config, counters, challenge, .. } = self;
+        let Some(Sock::Conn(tcb)) = slots[idx].sock.as_mut() else {
+            return None;
+        };
+        let mut env = Env { now, cfg: config, counters, challenge };
+        Some(f(tcb, &mut env))
+    }
+
+    // ---- input
+
+    /// One TCP segment (IP payload) whose IPv4 header was validated.
+    pub fn receive(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8], ip: &mut dyn IpSink) {
+        let seg = match InSeg::parse(src, dst, segment) {
+            Ok(s) => s,
+            Err(ParseError::BadChecksum) => return self.counters.inc("tcp.bad_checksum"),
+            Err(ParseError::Malformed) => return self.counters.inc("tcp.malformed"),
+        };
+        self.counters.inc("tcp.segments_received");
+        let local = SocketAddrV4::new(dst, seg.dst_port);
+        let remote = SocketAddrV4::new(src, seg.src_port);
+        if let Some(&raw) = self.conns.get(&(local, remote)) {
+            return self.conn_input(now, raw, &seg, ip);
+        }
+        let key = (local, remote);
+        if self.time_wait.map.contains_key(&key) {
+            let owner = self.time_wait.map.get(&key).and_then(|e| e.owner);
+            match self.time_wait.input(&key, &seg, now, self.config.time_wait) {
+                TwVerdict::Drop => return self.counters.inc("tcp.time_wait_drop"),
+                TwVerdict::Ack => {
+                    if let Some(e) = self.time_wait.map.get(&key) {
+                        let hdr = e.ack_header(now, local, remote);
+                        self.counters.inc("tcp.time_wait_ack");
+                        self.send_hdr(now, ip, local, remote, &hdr);
+                    }
+                    return;
+                }
+                TwVerdict::Closed => {
+                    self.close_owner(owner);
+                    return;
+                }
+                TwVerdict::Reuse => {
+                    self.counters.inc("tcp.time_wait_reused");
+                    self.close_owner(owner);
+                }
+            }
+        }
+        if let Some(&lraw) = self.listeners.get(&seg.dst_port) {
+            let l_ip = self.listener(lraw).map(|l| *l.local.ip());
+            if l_ip.is_some_and(|a| a.is_unspecified() || a == dst) {
+                return self.listen_input(now, lraw, &seg, local, remote, ip);
+            }
+        }
+        self.reset_closed(now, &seg, local, remote, ip);
+    }
+
+    /// RFC 9293 3.10.7.1: a segment for no connection gets a RST (never a
+    /// RST for a RST).
+    fn reset_closed(&mut self, now: Instant, seg: &InSeg, local: SocketAddrV4, remote: SocketAddrV4, ip: &mut dyn IpSink) {
+        if seg.rst {
+            return self.counters.inc("tcp.closed_port_rst_ignored");
+        }
+        self.counters.inc("tcp.closed_port");
+        let reply = match seg.ack {
+            Some(ack) => RstReply { seq: ack, ack: None },
+            None => RstReply { seq: Seq(0), ack: Some(seg.seq + seg.seg_len()) },
+        };
+        self.send_rst(now, ip, local, remote, reply);
+    }
+
+    fn conn_input(&mut self, now: Instant, raw: u32, seg: &InSeg, ip: &mut dyn IpSink) {
+        // A child completing its handshake needs room in the accept queue;
+        // otherwise drop the ACK (the SYN,ACK is retransmitted), as Linux.
+        let parent = self.tcb(raw).filter(|t| t.state == TcpState::SynReceived).and_then(|t| t.parent);
+        if let Some(p) = parent {
+            if seg.ack.is_some() && !seg.rst && self.listener(p).is_some_and(|l| l.accept_queue_full()) {
+                return self.counters.inc("tcp.accept_queue_full");
+            }
+        }
+        let reply = self.with_tcb(now, raw, |tcb, env| tcb.input(env, seg)).flatten();
+        if let (Some(r), Some(t)) = (reply, self.tcb(raw)) {
+            let (l, rm) = (t.local, t.remote);
+            self.send_rst(now, ip, l, rm, r);
+        }
+        self.settle(now, raw, false);
+    }
+
+    pub(crate) fn send_rst(&mut self, now: Instant, ip: &mut dyn IpSink, local: SocketAddrV4, remote: SocketAddrV4, r: RstReply) {
+        self.counters.inc("tcp.rst_sent");
+        let hdr = OutHdr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: r.seq,
+            ack: r.ack,
+            rst: true,
+            ..OutHdr::default()
+        };
+        self.send_hdr(now, ip, local, remote, &hdr);
+    }
+
+    fn send_hdr(&mut self, now: Instant, ip: &mut dyn IpSink, local: SocketAddrV4, remote: SocketAddrV4, hdr: &OutHdr) {
+        let len = hdr.header_len();
+        let (src, dst) = (*local.ip(), *remote.ip());
+        let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
+            hdr.write(buf);
+            finish(buf, src, dst);
+        });
+        self.counters.inc("tcp.segments_sent");
+        if !ok {
+            self.counters.inc("tcp.ip_send_failed");
+        }
+    }
+
+    fn close_owner(&mut self, owner: Option<u32>) {
+        if let Some(o) = owner {
+            if let Some(t) = self.tcb_mut(o) {
+                if t.state == TcpState::TimeWait {
+                    t.set_state(TcpState::Closed);
+                    self.push_event(o);
+                }
+            }
+        }
+    }
+
+    /// ICMP error about a segment we sent (RFC 1122 4.2.3.9, RFC 1191,
+    /// RFC 5927: the quoted sequence number must be in flight).
+    pub fn icmp_error(&mut self, now: Instant, icmp_type: u8, icmp_code: u8, next_hop_mtu: u16, quoted: &[u8]) {
+        let Some((local, remote, seq)) = parse_quoted(quoted) else {
+            return self.counters.inc("tcp.icmp_malformed");
+        };
+        let Some(&raw) = self.conns.get(&(local, remote)) else {
+            return self.counters.inc("tcp.icmp_no_connection");
+        };
+        let handled = self.with_tcb(now, raw, |t, env| t.icmp(env, icmp_type, icmp_code, next_hop_mtu, seq));
+        if handled == Some(true) {
+            self.settle(now, raw, false);
+        }
+    }
+
+    // ---- output and timers
+
+    /// Emits everything that is due now.
+    pub fn dispatch(&mut self, now: Instant, ip: &mut dyn IpSink) {
+        while let Some((l, r, rst)) = self.rst_queue.pop_front() {
+            self.send_rst(now, ip, l, r, rst);
+        }
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Conn(raw) => self.fire_conn_timer(now, raw, t),
+                TimerKey::TimeWait(l, r) => self.fire_time_wait(now, l, r),
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for raw in pending {
+            let done = self.with_tcb(now, raw, |t, env| {
+                t.in_pending = false;
+                t.output(env, ip);
+            });
+            if done.is_some() {
+                self.settle(now, raw, true);
+            }
+        }
+    }
+
+    fn fire_conn_timer(&mut self, now: Instant, raw: u32, t: Instant) {
+        let fired = self.with_tcb(now, raw, |tcb, env| {
+            if tcb.timer_registered != Some(t) {
+                return false;
+            }
+            tcb.timer_registered = None;
+            tcb.on_timers(env);
+            true
+        });
+        if fired == Some(true) {
+            self.settle(now, raw, false);
+        }
+    }
+
+    fn fire_time_wait(&mut self, now: Instant, l: SocketAddrV4, r: SocketAddrV4) {
+        let Some(e) = self.time_wait.map.get(&(l, r)) else { return };
+        if e.expires <= now {
+            let owner = e.owner;
+            self.time_wait.map.remove(&(l, r));
+            self.close_owner(owner);
+        } else {
+            let at = e.expires;
+            self.timers.push(Reverse((at, TimerKey::TimeWait(l, r))));
+        }
+    }
+
+    /// Earliest deadline, or `Instant::ZERO` ("now") when output is queued.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.pending.is_empty() || !self.rst_queue.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Handles whose readiness may have changed since the last call.
+    pub fn take_events(&mut self, out: &mut Vec<TcpHandle>) {
+        out.append(&mut self.events);
+        self.event_set.clear();
+    }
+
+    /// After anything touched a connection: lifecycle bookkeeping (accept
+    /// queue, TIME-WAIT table, freeing), readiness events, output queue
+    /// and timer registration.
+    fn settle(&mut self, now: Instant, raw: u32, after_output: bool) {
+        let cfg_tw = self.config.time_wait;
+        let Some(t) = self.tcb_mut(raw) else { return };
+        if t.fin_queued {
+            match t.state {
+                TcpState::Established => t.set_state(TcpState::FinWait1),
+                TcpState::CloseWait => t.set_state(TcpState::LastAck),
+                _ => {}
+            }
+        }
+        if t.orphaned && t.state == TcpState::FinWait2 && t.linger_at.is_none() {
+            t.linger_at = Some(now + cfg_tw);
+        }
+        t.arm_keepalive(now);
+        let (state, orphaned, parent, key) = (t.state, t.orphaned, t.parent, (t.local, t.remote));
+        let changed = std::mem::take(&mut t.changed);
+        if let Some(p) = parent {
+            self.settle_child(raw, p, state);
+        }
+        let registered = self.conns.get(&key) == Some(&raw);
+        if state == TcpState::TimeWait && registered {
+            return self.enter_time_wait(now, raw);
+        }
+        if state == TcpState::Closed {
+            if registered {
+                self.conns.remove(&key);
+            }
+            if orphaned {
+                return self.free(raw);
+            }
+        }
+        if changed && !orphaned {
+            self.push_event(raw);
+        }
+        let Some(t) = self.tcb_mut(raw) else { return };
+        let want = !after_output && !t.in_pending && t.wants_output();
+        if want {
+            t.in_pending = true;
+        }
+        let deadline = t.poll_at();
+        let push = deadline.filter(|d| t.timer_registered.is_none_or(|r| *d < r));
+        if let Some(d) = push {
+            t.timer_registered = Some(d);
+        }
+        if want {
+            self.pending.push_back(raw);
+        }
+        if let Some(d) = push {
+            self.timers.push(Reverse((d, TimerKey::Conn(raw))));
+        }
+    }
+
+    /// Moves a finished handshake from the SYN queue to the accept queue,
+    /// or forgets a child that died in the SYN queue.
+    fn settle_child(&mut self, raw: u32, p: u32, state: TcpState) {
+        let Some(l) = self.listener_mut(p) else { return };
+        if !l.syn_queue.contains(&raw) {
+            return;
+        }
+        if state == TcpState::SynReceived {
+            return;
+        }
+        l.syn_queue.remove(&raw);
+        if state != TcpState::Closed {
+            l.accept_queue.push_back(raw);
+            self.push_event(p);
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant, raw: u32) {
+        let expires = now + self.config.time_wait;
+        let Some(t) = self.tcb_mut(raw) else { return };
+        t.enter_closed();
+        t.state = TcpState::TimeWait;
+        let owner = (!t.orphaned).then_some(raw);
+        let entry = TwEntry::from_tcb(t, expires, owner);
+        let (key, orphaned) = ((t.local, t.remote), t.orphaned);
+        self.conns.remove(&key);
+        if self.time_wait.map.len() < MAX_TIME_WAIT {
+            self.time_wait.map.insert(key, entry);
+            self.timers.push(Reverse((expires, TimerKey::TimeWait(key.0, key.1))));
+        } else {
+            self.counters.inc("tcp.time_wait_table_full");
+            if let Some(t) = self.tcb_mut(raw) {
+                t.state = TcpState::Closed;
+            }
+        }
+        if orphaned {
+            self.free(raw);
+        } else {
+            self.push_event(raw);
+        }
+    }
+
+    /// Connections that are not LISTEN, CLOSED or TIME-WAIT.
+    pub fn active_connections(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|&&raw| self.tcb(raw).is_some_and(|t| !matches!(t.state, TcpState::Closed | TcpState::TimeWait)))
+            .count()
+    }
+}
+
+/// Quoted IPv4 header + TCP ports and sequence number of our segment.
+fn parse_quoted(q: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, Seq)> {
+    let ihl = usize::from(*q.first()? & 0x0f) * 4;
+    if ihl < 20 || q.len() < ihl + 8 || q[9] != 6 {
+        return None;
+    }
+    let src = Ipv4Addr::new(q[12], q[13], q[14], q[15]);
+    let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+    let t = &q[ihl..];
+    let sport = u16::from_be_bytes([t[0], t[1]]);
+    let dport = u16::from_be_bytes([t[2], t[3]]);
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    Some((SocketAddrV4::new(src, sport), SocketAddrV4::new(dst, dport), Seq(seq)))
+}

@@ -1,0 +1,515 @@
+//! Socket operations the API layer calls (RFC 9293 3.10.1-3.10.6 user
+//! calls: OPEN, SEND, RECEIVE, CLOSE, ABORT, STATUS).
+
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, SocketAddrV4};
+use std::time::Duration;
+
+use super::cc::{CcAlgorithm, new_congestion_control};
+use super::input::RstReply;
+use super::isn::pick_ephemeral;
+use super::listen::Listener;
+use super::state::TcpState;
+use super::tcb::SockOpts;
+use super::{MAX_QUEUED_RSTS, Sock, TcpHandle, TcpLayer};
+use crate::stack::socket::Readiness;
+use crate::stack::time::Instant;
+
+/// Connection statistics (like Linux `struct tcp_info`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: TcpState,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    pub rcv_nxt: u32,
+    pub snd_wnd: usize,
+    pub rcv_wnd: usize,
+    pub cwnd: usize,
+    pub ssthresh: usize,
+    pub srtt: Option<Duration>,
+    pub rto: Duration,
+    pub retransmitted_segments: u64,
+    pub retransmitted_bytes: u64,
+    pub mss: usize,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    pub sack: bool,
+    pub timestamps: bool,
+    pub bytes_in_flight: usize,
+    pub congestion_control: &'static str,
+}
+
+fn err(kind: ErrorKind) -> io::Error {
+    io::Error::from(kind)
+}
+
+impl TcpLayer {
+    fn stale(&self, h: TcpHandle) -> io::Error {
+        let _ = h;
+        err(ErrorKind::NotConnected)
+    }
+
+    fn conn_ref(&self, h: TcpHandle) -> io::Result<&super::tcb::Tcb> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
+            Some(Sock::Conn(t)) => Ok(t),
+            Some(Sock::Listener(_)) => Err(err(ErrorKind::InvalidInput)),
+            None => Err(self.stale(h)),
+        }
+    }
+
+    fn conn_mut(&mut self, h: TcpHandle) -> io::Result<&mut super::tcb::Tcb> {
+        let idx = self.slot_of(h.0).ok_or_else(|| err(ErrorKind::NotConnected))?;
+        match self.slots[idx].sock.as_mut() {
+            Some(Sock::Conn(t)) => Ok(t),
+            _ => Err(err(ErrorKind::InvalidInput)),
+        }
+    }
+
+    fn port_in_use(&self, port: u16) -> bool {
+        self.listeners.contains_key(&port) || self.conns.keys().any(|(l, _)| l.port() == port)
+    }
+
+    /// Passive OPEN. Port 0 picks an ephemeral port.
+    pub fn listen(&mut self, local: SocketAddrV4, backlog: usize) -> io::Result<TcpHandle> {
+        let mut local = local;
+        if local.port() == 0 {
+            let mut counter = self.port_counter;
+            let port = pick_ephemeral(&self.secret, &mut counter, &(*local.ip(), 0u16), |p| {
+                !self.port_in_use(p)
+            })
+            .ok_or_else(|| err(ErrorKind::AddrInUse))?;
+            self.port_counter = counter;
+            local.set_port(port);
+        } else if self.listeners.contains_key(&local.port()) {
+            return Err(err(ErrorKind::AddrInUse));
+        }
+        let opts = SockOpts::from_config(&self.config);
+        let raw = self
+            .alloc(Sock::Listener(Listener::new(local, backlog, opts)))
+            .ok_or_else(|| err(ErrorKind::OutOfMemory))?;
+        self.listeners.insert(local.port(), raw);
+        log::debug!(target: "tapstack::trace", "{local} CLOSED -> LISTEN");
+        Ok(TcpHandle(raw))
+    }
+
+    /// Takes an established connection from the accept queue.
+    pub fn accept(&mut self, listener: TcpHandle) -> io::Result<(TcpHandle, SocketAddrV4)> {
+        let idx = self.slot_of(listener.0).ok_or_else(|| err(ErrorKind::InvalidInput))?;
+        let Some(Sock::Listener(l)) = self.slots[idx].sock.as_mut() else {
+            return Err(err(ErrorKind::InvalidInput));
+        };
+        let queue = std::mem::take(&mut l.accept_queue);
+        let mut queue = queue;
+        let mut found = None;
+        while let Some(raw) = queue.pop_front() {
+            if self.tcb(raw).is_some() {
+                found = Some(raw);
+                break;
+            }
+        }
+        if let Some(Sock::Listener(l)) = self.slots[idx].sock.as_mut() {
+            l.accept_queue = queue;
+        }
+        if let Some(raw) = found {
+            let Some(l_ref) = self.tcb_mut(raw) else {
+                return Err(err(ErrorKind::WouldBlock));
+            };
+            l_ref.parent = None;
+            let remote = l_ref.remote;
+            return Ok((TcpHandle(raw), remote));
+        }
+        Err(err(ErrorKind::WouldBlock))
+    }
+
+    /// Active OPEN: the SYN goes out on the next `dispatch`.
+    pub fn connect(&mut self, now: Instant, local: Option<SocketAddrV4>, remote: SocketAddrV4) -> io::Result<TcpHandle> {
+        if remote.ip().is_unspecified() || remote.port() == 0 {
+            return Err(err(ErrorKind::InvalidInput));
+        }
+        let mut local = local.unwrap_or(SocketAddrV4::new(self.local_addr, 0));
+        if local.ip().is_unspecified() {
+            local.set_ip(self.local_addr);
+        }
+        if local.port() == 0 {
+            let mut counter = self.port_counter;
+            let (conns, tw, listeners) = (&self.conns, &self.time_wait.map, &self.listeners);
+            let ip = *local.ip();
+            let port = pick_ephemeral(&self.secret, &mut counter, &(ip, remote), |p| {
+                let key = (SocketAddrV4::new(ip, p), remote);
+                !conns.contains_key(&key) && !tw.contains_key(&key) && !listeners.contains_key(&p)
+            })
+            .ok_or_else(|| err(ErrorKind::AddrNotAvailable))?;
+            self.port_counter = counter;
+            local.set_port(port);
+        } else if self.conns.contains_key(&(local, remote)) || self.time_wait.map.contains_key(&(local, remote)) {
+            return Err(err(ErrorKind::AddrInUse));
+        }
+        let iss = self.pick_iss(now, local, remote);
+        let mut tcb = self.new_tcb(now, SockOpts::from_config(&self.config), local, remote, iss);
+        tcb.set_state(TcpState::SynSent);
+        let raw = self.insert_conn(tcb).ok_or_else(|| err(ErrorKind::OutOfMemory))?;
+        self.counters.inc("tcp.active_open");
+        self.settle(now, raw, false);
+        Ok(TcpHandle(raw))
+    }
+
+    fn touch(&mut self, h: TcpHandle) {
+        // No clock here: timers already armed keep their deadlines; output
+        // is queued for the next dispatch.
+        let raw = h.0;
+        let Some(t) = self.tcb_mut(raw) else { return };
+        if !t.in_pending && t.wants_output() {
+            t.in_pending = true;
+            self.pending.push_back(raw);
+        }
+    }
+
+    /// SEND: queues data; it leaves on the next `dispatch`.
+    pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> io::Result<usize> {
+        let t = self.conn_mut(h)?;
+        if let Some(e) = t.error {
+            return Err(err(e));
+        }
+        let n = match t.state {
+            TcpState::SynSent | TcpState::SynReceived if !t.fin_queued => return Err(err(ErrorKind::WouldBlock)),
+            TcpState::Established | TcpState::CloseWait if !t.fin_queued => {
+                if data.is_empty() {
+                    return Ok(0);
+                }
+                let n = t.tx.enqueue(data);
+                if n == 0 {
+                    return Err(err(ErrorKind::WouldBlock));
+                }
+                n
+            }
+            TcpState::Closed | TcpState::Listen => return Err(err(ErrorKind::NotConnected)),
+            _ => return Err(err(ErrorKind::BrokenPipe)),
+        };
+        self.touch(h);
+        Ok(n)
+    }
+
+    /// RECEIVE. Ok(0) is EOF. Opening the window by enough sends a window
+    /// update at once (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
+    pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
+        let t = self.conn_mut(h)?;
+        if t.read_closed {
+            return Ok(0);
+        }
+        if !t.rx.is_empty() {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let n = t.rx.dequeue(buf);
+            if t.state.is_synchronized() && t.window_update_due() {
+                t.ack_now = true;
+                self.counters.inc("tcp.window_update");
+                self.touch(h);
+            }
+            return Ok(n);
+        }
+        Self::recv_empty(t)
+    }
+
+    fn recv_empty(t: &super::tcb::Tcb) -> io::Result<usize> {
+        if t.fin_received {
+            return Ok(0);
+        }
+        if let Some(e) = t.error {
+            return Err(err(e));
+        }
+        match t.state {
+            TcpState::Closed | TcpState::TimeWait => Ok(0),
+            _ => Err(err(ErrorKind::WouldBlock)),
+        }
+    }
+
+    pub fn peek(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
+        let t = self.conn_ref(h)?;
+        if t.read_closed {
+            return Ok(0);
+        }
+        if !t.rx.is_empty() {
+            return Ok(t.rx.peek(0, buf));
+        }
+        Self::recv_empty(t)
+    }
+
+    pub fn shutdown(&mut self, h: TcpHandle, how: Shutdown) -> io::Result<()> {
+        let t = self.conn_mut(h)?;
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            t.read_closed = true;
+            let n = t.rx.len();
+            t.rx.discard(n);
+            t.asm.clear();
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            match t.state {
+                TcpState::Closed | TcpState::Listen => return Err(err(ErrorKind::NotConnected)),
+                _ => t.fin_queued = true,
+            }
+            match t.state {
+                TcpState::Established => t.set_state(TcpState::FinWait1),
+                TcpState::CloseWait => t.set_state(TcpState::LastAck),
+                _ => {}
+            }
+        }
+        self.touch(h);
+        Ok(())
+    }
+
+    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, RstReply)) {
+        if self.rst_queue.len() < MAX_QUEUED_RSTS {
+            self.rst_queue.push_back(rst);
+        } else {
+            self.counters.inc("tcp.rst_queue_full");
+        }
+    }
+
+    /// The application dropped its handle (RFC 9293 3.10.4; RST when
+    /// unread data remains, RFC 2525 2.17).
+    pub fn close(&mut self, h: TcpHandle) {
+        let Some(idx) = self.slot_of(h.0) else { return };
+        if let Some(Sock::Listener(_)) = self.slots[idx].sock {
+            return self.close_listener(h.0);
+        }
+        let Ok(t) = self.conn_mut(h) else { return };
+        t.orphaned = true;
+        let unread = !t.rx.is_empty() || !t.asm.is_empty();
+        match t.state {
+            TcpState::Closed | TcpState::TimeWait | TcpState::SynSent => self.free_conn(h.0),
+            TcpState::SynReceived => self.abort(h),
+            _ if unread => {
+                self.counters.inc("tcp.close_with_unread_data");
+                self.abort(h);
+            }
+            _ => {
+                t.read_closed = true;
+                t.fin_queued = true;
+                match t.state {
+                    TcpState::Established => t.set_state(TcpState::FinWait1),
+                    TcpState::CloseWait => t.set_state(TcpState::LastAck),
+                    _ => {}
+                }
+                if t.state == TcpState::FinWait2 && t.linger_at.is_none() {
+                    // Armed at the next settle (needs the clock).
+                }
+                self.touch(h);
+            }
+        }
+    }
+
+    fn free_conn(&mut self, raw: u32) {
+        if let Some(t) = self.tcb(raw) {
+            let (key, parent) = ((t.local, t.remote), t.parent);
+            if self.conns.get(&key) == Some(&raw) {
+                self.conns.remove(&key);
+            }
+            if let Some(p) = parent {
+                if let Some(l) = self.listener_mut(p) {
+                    l.syn_queue.remove(&raw);
+                    l.accept_queue.retain(|&r| r != raw);
+                }
+            }
+        }
+        self.free(raw);
+    }
+
+    fn close_listener(&mut self, raw: u32) {
+        let Some(l) = self.listener_mut(raw) else { return };
+        let children: Vec<u32> = l.syn_queue.drain().chain(l.accept_queue.drain(..)).collect();
+        let port = l.local.port();
+        for c in children {
+            self.abort(TcpHandle(c));
+        }
+        if self.listeners.get(&port) == Some(&raw) {
+            self.listeners.remove(&port);
+        }
+        self.free(raw);
+    }
+
+    /// ABORT (SO_LINGER {on, 0}): RST now and free.
+    pub fn abort(&mut self, h: TcpHandle) {
+        let Some(t) = self.tcb(h.0) else {
+            if self.listener(h.0).is_some() {
+                self.close_listener(h.0);
+            }
+            return;
+        };
+        if matches!(
+            t.state,
+            TcpState::SynReceived
+                | TcpState::Established
+                | TcpState::FinWait1
+                | TcpState::FinWait2
+                | TcpState::CloseWait
+        ) {
+            let rst = RstReply { seq: t.snd_max, ack: Some(t.rcv_nxt) };
+            let (l, r) = (t.local, t.remote);
+            self.queue_rst((l, r, rst));
+            self.counters.inc("tcp.aborted");
+        }
+        self.free_conn(h.0);
+    }
+
+    pub fn readiness(&self, h: TcpHandle) -> Readiness {
+        let Some(idx) = self.slot_of(h.0) else {
+            return Readiness { readable: true, writable: true, hup: true, error: true };
+        };
+        match self.slots[idx].sock.as_ref() {
+            Some(Sock::Listener(l)) => Readiness {
+                readable: !l.accept_queue.is_empty(),
+                ..Readiness::default()
+            },
+            Some(Sock::Conn(t)) => {
+                let error = t.error.is_some() && !t.error_taken;
+                let closed = matches!(t.state, TcpState::Closed | TcpState::TimeWait);
+                Readiness {
+                    readable: !t.rx.is_empty() || t.fin_received || t.read_closed || t.error.is_some() || closed,
+                    writable: (t.state.can_send() && !t.fin_queued && t.tx.free() > 0) || t.error.is_some(),
+                    hup: t.fin_received || closed,
+                    error,
+                }
+            }
+            None => Readiness::default(),
+        }
+    }
+
+    pub fn state(&self, h: TcpHandle) -> TcpState {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
+            Some(Sock::Listener(_)) => TcpState::Listen,
+            Some(Sock::Conn(t)) => t.state,
+            None => TcpState::Closed,
+        }
+    }
+
+    pub fn local_addr(&self, h: TcpHandle) -> io::Result<SocketAddrV4> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
+            Some(Sock::Listener(l)) => Ok(l.local),
+            Some(Sock::Conn(t)) => Ok(t.local),
+            None => Err(err(ErrorKind::NotConnected)),
+        }
+    }
+
+    pub fn peer_addr(&self, h: TcpHandle) -> io::Result<SocketAddrV4> {
+        Ok(self.conn_ref(h).map_err(|_| err(ErrorKind::NotConnected))?.remote)
+    }
+
+    pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) -> io::Result<()> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
+            Some(Sock::Listener(l)) => l.opts.nodelay = on,
+            Some(Sock::Conn(t)) => t.opts.nodelay = on,
+            None => return Err(err(ErrorKind::NotConnected)),
+        }
+        self.touch(h);
+        Ok(())
+    }
+
+    pub fn nodelay(&self, h: TcpHandle) -> io::Result<bool> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
+            Some(Sock::Listener(l)) => Ok(l.opts.nodelay),
+            Some(Sock::Conn(t)) => Ok(t.opts.nodelay),
+            None => Err(err(ErrorKind::NotConnected)),
+        }
+    }
+
+    pub fn set_keepalive(&mut self, h: TcpHandle, ka: Option<(Duration, Duration, u32)>) -> io::Result<()> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
+            Some(Sock::Listener(l)) => l.opts.keepalive = ka,
+            Some(Sock::Conn(t)) => {
+                t.opts.keepalive = ka;
+                t.ka_at = None;
+                t.ka_probes = 0;
+                let raw = h.0;
+                // Re-register the timer structure on the next event; arm now
+                // relative to the last segment received.
+                let last = t.last_rx;
+                t.arm_keepalive(last);
+                if let Some(d) = t.poll_at() {
+                    if t.timer_registered.is_none_or(|r| d < r) {
+                        t.timer_registered = Some(d);
+                        self.timers.push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
+                    }
+                }
+            }
+            None => return Err(err(ErrorKind::NotConnected)),
+        }
+        Ok(())
+    }
+
+    pub fn set_congestion_control(&mut self, h: TcpHandle, cc: CcAlgorithm) -> io::Result<()> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
+            Some(Sock::Listener(l)) => l.opts.cc = cc,
+            Some(Sock::Conn(t)) => {
+                t.opts.cc = cc;
+                if t.cc.name() != cc.to_string() {
+                    // Restart the controller (Linux does the same on
+                    // TCP_CONGESTION): keep cwnd/ssthresh semantics fresh.
+                    t.cc = new_congestion_control(cc, t.mss, t.last_rx);
+                }
+            }
+            None => return Err(err(ErrorKind::NotConnected)),
+        }
+        Ok(())
+    }
+
+    /// Buffer sizes; only before data flows (buffers must be empty).
+    pub fn set_buffer_sizes(&mut self, h: TcpHandle, rx: Option<usize>, tx: Option<usize>) -> io::Result<()> {
+        match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
+            Some(Sock::Listener(l)) => {
+                l.opts.rx_buffer = rx.unwrap_or(l.opts.rx_buffer);
+                l.opts.tx_buffer = tx.unwrap_or(l.opts.tx_buffer);
+            }
+            Some(Sock::Conn(t)) => {
+                if t.state.is_synchronized() || !t.rx.is_empty() || !t.tx.is_empty() {
+                    return Err(err(ErrorKind::InvalidInput));
+                }
+                if let Some(r) = rx {
+                    t.rx.set_capacity(r);
+                    t.opts.rx_buffer = r;
+                }
+                if let Some(s) = tx {
+                    t.tx.set_capacity(s);
+                    t.opts.tx_buffer = s;
+                }
+            }
+            None => return Err(err(ErrorKind::NotConnected)),
+        }
+        Ok(())
+    }
+
+    pub fn info(&self, h: TcpHandle) -> io::Result<TcpInfo> {
+        let t = self.conn_ref(h)?;
+        Ok(TcpInfo {
+            state: t.state,
+            snd_una: t.snd_una.0,
+            snd_nxt: t.snd_nxt.0,
+            rcv_nxt: t.rcv_nxt.0,
+            snd_wnd: t.snd_wnd,
+            rcv_wnd: t.rcv_wnd(),
+            cwnd: t.cc.cwnd(),
+            ssthresh: t.cc.ssthresh(),
+            srtt: t.rtt.srtt(),
+            rto: t.rtt.rto(),
+            retransmitted_segments: t.rtx_segs,
+            retransmitted_bytes: t.rtx_bytes,
+            mss: t.mss,
+            snd_wscale: t.snd_wscale,
+            rcv_wscale: t.rcv_wscale,
+            sack: t.sack_ok,
+            timestamps: t.ts_ok,
+            bytes_in_flight: t.bytes_in_flight(),
+            congestion_control: t.cc.name(),
+        })
+    }
+
+    /// SO_ERROR: the pending error, once.
+    pub fn take_error(&mut self, h: TcpHandle) -> Option<io::Error> {
+        let t = self.conn_mut(h).ok()?;
+        if let (Some(e), false) = (t.error, t.error_taken) {
+            t.error_taken = true;
+            return Some(err(e));
+        }
+        t.soft_error.take().map(err)
+    }
+}

@@ -1,0 +1,331 @@
+//! Byte ring buffer backing the TCP send and receive buffers.
+//!
+//! The receive side also parks out-of-order bytes in the free space past
+//! the end (`write_at`) and makes them readable once the hole closes
+//! (`commit`), so reassembly needs no second copy.
+
+/// A fixed-capacity byte ring. Storage is allocated on the first write so
+/// idle sockets cost nothing; no allocation happens after that. No method
+/// panics: every argument is clipped.
+#[derive(Debug, Default)]
+pub struct RingBuffer {
+    /// Empty until the first write, then exactly `capacity` bytes.
+    storage: Vec<u8>,
+    capacity: usize,
+    /// Physical index of the first readable byte.
+    head: usize,
+    len: usize,
+}
+
+impl RingBuffer {
+    /// An empty buffer of `capacity` bytes; memory is allocated lazily.
+    pub fn new(capacity: usize) -> Self {
+        RingBuffer {
+            storage: Vec::new(),
+            capacity,
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes that can still be enqueued.
+    pub fn free(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    /// Changes the capacity; only allowed while empty, ignored otherwise.
+    /// Out-of-order bytes parked with `write_at` are dropped.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        if self.len != 0 || capacity == self.capacity {
+            return;
+        }
+        // Release the old storage; the next write allocates the new size.
+        self.storage = Vec::new();
+        self.capacity = capacity;
+        self.head = 0;
+    }
+
+    /// Appends at the end; returns the number of bytes taken.
+    pub fn enqueue(&mut self, data: &[u8]) -> usize {
+        let n = self.write_at(0, data);
+        self.len += n;
+        n
+    }
+
+    /// Reads and removes bytes from the front; returns the count.
+    pub fn dequeue(&mut self, out: &mut [u8]) -> usize {
+        let n = self.peek(0, out);
+        self.discard(n)
+    }
+
+    /// Copies from `front + offset` without removing; returns the count.
+    pub fn peek(&self, offset: usize, out: &mut [u8]) -> usize {
+        let (a, b) = self.slices(offset, out.len());
+        out[..a.len()].copy_from_slice(a);
+        out[a.len()..a.len() + b.len()].copy_from_slice(b);
+        a.len() + b.len()
+    }
+
+    /// Drops up to `n` bytes from the front (ACKed data); returns the count.
+    pub fn discard(&mut self, n: usize) -> usize {
+        let n = n.min(self.len);
+        if n > 0 {
+            self.head = self.wrap(self.head + n);
+            self.len -= n;
+        }
+        n
+    }
+
+    /// Writes into free space starting `offset` bytes past the end
+    /// (out-of-order data). `len` is unchanged. Returns bytes written,
+    /// clipped at capacity.
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
+        let free = self.free();
+        if offset >= free {
+            return 0;
+        }
+        let n = data.len().min(free - offset);
+        if n == 0 {
+            return 0;
+        }
+        self.allocate();
+        // offset < free <= capacity, so this cannot overflow.
+        let start = self.wrap(self.head + self.len + offset);
+        let first = n.min(self.capacity - start);
+        self.storage[start..start + first].copy_from_slice(&data[..first]);
+        self.storage[..n - first].copy_from_slice(&data[first..n]);
+        n
+    }
+
+    /// Extends `len` by `n` (clipped to free space) over bytes previously
+    /// placed with `write_at(0..)`.
+    pub fn commit(&mut self, n: usize) {
+        let n = n.min(self.free());
+        if n > 0 {
+            // Committing bytes never written still must not panic later.
+            self.allocate();
+            self.len += n;
+        }
+    }
+
+    /// Zero-copy view of `[offset, offset+len)` of the readable data
+    /// (clipped), as two contiguous parts.
+    pub fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
+        if offset >= self.len {
+            return (&[], &[]);
+        }
+        let n = len.min(self.len - offset);
+        let start = self.wrap(self.head + offset);
+        let first = n.min(self.capacity - start);
+        (
+            &self.storage[start..start + first],
+            &self.storage[..n - first],
+        )
+    }
+
+    /// The one allocation, on first write.
+    fn allocate(&mut self) {
+        if self.storage.len() != self.capacity {
+            self.storage = vec![0; self.capacity];
+        }
+    }
+
+    /// Physical index for a logical position `< 2 * capacity`.
+    fn wrap(&self, i: usize) -> usize {
+        if i >= self.capacity {
+            i - self.capacity
+        } else {
+            i
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::rng::Rng;
+    use std::collections::VecDeque;
+
+    fn joined(b: &RingBuffer, offset: usize, len: usize) -> Vec<u8> {
+        let (x, y) = b.slices(offset, len);
+        [x, y].concat()
+    }
+
+    #[test]
+    fn allocates_lazily() {
+        let mut b = RingBuffer::new(256 * 1024);
+        assert_eq!(b.storage.capacity(), 0);
+        assert_eq!(b.free(), 256 * 1024);
+        assert_eq!(b.enqueue(&[]), 0);
+        assert_eq!(b.storage.capacity(), 0);
+        assert_eq!(b.enqueue(b"x"), 1);
+        assert_eq!(b.storage.len(), 256 * 1024);
+    }
+
+    #[test]
+    fn wraparound_enqueue_dequeue_peek_discard() {
+        let mut b = RingBuffer::new(8);
+        assert_eq!(b.enqueue(b"abcdef"), 6);
+        let mut out = [0u8; 4];
+        assert_eq!(b.dequeue(&mut out), 4);
+        assert_eq!(&out, b"abcd");
+        // Head at 4, two bytes stored; these six wrap past the end.
+        assert_eq!(b.enqueue(b"ghijklmn"), 6);
+        assert_eq!(b.len(), 8);
+        assert_eq!(b.free(), 0);
+        assert_eq!(b.enqueue(b"z"), 0);
+        let mut p = [0u8; 5];
+        assert_eq!(b.peek(1, &mut p), 5);
+        assert_eq!(&p, b"fghij");
+        assert_eq!(b.peek(8, &mut p), 0);
+        assert_eq!(b.discard(3), 3);
+        let mut all = [0u8; 16];
+        assert_eq!(b.dequeue(&mut all), 5);
+        assert_eq!(&all[..5], b"hijkl");
+        assert!(b.is_empty());
+        assert_eq!(b.discard(10), 0);
+    }
+
+    #[test]
+    fn write_at_then_commit_out_of_order() {
+        let mut b = RingBuffer::new(10);
+        b.enqueue(b"0123456");
+        b.discard(6); // head at 6: later writes wrap
+        // Segment 2 arrives first, then segment 1 closes the hole.
+        assert_eq!(b.write_at(3, b"DEF"), 3);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.write_at(0, b"ABC"), 3);
+        b.commit(6);
+        assert_eq!(joined(&b, 0, 100), b"6ABCDEF");
+        // Clipped at capacity: 3 free bytes, offset 1 leaves room for 2.
+        assert_eq!(b.write_at(1, b"xyz"), 2);
+        assert_eq!(b.write_at(3, b"xyz"), 0);
+        assert_eq!(b.write_at(usize::MAX, b"xyz"), 0);
+        b.commit(usize::MAX);
+        assert_eq!(b.len(), 10);
+    }
+
+    #[test]
+    fn slices_across_the_wrap() {
+        let mut b = RingBuffer::new(8);
+        b.enqueue(b"......");
+        b.discard(6);
+        b.enqueue(b"abcdef"); // "ab" at 6..8, "cdef" wraps to 0..4
+        let (x, y) = b.slices(0, 6);
+        assert_eq!((x, y), (&b"ab"[..], &b"cdef"[..]));
+        let (x, y) = b.slices(1, 3);
+        assert_eq!((x, y), (&b"b"[..], &b"cd"[..]));
+        let (x, y) = b.slices(3, 100);
+        assert_eq!((x, y), (&b"def"[..], &b""[..]));
+        assert_eq!(b.slices(6, 1), (&b""[..], &b""[..]));
+        assert_eq!(b.slices(usize::MAX, usize::MAX), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    fn set_capacity_only_while_empty() {
+        let mut b = RingBuffer::new(4);
+        b.enqueue(b"ab");
+        b.set_capacity(16);
+        assert_eq!(b.capacity(), 4);
+        b.discard(2);
+        b.set_capacity(16);
+        assert_eq!(b.capacity(), 16);
+        assert_eq!(b.enqueue(&[7; 20]), 16);
+        assert_eq!(joined(&b, 0, 16), vec![7; 16]);
+    }
+
+    #[test]
+    fn zero_capacity_never_panics() {
+        let mut b = RingBuffer::new(0);
+        assert_eq!(b.enqueue(b"abc"), 0);
+        assert_eq!(b.write_at(0, b"abc"), 0);
+        b.commit(5);
+        assert_eq!(b.dequeue(&mut [0; 4]), 0);
+        assert_eq!(b.peek(0, &mut [0; 4]), 0);
+        assert_eq!(b.slices(0, 4), (&b""[..], &b""[..]));
+    }
+
+    /// Random operations against a `VecDeque` model. `shadow[i]` tracks the
+    /// byte `i` past the end (known if placed with `write_at`).
+    #[test]
+    fn randomized_against_vecdeque_model() {
+        let mut rng = Rng::new(0x5eed);
+        let mut cap = 37;
+        let mut b = RingBuffer::new(cap);
+        let mut model: VecDeque<u8> = VecDeque::new();
+        let mut shadow: VecDeque<Option<u8>> = vec![None; cap].into();
+        for step in 0..10_000 {
+            let mut data = vec![0u8; rng.range(0, 50) as usize];
+            rng.fill(&mut data);
+            let off = rng.range(0, 45) as usize;
+            match rng.range(0, 7) {
+                0 => {
+                    let n = b.enqueue(&data);
+                    assert_eq!(n, data.len().min(cap - model.len()), "step {step}");
+                    model.extend(&data[..n]);
+                    shadow.drain(..n);
+                }
+                1 => {
+                    let mut out = vec![0u8; data.len()];
+                    let n = b.dequeue(&mut out);
+                    let want: Vec<u8> = model.drain(..n.min(model.len())).collect();
+                    assert_eq!(&out[..n], &want[..], "step {step}");
+                    assert_eq!(n, data.len().min(want.len() + model.len()));
+                    shadow.extend(std::iter::repeat_n(None, n));
+                }
+                2 => {
+                    let mut out = vec![0u8; data.len()];
+                    let n = b.peek(off, &mut out);
+                    let want: Vec<u8> = model.iter().skip(off).take(out.len()).copied().collect();
+                    assert_eq!(&out[..n], &want[..], "step {step}");
+                }
+                3 => {
+                    let n = b.discard(off);
+                    assert_eq!(n, off.min(model.len()));
+                    model.drain(..n);
+                    shadow.extend(std::iter::repeat_n(None, n));
+                }
+                4 => {
+                    let n = b.write_at(off, &data);
+                    let free = cap - model.len();
+                    assert_eq!(n, data.len().min(free.saturating_sub(off)), "step {step}");
+                    for (i, &x) in data[..n].iter().enumerate() {
+                        shadow[off + i] = Some(x);
+                    }
+                }
+                5 => {
+                    // Commit only what is known, as the engine would.
+                    let k = shadow.iter().take_while(|x| x.is_some()).count();
+                    let k = k.min(off);
+                    b.commit(k);
+                    model.extend(shadow.drain(..k).flatten());
+                }
+                _ => {
+                    let (x, y) = b.slices(off, data.len());
+                    let want: Vec<u8> = model.iter().skip(off).take(data.len()).copied().collect();
+                    assert_eq!([x, y].concat(), want, "step {step}");
+                    if model.is_empty() && rng.chance(0.3) {
+                        cap = rng.range(0, 64) as usize;
+                        b.set_capacity(cap);
+                        shadow = vec![None; cap].into();
+                    }
+                }
+            }
+            assert_eq!(b.len(), model.len());
+            assert_eq!(b.free(), cap - model.len());
+            assert_eq!(shadow.len(), b.free());
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Congestion control (RFC 5681, RFC 9438), one file per algorithm.
+
+pub mod cubic;
+pub mod reno;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::stack::time::Instant;
+
+/// RFC 6928 initial window in segments.
+pub const INITIAL_WINDOW_SEGMENTS: usize = 10;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum CcAlgorithm {
+    Reno,
+    #[default]
+    Cubic,
+}
+
+impl FromStr for CcAlgorithm {
+    type Err = String;
+    /// "reno" | "newreno" | "cubic" (any case); the error lists the choices.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "reno" | "newreno" => Ok(CcAlgorithm::Reno),
+            "cubic" => Ok(CcAlgorithm::Cubic),
+            _ => Err(format!(
+                "unknown congestion control {s:?}: expected one of reno, newreno, cubic"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CcAlgorithm {
+    /// "reno" / "cubic".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CcAlgorithm::Reno => "reno",
+            CcAlgorithm::Cubic => "cubic",
+        })
+    }
+}
+
+pub trait CongestionControl: Send + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    /// Congestion window in bytes.
+    fn cwnd(&self) -> usize;
+    /// Slow-start threshold in bytes (usize::MAX initially).
+    fn ssthresh(&self) -> usize;
+    fn in_slow_start(&self) -> bool;
+    /// New data cumulatively ACKed outside loss recovery. `bytes_in_flight`
+    /// before this ACK; `rtt` the latest smoothed RTT if any. Slow start
+    /// with ABC (RFC 3465, L = 2*SMSS), congestion avoidance per algorithm.
+    /// Do not grow when the sender was application-limited (`app_limited`).
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        acked: usize,
+        bytes_in_flight: usize,
+        rtt: Option<Duration>,
+        app_limited: bool,
+    );
+    /// Loss detected by dupacks/SACK (entering fast recovery): set ssthresh
+    /// (Reno: max(flight/2, 2*SMSS), RFC 5681 eq. 4; CUBIC: beta 0.7 with
+    /// fast convergence, RFC 9438 4.6/4.7) and cwnd = ssthresh.
+    fn on_congestion_event(&mut self, now: Instant, bytes_in_flight: usize);
+    /// RTO fired: ssthresh as on a congestion event (once per loss episode
+    /// is the caller's concern), cwnd = 1 SMSS (RFC 5681 3.1 loss window).
+    fn on_retransmission_timeout(&mut self, now: Instant, bytes_in_flight: usize);
+    /// Leaving fast recovery (full ACK): cwnd = ssthresh (RFC 6582 / 6675).
+    fn on_recovery_exit(&mut self, now: Instant);
+    fn set_mss(&mut self, mss: usize);
+}
+
+/// Builds the controller for `algorithm`.
+pub fn new_congestion_control(
+    algorithm: CcAlgorithm,
+    mss: usize,
+    now: Instant,
+) -> Box<dyn CongestionControl> {
+    match algorithm {
+        CcAlgorithm::Reno => Box::new(reno::Reno::new(mss, now)),
+        CcAlgorithm::Cubic => Box::new(cubic::Cubic::new(mss, now)),
+    }
+}
+
+/// Largest congestion window either algorithm will reach: the largest
+/// window TCP window scaling can express (RFC 7323 section 2.3) is 1 GiB,
+/// so growing past 4 GiB buys nothing and keeps the f64 math tame.
+pub(crate) const MAX_CWND: usize = u32::MAX as usize;
+
+/// SMSS kept within what the 16-bit MSS option can announce (RFC 9293
+/// section 3.2), so window arithmetic on it can never overflow.
+pub(crate) fn clamp_mss(mss: usize) -> usize {
+    mss.clamp(1, u16::MAX as usize)
+}
+
+/// RFC 6928 initial window: min(10*SMSS, max(2*SMSS, 14600)).
+pub fn initial_window(mss: usize) -> usize {
+    let mss = clamp_mss(mss);
+    (INITIAL_WINDOW_SEGMENTS * mss).min((2 * mss).max(14_600))
+}
+
+/// RFC 5681 eq. 4 floor shared by both algorithms: at least 2*SMSS.
+pub(crate) fn ssthresh_floor(mss: usize) -> usize {
+    2 * mss
+}
+
+/// Slow start with Appropriate Byte Counting (RFC 3465 section 2.2,
+/// L = 2*SMSS), never overshooting ssthresh. Returns the new cwnd.
+pub(crate) fn slow_start(cwnd: usize, ssthresh: usize, acked: usize, mss: usize) -> usize {
+    let inc = acked.min(2 * mss);
+    cwnd.saturating_add(inc).min(ssthresh).min(MAX_CWND)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_display() {
+        assert_eq!("reno".parse(), Ok(CcAlgorithm::Reno));
+        assert_eq!("NewReno".parse(), Ok(CcAlgorithm::Reno));
+        assert_eq!("cubic".parse(), Ok(CcAlgorithm::Cubic));
+        let err = "bbr".parse::<CcAlgorithm>().unwrap_err();
+        assert!(err.contains("reno") && err.contains("cubic"), "{err}");
+        assert_eq!(CcAlgorithm::Reno.to_string(), "reno");
+        assert_eq!(CcAlgorithm::default().to_string(), "cubic");
+    }
+
+    #[test]
+    fn rfc6928_initial_window() {
+        assert_eq!(initial_window(1460), 14_600);
+        assert_eq!(initial_window(536), 5_360);
+        assert_eq!(initial_window(9000), 18_000);
+        assert_eq!(initial_window(0), 10);
+        for alg in [CcAlgorithm::Reno, CcAlgorithm::Cubic] {
+            let cc = new_congestion_control(alg, 1460, Instant::ZERO);
+            assert_eq!(cc.name(), alg.to_string());
+            assert_eq!(cc.cwnd(), 14_600);
+            assert_eq!(cc.ssthresh(), usize::MAX);
+            assert!(cc.in_slow_start());
+        }
+    }
+}

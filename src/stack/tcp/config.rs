@@ -1,0 +1,63 @@
+//! Per-layer TCP configuration (defaults follow Linux where it matters).
+
+use std::time::Duration;
+
+pub use super::cc::CcAlgorithm;
+
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Receive buffer per connection (bytes).
+    pub rx_buffer: usize,
+    /// Send buffer per connection (bytes).
+    pub tx_buffer: usize,
+    /// Our MSS: link MTU - 40.
+    pub mss: usize,
+    /// TIME-WAIT duration (2*MSL).
+    pub time_wait: Duration,
+    /// SYN (and SYN+ACK) retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Data retransmissions before giving up (Linux tcp_retries2).
+    pub max_retries: u32,
+    pub initial_rto: Duration,
+    pub min_rto: Duration,
+    pub max_rto: Duration,
+    /// Delayed-ACK timeout (RFC 9293 3.8.6.3, RFC 5681 4.2).
+    pub delayed_ack: Duration,
+    /// Bound of each listener's SYN queue.
+    pub syn_backlog: usize,
+    pub cc: CcAlgorithm,
+    pub sack: bool,
+    pub timestamps: bool,
+    pub window_scaling: bool,
+    /// (idle, interval, probes); None = off.
+    pub keepalive: Option<(Duration, Duration, u32)>,
+    /// Challenge ACKs per second over the whole layer (RFC 5961 section 7).
+    pub challenge_ack_limit: u32,
+    /// Some → deterministic ISN secret and ephemeral ports.
+    pub seed: Option<u64>,
+}
+
+impl Default for TcpConfig {
+    fn default() -> TcpConfig {
+        TcpConfig {
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
+            mss: 1460,
+            time_wait: Duration::from_secs(60),
+            syn_retries: 6,
+            max_retries: 15,
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(120),
+            delayed_ack: Duration::from_millis(40),
+            syn_backlog: 256,
+            cc: CcAlgorithm::default(),
+            sack: true,
+            timestamps: true,
+            window_scaling: true,
+            keepalive: None,
+            challenge_ack_limit: 1000,
+            seed: None,
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Segment arrival for a connection (RFC 9293 section 3.10.7.3 and
+//! 3.10.7.4, with RFC 5961 and RFC 7323 checks).
+
+use std::io::ErrorKind;
+
+use super::options::InSeg;
+use super::seq::Seq;
+use super::state::TcpState;
+use super::tcb::{Env, Tcb};
+
+/// A reset the layer must send right away: `<SEQ=seq><CTL=RST>`, or with
+/// `ack` set `<SEQ=0><ACK=ack><CTL=RST,ACK>`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct RstReply {
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+}
+
+impl Tcb {
+    /// Processes one segment addressed to this connection.
+    pub fn input(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
+        self.last_rx = env.now;
+        self.ka_probes = 0;
+        match self.state {
+            TcpState::SynSent => self.input_syn_sent(env, seg),
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => None,
+            _ => self.input_synchronized(env, seg),
+        }
+    }
+
+    /// RFC 9293 3.10.7.3.
+    fn input_syn_sent(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
+        if let Some(ack) = seg.ack {
+            if ack.le(self.iss) || ack.gt(self.snd_max) {
+                env.counters.inc("tcp.syn_sent_bad_ack");
+                self.trace_drop("unacceptable ACK in SYN-SENT");
+                return (!seg.rst).then_some(RstReply { seq: ack, ack: None });
+            }
+        }
+        if seg.rst {
+            if seg.ack.is_some() {
+                // RFC 9293: "error: connection reset" (refused).
+                self.fail(ErrorKind::ConnectionRefused);
+            } else {
+                env.counters.inc("tcp.syn_sent_rst_no_ack");
+            }
+            return None;
+        }
+        if !seg.syn {
+            env.counters.inc("tcp.syn_sent_no_syn");
+            return None;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.negotiate(env, seg);
+        self.snd_wl1 = seg.seq;
+        if let Some(ack) = seg.ack {
+            self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl2 = ack;
+            self.on_new_ack(env, seg, ack);
+            self.set_state(TcpState::Established);
+            self.ack_now = true;
+        } else {
+            // Simultaneous open (3.5, figure 8): answer with SYN,ACK.
+            self.snd_wnd = usize::from(seg.window);
+            self.max_snd_wnd = self.snd_wnd;
+            self.set_state(TcpState::SynReceived);
+            self.snd_nxt = self.iss;
+        }
+        None
+    }
+
+    /// Options from the peer's SYN (RFC 7323 1.3/2.2, RFC 2018 2, 3.7.1).
+    pub fn negotiate(&mut self, env: &Env, seg: &InSeg) {
+        if let (Some(ws), true) = (seg.wscale, env.cfg.window_scaling) {
+            self.ws_ok = true;
+            self.snd_wscale = ws.min(14);
+            self.rcv_wscale = Tcb::wscale_for(self.rx.capacity());
+        } else {
+            self.ws_ok = false;
+            self.snd_wscale = 0;
+            self.rcv_wscale = 0;
+        }
+        self.sack_ok = seg.sack_perm && env.cfg.sack;
+        self.ts_ok = seg.ts.is_some() && env.cfg.timestamps;
+        if let (Some((tsval, _)), true) = (seg.ts, self.ts_ok) {
+            self.ts_recent = tsval;
+            self.ts_recent_at = env.now;
+        }
+        self.set_send_mss(seg.mss);
+    }
+
+    /// RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states.
+    fn input_synchronized(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
+        if self.state == TcpState::SynReceived && seg.syn && !seg.rst && seg.seq == self.irs {
+            if seg.ack.is_none() {
+                // Retransmitted SYN: send the SYN,ACK again.
+                env.counters.inc("tcp.syn_retransmitted_by_peer");
+                self.snd_nxt = self.iss;
+                return None;
+            }
+        }
+        if self.paws_reject(env, seg) {
+            return None;
+        }
+        let Some((payload, fin)) = self.acceptable(env, seg) else {
+            return None;
+        };
+        if seg.rst {
+            self.input_rst(env, seg);
+            return None;
+        }
+        if seg.syn {
+            // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
+            env.counters.inc("tcp.syn_in_window");
+            self.challenge_ack(env);
+            return None;
+        }
+        let Some(ack) = seg.ack else {
+            env.counters.inc("tcp.no_ack");
+            self.trace_drop("no ACK");
+            return None;
+        };
+        if self.state == TcpState::SynReceived {
+            if ack.le(self.snd_una) || ack.gt(self.snd_max) {
+                env.counters.inc("tcp.syn_received_bad_ack");
+                return Some(RstReply { seq: ack, ack: None });
+            }
+            self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            self.set_state(TcpState::Established);
+        }
+        if !self.process_ack(env, seg, ack, payload.is_empty() && !fin) {
+            return None;
+        }
+        if self.state == TcpState::Closed {
+            return None;
+        }
+        self.update_ts_recent(seg);
+        let seq = seg.seq.max(self.rcv_nxt);
+        if !payload.is_empty() && self.state.can_receive() {
+            self.receive_data(env, seq, payload);
+        } else if !payload.is_empty() {
+            env.counters.inc("tcp.data_after_fin");
+        }
+        if fin {
+            self.receive_fin(env, seq + payload.len());
+        }
+        None
+    }
+
+    /// RFC 7323 5.3 R1: PAWS. Returns true if the segment is dropped.
+    fn paws_reject(&mut self, env: &mut Env, seg: &InSeg) -> bool {
+        let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) else {
+            return false;
+        };
+        if seg.rst || (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+            return false;
+        }
+        // 5.5: a TS.Recent idle for more than 24 days is invalid.
+        if env.now - self.ts_recent_at > std::time::Duration::from_secs(24 * 86400) {
+            return false;
+        }
+        env.counters.inc("tcp.paws_rejected");
+        self.trace_drop("PAWS");
+        self.ack_now = true;
+        true
+    }
+
+    /// RFC 7323 4.3 (3): record TS.Recent from a segment covering
+    /// Last.ACK.sent.
+    fn update_ts_recent(&mut self, seg: &InSeg) {
+        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) {
+            if seg.seq.le(self.last_ack_sent) && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = tsval;
+                self.ts_recent_at = self.last_rx;
+            }
+        }
+    }
+
+    /// The acceptability test (3.10.7.4 table) and trimming to the window.
+    /// Returns the payload and FIN that lie inside the window.
+    fn acceptable<'s>(&mut self, env: &mut Env, seg: &InSeg<'s>) -> Option<(&'s [u8], bool)> {
+        let wnd = self.rcv_wnd();
+        let len = seg.seg_len();
+        let (nxt, end) = (self.rcv_nxt, self.rcv_nxt + wnd);
+        let ok = match (len, wnd) {
+            // Zero-length segments: Linux-style inclusive right edge, so a
+            // pure ACK sent at SND.MAX after a full window is accepted.
+            (0, _) => seg.seq.ge(nxt) && seg.seq.le(end),
+            (_, 0) => false,
+            _ => seg.seq.in_range(nxt, end) || (seg.seq + (len - 1)).in_range(nxt, end),
+        };
+        if !ok {
+            if seg.rst {
+                env.counters.inc("tcp.rst_out_of_window");
+                self.trace_drop("RST out of window");
+                return None;
+            }
+            self.ack_now = true;
+            // 3.10.7.4: with a zero window, still process the ACK of a
+            // segment at RCV.NXT (its data is dropped).
+            if wnd == 0 && seg.seq == nxt {
+                if seg.seg_len() > 0 {
+                    env.counters.inc("tcp.zero_window_drop");
+                }
+                return Some((&[], false));
+            }
+            env.counters.inc("tcp.out_of_window");
+            self.trace_drop("out of window");
+            return None;
+        }
+        let mut payload = seg.payload;
+        let mut fin = seg.fin;
+        let mut skip = nxt.distance_from(seg.seq);
+        if seg.syn && skip > 0 {
+            skip -= 1;
+        }
+        if skip > 0 {
+            payload = &payload[skip.min(payload.len())..];
+        }
+        let start = seg.seq.max(nxt);
+        let room = end.distance_from(start);
+        if payload.len() > room {
+            env.counters.inc("tcp.trimmed_beyond_window");
+            payload = &payload[..room];
+            fin = false;
+        }
+        Some((payload, fin))
+    }
+
+    /// RFC 9293 3.10.7.4 second check with RFC 5961 3.2.
+    fn input_rst(&mut self, env: &mut Env, seg: &InSeg) {
+        if seg.seq != self.rcv_nxt {
+            env.counters.inc("tcp.rst_challenged");
+            self.challenge_ack(env);
+            return;
+        }
+        env.counters.inc("tcp.rst_received");
+        match self.state {
+            TcpState::SynReceived if self.parent.is_some() => {
+                // Passive open: back to LISTEN, i.e. forget this entry.
+                self.orphaned = true;
+                self.enter_closed();
+            }
+            TcpState::SynReceived => self.fail(ErrorKind::ConnectionRefused),
+            TcpState::Established
+            | TcpState::FinWait1
+            | TcpState::FinWait2
+            | TcpState::CloseWait => self.fail(ErrorKind::ConnectionReset),
+            _ => self.enter_closed(),
+        }
+    }
+
+    /// RFC 5961 section 7: rate-limited challenge ACK.
+    pub fn challenge_ack(&mut self, env: &mut Env) {
+        if env.challenge.allow(env.now, env.cfg.challenge_ack_limit) {
+            env.counters.inc("tcp.challenge_ack_sent");
+            self.ack_now = true;
+        } else {
+            env.counters.inc("tcp.challenge_ack_limited");
+        }
+    }
+
+    /// The ACK field (3.10.7.4 fifth check). Returns false if the rest of
+    /// the segment must be dropped.
+    fn process_ack(&mut self, env: &mut Env, seg: &InSeg, ack: Seq, pure: bool) -> bool {
+        // RFC 5961 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
+        if ack.gt(self.snd_max) {
+            env.counters.inc("tcp.ack_unsent");
+            self.trace_drop("ACK for unsent data");
+            self.challenge_ack(env);
+            return false;
+        }
+        if ack.lt(self.snd_una - self.max_snd_wnd) {
+            env.counters.inc("tcp.ack_too_old");
+            self.trace_drop("ACK too old");
+            self.challenge_ack(env);
+            return false;
+        }
+        let old_wnd = self.snd_wnd;
+        let wnd = usize::from(seg.window) << self.snd_wscale;
+        let mut newly_sacked = 0;
+        if ack.gt(self.snd_una) {
+            self.on_new_ack(env, seg, ack);
+        }
+        if self.sack_ok {
+            let blocks: Vec<(Seq, Seq)> = seg.sack.iter().flatten().copied().collect();
+            if !blocks.is_empty() {
+                newly_sacked = self.sb.update(self.snd_una, self.snd_max, &blocks);
+            }
+        }
+        // RFC 9293 3.10.7.4: update the send window from newer segments.
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {
+            self.snd_wnd = wnd;
+            self.max_snd_wnd = self.max_snd_wnd.max(wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if wnd > old_wnd {
+                self.changed = true;
+                if wnd > 0 {
+                    self.persist_at = None;
+                    self.persist_backoff = 0;
+                }
+            }
+        }
+        // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
+        let outstanding = self.snd_max != self.snd_una;
+        if ack == self.snd_una && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
+            self.on_dupack(env);
+        }
+        self.after_ack_state();
+        true
+    }
+
+    /// State changes once our FIN is acknowledged.
+    fn after_ack_state(&mut self) {
+        if !self.fin_acked() {
+            return;
+        }
+        match self.state {
+            TcpState::FinWait1 => self.set_state(TcpState::FinWait2),
+            TcpState::Closing => self.set_state(TcpState::TimeWait),
+            TcpState::LastAck => self.enter_closed(),
+            _ => {}
+        }
+    }
+
+    /// Stores in-window data (in order or not) and schedules the ACK.
+    fn receive_data(&mut self, env: &mut Env, seq: Seq, data: &[u8]) {
+        let offset = seq.distance_from(self.rcv_nxt);
+        let had_holes = !self.asm.is_empty();
+        if self.read_closed {
+            // shutdown(Read): acknowledge and discard in-order data.
+            if offset == 0 && self.asm.is_empty() {
+                self.rcv_nxt += data.len();
+                self.schedule_ack(env, true);
+            } else {
+                self.ack_now = true;
+            }
+            return;
+        }
+        let written = self.rx.write_at(offset, data);
+        if written < data.len() {
+            env.counters.inc("tcp.rx_buffer_full");
+        }
+        if written == 0 {
+            self.ack_now = true;
+            return;
+        }
+        if self.asm.add(offset, written).is_err() {
+            env.counters.inc("tcp.ooo_too_many_holes");
+            self.trace_drop("too many holes");
+            self.ack_now = true;
+            return;
+        }
+        let advanced = self.asm.remove_front();
+        if advanced > 0 {
+            self.rx.commit(advanced);
+            self.rcv_nxt += advanced;
+            self.changed = true;
+        }
+        if offset > 0 {
+            // RFC 5681 4.2: out-of-order data → immediate duplicate ACK.
+            env.counters.inc("tcp.ooo_segment");
+            self.ack_now = true;
+        } else if had_holes {
+            // The segment filled (part of) a hole: ACK at once.
+            self.ack_now = true;
+        } else {
+            self.schedule_ack(env, false);
+        }
+        if let Some(f) = self.ooo_fin {
+            if f == self.rcv_nxt {
+                self.ooo_fin = None;
+                self.receive_fin(env, f);
+            }
+        }
+    }
+
+    /// RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK every second segment, else
+    /// within the delayed-ACK timeout.
+    fn schedule_ack(&mut self, env: &mut Env, _force: bool) {
+        self.unacked_segs += 1;
+        if self.unacked_segs >= 2 {
+            self.ack_now = true;
+        } else if self.delack_at.is_none() {
+            self.delack_at = Some(env.now + env.cfg.delayed_ack);
+        }
+    }
+
+    /// The FIN bit (3.10.7.4 eighth check) at sequence number `at`.
+    fn receive_fin(&mut self, env: &mut Env, at: Seq) {
+        if at != self.rcv_nxt {
+            if at.gt(self.rcv_nxt) {
+                self.ooo_fin = Some(at);
+            }
+            self.ack_now = true;
+            return;
+        }
+        if self.fin_received {
+            self.ack_now = true;
+            return;
+        }
+        env.counters.inc("tcp.fin_received");
+        self.fin_received = true;
+        self.rcv_nxt += 1;
+        self.ack_now = true;
+        self.changed = true;
+        match self.state {
+            TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
+            TcpState::FinWait1 if self.fin_acked() => self.set_state(TcpState::TimeWait),
+            TcpState::FinWait1 => self.set_state(TcpState::Closing),
+            TcpState::FinWait2 => self.set_state(TcpState::TimeWait),
+            _ => {}
+        }
+    }
+
+    /// ICMP error about one of our segments (RFC 1122 4.2.3.9, RFC 1191,
+    /// RFC 5927 4.1: ignore it unless the quoted seq is in flight).
+    /// Returns true if the connection changed.
+    pub fn icmp(&mut self, env: &mut Env, icmp_type: u8, code: u8, mtu: u16, seq: Seq) -> bool {
+        if !seq.ge(self.snd_una) || !seq.le(self.snd_max) {
+            env.counters.inc("tcp.icmp_stale");
+            return false;
+        }
+        match (icmp_type, code) {
+            (3, 4) => {
+                // Fragmentation needed: lower the MSS and resend.
+                let hdr = 40 + if self.ts_ok { super::tcb::TS_OVERHEAD } else { 0 };
+                let new_mss = usize::from(mtu).saturating_sub(hdr).max(88);
+                if mtu == 0 || new_mss >= self.mss {
+                    return false;
+                }
+                env.counters.inc("tcp.icmp_pmtu");
+                self.mss = new_mss;
+                self.cc.set_mss(new_mss);
+                self.snd_nxt = self.snd_una;
+                true
+            }
+            (3, 2) | (3, 3) if self.state == TcpState::SynSent => {
+                env.counters.inc("tcp.icmp_refused");
+                self.fail(ErrorKind::ConnectionRefused);
+                true
+            }
+            (3, c) => {
+                env.counters.inc("tcp.icmp_soft_error");
+                self.soft_error = Some(match c {
+                    0 | 6 | 9 | 11 => ErrorKind::NetworkUnreachable,
+                    2 | 3 => ErrorKind::ConnectionRefused,
+                    _ => ErrorKind::HostUnreachable,
+                });
+                false
+            }
+            _ => {
+                env.counters.inc("tcp.icmp_ignored");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! TCP segment wire handling: parsing an arriving segment into `InSeg`
+//! and writing an outgoing header (`OutHdr`) with options in the order
+//! Linux uses on SYNs (MSS, SACK-permitted, timestamps, NOP, window scale;
+//! RFC 9293 3.1, RFC 7323, RFC 2018).
+
+use std::net::Ipv4Addr;
+
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpAddress, TcpControl, TcpPacket, TcpRepr};
+
+use super::seq::Seq;
+
+/// Why a segment could not be parsed (each maps to a counter).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    Malformed,
+    BadChecksum,
+}
+
+/// A parsed, checksum-verified arriving segment.
+#[derive(Clone, Debug)]
+pub struct InSeg<'a> {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    #[allow(dead_code)]
+    pub psh: bool,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_perm: bool,
+    pub ts: Option<(u32, u32)>,
+    pub sack: [Option<(Seq, Seq)>; 3],
+    pub payload: &'a [u8],
+}
+
+impl<'a> InSeg<'a> {
+    pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &'a [u8]) -> Result<InSeg<'a>, ParseError> {
+        let packet = TcpPacket::new_checked(bytes).map_err(|_| ParseError::Malformed)?;
+        let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
+        if !packet.verify_checksum(&s, &d) {
+            return Err(ParseError::BadChecksum);
+        }
+        let repr = TcpRepr::parse(&packet, &s, &d, &ChecksumCapabilities::ignored())
+            .map_err(|_| ParseError::Malformed)?;
+        let mut sack = [None; 3];
+        for (o, i) in sack.iter_mut().zip(repr.sack_ranges.iter()) {
+            *o = i.map(|(l, r)| (Seq(l), Seq(r)));
+        }
+        Ok(InSeg {
+            src_port: repr.src_port,
+            dst_port: repr.dst_port,
+            seq: Seq::from_smoltcp(repr.seq_number),
+            ack: repr.ack_number.map(Seq::from_smoltcp),
+            syn: repr.control == TcpControl::Syn,
+            fin: repr.control == TcpControl::Fin,
+            rst: repr.control == TcpControl::Rst,
+            psh: packet.psh(),
+            window: repr.window_len,
+            mss: repr.max_seg_size,
+            wscale: repr.window_scale,
+            sack_perm: repr.sack_permitted,
+            ts: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
+            sack,
+            payload: repr.payload,
+        })
+    }
+
+    /// SEG.LEN: payload plus SYN and FIN (RFC 9293 3.4).
+    pub fn seg_len(&self) -> usize {
+        self.payload.len() + usize::from(self.syn) + usize::from(self.fin)
+    }
+}
+
+/// Header of a segment we send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutHdr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: Seq,
+    pub ack: Option<Seq>,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub psh: bool,
+    pub window: u16,
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_perm: bool,
+    pub ts: Option<(u32, u32)>,
+    pub sack: Vec<(Seq, Seq)>,
+}
+
+impl OutHdr {
+    fn options_len(&self) -> usize {
+        let mut n = 0;
+        if self.mss.is_some() {
+            n += 4;
+        }
+        if self.sack_perm && self.ts.is_some() {
+            n += 2; // SACK-permitted folded in front of TS (Linux layout)
+        } else if self.sack_perm {
+            n += 4; // NOP NOP SACKOK
+        }
+        if self.ts.is_some() {
+            n += if self.sack_perm { 10 } else { 12 };
+        }
+        if self.wscale.is_some() {
+            n += 4;
+        }
+        if !self.sack.is_empty() {
+            n += 4 + 8 * self.sack.len().min(3);
+        }
+        n
+    }
+
+    pub fn header_len(&self) -> usize {
+        20 + self.options_len()
+    }
+
+    /// Writes header and options into `buf` (which holds `header_len()`
+    /// plus the payload). The checksum is filled by `finish`.
+    pub fn write(&self, buf: &mut [u8]) {
+        let hlen = self.header_len();
+        buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        buf[4..8].copy_from_slice(&self.seq.0.to_be_bytes());
+        buf[8..12].copy_from_slice(&self.ack.unwrap_or_default().0.to_be_bytes());
+        let mut flags: u8 = 0;
+        flags |= u8::from(self.fin);
+        flags |= u8::from(self.syn) << 1;
+        flags |= u8::from(self.rst) << 2;
+        flags |= u8::from(self.psh) << 3;
+        flags |= u8::from(self.ack.is_some()) << 4;
+        buf[12] = ((hlen / 4) as u8) << 4;
+        buf[13] = flags;
+        buf[14..16].copy_from_slice(&self.window.to_be_bytes());
+        buf[16..20].fill(0);
+        let mut o = 20;
+        let mut put = |b: &[u8]| {
+            buf[o..o + b.len()].copy_from_slice(b);
+            o += b.len();
+        };
+        if let Some(mss) = self.mss {
+            let m = mss.to_be_bytes();
+            put(&[2, 4, m[0], m[1]]);
+        }
+        match (self.sack_perm, self.ts) {
+            (true, Some(_)) => put(&[4, 2]),
+            (true, None) => put(&[1, 1, 4, 2]),
+            _ => {}
+        }
+        if let Some((val, ecr)) = self.ts {
+            if !self.sack_perm {
+                put(&[1, 1]);
+            }
+            put(&[8, 10]);
+            put(&val.to_be_bytes());
+            put(&ecr.to_be_bytes());
+        }
+        if let Some(ws) = self.wscale {
+            put(&[1, 3, 3, ws]);
+        }
+        if !self.sack.is_empty() {
+            let n = self.sack.len().min(3);
+            put(&[1, 1, 5, (2 + 8 * n) as u8]);
+            for (l, r) in self.sack.iter().take(n) {
+                put(&l.0.to_be_bytes());
+                put(&r.0.to_be_bytes());
+            }
+        }
+    }
+}
+
+/// Fills the TCP checksum over the pseudo-header (RFC 9293 3.1).
+pub fn finish(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+    let mut p = TcpPacket::new_unchecked(buf);
+    p.fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
+}

@@ -1,0 +1,258 @@
+//! Segment construction (RFC 9293 3.8.6): what to send now, sender SWS
+//! avoidance and Nagle (3.8.6.2.1), window updates, ACKs, probes.
+
+use smoltcp::wire::IpProtocol;
+
+use super::options::{OutHdr, finish};
+use super::seq::Seq;
+use super::state::TcpState;
+use super::tcb::{Env, Tcb};
+use crate::stack::ip::IpSink;
+
+impl Tcb {
+    /// Emits everything due for this connection.
+    pub fn output(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
+        match self.state {
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => return,
+            TcpState::SynSent | TcpState::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    self.send_syn(env, ip);
+                } else if self.ack_now {
+                    self.send_ack(env, ip, self.snd_max);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if self.rtx_first {
+            self.rtx_first = false;
+            self.retransmit_una(env, ip);
+        }
+        if self.in_sack_recovery() {
+            while let Some((seq, len)) = self.sack_next() {
+                let fin = self.fin_queued && seq + len == self.data_end();
+                if !self.send_data(env, ip, seq, len, fin) {
+                    break;
+                }
+                if let Some(r) = self.recovery.as_mut() {
+                    if seq.lt(r.recover) {
+                        r.high_rxt = r.high_rxt.max(seq + len);
+                    }
+                }
+            }
+        } else {
+            while let Some((seq, len, fin)) = self.next_segment() {
+                self.snd_nxt = seq;
+                if !self.send_data(env, ip, seq, len, fin) {
+                    break;
+                }
+            }
+        }
+        if self.probe_now {
+            self.probe_now = false;
+            env.counters.inc("tcp.probe_sent");
+            self.send_ack(env, ip, self.snd_una - 1);
+        }
+        if self.ack_now {
+            self.send_ack(env, ip, self.snd_max);
+        }
+        self.arm_persist(env);
+    }
+
+    /// Retransmits the segment at SND.UNA (fast retransmit, partial ACK).
+    fn retransmit_una(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
+        let data = self.data_end().distance_from(self.snd_una).min(self.mss);
+        let fin = self.fin_queued && self.snd_una + data == self.data_end()
+            && self.snd_max.gt(self.data_end());
+        if data == 0 && !fin {
+            return;
+        }
+        let (una, nxt) = (self.snd_una, self.snd_nxt);
+        self.send_data(env, ip, una, data, fin);
+        self.snd_nxt = nxt.max(self.snd_nxt);
+        if let Some(r) = self.recovery.as_mut() {
+            r.high_rxt = r.high_rxt.max(una + data);
+        }
+    }
+
+    /// Outside SACK recovery: the next segment from SND.NXT, if the
+    /// windows, Nagle and SWS avoidance allow it.
+    fn next_segment(&mut self) -> Option<(Seq, usize, bool)> {
+        let mut limit = self.mss;
+        if self.snd_nxt.lt(self.snd_max) && self.sack_ok && !self.sb.is_empty() {
+            // Go-back-N after an RTO: skip what the receiver SACKed.
+            match self.sb.next_seg(self.snd_una, self.snd_max, self.snd_nxt, self.mss, true) {
+                Some((s, l)) => {
+                    self.snd_nxt = self.snd_nxt.max(s);
+                    limit = l.max(1);
+                }
+                None => self.snd_nxt = self.snd_max,
+            }
+        }
+        let seq = self.snd_nxt;
+        let end = self.data_end();
+        let avail = end.distance_from(seq);
+        let fin_pending = self.fin_queued && seq.le(end);
+        if avail == 0 && !fin_pending {
+            return None;
+        }
+        let in_flight = seq.distance_from(self.snd_una);
+        let cwnd = self.cc.cwnd() + self.inflation;
+        let rtx = seq.lt(self.snd_max);
+        let usable = if rtx {
+            // Data already sent inside an earlier window: cwnd only, and
+            // at least one segment when nothing is in flight.
+            if in_flight == 0 { self.mss } else { cwnd.saturating_sub(in_flight) }
+        } else {
+            cwnd.min(self.snd_wnd).saturating_sub(in_flight)
+        };
+        let len = avail.min(limit).min(usable);
+        let fin = fin_pending && len == avail;
+        if len == 0 {
+            // A bare FIN is sent once all data is out (window permitting
+            // nothing else).
+            return fin.then_some((seq, 0, true));
+        }
+        if !rtx && len < self.mss && !self.force_send && !fin {
+            let all_queued = len == avail;
+            let nagle_ok = self.opts.nodelay || self.snd_una == self.snd_max;
+            let big = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
+            if !(all_queued && nagle_ok) && !big {
+                return None;
+            }
+        }
+        self.force_send = false;
+        Some((seq, len, fin))
+    }
+
+    /// RFC 9293 3.8.6.1: with data waiting, nothing in flight and a window
+    /// too small to use, start the persist timer.
+    fn arm_persist(&mut self, env: &mut Env) {
+        if !self.state.is_synchronized() || self.snd_una != self.snd_max {
+            return;
+        }
+        let unsent = self.data_end().distance_from(self.snd_max);
+        if unsent == 0 || self.snd_wnd >= unsent.min(self.mss) || self.persist_at.is_some() {
+            return;
+        }
+        let shift = self.persist_backoff.min(16);
+        let d = self.rtt.rto().saturating_mul(1 << shift).min(env.cfg.max_rto);
+        self.persist_at = Some(env.now + d);
+    }
+
+    /// Sends `[seq, seq+len)` of the send buffer (plus FIN) and does the
+    /// bookkeeping: SND.NXT/SND.MAX, retransmission counters, Karn, timer.
+    fn send_data(&mut self, env: &mut Env, ip: &mut dyn IpSink, seq: Seq, len: usize, fin: bool) -> bool {
+        let mut hdr = self.header(env, seq);
+        hdr.fin = fin;
+        hdr.psh = len > 0 && seq + len == self.data_end();
+        let offset = seq.distance_from(self.tx_base);
+        let sent = self.transmit(env, ip, &hdr, offset, len);
+        let end = seq + len + usize::from(fin);
+        if seq.lt(self.snd_max) {
+            self.rtx_segs += 1;
+            self.rtx_bytes += len as u64;
+            env.counters.inc("tcp.retransmitted_segments");
+            self.timed = None;
+        } else if self.timed.is_none() && !self.ts_ok && len > 0 {
+            self.timed = Some((seq, env.now));
+        }
+        self.snd_nxt = self.snd_nxt.max(end);
+        self.snd_max = self.snd_max.max(end);
+        if self.rtx_at.is_none() {
+            self.rtx_at = Some(env.now + self.rtt.rto());
+        }
+        sent
+    }
+
+    /// A segment without data: ACK, window update, or probe (`seq`
+    /// SND.UNA-1, RFC 9293 3.8.6.1 / 3.8.4).
+    fn send_ack(&mut self, env: &mut Env, ip: &mut dyn IpSink, seq: Seq) {
+        let hdr = self.header(env, seq);
+        self.transmit(env, ip, &hdr, 0, 0);
+    }
+
+    /// SYN (SYN-SENT) or SYN,ACK (SYN-RECEIVED) with our options.
+    fn send_syn(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
+        let active = self.state == TcpState::SynSent;
+        let retransmit = self.snd_max != self.iss;
+        let mut hdr = OutHdr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.iss,
+            syn: true,
+            window: self.rx.capacity().min(65535) as u16,
+            mss: Some(self.our_mss.min(65535) as u16),
+            ..OutHdr::default()
+        };
+        if !active {
+            hdr.ack = Some(self.rcv_nxt);
+            self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + usize::from(hdr.window));
+        }
+        if env.cfg.window_scaling && (active || self.ws_ok) {
+            hdr.wscale = Some(Tcb::wscale_for(self.rx.capacity()));
+        }
+        hdr.sack_perm = env.cfg.sack && (active || self.sack_ok);
+        if env.cfg.timestamps && (active || self.ts_ok) {
+            hdr.ts = Some((self.ts_now(env.now), if active { 0 } else { self.ts_recent }));
+        }
+        self.transmit(env, ip, &hdr, 0, 0);
+        if retransmit {
+            self.rtx_segs += 1;
+            env.counters.inc("tcp.syn_retransmitted");
+        } else {
+            self.timed = Some((self.iss, env.now));
+        }
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        self.rtx_at = Some(env.now + self.rtt.rto());
+    }
+
+    /// Header fields common to every synchronized-state segment.
+    fn header(&mut self, env: &Env, seq: Seq) -> OutHdr {
+        let mut hdr = OutHdr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: Some(self.rcv_nxt),
+            window: self.advertise_window(),
+            ..OutHdr::default()
+        };
+        if self.ts_ok {
+            hdr.ts = Some((self.ts_now(env.now), self.ts_recent));
+        }
+        if self.sack_ok && !self.asm.is_empty() {
+            // RFC 2018 4: most recent block first; 3 fit beside timestamps.
+            let max = if self.ts_ok { 3 } else { 4 }.min(3);
+            for (s, e) in self.asm.sack_blocks(max) {
+                hdr.sack.push((self.rcv_nxt + s, self.rcv_nxt + e));
+            }
+        }
+        hdr
+    }
+
+    /// Writes one segment through the IP layer. Any segment carrying an
+    /// ACK satisfies pending (delayed) ACKs.
+    fn transmit(&mut self, env: &mut Env, ip: &mut dyn IpSink, hdr: &OutHdr, offset: usize, len: usize) -> bool {
+        if hdr.ack.is_some() {
+            self.last_ack_sent = self.rcv_nxt;
+            self.ack_now = false;
+            self.delack_at = None;
+            self.unacked_segs = 0;
+        }
+        let hlen = hdr.header_len();
+        let (a, b) = self.tx.slices(offset, len);
+        let (src, dst) = (*self.local.ip(), *self.remote.ip());
+        let ok = ip.send_ip(env.now, dst, IpProtocol::Tcp, hlen + a.len() + b.len(), &mut |buf| {
+            hdr.write(buf);
+            buf[hlen..hlen + a.len()].copy_from_slice(a);
+            buf[hlen + a.len()..].copy_from_slice(b);
+            finish(buf, src, dst);
+        });
+        env.counters.inc("tcp.segments_sent");
+        if !ok {
+            env.counters.inc("tcp.ip_send_failed");
+        }
+        ok
+    }
+}

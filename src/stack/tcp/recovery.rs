@@ -1,0 +1,174 @@
+//! Acknowledgment processing for the sender: RTT sampling (RFC 6298,
+//! RFC 7323 4), congestion control hooks, fast retransmit (RFC 5681 3.2),
+//! NewReno (RFC 6582) and SACK-based loss recovery (RFC 6675).
+
+use std::time::Duration;
+
+use super::options::InSeg;
+use super::seq::Seq;
+use super::tcb::{Env, Recovery, RecoveryKind, Tcb};
+
+/// RFC 5681 DupThresh.
+pub const DUP_THRESH: u32 = 3;
+
+impl Tcb {
+    /// SEG.ACK advanced SND.UNA (3.10.7.4 fifth check, ESTABLISHED case).
+    pub fn on_new_ack(&mut self, env: &mut Env, seg: &InSeg, ack: Seq) {
+        let now = env.now;
+        let syn_acked = self.snd_una == self.iss;
+        let acked = ack.distance_from(self.snd_una) - usize::from(syn_acked);
+        let flight_before = self.bytes_in_flight();
+        if ack.gt(self.tx_base) {
+            let n = ack.distance_from(self.tx_base).min(self.tx.len());
+            self.tx.discard(n);
+            self.tx_base += n;
+            self.changed |= n > 0;
+        }
+        self.snd_una = ack;
+        if self.snd_nxt.lt(ack) {
+            self.snd_nxt = ack;
+        }
+        self.sb.advance(ack);
+        self.sample_rtt(now, seg, ack);
+        self.retries = 0;
+        self.dupacks = 0;
+        match self.recovery {
+            Some(r) if ack.ge(r.recover) => {
+                if r.kind == RecoveryKind::Fast {
+                    self.cc.on_recovery_exit(now);
+                }
+                self.recovery = None;
+                self.inflation = 0;
+            }
+            Some(r) if r.kind == RecoveryKind::Fast => {
+                // RFC 6582 3.2 step 5: partial ACK.
+                env.counters.inc("tcp.partial_ack");
+                if !self.sack_ok {
+                    self.rtx_first = true;
+                    self.inflation = self.inflation.saturating_sub(acked);
+                    if acked >= self.mss {
+                        self.inflation += self.mss;
+                    }
+                }
+            }
+            _ if !syn_acked && acked > 0 => {
+                let unsent = (self.data_end() + usize::from(self.fin_queued))
+                    .distance_from(self.snd_max);
+                let app_limited = unsent == 0 && flight_before + self.mss < self.cc.cwnd();
+                let srtt = self.rtt.srtt();
+                self.cc.on_ack(now, acked, flight_before, srtt, app_limited);
+            }
+            _ => {}
+        }
+        self.restart_rtx(now);
+    }
+
+    /// RTT measurement: from TSecr (RFC 7323 4.1) or, without
+    /// timestamps, from one timed segment not retransmitted (Karn).
+    fn sample_rtt(&mut self, now: crate::stack::time::Instant, seg: &InSeg, ack: Seq) {
+        if self.ts_ok {
+            if let Some((_, ecr)) = seg.ts {
+                let ms = self.ts_now(now).wrapping_sub(ecr);
+                if ecr != 0 && ms < 120_000 {
+                    self.rtt.sample(Duration::from_millis(u64::from(ms)));
+                    return;
+                }
+            }
+        }
+        if let Some((s, at)) = self.timed {
+            if ack.gt(s) {
+                self.rtt.sample(now - at);
+                self.timed = None;
+            }
+        }
+    }
+
+    /// A duplicate ACK (RFC 5681 3.2; RFC 6675 5 for SACK).
+    pub fn on_dupack(&mut self, env: &mut Env) {
+        self.dupacks += 1;
+        env.counters.inc("tcp.dupack");
+        match self.recovery {
+            Some(r) if r.kind == RecoveryKind::Fast => {
+                if !self.sack_ok {
+                    // RFC 6582 3.2 step 4: inflate by one segment.
+                    self.inflation += self.mss;
+                }
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        let lost = self.dupacks >= DUP_THRESH || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss));
+        if !lost {
+            return;
+        }
+        env.counters.inc("tcp.fast_retransmit");
+        let flight = self.bytes_in_flight();
+        self.cc.on_congestion_event(env.now, flight);
+        self.recover = self.snd_max;
+        self.recovery = Some(Recovery {
+            kind: RecoveryKind::Fast,
+            recover: self.snd_max,
+            high_rxt: self.snd_una,
+        });
+        self.rtx_first = true;
+        self.timed = None;
+        if !self.sack_ok {
+            self.inflation = DUP_THRESH as usize * self.mss;
+        }
+    }
+
+    /// In SACK recovery (RFC 6675 5 step C), the next range to send:
+    /// (seq, len). None when pipe fills cwnd or nothing is left.
+    pub fn sack_next(&mut self) -> Option<(Seq, usize)> {
+        let r = self.recovery?;
+        let high_rxt = r.high_rxt.max(self.snd_una);
+        let pipe = self.sb.pipe(self.snd_una, self.snd_max, high_rxt, self.mss);
+        if self.cc.cwnd() < pipe + self.mss {
+            return None;
+        }
+        // Rule 1: lost and not SACKed.
+        if let Some(s) = self.sb.next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false) {
+            return Some(s);
+        }
+        // Rule 2: new data the receiver's window allows.
+        let unsent = self.data_end().distance_from(self.snd_max);
+        let wnd_room = (self.snd_una + self.snd_wnd).distance_from(self.snd_max);
+        if unsent > 0 && wnd_room > 0 {
+            return Some((self.snd_max, unsent.min(wnd_room).min(self.mss)));
+        }
+        // Rule 3: not SACKed (not yet deemed lost).
+        self.sb.next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, true)
+    }
+
+    pub fn in_sack_recovery(&self) -> bool {
+        self.sack_ok && matches!(self.recovery, Some(r) if r.kind == RecoveryKind::Fast)
+    }
+
+    /// After an RTO (RFC 6298 5.4-5.6, RFC 5681 3.1): back off, collapse
+    /// the window and go back to SND.UNA.
+    pub fn on_rto_data(&mut self, env: &mut Env) {
+        env.counters.inc("tcp.rto");
+        if self.rtt.backoff_count() == 0 {
+            let flight = self.bytes_in_flight();
+            self.cc.on_retransmission_timeout(env.now, flight);
+        }
+        self.rtt.backoff();
+        self.recover = self.snd_max;
+        self.recovery = Some(Recovery {
+            kind: RecoveryKind::Rto,
+            recover: self.snd_max,
+            high_rxt: self.snd_una,
+        });
+        self.inflation = 0;
+        self.dupacks = 0;
+        self.rtx_first = false;
+        self.timed = None;
+        if self.rtt.backoff_count() >= 2 {
+            // Repeated timeouts: the receiver may have reneged on SACKed
+            // data (RFC 2018 8, RFC 6675 5.1), so forget the scoreboard.
+            self.sb.clear();
+        }
+        self.snd_nxt = self.snd_una;
+    }
+}

@@ -1,0 +1,421 @@
+//! The transmission control block (RFC 9293 3.3.1): everything one
+//! connection remembers. Behaviour lives in `input.rs`, `output.rs`,
+//! `recovery.rs` and `timer.rs`.
+
+use std::io::ErrorKind;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use super::assembler::Assembler;
+use super::buffer::RingBuffer;
+use super::cc::{CongestionControl, new_congestion_control};
+use super::config::TcpConfig;
+use super::rtt::RttEstimator;
+use super::sack::Scoreboard;
+use super::seq::Seq;
+use super::state::TcpState;
+use crate::stack::counters::Counters;
+use crate::stack::time::Instant;
+
+/// Bytes of a timestamp option as carried on every segment (NOP NOP TS).
+pub const TS_OVERHEAD: usize = 12;
+/// RFC 9293 3.7.1: default send MSS when the peer sends no MSS option.
+pub const DEFAULT_MSS: usize = 536;
+/// Bound of out-of-order ranges kept per connection.
+pub const MAX_OOO_RANGES: usize = 32;
+
+/// Layer-wide RFC 5961 section 7 challenge-ACK limiter.
+#[derive(Debug, Default)]
+pub struct ChallengeLimiter {
+    window_start: Instant,
+    count: u32,
+}
+
+impl ChallengeLimiter {
+    /// True if one more challenge ACK may be sent now.
+    pub fn allow(&mut self, now: Instant, limit: u32) -> bool {
+        if now - self.window_start >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        if self.count >= limit {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+}
+
+/// What a TCB needs from the layer while it processes an event.
+pub struct Env<'a> {
+    pub now: Instant,
+    pub cfg: &'a TcpConfig,
+    pub counters: &'a mut Counters,
+    pub challenge: &'a mut ChallengeLimiter,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryKind {
+    /// Fast retransmit / fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675).
+    Fast,
+    /// After a retransmission timeout (go-back-N from SND.UNA).
+    Rto,
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct Recovery {
+    pub kind: RecoveryKind,
+    /// RFC 6582 "recover" / RFC 6675 RecoveryPoint: SND.MAX at entry.
+    pub recover: Seq,
+    /// RFC 6675 HighRxt.
+    pub high_rxt: Seq,
+}
+
+/// Per-connection options that sockets inherit from a listener.
+#[derive(Clone, Debug)]
+pub struct SockOpts {
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    pub nodelay: bool,
+    pub keepalive: Option<(Duration, Duration, u32)>,
+    pub cc: super::cc::CcAlgorithm,
+}
+
+impl SockOpts {
+    pub fn from_config(cfg: &TcpConfig) -> SockOpts {
+        SockOpts {
+            rx_buffer: cfg.rx_buffer,
+            tx_buffer: cfg.tx_buffer,
+            nodelay: false,
+            keepalive: cfg.keepalive,
+            cc: cfg.cc,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Tcb {
+    pub state: TcpState,
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// Raw handle of the listener this connection came from.
+    pub parent: Option<u32>,
+    pub opts: SockOpts,
+
+    // Send sequence space (RFC 9293 3.3.1) plus SND.MAX, the highest
+    // sequence number sent (SND.NXT is pulled back for go-back-N).
+    pub iss: Seq,
+    pub snd_una: Seq,
+    pub snd_nxt: Seq,
+    pub snd_max: Seq,
+    pub snd_wnd: usize,
+    pub snd_wl1: Seq,
+    pub snd_wl2: Seq,
+    pub max_snd_wnd: usize,
+    pub tx: RingBuffer,
+    /// Sequence number of `tx[0]`.
+    pub tx_base: Seq,
+    /// The application shut down writing: FIN follows the queued data.
+    pub fin_queued: bool,
+
+    // Receive sequence space.
+    pub irs: Seq,
+    pub rcv_nxt: Seq,
+    /// Right edge of the window we last advertised (never moves left).
+    pub rcv_adv: Seq,
+    pub rx: RingBuffer,
+    pub asm: Assembler,
+    pub fin_received: bool,
+    /// A FIN seen beyond a hole, applied when RCV.NXT reaches it.
+    pub ooo_fin: Option<Seq>,
+    pub read_closed: bool,
+
+    // Options (RFC 7323, RFC 2018, RFC 9293 3.7.1).
+    pub mss: usize,
+    pub our_mss: usize,
+    pub snd_wscale: u8,
+    pub rcv_wscale: u8,
+    /// Window scaling negotiated (RFC 7323 2.2).
+    pub ws_ok: bool,
+    pub sack_ok: bool,
+    pub ts_ok: bool,
+    pub ts_recent: u32,
+    pub ts_recent_at: Instant,
+    pub ts_offset: u32,
+    pub last_ack_sent: Seq,
+
+    // Acknowledgment state.
+    pub ack_now: bool,
+    pub unacked_segs: u32,
+    pub delack_at: Option<Instant>,
+
+    // Retransmission and timers.
+    pub rtt: RttEstimator,
+    pub rtx_at: Option<Instant>,
+    pub retries: u32,
+    /// Karn: the segment being timed (without timestamps).
+    pub timed: Option<(Seq, Instant)>,
+    pub persist_at: Option<Instant>,
+    pub persist_backoff: u32,
+    pub force_send: bool,
+    pub probe_now: bool,
+    pub ka_at: Option<Instant>,
+    pub ka_probes: u32,
+    /// Orphaned FIN-WAIT-2 timeout (Linux tcp_fin_timeout).
+    pub linger_at: Option<Instant>,
+    pub last_rx: Instant,
+
+    // Congestion control and loss recovery.
+    pub cc: Box<dyn CongestionControl>,
+    pub dupacks: u32,
+    pub recovery: Option<Recovery>,
+    pub recover: Seq,
+    pub inflation: usize,
+    pub rtx_first: bool,
+    pub sb: Scoreboard,
+
+    pub rtx_segs: u64,
+    pub rtx_bytes: u64,
+
+    pub error: Option<ErrorKind>,
+    pub error_taken: bool,
+    pub soft_error: Option<ErrorKind>,
+    /// The application closed its handle.
+    pub orphaned: bool,
+    /// Set when the state, buffers or error changed (readiness event).
+    pub changed: bool,
+    pub timer_registered: Option<Instant>,
+    pub in_pending: bool,
+}
+
+impl Tcb {
+    pub fn new(
+        now: Instant,
+        cfg: &TcpConfig,
+        opts: SockOpts,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        ts_offset: u32,
+    ) -> Tcb {
+        let mss = cfg.mss.max(64);
+        Tcb {
+            state: TcpState::Closed,
+            local,
+            remote,
+            parent: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: Seq(0),
+            snd_wl2: iss,
+            max_snd_wnd: 0,
+            tx: RingBuffer::new(opts.tx_buffer),
+            tx_base: iss + 1,
+            fin_queued: false,
+            irs: Seq(0),
+            rcv_nxt: Seq(0),
+            rcv_adv: Seq(0),
+            rx: RingBuffer::new(opts.rx_buffer),
+            asm: Assembler::new(MAX_OOO_RANGES),
+            fin_received: false,
+            ooo_fin: None,
+            read_closed: false,
+            mss: DEFAULT_MSS.min(mss),
+            our_mss: mss,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            ws_ok: false,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_recent_at: now,
+            ts_offset,
+            last_ack_sent: Seq(0),
+            ack_now: false,
+            unacked_segs: 0,
+            delack_at: None,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtx_at: None,
+            retries: 0,
+            timed: None,
+            persist_at: None,
+            persist_backoff: 0,
+            force_send: false,
+            probe_now: false,
+            ka_at: None,
+            ka_probes: 0,
+            linger_at: None,
+            last_rx: now,
+            cc: new_congestion_control(opts.cc, DEFAULT_MSS.min(mss), now),
+            dupacks: 0,
+            recovery: None,
+            recover: iss,
+            inflation: 0,
+            rtx_first: false,
+            sb: Scoreboard::new(),
+            rtx_segs: 0,
+            rtx_bytes: 0,
+            error: None,
+            error_taken: false,
+            soft_error: None,
+            orphaned: false,
+            changed: true,
+            timer_registered: None,
+            in_pending: false,
+            opts,
+        }
+    }
+
+    /// RFC 7323 2.3: the shift that makes our receive buffer fit in the
+    /// 16-bit window field.
+    pub fn wscale_for(rx_buffer: usize) -> u8 {
+        let mut shift = 0u8;
+        while shift < 14 && (rx_buffer >> shift) > 65535 {
+            shift += 1;
+        }
+        shift
+    }
+
+    pub fn set_state(&mut self, new: TcpState) {
+        if self.state != new {
+            log::debug!(target: "tapstack::trace", "{} <-> {} {} -> {}",
+                self.local, self.remote, self.state, new);
+            self.state = new;
+            self.changed = true;
+        }
+    }
+
+    pub fn trace_drop(&self, reason: &str) {
+        log::debug!(target: "tapstack::trace", "{} <-> {} {} drop: {}",
+            self.local, self.remote, self.state, reason);
+    }
+
+    /// Closes with an error visible to the application.
+    pub fn fail(&mut self, kind: ErrorKind) {
+        if self.error.is_none() {
+            self.error = Some(kind);
+        }
+        self.enter_closed();
+    }
+
+    pub fn enter_closed(&mut self) {
+        self.set_state(TcpState::Closed);
+        self.rtx_at = None;
+        self.delack_at = None;
+        self.persist_at = None;
+        self.ka_at = None;
+        self.linger_at = None;
+        self.ack_now = false;
+        self.changed = true;
+    }
+
+    /// One past the last byte of queued data.
+    pub fn data_end(&self) -> Seq {
+        self.tx_base + self.tx.len()
+    }
+
+
+    /// Our FIN was sent and acknowledged.
+    pub fn fin_acked(&self) -> bool {
+        self.fin_queued && self.tx.is_empty() && self.snd_una == self.tx_base + 1
+    }
+
+    /// Sequence space sent and not yet acknowledged.
+    pub fn bytes_outstanding(&self) -> usize {
+        self.snd_max.distance_from(self.snd_una)
+    }
+
+    /// RFC 6675 style estimate of bytes in the network.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.bytes_outstanding()
+            .saturating_sub(if self.sack_ok { self.sb.sacked_bytes() } else { 0 })
+    }
+
+    pub fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Window the receive buffer allows right now (bytes).
+    pub fn rcv_space(&self) -> usize {
+        self.rx.free()
+    }
+
+    /// What we have told the peer it may send beyond RCV.NXT.
+    pub fn rcv_wnd(&self) -> usize {
+        self.rcv_adv.distance_from(self.rcv_nxt)
+    }
+
+    /// The window field for the next segment, applying receiver SWS
+    /// avoidance (RFC 9293 3.8.6.2.2) and never moving the right edge
+    /// left (3.8.6). Updates RCV.ADV.
+    pub fn advertise_window(&mut self) -> u16 {
+        let ws = self.rcv_wscale;
+        let cur = self.rcv_wnd();
+        let space = self.rcv_space().min(65535usize << ws);
+        let threshold = (self.rx.capacity() / 2).min(self.our_mss).max(1);
+        let wnd = if space > cur && space - cur >= threshold {
+            space
+        } else {
+            cur
+        };
+        let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
+        let edge = self.rcv_nxt + (field << ws);
+        self.rcv_adv = self.rcv_adv.max(edge);
+        field as u16
+    }
+
+    /// Whether reading opened the window enough to announce it now
+    /// (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
+    pub fn window_update_due(&self) -> bool {
+        let cur = self.rcv_wnd();
+        let space = self.rcv_space().min(65535usize << self.rcv_wscale);
+        let threshold = (self.rx.capacity() / 2).min(2 * self.our_mss).max(1);
+        space > cur && space - cur >= threshold
+    }
+
+    /// Effective send MSS given negotiated options (RFC 9293 3.7.1).
+    pub fn set_send_mss(&mut self, peer_mss: Option<u16>) {
+        let peer = peer_mss.map(usize::from).unwrap_or(DEFAULT_MSS);
+        let mut mss = peer.min(self.our_mss);
+        if self.ts_ok {
+            mss = mss.saturating_sub(TS_OVERHEAD);
+        }
+        self.mss = mss.max(64);
+        self.cc.set_mss(self.mss);
+    }
+
+    /// Restart or stop the retransmission timer (RFC 6298 5.1-5.3).
+    pub fn restart_rtx(&mut self, now: Instant) {
+        if self.snd_max == self.snd_una {
+            self.rtx_at = None;
+        } else {
+            self.rtx_at = Some(now + self.rtt.rto());
+        }
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        use crate::stack::time::earliest;
+        let mut t = earliest(self.rtx_at, self.delack_at);
+        t = earliest(t, self.persist_at);
+        t = earliest(t, self.ka_at);
+        earliest(t, self.linger_at)
+    }
+
+    /// Something should be emitted on the next dispatch.
+    pub fn wants_output(&self) -> bool {
+        if self.ack_now || self.probe_now || self.rtx_first || self.force_send {
+            return true;
+        }
+        match self.state {
+            TcpState::SynSent | TcpState::SynReceived => self.snd_nxt == self.iss,
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => false,
+            _ => {
+                let end = self.data_end() + usize::from(self.fin_queued);
+                self.snd_nxt.lt(end)
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Data-transfer scripts: delayed ACK, window updates, persist, RTO,
+//! SACK generation, fast retransmit, NewReno and SACK recovery.
+
+use std::io::ErrorKind;
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use super::harness::*;
+use crate::stack::tcp::{TcpConfig, TcpHandle, TcpState};
+
+const MSS: usize = 1460;
+
+fn sack_config() -> TcpConfig {
+    TcpConfig { sack: true, ..plain_config() }
+}
+
+/// Passive open negotiating SACK when `sack`.
+fn establish_sack(h: &mut Harness) -> TcpHandle {
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    let mut syn = Seg::peer(IRS, None).syn();
+    syn.sack_perm = true;
+    h.send(syn);
+    assert!(h.one().sack_perm);
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
+    h.layer.accept(l).unwrap().0
+}
+
+#[test]
+fn delayed_ack_at_40ms_and_every_second_segment() {
+    let mut h = Harness::new(plain_config());
+    let (_l, c) = h.establish();
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).data(&[1; 100]));
+    h.nothing();
+    assert_eq!(h.next_deadline(), Duration::from_millis(40));
+    assert_eq!(h.one().ack, Some(IRS + 101));
+    h.send(Seg::peer(IRS + 101, Some(ISS + 1)).data(&[2; 100]));
+    h.nothing();
+    h.send(Seg::peer(IRS + 201, Some(ISS + 1)).data(&[3; 100]));
+    assert_eq!(h.one().ack, Some(IRS + 301));
+    let mut buf = [0u8; 400];
+    assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 300);
+}
+
+#[test]
+fn window_update_after_application_reads() {
+    let mut h = Harness::new(TcpConfig { rx_buffer: 4 * MSS, ..plain_config() });
+    let (_l, c) = h.establish();
+    for i in 0..4 {
+        h.send(Seg::peer(IRS + 1 + (i * MSS) as u32, Some(ISS + 1)).data(&[7; MSS]));
+    }
+    let acks = h.sent();
+    assert_eq!(acks.last().unwrap().window, 0);
+    let mut buf = vec![0u8; MSS];
+    h.layer.recv(c, &mut buf).unwrap();
+    h.dispatch();
+    h.nothing(); // one MSS is below min(rx/2, 2*MSS)
+    h.layer.recv(c, &mut buf).unwrap();
+    h.dispatch();
+    let upd = h.one();
+    assert_eq!((upd.ack, upd.window), (Some(IRS + 1 + 4 * MSS as u32), (2 * MSS) as u16));
+}
+
+#[test]
+fn zero_window_persist_probes_back_off() {
+    let mut h = Harness::new(plain_config());
+    let (_l, c) = h.establish();
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).win(0));
+    h.layer.send(c, b"data").unwrap();
+    h.dispatch();
+    h.nothing();
+    // The handshake gave an RTT sample of 0: RTO = 200 ms floor.
+    assert_eq!(h.next_deadline(), Duration::from_millis(200));
+    let probe = h.one();
+    assert_eq!((probe.seq, probe.payload.len()), (ISS, 0));
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).win(0));
+    h.nothing();
+    assert_eq!(h.next_deadline(), Duration::from_millis(400));
+    assert_eq!(h.one().seq, ISS);
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).win(1000));
+    let d = h.one();
+    assert_eq!((d.seq, d.payload.as_slice()), (ISS + 1, &b"data"[..]));
+}
+
+#[test]
+fn syn_retransmission_doubles_from_one_second_then_times_out() {
+    let mut h = Harness::new(TcpConfig { syn_retries: 3, ..plain_config() });
+    let c = h.layer.connect(h.now, None, SocketAddrV4::new(REMOTE, RPORT)).unwrap();
+    h.dispatch();
+    h.one();
+    for secs in [1, 2, 4] {
+        assert_eq!(h.next_deadline(), Duration::from_secs(secs));
+        assert!(h.one().syn);
+    }
+    assert_eq!(h.next_deadline(), Duration::from_secs(8));
+    h.nothing();
+    assert_eq!(h.layer.state(c), TcpState::Closed);
+    assert_eq!(h.layer.take_error(c).unwrap().kind(), ErrorKind::TimedOut);
+}
+
+#[test]
+fn data_rto_floor_doubling_and_give_up() {
+    let mut h = Harness::new(TcpConfig { max_retries: 3, ..plain_config() });
+    let (_l, c) = h.establish();
+    h.layer.send(c, b"hello").unwrap();
+    h.dispatch();
+    assert_eq!(h.one().payload, b"hello");
+    for ms in [200, 400, 800] {
+        assert_eq!(h.next_deadline(), Duration::from_millis(ms));
+        let r = h.one();
+        assert_eq!((r.seq, r.payload.as_slice()), (ISS + 1, &b"hello"[..]));
+    }
+    assert_eq!(h.next_deadline(), Duration::from_millis(1600));
+    h.nothing();
+    assert_eq!(h.layer.take_error(c).unwrap().kind(), ErrorKind::TimedOut);
+    assert_eq!(h.layer.info(c).unwrap().retransmitted_segments, 3);
+}
+
+#[test]
+fn sack_blocks_describe_holes_most_recent_first() {
+    let mut h = Harness::new(sack_config());
+    let c = establish_sack(&mut h);
+    let base = IRS + 1;
+    h.send(Seg::peer(base, Some(ISS + 1)).data(&[1; 100]));
+    h.sent();
+    h.send(Seg::peer(base + 200, Some(ISS + 1)).data(&[3; 100]));
+    let a = h.one();
+    assert_eq!((a.ack, a.sack.clone()), (Some(base + 100), vec![(base + 200, base + 300)]));
+    h.send(Seg::peer(base + 400, Some(ISS + 1)).data(&[5; 100]));
+    let a = h.one();
+    assert_eq!(a.sack, vec![(base + 400, base + 500), (base + 200, base + 300)]);
+    // Filling the first hole: immediate ACK, one block left.
+    h.send(Seg::peer(base + 100, Some(ISS + 1)).data(&[2; 100]));
+    let a = h.one();
+    assert_eq!((a.ack, a.sack.clone()), (Some(base + 300), vec![(base + 400, base + 500)]));
+    let mut buf = [0u8; 1000];
+    assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 300);
+    assert_eq!(&buf[..300], &[[1u8; 100], [2; 100], [3; 100]].concat()[..]);
+}
+
+/// Sends `n` full segments from us; returns them.
+fn blast(h: &mut Harness, c: TcpHandle, n: usize) -> Vec<Seg> {
+    h.layer.set_nodelay(c, true).unwrap();
+    let data: Vec<u8> = (0..n * MSS).map(|i| i as u8).collect();
+    assert_eq!(h.layer.send(c, &data).unwrap(), n * MSS);
+    h.dispatch();
+    let segs = h.sent();
+    assert_eq!(segs.len(), n);
+    segs
+}
+
+fn seg_seq(i: usize) -> u32 {
+    ISS + 1 + (i * MSS) as u32
+}
+
+#[test]
+fn fast_retransmit_after_three_dupacks() {
+    let mut h = Harness::new(plain_config());
+    let (_l, c) = h.establish();
+    blast(&mut h, c, 6);
+    h.send(Seg::peer(IRS + 1, Some(seg_seq(1))));
+    h.sent();
+    for _ in 0..2 {
+        h.send(Seg::peer(IRS + 1, Some(seg_seq(1))));
+        h.nothing();
+    }
+    h.send(Seg::peer(IRS + 1, Some(seg_seq(1))));
+    let r = h.one();
+    assert_eq!((r.seq, r.payload.len()), (seg_seq(1), MSS));
+    assert_eq!(h.layer.counters.get("tcp.fast_retransmit"), 1);
+}
+
+#[test]
+fn newreno_partial_ack_retransmits_next_hole() {
+    let mut h = Harness::new(plain_config());
+    let (_l, c) = h.establish();
+    blast(&mut h, c, 6);
+    // Segments 1 and 3 lost.
+    for _ in 0..4 {
+        h.send(Seg::peer(IRS + 1, Some(seg_seq(1))));
+    }
+    let r = h.sent();
+    assert_eq!(r[0].seq, seg_seq(1));
+    // Partial ACK up to the second hole.
+    h.send(Seg::peer(IRS + 1, Some(seg_seq(3))));
+    let r = h.sent();
+    assert_eq!(r[0].seq, seg_seq(3), "{r:#?}");
+    assert_eq!(h.layer.counters.get("tcp.partial_ack"), 1);
+}
+
+#[test]
+fn sack_recovery_retransmits_only_lost_segments() {
+    let mut h = Harness::new(sack_config());
+    let c = establish_sack(&mut h);
+    blast(&mut h, c, 8);
+    // Segments 1 and 4 lost; the rest SACKed.
+
+    for (lo, hi) in [(2, 3), (2, 4), (5, 6), (5, 7), (5, 8)] {
+        let mut a = Seg::peer(IRS + 1, Some(seg_seq(1)));
+        a.sack = if lo == 2 { vec![(seg_seq(2), seg_seq(hi))] } else { vec![(seg_seq(5), seg_seq(hi)), (seg_seq(2), seg_seq(4))] };
+
+        h.send(a);
+    }
+    let rtx: Vec<u32> = h.sent().iter().filter(|s| s.seq < seg_seq(8)).map(|s| s.seq).collect();
+    assert_eq!(rtx, vec![seg_seq(1), seg_seq(4)]);
+    assert_eq!(h.layer.info(c).unwrap().retransmitted_segments, 2);
+}

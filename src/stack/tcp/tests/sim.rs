@@ -1,0 +1,270 @@
+//! Two TcpLayers joined by a seeded lossy, duplicating, reordering link on
+//! a virtual clock that jumps to the next deadline.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use smoltcp::wire::{IpProtocol, Ipv4Address};
+
+use crate::stack::ip::IpSink;
+use crate::stack::rng::Rng;
+use crate::stack::tcp::{TcpConfig, TcpHandle, TcpLayer, TcpState};
+use crate::stack::time::Instant;
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+#[derive(Clone, Copy)]
+pub struct Faults {
+    pub loss: f64,
+    pub dup: f64,
+    pub reorder: f64,
+    pub delay: Duration,
+}
+
+struct Packet {
+    at: Instant,
+    order: u64,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    bytes: Vec<u8>,
+}
+
+/// Collects what one endpoint sends and applies faults.
+struct Wire<'a> {
+    local: Ipv4Addr,
+    rng: &'a mut Rng,
+    faults: Faults,
+    queue: &'a mut Vec<Packet>,
+    counter: &'a mut u64,
+    lost: &'a mut usize,
+}
+
+impl IpSink for Wire<'_> {
+    fn send_ip(&mut self, now: Instant, dst: Ipv4Address, _p: IpProtocol, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let mut bytes = vec![0u8; len];
+        fill(&mut bytes);
+        if self.rng.chance(self.faults.loss) {
+            *self.lost += 1;
+            return true;
+        }
+        let copies = if self.rng.chance(self.faults.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let mut at = now + self.faults.delay;
+            if self.rng.chance(self.faults.reorder) {
+                at += Duration::from_micros(self.rng.range(1, 3 * self.faults.delay.as_micros() as u64 + 2));
+            }
+            *self.counter += 1;
+            self.queue.push(Packet { at, order: *self.counter, src: self.local, dst, bytes: bytes.clone() });
+        }
+        true
+    }
+    fn local_addr(&self) -> Ipv4Address {
+        self.local
+    }
+    fn max_payload_unfragmented(&self) -> usize {
+        1480
+    }
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub a: TcpLayer,
+    pub b: TcpLayer,
+    rng: Rng,
+    faults: Faults,
+    queue: Vec<Packet>,
+    counter: u64,
+    pub lost: usize,
+}
+
+impl Sim {
+    pub fn new(seed: u64, faults: Faults, cfg: TcpConfig) -> Sim {
+        Sim {
+            now: Instant::ZERO,
+            a: TcpLayer::new(TcpConfig { seed: Some(seed), ..cfg.clone() }, A),
+            b: TcpLayer::new(TcpConfig { seed: Some(seed + 1), ..cfg }, B),
+            rng: Rng::new(seed ^ 0xfa17),
+            faults,
+            queue: Vec::new(),
+            counter: 0,
+            lost: 0,
+        }
+    }
+
+    fn dispatch_all(&mut self) {
+        for which in [A, B] {
+            let layer = if which == A { &mut self.a } else { &mut self.b };
+            let mut w = Wire { local: which, rng: &mut self.rng, faults: self.faults, queue: &mut self.queue, counter: &mut self.counter, lost: &mut self.lost };
+            layer.dispatch(self.now, &mut w);
+        }
+    }
+
+    /// One step: deliver due packets or jump to the next deadline.
+    pub fn step(&mut self) -> bool {
+        self.dispatch_all();
+        let next_pkt = self.queue.iter().map(|p| (p.at, p.order)).min();
+        let next_timer = [self.a.poll_at(), self.b.poll_at()].into_iter().flatten().min();
+        let t = match (next_pkt, next_timer) {
+            (Some((p, _)), Some(t)) => p.min(t),
+            (Some((p, _)), None) => p,
+            (None, Some(t)) => t,
+            (None, None) => return false,
+        };
+        self.now = self.now.max(t);
+        if let Some((at, order)) = next_pkt.filter(|(p, _)| *p <= self.now) {
+            let i = self.queue.iter().position(|p| p.at == at && p.order == order).unwrap();
+            let p = self.queue.swap_remove(i);
+            let layer = if p.dst == A { &mut self.a } else { &mut self.b };
+            let mut w = Wire { local: p.dst, rng: &mut self.rng, faults: self.faults, queue: &mut self.queue, counter: &mut self.counter, lost: &mut self.lost };
+            layer.receive(self.now, p.src, p.dst, &p.bytes, &mut w);
+        }
+        true
+    }
+}
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut r = Rng::new(seed);
+    let mut v = vec![0u8; len];
+    r.fill(&mut v);
+    v
+}
+
+/// One endpoint's application: writes `out`, reads into `got`, shuts
+/// down writing when done and closes after EOF.
+struct App {
+    h: Option<TcpHandle>,
+    out: Vec<u8>,
+    sent: usize,
+    got: Vec<u8>,
+    eof: bool,
+    closed: bool,
+    rtx: u64,
+}
+
+impl App {
+    fn new(h: Option<TcpHandle>, out: Vec<u8>) -> App {
+        App { h, out, sent: 0, got: Vec::new(), eof: false, closed: false, rtx: 0 }
+    }
+
+    fn run(&mut self, layer: &mut TcpLayer, buf: &mut [u8]) {
+        let Some(h) = self.h else { return };
+        if self.closed {
+            return;
+        }
+        while self.sent < self.out.len() {
+            match layer.send(h, &self.out[self.sent..]) {
+                Ok(n) => {
+                    self.sent += n;
+                    if self.sent == self.out.len() {
+                        layer.shutdown(h, std::net::Shutdown::Write).unwrap();
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        while !self.eof {
+            match layer.recv(h, buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        if self.eof && self.sent == self.out.len() {
+            self.rtx = layer.info(h).map(|i| i.retransmitted_bytes).unwrap_or(0);
+            layer.close(h);
+            self.closed = true;
+        }
+    }
+}
+
+/// Both directions at once: A sends `len` bytes to B and B to A; each
+/// side shuts down writing, reads to EOF and closes. Returns the bytes
+/// each side retransmitted.
+pub fn transfer(seed: u64, faults: Faults, cfg: TcpConfig, len: usize) -> (u64, u64) {
+    let mut s = Sim::new(seed, faults, cfg);
+    let l = s.b.listen(SocketAddrV4::new(B, 5000), 8).unwrap();
+    let ca = s.a.connect(s.now, None, SocketAddrV4::new(B, 5000)).unwrap();
+    let mut a = App::new(Some(ca), pattern(seed, len));
+    let mut b = App::new(None, pattern(seed + 7, len));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if b.h.is_none() {
+            b.h = s.b.accept(l).ok().map(|x| x.0);
+        }
+        a.run(&mut s.a, &mut buf);
+        b.run(&mut s.b, &mut buf);
+        let done = a.closed && b.closed && s.a.active_connections() == 0 && s.b.active_connections() == 0;
+        if done || !s.step() {
+            break;
+        }
+        assert!(
+            s.now < Instant::from_secs(1800),
+            "seed {seed}: stuck: A {:?} sent {} got {}; B {:?} sent {} got {}",
+            s.a.state(ca), a.sent, a.got.len(), b.h.map(|h| s.b.state(h)), b.sent, b.got.len()
+        );
+    }
+    assert_eq!(b.got.len(), len, "seed {seed}: B got {} of {len}", b.got.len());
+    assert!(b.got == a.out, "seed {seed}: A->B bytes differ");
+    assert_eq!(a.got.len(), len, "seed {seed}: A got {} of {len}", a.got.len());
+    assert!(a.got == b.out, "seed {seed}: B->A bytes differ");
+    assert_eq!(s.a.state(ca), TcpState::Closed);
+    (a.rtx, b.rtx)
+}
+
+fn faults(loss: f64, dup: f64, reorder: f64) -> Faults {
+    Faults { loss, dup, reorder, delay: Duration::from_millis(5) }
+}
+
+fn sim_config() -> TcpConfig {
+    TcpConfig { time_wait: Duration::from_secs(1), ..TcpConfig::default() }
+}
+
+const MIB: usize = 1024 * 1024;
+
+#[test]
+fn sim_clean_link_1mib_each_way() {
+    for seed in 1..=2 {
+        let (ra, rb) = transfer(seed, faults(0.0, 0.0, 0.0), sim_config(), MIB);
+        assert_eq!((ra, rb), (0, 0));
+    }
+}
+
+#[test]
+fn sim_one_percent_loss() {
+    for seed in 10..=12 {
+        transfer(seed, faults(0.01, 0.0, 0.0), sim_config(), MIB);
+    }
+}
+
+#[test]
+fn sim_five_percent_loss_dup_reorder() {
+    for seed in 20..=22 {
+        transfer(seed, faults(0.05, 0.02, 0.05), sim_config(), MIB);
+    }
+}
+
+#[test]
+fn sim_reno_no_sack_no_timestamps() {
+    let cfg = TcpConfig {
+        sack: false,
+        timestamps: false,
+        cc: crate::stack::tcp::CcAlgorithm::Reno,
+        ..sim_config()
+    };
+    for seed in 30..=31 {
+        transfer(seed, faults(0.02, 0.01, 0.02), cfg.clone(), MIB);
+    }
+}
+
+#[test]
+fn sim_sack_retransmits_less_than_newreno() {
+    let (mut sack, mut newreno) = (0, 0);
+    for seed in 40..=42 {
+        let (a, b) = transfer(seed, faults(0.03, 0.0, 0.0), sim_config(), MIB);
+        sack += a + b;
+        let (a, b) = transfer(seed, faults(0.03, 0.0, 0.0), TcpConfig { sack: false, ..sim_config() }, MIB);
+        newreno += a + b;
+    }
+    assert!(sack < newreno, "SACK retransmitted {sack} bytes, NewReno {newreno}");
+}
