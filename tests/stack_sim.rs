@@ -11,7 +11,6 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Cidr, Ipv4Packet, UdpPacket,
 };
-use tapstack::stack::iface::IfaceConfig;
 use tapstack::stack::rng::Rng;
 use tapstack::stack::time::earliest;
 use tapstack::stack::udp::UdpHandle;
@@ -24,20 +23,10 @@ const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x99]);
 const OUTBOX_LIMIT: usize = 256;
 
 fn config(ip: Ipv4Addr, mac: EthernetAddress) -> StackConfig {
-    StackConfig {
-        iface: IfaceConfig {
-            mac,
-            cidr: Ipv4Cidr::new(ip, 24),
-            gateway: None,
-            mtu: 1500,
-            arp: Default::default(),
-            outbox_limit: OUTBOX_LIMIT,
-        },
-        udp: Default::default(),
-        reassembly: Default::default(),
-        icmp_rate: (1000, 50),
-        seed: Some(7),
-    }
+    let mut c = StackConfig::new(mac, Ipv4Cidr::new(ip, 24));
+    c.iface.outbox_limit = OUTBOX_LIMIT;
+    c.seed = Some(7);
+    c
 }
 
 /// Our stack (10.0.0.2), with its start-up announcement already drained.

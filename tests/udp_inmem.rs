@@ -14,27 +14,18 @@ use tapstack::device::fault::FaultConfig;
 use tapstack::device::pair;
 use tapstack::runtime::link::LinkOptions;
 use tapstack::stack::StackConfig;
-use tapstack::stack::iface::IfaceConfig;
 use tapstack::stack::rng::Rng;
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 fn config(ip: Ipv4Addr, last: u8) -> StackConfig {
-    StackConfig {
-        iface: IfaceConfig {
-            mac: EthernetAddress([0x02, 0, 0, 0, 0, last]),
-            cidr: Ipv4Cidr::new(ip, 24),
-            gateway: None,
-            mtu: 1500,
-            arp: Default::default(),
-            outbox_limit: 8192,
-        },
-        udp: Default::default(),
-        reassembly: Default::default(),
-        icmp_rate: (1000, 50),
-        seed: Some(u64::from(last)),
-    }
+    let mut c = StackConfig::new(
+        EthernetAddress([0x02, 0, 0, 0, 0, last]),
+        Ipv4Cidr::new(ip, 24),
+    );
+    c.seed = Some(u64::from(last));
+    c
 }
 
 /// Two stacks, 10.0.0.1 (a) and 10.0.0.2 (b), on one in-memory link.

@@ -5,6 +5,7 @@
 
 pub mod bsd;
 pub mod poll;
+pub mod tcp;
 pub mod udp;
 
 use std::io;
@@ -17,6 +18,7 @@ use crate::runtime::{self, Shared, link::LinkOptions};
 use crate::stack::{Counters, Stack, StackConfig};
 
 pub use poll::{Event, Events, Interest, Poll, Token};
+pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 /// A running stack: owns the stack thread. Clone it freely; call

@@ -49,9 +49,13 @@ impl Inner {
         op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
         let o = opts(&self.options);
-        self.net
-            .shared
-            .block_on(self.id(), !o.nonblocking, timeout, io::ErrorKind::WouldBlock, op)
+        self.net.shared.block_on(
+            self.id(),
+            !o.nonblocking,
+            timeout,
+            io::ErrorKind::WouldBlock,
+            op,
+        )
     }
 }
 
@@ -149,7 +153,11 @@ impl TcpStream {
         TcpStream::connect_inner(net, addr, None)
     }
 
-    pub fn connect_timeout(net: &Net, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    pub fn connect_timeout(
+        net: &Net,
+        addr: &SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
         check_timeout(Some(timeout))?;
         TcpStream::connect_inner(net, addr, Some(timeout))
     }
@@ -179,7 +187,9 @@ impl TcpStream {
                     return Err(e);
                 }
                 match tcp.state(handle) {
-                    TcpState::SynSent | TcpState::SynReceived => Err(io::ErrorKind::WouldBlock.into()),
+                    TcpState::SynSent | TcpState::SynReceived => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
                     TcpState::Closed => Err(io::Error::new(
                         io::ErrorKind::ConnectionRefused,
                         "connection refused",
@@ -240,7 +250,11 @@ impl TcpStream {
     /// Keepalive probes after `idle`, every `interval`, giving up after
     /// `probes` unanswered; `None` turns keepalive off (the default).
     pub fn set_keepalive(&self, ka: Option<(Duration, Duration, u32)>) -> io::Result<()> {
-        self.inner.lock().stack.tcp.set_keepalive(self.inner.handle, ka)
+        self.inner
+            .lock()
+            .stack
+            .tcp
+            .set_keepalive(self.inner.handle, ka)
     }
 
     /// `Some(Duration::ZERO)`: dropping the stream aborts it with RST

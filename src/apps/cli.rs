@@ -16,6 +16,7 @@ use crate::device::{Device, hostcfg, tap::TapDevice};
 use crate::runtime::link::LinkOptions;
 use crate::stack::StackConfig;
 use crate::stack::iface::IfaceConfig;
+use crate::stack::tcp::{CcAlgorithm, TcpConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,6 +68,12 @@ pub struct Cli {
     /// Seed for the fault injector and the stack's random choices
     #[arg(long, global = true, value_name = "N")]
     pub seed: Option<u64>,
+    /// TCP congestion control: cubic or reno
+    #[arg(long, global = true, default_value = "cubic", value_name = "ALG")]
+    pub cc: CcAlgorithm,
+    /// TCP TIME-WAIT duration in seconds (2*MSL)
+    #[arg(long, global = true, default_value_t = 60.0, value_name = "SECS")]
+    pub time_wait: f64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -136,6 +143,11 @@ impl Cli {
                 outbox_limit: 8192,
             },
             udp: Default::default(),
+            tcp: TcpConfig {
+                cc: self.cc,
+                time_wait: Duration::from_secs_f64(self.time_wait.clamp(0.0, 240.0)),
+                ..TcpConfig::default()
+            },
             reassembly: Default::default(),
             icmp_rate: (1000, 50),
             seed: self.seed,
@@ -244,6 +256,7 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
         }
         Command::Echo => {
             super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
+            super::services::start_tcp(net).map_err(|e| format!("starting services: {e}"))?;
             eprintln!(
                 "tapstack: echo (7), discard (9), chargen (19) on {}; Ctrl-C to stop",
                 cli.addr.address()
@@ -271,7 +284,7 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
             if *udp {
                 super::connect::udp(net, target, linger)
             } else {
-                Err("TCP connect is not available yet: use -u".into())
+                super::connect::tcp(net, target)
             }
         }
     }

@@ -133,7 +133,7 @@ impl Core {
     pub fn readiness(&self, id: SocketId) -> Readiness {
         match id {
             SocketId::Udp(h) => self.stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
-            SocketId::Tcp(_) => Readiness::default(), // TCP-MERGE
+            SocketId::Tcp(h) => self.stack.tcp.readiness(crate::stack::tcp::TcpHandle(h)),
         }
     }
 

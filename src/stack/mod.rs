@@ -27,6 +27,7 @@ use icmp::IcmpLayer;
 use iface::{IfaceConfig, Interface};
 use ipv4::reassembly::{Reassembler, ReassemblyConfig};
 use socket::SocketId;
+use tcp::{TcpConfig, TcpHandle, TcpLayer};
 pub use time::Instant;
 use udp::{UdpConfig, UdpLayer};
 
@@ -34,6 +35,7 @@ use udp::{UdpConfig, UdpLayer};
 pub struct StackConfig {
     pub iface: IfaceConfig,
     pub udp: UdpConfig,
+    pub tcp: TcpConfig,
     pub reassembly: ReassemblyConfig,
     /// ICMP errors per second and burst (Linux: 1000 and 50).
     pub icmp_rate: (u32, u32),
@@ -41,11 +43,34 @@ pub struct StackConfig {
     pub seed: Option<u64>,
 }
 
+impl StackConfig {
+    /// Defaults for everything but the link identity: MTU 1500, default
+    /// UDP/TCP/reassembly bounds, Linux's ICMP rate, random seed.
+    pub fn new(mac: smoltcp::wire::EthernetAddress, cidr: smoltcp::wire::Ipv4Cidr) -> StackConfig {
+        StackConfig {
+            iface: IfaceConfig {
+                mac,
+                cidr,
+                gateway: None,
+                mtu: 1500,
+                arp: Default::default(),
+                outbox_limit: 8192,
+            },
+            udp: UdpConfig::default(),
+            tcp: TcpConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            icmp_rate: (1000, 50),
+            seed: None,
+        }
+    }
+}
+
 pub struct Stack {
     pub iface: Interface,
     pub reassembler: Reassembler,
     pub icmp: IcmpLayer,
     pub udp: UdpLayer,
+    pub tcp: TcpLayer,
     events: Vec<SocketId>,
 }
 
@@ -56,6 +81,10 @@ impl Stack {
             .seed
             .unwrap_or_else(|| rng::Rng::from_entropy().next_u64());
         config.udp.seed = Some(seed ^ 0x5544_5000);
+        config.tcp.seed = Some(config.tcp.seed.unwrap_or(seed ^ 0x5443_5000));
+        // RFC 9293 3.7.1: MSS = MTU - IP header - TCP header.
+        config.tcp.mss = config.iface.mtu - 40;
+        let tcp = TcpLayer::new(config.tcp, config.iface.cidr.address());
         let mut iface = Interface::new(config.iface, seed);
         iface.announce();
         Stack {
@@ -63,6 +92,7 @@ impl Stack {
             reassembler: Reassembler::new(config.reassembly),
             icmp: IcmpLayer::new(config.icmp_rate.0, config.icmp_rate.1),
             udp: UdpLayer::new(config.udp),
+            tcp,
             events: Vec::new(),
         }
     }
@@ -129,7 +159,14 @@ impl Stack {
         match protocol {
             IpProtocol::Icmp => {
                 if let Some(err) = self.icmp.receive(now, &mut self.iface, src, dst, payload) {
-                    self.icmp_error_to_transport(&err);
+                    self.icmp_error_to_transport(now, &err);
+                }
+            }
+            IpProtocol::Tcp => {
+                if dst == self.iface.addr() {
+                    self.tcp.receive(now, src, dst, payload, &mut self.iface);
+                } else {
+                    self.iface.counters.inc("tcp.to_broadcast");
                 }
             }
             IpProtocol::Udp => {
@@ -163,7 +200,12 @@ impl Stack {
         }
     }
 
-    fn icmp_error_to_transport(&mut self, err: &icmp::IcmpError) {
+    fn icmp_error_to_transport(&mut self, now: Instant, err: &icmp::IcmpError) {
+        if err.protocol == IpProtocol::Tcp {
+            self.tcp
+                .icmp_error(now, err.icmp_type, err.code, err.next_hop_mtu, err.quoted);
+            return;
+        }
         if err.protocol == IpProtocol::Udp {
             let kind = match (err.icmp_type, err.code) {
                 (icmp::TYPE_DEST_UNREACHABLE, icmp::CODE_PORT_UNREACHABLE)
@@ -206,7 +248,9 @@ impl Stack {
     }
 
     /// Lets the transports emit what is due (data, ACKs, retransmissions).
-    pub fn dispatch_transport(&mut self, _now: Instant) {}
+    pub fn dispatch_transport(&mut self, now: Instant) {
+        self.tcp.dispatch(now, &mut self.iface);
+    }
 
     /// Next frame to send, if any. Give the buffer back with `recycle`.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -219,12 +263,16 @@ impl Stack {
 
     /// The earliest time `dispatch` has work to do.
     pub fn poll_at(&self) -> Option<Instant> {
-        time::earliest(self.iface.arp.poll_at(), self.reassembler.poll_at())
+        let ip = time::earliest(self.iface.arp.poll_at(), self.reassembler.poll_at());
+        time::earliest(ip, self.tcp.poll_at())
     }
 
     /// Sockets whose readiness may have changed since the last call.
     pub fn take_events(&mut self, out: &mut Vec<SocketId>) {
         out.append(&mut self.events);
+        let mut tcp: Vec<TcpHandle> = Vec::new();
+        self.tcp.take_events(&mut tcp);
+        out.extend(tcp.into_iter().map(|h| SocketId::Tcp(h.0)));
     }
 
     /// Every counter of every layer, for the exit report and the log.
@@ -232,6 +280,7 @@ impl Stack {
         let mut all = self.iface.counters.clone();
         all.merge(&self.icmp.counters);
         all.merge(&self.udp.counters);
+        all.merge(&self.tcp.counters);
         all
     }
 }

@@ -317,7 +317,6 @@ impl Tcb {
         self.tx_base + self.tx.len()
     }
 
-
     /// Our FIN was sent and acknowledged.
     pub fn fin_acked(&self) -> bool {
         self.fin_queued && self.tx.is_empty() && self.snd_una == self.tx_base + 1
@@ -330,8 +329,11 @@ impl Tcb {
 
     /// RFC 6675 style estimate of bytes in the network.
     pub fn bytes_in_flight(&self) -> usize {
-        self.bytes_outstanding()
-            .saturating_sub(if self.sack_ok { self.sb.sacked_bytes() } else { 0 })
+        self.bytes_outstanding().saturating_sub(if self.sack_ok {
+            self.sb.sacked_bytes()
+        } else {
+            0
+        })
     }
 
     pub fn ts_now(&self, now: Instant) -> u32 {
