@@ -3,4 +3,6 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod http;
 pub mod services;
+pub mod ws;
