@@ -50,6 +50,11 @@ impl Net {
         self.shared.lock().stack.counters()
     }
 
+    /// TCP connections neither listening, closed nor in TIME-WAIT.
+    pub fn active_tcp_connections(&self) -> usize {
+        self.shared.lock().stack.tcp.active_connections()
+    }
+
     pub fn addr(&self) -> Ipv4Addr {
         self.shared.lock().stack.addr()
     }

@@ -82,8 +82,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the stack only: it answers ARP and ping
     Up,
-    /// Run the stack with echo (7), discard (9) and chargen (19)
-    Echo,
+    /// Run the stack with echo (7), discard (9) and chargen (19) on TCP and
+    /// UDP, and a web page with a WebSocket echo
+    Echo {
+        /// Port of the HTTP page and WebSocket echo (0 turns it off)
+        #[arg(long, default_value_t = 8080, value_name = "PORT")]
+        ws_port: u16,
+    },
     /// A netcat-like client over the stack: stdin to HOST:PORT, replies to stdout
     Connect {
         /// Use UDP instead of TCP
@@ -254,12 +259,24 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
             wait_for_signal(signals);
             Ok(())
         }
-        Command::Echo => {
+        Command::Echo { ws_port } => {
             super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
             super::services::start_tcp(net).map_err(|e| format!("starting services: {e}"))?;
+            if *ws_port != 0 {
+                super::ws::start(net, *ws_port, Default::default())
+                    .map_err(|e| format!("starting the web page on port {ws_port}: {e}"))?;
+            }
             eprintln!(
-                "tapstack: echo (7), discard (9), chargen (19) on {}; Ctrl-C to stop",
-                cli.addr.address()
+                "tapstack: echo (7), discard (9), chargen (19) on TCP and UDP at {}{}; Ctrl-C to stop",
+                cli.addr.address(),
+                if *ws_port != 0 {
+                    format!(
+                        ", web page and WebSocket echo at http://{}:{ws_port}/",
+                        cli.addr.address()
+                    )
+                } else {
+                    String::new()
+                }
             );
             wait_for_signal(signals);
             Ok(())

@@ -17,33 +17,7 @@
 //! `std::net` (loopback tests, or the kernel stack) and trivially for
 //! `tapstack::api::{TcpListener, TcpStream}`.
 //!
-//! Plugging in our stack (both impls must live in this crate):
-//!
-//! ```ignore
-//! impl Conn for crate::api::TcpStream {
-//!     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-//!         crate::api::TcpStream::set_read_timeout(self, t)
-//!     }
-//!     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-//!         crate::api::TcpStream::set_write_timeout(self, t)
-//!     }
-//!     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-//!         crate::api::TcpStream::shutdown(self, how)
-//!     }
-//!     fn peer(&self) -> String {
-//!         self.peer_addr().map_or_else(|e| format!("?({e})"), |a| a.to_string())
-//!     }
-//! }
-//! impl Acceptor for crate::api::TcpListener {
-//!     type C = crate::api::TcpStream;
-//!     fn accept_conn(&self) -> io::Result<crate::api::TcpStream> {
-//!         let (stream, _) = self.accept()?;
-//!         let _ = stream.set_nodelay(true); // latency only; never fatal
-//!         Ok(stream)
-//!     }
-//! }
-//! // serve(listener, Arc::new(move || counters_json(net.counters().iter())), WsConfig::default())
-//! ```
+//! `start` plugs it onto our own stack (`api::TcpListener`).
 //!
 //! One thread per connection reads and writes its socket; there is no
 //! second writer. The read timeout is set to the time left until the next
@@ -406,3 +380,46 @@ pub fn json_string(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+impl Conn for crate::api::TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        crate::api::TcpStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        crate::api::TcpStream::set_write_timeout(self, t)
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        crate::api::TcpStream::shutdown(self, how)
+    }
+    fn peer(&self) -> String {
+        self.peer_addr()
+            .map_or_else(|e| format!("?({e})"), |a| a.to_string())
+    }
+}
+
+impl Acceptor for crate::api::TcpListener {
+    type C = crate::api::TcpStream;
+    fn accept_conn(&self) -> io::Result<crate::api::TcpStream> {
+        let (stream, _) = self.accept()?;
+        let _ = stream.set_nodelay(true); // latency only; never fatal
+        Ok(stream)
+    }
+}
+
+/// Serves the page and the WebSocket echo on `port` of our stack, pushing
+/// the stack's active TCP connections and counters.
+pub fn start(net: &crate::api::Net, port: u16, config: WsConfig) -> io::Result<()> {
+    let listener = crate::api::TcpListener::bind_with_backlog(net, ("0.0.0.0", port), 1024)?;
+    let stats_net = net.clone();
+    let stats: StatsFn = Arc::new(move || {
+        format!(
+            "{{\"active_tcp_connections\":{},\"counters\":{}}}",
+            stats_net.active_tcp_connections(),
+            counters_json(stats_net.counters().iter())
+        )
+    });
+    std::thread::Builder::new()
+        .name(format!("ws-{port}"))
+        .spawn(move || serve(listener, stats, config))?;
+    Ok(())
+}
