@@ -28,6 +28,10 @@ pub struct ArpConfig {
     pub max_entries: usize,
     pub max_pending_per_addr: usize,
     pub max_pending_total: usize,
+    /// A different address for a known neighbour is ignored within this
+    /// long of the last update (Linux's neigh locktime, 1 s): a stray or
+    /// corrupted ARP frame cannot flip a working entry back and forth.
+    pub locktime: Duration,
 }
 
 impl Default for ArpConfig {
@@ -40,6 +44,7 @@ impl Default for ArpConfig {
             max_entries: 1024,
             max_pending_per_addr: 64,
             max_pending_total: 512,
+            locktime: Duration::from_secs(1),
         }
     }
 }
@@ -47,6 +52,7 @@ impl Default for ArpConfig {
 #[derive(Clone, Debug)]
 struct Entry {
     mac: EthernetAddress,
+    updated: Instant,
     expires: Instant,
     last_request: Option<Instant>,
 }
@@ -146,8 +152,16 @@ impl ArpCache {
         ip: Ipv4Addr,
         mac: EthernetAddress,
         create: bool,
+        counters: &mut Counters,
     ) -> VecDeque<Vec<u8>> {
         let known = self.entries.contains_key(&ip) || self.pending.contains_key(&ip);
+        if let Some(e) = self.entries.get(&ip)
+            && e.mac != mac
+            && now < e.updated + self.config.locktime
+        {
+            counters.inc("arp.locktime_ignored");
+            return VecDeque::new();
+        }
         if create || known {
             if !self.entries.contains_key(&ip) && self.entries.len() >= self.config.max_entries {
                 self.evict_one();
@@ -156,6 +170,7 @@ impl ArpCache {
                 ip,
                 Entry {
                     mac,
+                    updated: now,
                     expires: now + self.config.entry_ttl,
                     last_request: None,
                 },
@@ -241,7 +256,7 @@ mod tests {
         assert_eq!(c.lookup(t, IP), Resolution::Unknown);
         assert!(c.queue(t, IP, vec![1], &mut k));
         assert!(!c.queue(t, IP, vec![2], &mut k), "one request per address");
-        let frames = c.learn(t, IP, MAC, false);
+        let frames = c.learn(t, IP, MAC, false, &mut Counters::new());
         assert_eq!(frames, vec![vec![1], vec![2]]);
         assert_eq!(c.pending_frames(), 0);
         assert_eq!(
@@ -283,7 +298,7 @@ mod tests {
     #[test]
     fn entries_expire_and_refresh_before_expiry() {
         let mut c = ArpCache::new(ArpConfig::default());
-        c.learn(Instant::ZERO, IP, MAC, true);
+        c.learn(Instant::ZERO, IP, MAC, true, &mut Counters::new());
         let near = Instant::from_secs(55);
         assert_eq!(
             c.lookup(near, IP),
@@ -304,11 +319,34 @@ mod tests {
     }
 
     #[test]
+    fn a_new_address_within_locktime_is_ignored() {
+        let mut c = ArpCache::new(ArpConfig::default());
+        let other = EthernetAddress([2, 0, 0, 0, 0, 9]);
+        c.learn(Instant::ZERO, IP, MAC, true, &mut Counters::new());
+        c.learn(
+            Instant::from_millis(500),
+            IP,
+            other,
+            true,
+            &mut Counters::new(),
+        );
+        assert_eq!(c.get(IP), Some(MAC));
+        c.learn(
+            Instant::from_millis(1000),
+            IP,
+            other,
+            true,
+            &mut Counters::new(),
+        );
+        assert_eq!(c.get(IP), Some(other));
+    }
+
+    #[test]
     fn unsolicited_packets_do_not_create_entries() {
         let mut c = ArpCache::new(ArpConfig::default());
-        c.learn(Instant::ZERO, IP, MAC, false);
+        c.learn(Instant::ZERO, IP, MAC, false, &mut Counters::new());
         assert_eq!(c.get(IP), None);
-        c.learn(Instant::ZERO, IP, MAC, true);
+        c.learn(Instant::ZERO, IP, MAC, true, &mut Counters::new());
         assert_eq!(c.get(IP), Some(MAC));
     }
 }

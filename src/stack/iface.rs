@@ -204,7 +204,7 @@ impl Interface {
         }
         let for_us = tpa == self.addr();
         // RFC 826 "merge": update a known sender; add it only if we are the target.
-        let waiting = self.arp.learn(now, spa, sha, for_us);
+        let waiting = self.arp.learn(now, spa, sha, for_us, &mut self.counters);
         for mut frame in waiting {
             frame[0..6].copy_from_slice(sha.as_bytes());
             self.outbox.push(frame, &mut self.counters);
