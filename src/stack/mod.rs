@@ -2,9 +2,9 @@
 
 pub mod counters;
 pub mod ip;
+pub mod ipv4;
 pub mod rng;
 pub mod socket;
-pub mod ipv4;
 pub mod tcp;
 pub mod time;
 

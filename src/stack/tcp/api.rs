@@ -58,7 +58,9 @@ impl TcpLayer {
     }
 
     fn conn_mut(&mut self, h: TcpHandle) -> io::Result<&mut super::tcb::Tcb> {
-        let idx = self.slot_of(h.0).ok_or_else(|| err(ErrorKind::NotConnected))?;
+        let idx = self
+            .slot_of(h.0)
+            .ok_or_else(|| err(ErrorKind::NotConnected))?;
         match self.slots[idx].sock.as_mut() {
             Some(Sock::Conn(t)) => Ok(t),
             _ => Err(err(ErrorKind::InvalidInput)),
@@ -94,7 +96,9 @@ impl TcpLayer {
 
     /// Takes an established connection from the accept queue.
     pub fn accept(&mut self, listener: TcpHandle) -> io::Result<(TcpHandle, SocketAddrV4)> {
-        let idx = self.slot_of(listener.0).ok_or_else(|| err(ErrorKind::InvalidInput))?;
+        let idx = self
+            .slot_of(listener.0)
+            .ok_or_else(|| err(ErrorKind::InvalidInput))?;
         let Some(Sock::Listener(l)) = self.slots[idx].sock.as_mut() else {
             return Err(err(ErrorKind::InvalidInput));
         };
@@ -122,7 +126,12 @@ impl TcpLayer {
     }
 
     /// Active OPEN: the SYN goes out on the next `dispatch`.
-    pub fn connect(&mut self, now: Instant, local: Option<SocketAddrV4>, remote: SocketAddrV4) -> io::Result<TcpHandle> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: Option<SocketAddrV4>,
+        remote: SocketAddrV4,
+    ) -> io::Result<TcpHandle> {
         if remote.ip().is_unspecified() || remote.port() == 0 {
             return Err(err(ErrorKind::InvalidInput));
         }
@@ -141,13 +150,17 @@ impl TcpLayer {
             .ok_or_else(|| err(ErrorKind::AddrNotAvailable))?;
             self.port_counter = counter;
             local.set_port(port);
-        } else if self.conns.contains_key(&(local, remote)) || self.time_wait.map.contains_key(&(local, remote)) {
+        } else if self.conns.contains_key(&(local, remote))
+            || self.time_wait.map.contains_key(&(local, remote))
+        {
             return Err(err(ErrorKind::AddrInUse));
         }
         let iss = self.pick_iss(now, local, remote);
         let mut tcb = self.new_tcb(now, SockOpts::from_config(&self.config), local, remote, iss);
         tcb.set_state(TcpState::SynSent);
-        let raw = self.insert_conn(tcb).ok_or_else(|| err(ErrorKind::OutOfMemory))?;
+        let raw = self
+            .insert_conn(tcb)
+            .ok_or_else(|| err(ErrorKind::OutOfMemory))?;
         self.counters.inc("tcp.active_open");
         self.settle(now, raw, false);
         Ok(TcpHandle(raw))
@@ -171,7 +184,9 @@ impl TcpLayer {
             return Err(err(e));
         }
         let n = match t.state {
-            TcpState::SynSent | TcpState::SynReceived if !t.fin_queued => return Err(err(ErrorKind::WouldBlock)),
+            TcpState::SynSent | TcpState::SynReceived if !t.fin_queued => {
+                return Err(err(ErrorKind::WouldBlock));
+            }
             TcpState::Established | TcpState::CloseWait if !t.fin_queued => {
                 if data.is_empty() {
                     return Ok(0);
@@ -258,7 +273,7 @@ impl TcpLayer {
         Ok(())
     }
 
-    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, RstReply)) {
+    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, Option<RstReply>)) {
         if self.rst_queue.len() < MAX_QUEUED_RSTS {
             self.rst_queue.push_back(rst);
         } else {
@@ -316,8 +331,14 @@ impl TcpLayer {
     }
 
     fn close_listener(&mut self, raw: u32) {
-        let Some(l) = self.listener_mut(raw) else { return };
-        let children: Vec<u32> = l.syn_queue.drain().chain(l.accept_queue.drain(..)).collect();
+        let Some(l) = self.listener_mut(raw) else {
+            return;
+        };
+        let children: Vec<u32> = l
+            .syn_queue
+            .drain()
+            .chain(l.accept_queue.drain(..))
+            .collect();
         let port = l.local.port();
         for c in children {
             self.abort(TcpHandle(c));
@@ -344,9 +365,12 @@ impl TcpLayer {
                 | TcpState::FinWait2
                 | TcpState::CloseWait
         ) {
-            let rst = RstReply { seq: t.snd_max, ack: Some(t.rcv_nxt) };
+            let rst = RstReply {
+                seq: t.snd_max,
+                ack: Some(t.rcv_nxt),
+            };
             let (l, r) = (t.local, t.remote);
-            self.queue_rst((l, r, rst));
+            self.queue_rst((l, r, Some(rst)));
             self.counters.inc("tcp.aborted");
         }
         self.free_conn(h.0);
@@ -354,7 +378,12 @@ impl TcpLayer {
 
     pub fn readiness(&self, h: TcpHandle) -> Readiness {
         let Some(idx) = self.slot_of(h.0) else {
-            return Readiness { readable: true, writable: true, hup: true, error: true };
+            return Readiness {
+                readable: true,
+                writable: true,
+                hup: true,
+                error: true,
+            };
         };
         match self.slots[idx].sock.as_ref() {
             Some(Sock::Listener(l)) => Readiness {
@@ -365,8 +394,13 @@ impl TcpLayer {
                 let error = t.error.is_some() && !t.error_taken;
                 let closed = matches!(t.state, TcpState::Closed | TcpState::TimeWait);
                 Readiness {
-                    readable: !t.rx.is_empty() || t.fin_received || t.read_closed || t.error.is_some() || closed,
-                    writable: (t.state.can_send() && !t.fin_queued && t.tx.free() > 0) || t.error.is_some(),
+                    readable: !t.rx.is_empty()
+                        || t.fin_received
+                        || t.read_closed
+                        || t.error.is_some()
+                        || closed,
+                    writable: (t.state.can_send() && !t.fin_queued && t.tx.free() > 0)
+                        || t.error.is_some(),
                     hup: t.fin_received || closed,
                     error,
                 }
@@ -392,7 +426,10 @@ impl TcpLayer {
     }
 
     pub fn peer_addr(&self, h: TcpHandle) -> io::Result<SocketAddrV4> {
-        Ok(self.conn_ref(h).map_err(|_| err(ErrorKind::NotConnected))?.remote)
+        Ok(self
+            .conn_ref(h)
+            .map_err(|_| err(ErrorKind::NotConnected))?
+            .remote)
     }
 
     pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) -> io::Result<()> {
@@ -413,7 +450,11 @@ impl TcpLayer {
         }
     }
 
-    pub fn set_keepalive(&mut self, h: TcpHandle, ka: Option<(Duration, Duration, u32)>) -> io::Result<()> {
+    pub fn set_keepalive(
+        &mut self,
+        h: TcpHandle,
+        ka: Option<(Duration, Duration, u32)>,
+    ) -> io::Result<()> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => l.opts.keepalive = ka,
             Some(Sock::Conn(t)) => {
@@ -428,7 +469,8 @@ impl TcpLayer {
                 if let Some(d) = t.poll_at() {
                     if t.timer_registered.is_none_or(|r| d < r) {
                         t.timer_registered = Some(d);
-                        self.timers.push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
+                        self.timers
+                            .push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
                     }
                 }
             }
@@ -454,7 +496,12 @@ impl TcpLayer {
     }
 
     /// Buffer sizes; only before data flows (buffers must be empty).
-    pub fn set_buffer_sizes(&mut self, h: TcpHandle, rx: Option<usize>, tx: Option<usize>) -> io::Result<()> {
+    pub fn set_buffer_sizes(
+        &mut self,
+        h: TcpHandle,
+        rx: Option<usize>,
+        tx: Option<usize>,
+    ) -> io::Result<()> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => {
                 l.opts.rx_buffer = rx.unwrap_or(l.opts.rx_buffer);
@@ -490,7 +537,7 @@ impl TcpLayer {
             cwnd: t.cc.cwnd(),
             ssthresh: t.cc.ssthresh(),
             srtt: t.rtt.srtt(),
-            rto: t.rtt.rto(),
+            rto: t.rto(),
             retransmitted_segments: t.rtx_segs,
             retransmitted_bytes: t.rtx_bytes,
             mss: t.mss,

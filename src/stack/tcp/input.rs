@@ -34,7 +34,10 @@ impl Tcb {
             if ack.le(self.iss) || ack.gt(self.snd_max) {
                 env.counters.inc("tcp.syn_sent_bad_ack");
                 self.trace_drop("unacceptable ACK in SYN-SENT");
-                return (!seg.rst).then_some(RstReply { seq: ack, ack: None });
+                return (!seg.rst).then_some(RstReply {
+                    seq: ack,
+                    ack: None,
+                });
             }
         }
         if seg.rst {
@@ -126,7 +129,10 @@ impl Tcb {
         if self.state == TcpState::SynReceived {
             if ack.le(self.snd_una) || ack.gt(self.snd_max) {
                 env.counters.inc("tcp.syn_received_bad_ack");
-                return Some(RstReply { seq: ack, ack: None });
+                return Some(RstReply {
+                    seq: ack,
+                    ack: None,
+                });
             }
             self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
             self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
@@ -285,6 +291,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         let wnd = usize::from(seg.window) << self.snd_wscale;
         let mut newly_sacked = 0;
+        let duplicate = ack == self.snd_una;
         if ack.gt(self.snd_una) {
             self.on_new_ack(env, seg, ack);
         }
@@ -310,7 +317,7 @@ impl Tcb {
         }
         // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
         let outstanding = self.snd_max != self.snd_una;
-        if ack == self.snd_una && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
+        if duplicate && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
             self.on_dupack(env);
         }
         self.after_ack_state();
@@ -431,7 +438,12 @@ impl Tcb {
         match (icmp_type, code) {
             (3, 4) => {
                 // Fragmentation needed: lower the MSS and resend.
-                let hdr = 40 + if self.ts_ok { super::tcb::TS_OVERHEAD } else { 0 };
+                let hdr = 40
+                    + if self.ts_ok {
+                        super::tcb::TS_OVERHEAD
+                    } else {
+                        0
+                    };
                 let new_mss = usize::from(mtu).saturating_sub(hdr).max(88);
                 if mtu == 0 || new_mss >= self.mss {
                     return false;

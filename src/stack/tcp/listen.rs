@@ -57,7 +57,16 @@ impl TcpLayer {
         }
         if let Some(ack) = seg.ack {
             self.counters.inc("tcp.listen_ack_reset");
-            self.send_rst(now, ip, local, remote, RstReply { seq: ack, ack: None });
+            self.send_rst(
+                now,
+                ip,
+                local,
+                remote,
+                RstReply {
+                    seq: ack,
+                    ack: None,
+                },
+            );
             return;
         }
         if !seg.syn {

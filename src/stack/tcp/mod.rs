@@ -96,7 +96,9 @@ pub struct TcpLayer {
     time_wait: TimeWaitTable,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     pending: VecDeque<u32>,
-    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, RstReply)>,
+    /// RSTs from close/abort, and final ACKs of connections that moved
+    /// to the TIME-WAIT table, sent on the next dispatch.
+    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, Option<RstReply>)>,
     events: Vec<TcpHandle>,
     event_set: HashSet<u32>,
     challenge: ChallengeLimiter,
@@ -222,20 +224,43 @@ impl TcpLayer {
     }
 
     /// Runs `f` on a connection with the layer's environment.
-    fn with_tcb<R>(&mut self, now: Instant, raw: u32, f: impl FnOnce(&mut Tcb, &mut Env) -> R) -> Option<R> {
+    fn with_tcb<R>(
+        &mut self,
+        now: Instant,
+        raw: u32,
+        f: impl FnOnce(&mut Tcb, &mut Env) -> R,
+    ) -> Option<R> {
         let idx = self.slot_of(raw)?;
-        let Self { slots, config, counters, challenge, .. } = self;
+        let Self {
+            slots,
+            config,
+            counters,
+            challenge,
+            ..
+        } = self;
         let Some(Sock::Conn(tcb)) = slots[idx].sock.as_mut() else {
             return None;
         };
-        let mut env = Env { now, cfg: config, counters, challenge };
+        let mut env = Env {
+            now,
+            cfg: config,
+            counters,
+            challenge,
+        };
         Some(f(tcb, &mut env))
     }
 
     // ---- input
 
     /// One TCP segment (IP payload) whose IPv4 header was validated.
-    pub fn receive(&mut self, now: Instant, src: Ipv4Addr, dst: Ipv4Addr, segment: &[u8], ip: &mut dyn IpSink) {
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        segment: &[u8],
+        ip: &mut dyn IpSink,
+    ) {
         let seg = match InSeg::parse(src, dst, segment) {
             Ok(s) => s,
             Err(ParseError::BadChecksum) => return self.counters.inc("tcp.bad_checksum"),
@@ -281,14 +306,27 @@ impl TcpLayer {
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST (never a
     /// RST for a RST).
-    fn reset_closed(&mut self, now: Instant, seg: &InSeg, local: SocketAddrV4, remote: SocketAddrV4, ip: &mut dyn IpSink) {
+    fn reset_closed(
+        &mut self,
+        now: Instant,
+        seg: &InSeg,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        ip: &mut dyn IpSink,
+    ) {
         if seg.rst {
             return self.counters.inc("tcp.closed_port_rst_ignored");
         }
         self.counters.inc("tcp.closed_port");
         let reply = match seg.ack {
-            Some(ack) => RstReply { seq: ack, ack: None },
-            None => RstReply { seq: Seq(0), ack: Some(seg.seq + seg.seg_len()) },
+            Some(ack) => RstReply {
+                seq: ack,
+                ack: None,
+            },
+            None => RstReply {
+                seq: Seq(0),
+                ack: Some(seg.seq + seg.seg_len()),
+            },
         };
         self.send_rst(now, ip, local, remote, reply);
     }
@@ -296,21 +334,37 @@ impl TcpLayer {
     fn conn_input(&mut self, now: Instant, raw: u32, seg: &InSeg, ip: &mut dyn IpSink) {
         // A child completing its handshake needs room in the accept queue;
         // otherwise drop the ACK (the SYN,ACK is retransmitted), as Linux.
-        let parent = self.tcb(raw).filter(|t| t.state == TcpState::SynReceived).and_then(|t| t.parent);
+        let parent = self
+            .tcb(raw)
+            .filter(|t| t.state == TcpState::SynReceived)
+            .and_then(|t| t.parent);
         if let Some(p) = parent {
-            if seg.ack.is_some() && !seg.rst && self.listener(p).is_some_and(|l| l.accept_queue_full()) {
+            if seg.ack.is_some()
+                && !seg.rst
+                && self.listener(p).is_some_and(|l| l.accept_queue_full())
+            {
                 return self.counters.inc("tcp.accept_queue_full");
             }
         }
-        let reply = self.with_tcb(now, raw, |tcb, env| tcb.input(env, seg)).flatten();
+        let reply = self
+            .with_tcb(now, raw, |tcb, env| tcb.input(env, seg))
+            .flatten();
         if let (Some(r), Some(t)) = (reply, self.tcb(raw)) {
             let (l, rm) = (t.local, t.remote);
             self.send_rst(now, ip, l, rm, r);
         }
         self.settle(now, raw, false);
+        self.prune_timers();
     }
 
-    pub(crate) fn send_rst(&mut self, now: Instant, ip: &mut dyn IpSink, local: SocketAddrV4, remote: SocketAddrV4, r: RstReply) {
+    pub(crate) fn send_rst(
+        &mut self,
+        now: Instant,
+        ip: &mut dyn IpSink,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        r: RstReply,
+    ) {
         self.counters.inc("tcp.rst_sent");
         let hdr = OutHdr {
             src_port: local.port(),
@@ -323,7 +377,14 @@ impl TcpLayer {
         self.send_hdr(now, ip, local, remote, &hdr);
     }
 
-    fn send_hdr(&mut self, now: Instant, ip: &mut dyn IpSink, local: SocketAddrV4, remote: SocketAddrV4, hdr: &OutHdr) {
+    fn send_hdr(
+        &mut self,
+        now: Instant,
+        ip: &mut dyn IpSink,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        hdr: &OutHdr,
+    ) {
         let len = hdr.header_len();
         let (src, dst) = (*local.ip(), *remote.ip());
         let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
@@ -349,14 +410,23 @@ impl TcpLayer {
 
     /// ICMP error about a segment we sent (RFC 1122 4.2.3.9, RFC 1191,
     /// RFC 5927: the quoted sequence number must be in flight).
-    pub fn icmp_error(&mut self, now: Instant, icmp_type: u8, icmp_code: u8, next_hop_mtu: u16, quoted: &[u8]) {
+    pub fn icmp_error(
+        &mut self,
+        now: Instant,
+        icmp_type: u8,
+        icmp_code: u8,
+        next_hop_mtu: u16,
+        quoted: &[u8],
+    ) {
         let Some((local, remote, seq)) = parse_quoted(quoted) else {
             return self.counters.inc("tcp.icmp_malformed");
         };
         let Some(&raw) = self.conns.get(&(local, remote)) else {
             return self.counters.inc("tcp.icmp_no_connection");
         };
-        let handled = self.with_tcb(now, raw, |t, env| t.icmp(env, icmp_type, icmp_code, next_hop_mtu, seq));
+        let handled = self.with_tcb(now, raw, |t, env| {
+            t.icmp(env, icmp_type, icmp_code, next_hop_mtu, seq)
+        });
         if handled == Some(true) {
             self.settle(now, raw, false);
         }
@@ -367,7 +437,15 @@ impl TcpLayer {
     /// Emits everything that is due now.
     pub fn dispatch(&mut self, now: Instant, ip: &mut dyn IpSink) {
         while let Some((l, r, rst)) = self.rst_queue.pop_front() {
-            self.send_rst(now, ip, l, r, rst);
+            match rst {
+                Some(rst) => self.send_rst(now, ip, l, r, rst),
+                None => {
+                    if let Some(e) = self.time_wait.map.get(&(l, r)) {
+                        let hdr = e.ack_header(now, l, r);
+                        self.send_hdr(now, ip, l, r, &hdr);
+                    }
+                }
+            }
         }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
@@ -389,6 +467,50 @@ impl TcpLayer {
                 self.settle(now, raw, true);
             }
         }
+        self.prune_timers();
+    }
+
+    /// Lazy deletion: drops heap entries that no longer match a socket's
+    /// registered deadline and moves entries whose socket's deadline moved
+    /// later, so `poll_at` stays exact and costs O(1).
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            match key {
+                TimerKey::Conn(raw) => {
+                    let Some(tcb) = self.tcb_mut(raw) else {
+                        self.timers.pop();
+                        continue;
+                    };
+                    if tcb.timer_registered != Some(t) {
+                        self.timers.pop();
+                        continue;
+                    }
+                    match tcb.poll_at() {
+                        Some(d) if d <= t => break,
+                        Some(d) => {
+                            tcb.timer_registered = Some(d);
+                            self.timers.pop();
+                            self.timers.push(Reverse((d, TimerKey::Conn(raw))));
+                        }
+                        None => {
+                            tcb.timer_registered = None;
+                            self.timers.pop();
+                        }
+                    }
+                }
+                TimerKey::TimeWait(l, r) => match self.time_wait.map.get(&(l, r)) {
+                    Some(e) if e.expires <= t => break,
+                    Some(e) => {
+                        let at = e.expires;
+                        self.timers.pop();
+                        self.timers.push(Reverse((at, key)));
+                    }
+                    None => {
+                        self.timers.pop();
+                    }
+                },
+            }
+        }
     }
 
     fn fire_conn_timer(&mut self, now: Instant, raw: u32, t: Instant) {
@@ -406,7 +528,9 @@ impl TcpLayer {
     }
 
     fn fire_time_wait(&mut self, now: Instant, l: SocketAddrV4, r: SocketAddrV4) {
-        let Some(e) = self.time_wait.map.get(&(l, r)) else { return };
+        let Some(e) = self.time_wait.map.get(&(l, r)) else {
+            return;
+        };
         if e.expires <= now {
             let owner = e.owner;
             self.time_wait.map.remove(&(l, r));
@@ -489,7 +613,9 @@ impl TcpLayer {
     /// Moves a finished handshake from the SYN queue to the accept queue,
     /// or forgets a child that died in the SYN queue.
     fn settle_child(&mut self, raw: u32, p: u32, state: TcpState) {
-        let Some(l) = self.listener_mut(p) else { return };
+        let Some(l) = self.listener_mut(p) else {
+            return;
+        };
         if !l.syn_queue.contains(&raw) {
             return;
         }
@@ -506,6 +632,7 @@ impl TcpLayer {
     fn enter_time_wait(&mut self, now: Instant, raw: u32) {
         let expires = now + self.config.time_wait;
         let Some(t) = self.tcb_mut(raw) else { return };
+        let ack_due = t.ack_now;
         t.enter_closed();
         t.state = TcpState::TimeWait;
         let owner = (!t.orphaned).then_some(raw);
@@ -514,7 +641,11 @@ impl TcpLayer {
         self.conns.remove(&key);
         if self.time_wait.map.len() < MAX_TIME_WAIT {
             self.time_wait.map.insert(key, entry);
-            self.timers.push(Reverse((expires, TimerKey::TimeWait(key.0, key.1))));
+            if ack_due {
+                self.rst_queue.push_back((key.0, key.1, None));
+            }
+            self.timers
+                .push(Reverse((expires, TimerKey::TimeWait(key.0, key.1))));
         } else {
             self.counters.inc("tcp.time_wait_table_full");
             if let Some(t) = self.tcb_mut(raw) {
@@ -532,7 +663,10 @@ impl TcpLayer {
     pub fn active_connections(&self) -> usize {
         self.conns
             .values()
-            .filter(|&&raw| self.tcb(raw).is_some_and(|t| !matches!(t.state, TcpState::Closed | TcpState::TimeWait)))
+            .filter(|&&raw| {
+                self.tcb(raw)
+                    .is_some_and(|t| !matches!(t.state, TcpState::Closed | TcpState::TimeWait))
+            })
             .count()
     }
 }
@@ -549,5 +683,9 @@ fn parse_quoted(q: &[u8]) -> Option<(SocketAddrV4, SocketAddrV4, Seq)> {
     let sport = u16::from_be_bytes([t[0], t[1]]);
     let dport = u16::from_be_bytes([t[2], t[3]]);
     let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    Some((SocketAddrV4::new(src, sport), SocketAddrV4::new(dst, dport), Seq(seq)))
+    Some((
+        SocketAddrV4::new(src, sport),
+        SocketAddrV4::new(dst, dport),
+        Seq(seq),
+    ))
 }

@@ -28,22 +28,27 @@ impl Tcb {
             self.rtx_first = false;
             self.retransmit_una(env, ip);
         }
+        // Each pass sends at least one byte of sequence space; the bound is
+        // a guard against a livelock bug, never reached in practice.
+        let mut budget = 1 << 16;
         if self.in_sack_recovery() {
             while let Some((seq, len)) = self.sack_next() {
+                budget -= 1;
+                let rtx = seq.lt(self.snd_max);
                 let fin = self.fin_queued && seq + len == self.data_end();
-                if !self.send_data(env, ip, seq, len, fin) {
+                if !self.send_data(env, ip, seq, len, fin) || budget == 0 {
                     break;
                 }
-                if let Some(r) = self.recovery.as_mut() {
-                    if seq.lt(r.recover) {
-                        r.high_rxt = r.high_rxt.max(seq + len);
-                    }
+                if let (true, Some(r)) = (rtx, self.recovery.as_mut()) {
+                    // RFC 6675 HighRxt: highest retransmitted sequence.
+                    r.high_rxt = r.high_rxt.max(seq + len);
                 }
             }
         } else {
             while let Some((seq, len, fin)) = self.next_segment() {
+                budget -= 1;
                 self.snd_nxt = seq;
-                if !self.send_data(env, ip, seq, len, fin) {
+                if !self.send_data(env, ip, seq, len, fin) || budget == 0 {
                     break;
                 }
             }
@@ -62,7 +67,8 @@ impl Tcb {
     /// Retransmits the segment at SND.UNA (fast retransmit, partial ACK).
     fn retransmit_una(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
         let data = self.data_end().distance_from(self.snd_una).min(self.mss);
-        let fin = self.fin_queued && self.snd_una + data == self.data_end()
+        let fin = self.fin_queued
+            && self.snd_una + data == self.data_end()
             && self.snd_max.gt(self.data_end());
         if data == 0 && !fin {
             return;
@@ -81,7 +87,10 @@ impl Tcb {
         let mut limit = self.mss;
         if self.snd_nxt.lt(self.snd_max) && self.sack_ok && !self.sb.is_empty() {
             // Go-back-N after an RTO: skip what the receiver SACKed.
-            match self.sb.next_seg(self.snd_una, self.snd_max, self.snd_nxt, self.mss, true) {
+            match self
+                .sb
+                .next_seg(self.snd_una, self.snd_max, self.snd_nxt, self.mss, true)
+            {
                 Some((s, l)) => {
                     self.snd_nxt = self.snd_nxt.max(s);
                     limit = l.max(1);
@@ -102,7 +111,11 @@ impl Tcb {
         let usable = if rtx {
             // Data already sent inside an earlier window: cwnd only, and
             // at least one segment when nothing is in flight.
-            if in_flight == 0 { self.mss } else { cwnd.saturating_sub(in_flight) }
+            if in_flight == 0 {
+                self.mss
+            } else {
+                cwnd.saturating_sub(in_flight)
+            }
         } else {
             cwnd.min(self.snd_wnd).saturating_sub(in_flight)
         };
@@ -136,13 +149,20 @@ impl Tcb {
             return;
         }
         let shift = self.persist_backoff.min(16);
-        let d = self.rtt.rto().saturating_mul(1 << shift).min(env.cfg.max_rto);
+        let d = self.rto().saturating_mul(1 << shift).min(env.cfg.max_rto);
         self.persist_at = Some(env.now + d);
     }
 
     /// Sends `[seq, seq+len)` of the send buffer (plus FIN) and does the
     /// bookkeeping: SND.NXT/SND.MAX, retransmission counters, Karn, timer.
-    fn send_data(&mut self, env: &mut Env, ip: &mut dyn IpSink, seq: Seq, len: usize, fin: bool) -> bool {
+    fn send_data(
+        &mut self,
+        env: &mut Env,
+        ip: &mut dyn IpSink,
+        seq: Seq,
+        len: usize,
+        fin: bool,
+    ) -> bool {
         let mut hdr = self.header(env, seq);
         hdr.fin = fin;
         hdr.psh = len > 0 && seq + len == self.data_end();
@@ -160,7 +180,7 @@ impl Tcb {
         self.snd_nxt = self.snd_nxt.max(end);
         self.snd_max = self.snd_max.max(end);
         if self.rtx_at.is_none() {
-            self.rtx_at = Some(env.now + self.rtt.rto());
+            self.rtx_at = Some(env.now + self.rto());
         }
         sent
     }
@@ -194,7 +214,10 @@ impl Tcb {
         }
         hdr.sack_perm = env.cfg.sack && (active || self.sack_ok);
         if env.cfg.timestamps && (active || self.ts_ok) {
-            hdr.ts = Some((self.ts_now(env.now), if active { 0 } else { self.ts_recent }));
+            hdr.ts = Some((
+                self.ts_now(env.now),
+                if active { 0 } else { self.ts_recent },
+            ));
         }
         self.transmit(env, ip, &hdr, 0, 0);
         if retransmit {
@@ -205,7 +228,7 @@ impl Tcb {
         }
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
-        self.rtx_at = Some(env.now + self.rtt.rto());
+        self.rtx_at = Some(env.now + self.rto());
     }
 
     /// Header fields common to every synchronized-state segment.
@@ -233,7 +256,14 @@ impl Tcb {
 
     /// Writes one segment through the IP layer. Any segment carrying an
     /// ACK satisfies pending (delayed) ACKs.
-    fn transmit(&mut self, env: &mut Env, ip: &mut dyn IpSink, hdr: &OutHdr, offset: usize, len: usize) -> bool {
+    fn transmit(
+        &mut self,
+        env: &mut Env,
+        ip: &mut dyn IpSink,
+        hdr: &OutHdr,
+        offset: usize,
+        len: usize,
+    ) -> bool {
         if hdr.ack.is_some() {
             self.last_ack_sent = self.rcv_nxt;
             self.ack_now = false;
@@ -243,12 +273,18 @@ impl Tcb {
         let hlen = hdr.header_len();
         let (a, b) = self.tx.slices(offset, len);
         let (src, dst) = (*self.local.ip(), *self.remote.ip());
-        let ok = ip.send_ip(env.now, dst, IpProtocol::Tcp, hlen + a.len() + b.len(), &mut |buf| {
-            hdr.write(buf);
-            buf[hlen..hlen + a.len()].copy_from_slice(a);
-            buf[hlen + a.len()..].copy_from_slice(b);
-            finish(buf, src, dst);
-        });
+        let ok = ip.send_ip(
+            env.now,
+            dst,
+            IpProtocol::Tcp,
+            hlen + a.len() + b.len(),
+            &mut |buf| {
+                hdr.write(buf);
+                buf[hlen..hlen + a.len()].copy_from_slice(a);
+                buf[hlen + a.len()..].copy_from_slice(b);
+                finish(buf, src, dst);
+            },
+        );
         env.counters.inc("tcp.segments_sent");
         if !ok {
             env.counters.inc("tcp.ip_send_failed");

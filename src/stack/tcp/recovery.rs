@@ -52,8 +52,8 @@ impl Tcb {
                 }
             }
             _ if !syn_acked && acked > 0 => {
-                let unsent = (self.data_end() + usize::from(self.fin_queued))
-                    .distance_from(self.snd_max);
+                let unsent =
+                    (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
                 let app_limited = unsent == 0 && flight_before + self.mss < self.cc.cwnd();
                 let srtt = self.rtt.srtt();
                 self.cc.on_ack(now, acked, flight_before, srtt, app_limited);
@@ -98,7 +98,8 @@ impl Tcb {
             Some(_) => return,
             None => {}
         }
-        let lost = self.dupacks >= DUP_THRESH || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss));
+        let lost =
+            self.dupacks >= DUP_THRESH || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss));
         if !lost {
             return;
         }
@@ -128,7 +129,10 @@ impl Tcb {
             return None;
         }
         // Rule 1: lost and not SACKed.
-        if let Some(s) = self.sb.next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false) {
+        if let Some(s) = self
+            .sb
+            .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false)
+        {
             return Some(s);
         }
         // Rule 2: new data the receiver's window allows.
@@ -138,7 +142,8 @@ impl Tcb {
             return Some((self.snd_max, unsent.min(wnd_room).min(self.mss)));
         }
         // Rule 3: not SACKed (not yet deemed lost).
-        self.sb.next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, true)
+        self.sb
+            .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, true)
     }
 
     pub fn in_sack_recovery(&self) -> bool {

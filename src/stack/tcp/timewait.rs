@@ -76,7 +76,13 @@ pub struct TimeWaitTable {
 
 impl TimeWaitTable {
     /// RFC 9293 3.10.7.4 in TIME-WAIT.
-    pub fn input(&mut self, key: &TwKey, seg: &InSeg, now: Instant, time_wait: std::time::Duration) -> TwVerdict {
+    pub fn input(
+        &mut self,
+        key: &TwKey,
+        seg: &InSeg,
+        now: Instant,
+        time_wait: std::time::Duration,
+    ) -> TwVerdict {
         let Some(e) = self.map.get_mut(key) else {
             return TwVerdict::Drop;
         };

@@ -41,11 +41,25 @@ pub struct Seg {
 impl Seg {
     /// From the peer (RPORT) to us (LPORT).
     pub fn peer(seq: u32, ack: Option<u32>) -> Seg {
-        Seg { src_port: RPORT, dst_port: LPORT, seq, ack, window: 65535, ..Seg::default() }
+        Seg {
+            src_port: RPORT,
+            dst_port: LPORT,
+            seq,
+            ack,
+            window: 65535,
+            ..Seg::default()
+        }
     }
     /// From us to the peer.
     pub fn ours(seq: u32, ack: Option<u32>, window: u16) -> Seg {
-        Seg { src_port: LPORT, dst_port: RPORT, seq, ack, window, ..Seg::default() }
+        Seg {
+            src_port: LPORT,
+            dst_port: RPORT,
+            seq,
+            ack,
+            window,
+            ..Seg::default()
+        }
     }
     pub fn syn(mut self) -> Seg {
         self.syn = true;
@@ -142,13 +156,18 @@ impl Harness {
     pub fn new(cfg: TcpConfig) -> Harness {
         let mut layer = TcpLayer::new(cfg, LOCAL);
         layer.set_fixed_isn(Some(ISS));
-        Harness { layer, now: Instant::from_secs(1000), sink: RecordingSink::new(LOCAL, 1500) }
+        Harness {
+            layer,
+            now: Instant::from_secs(1000),
+            sink: RecordingSink::new(LOCAL, 1500),
+        }
     }
 
     /// Feeds one segment from the peer and runs dispatch.
     pub fn send(&mut self, seg: Seg) {
         let bytes = seg.bytes(REMOTE, LOCAL);
-        self.layer.receive(self.now, REMOTE, LOCAL, &bytes, &mut self.sink);
+        self.layer
+            .receive(self.now, REMOTE, LOCAL, &bytes, &mut self.sink);
         self.layer.dispatch(self.now, &mut self.sink);
     }
 
@@ -158,7 +177,11 @@ impl Harness {
 
     /// Everything sent so far (and forgets it).
     pub fn sent(&mut self) -> Vec<Seg> {
-        self.sink.sent.drain(..).map(|(dst, _, b)| Seg::parse(LOCAL, dst, &b)).collect()
+        self.sink
+            .sent
+            .drain(..)
+            .map(|(dst, _, b)| Seg::parse(LOCAL, dst, &b))
+            .collect()
     }
 
     /// Exactly one segment was sent; returns it.
@@ -200,8 +223,13 @@ impl Harness {
 
     /// Passive open on LPORT with a plain SYN; returns (listener, conn).
     pub fn establish(&mut self) -> (TcpHandle, TcpHandle) {
-        let l = self.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 16).unwrap();
-        self.send(Seg::peer(IRS, None).syn());
+        let l = self
+            .layer
+            .listen(SocketAddrV4::new(LOCAL, LPORT), 16)
+            .unwrap();
+        let mut syn = Seg::peer(IRS, None).syn();
+        syn.mss = Some(1460);
+        self.send(syn);
         let synack = self.one();
         assert!(synack.syn && synack.ack == Some(IRS + 1));
         self.send(Seg::peer(IRS + 1, Some(ISS + 1)));

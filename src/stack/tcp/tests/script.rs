@@ -10,7 +10,10 @@ use crate::stack::tcp::{TcpConfig, TcpState};
 
 #[test]
 fn passive_open_with_options() {
-    let mut h = Harness::new(TcpConfig { seed: Some(1), ..TcpConfig::default() });
+    let mut h = Harness::new(TcpConfig {
+        seed: Some(1),
+        ..TcpConfig::default()
+    });
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     assert_eq!(h.layer.state(l), TcpState::Listen);
     let mut syn = Seg::peer(IRS, None).syn().ts(777, 0);
@@ -40,9 +43,15 @@ fn passive_open_with_options() {
 #[test]
 fn active_open() {
     let mut h = Harness::new(plain_config());
-    let c = h.layer.connect(h.now, None, SocketAddrV4::new(REMOTE, RPORT)).unwrap();
+    let c = h
+        .layer
+        .connect(h.now, None, SocketAddrV4::new(REMOTE, RPORT))
+        .unwrap();
     assert_eq!(h.layer.state(c), TcpState::SynSent);
-    assert_eq!(h.layer.send(c, b"x").unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        h.layer.send(c, b"x").unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
     h.dispatch();
     let syn = h.one();
     let lport = syn.src_port;
@@ -62,13 +71,23 @@ fn active_open() {
 #[test]
 fn simultaneous_open() {
     let mut h = Harness::new(plain_config());
-    let c = h.layer.connect(h.now, Some(SocketAddrV4::new(LOCAL, LPORT)), SocketAddrV4::new(REMOTE, RPORT)).unwrap();
+    let c = h
+        .layer
+        .connect(
+            h.now,
+            Some(SocketAddrV4::new(LOCAL, LPORT)),
+            SocketAddrV4::new(REMOTE, RPORT),
+        )
+        .unwrap();
     h.dispatch();
     assert!(h.one().syn);
     h.send(Seg::peer(IRS, None).syn());
     assert_eq!(h.layer.state(c), TcpState::SynReceived);
     let synack = h.one();
-    assert_eq!((synack.syn, synack.seq, synack.ack), (true, ISS, Some(IRS + 1)));
+    assert_eq!(
+        (synack.syn, synack.seq, synack.ack),
+        (true, ISS, Some(IRS + 1))
+    );
     // The peer's SYN,ACK: old sequence number, answered with an ACK.
     h.send(Seg::peer(IRS, Some(ISS + 1)).syn());
     let ack = h.one();
@@ -94,7 +113,14 @@ fn rst_to_closed_port_both_forms() {
 #[test]
 fn refused_connect() {
     let mut h = Harness::new(plain_config());
-    let c = h.layer.connect(h.now, Some(SocketAddrV4::new(LOCAL, LPORT)), SocketAddrV4::new(REMOTE, RPORT)).unwrap();
+    let c = h
+        .layer
+        .connect(
+            h.now,
+            Some(SocketAddrV4::new(LOCAL, LPORT)),
+            SocketAddrV4::new(REMOTE, RPORT),
+        )
+        .unwrap();
     h.dispatch();
     h.one();
     // A RST with an unacceptable ACK is ignored.
@@ -103,8 +129,14 @@ fn refused_connect() {
     h.send(Seg::peer(0, Some(ISS + 1)).rst());
     assert_eq!(h.layer.state(c), TcpState::Closed);
     assert!(h.layer.readiness(c).error);
-    assert_eq!(h.layer.take_error(c).unwrap().kind(), ErrorKind::ConnectionRefused);
-    assert_eq!(h.layer.send(c, b"x").unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(
+        h.layer.take_error(c).unwrap().kind(),
+        ErrorKind::ConnectionRefused
+    );
+    assert_eq!(
+        h.layer.send(c, b"x").unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
     h.nothing();
 }
 
@@ -146,7 +178,10 @@ fn passive_close() {
     h.layer.close(c);
     h.dispatch();
     let fin = h.one();
-    assert_eq!((fin.fin, fin.payload.as_slice(), fin.seq), (true, &b"bye"[..], ISS + 1));
+    assert_eq!(
+        (fin.fin, fin.payload.as_slice(), fin.seq),
+        (true, &b"bye"[..], ISS + 1)
+    );
     h.send(Seg::peer(IRS + 2, Some(ISS + 5)));
     assert_eq!(h.layer.state(c), TcpState::Closed);
     assert_eq!(h.layer.active_connections(), 0);
@@ -174,7 +209,10 @@ fn half_close_still_reads() {
     h.layer.shutdown(c, Shutdown::Write).unwrap();
     h.dispatch();
     h.one();
-    assert_eq!(h.layer.send(c, b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    assert_eq!(
+        h.layer.send(c, b"x").unwrap_err().kind(),
+        ErrorKind::BrokenPipe
+    );
     h.send(Seg::peer(IRS + 1, Some(ISS + 2)).data(b"hello"));
     assert_eq!(h.layer.state(c), TcpState::FinWait2);
     let mut buf = [0u8; 16];
@@ -212,8 +250,14 @@ fn exact_rst_resets() {
     h.send(Seg::peer(IRS + 1, None).rst());
     h.nothing();
     assert_eq!(h.layer.state(c), TcpState::Closed);
-    assert_eq!(h.layer.recv(c, &mut [0; 4]).unwrap_err().kind(), ErrorKind::ConnectionReset);
-    assert_eq!(h.layer.send(c, b"x").unwrap_err().kind(), ErrorKind::ConnectionReset);
+    assert_eq!(
+        h.layer.recv(c, &mut [0; 4]).unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    assert_eq!(
+        h.layer.send(c, b"x").unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
 }
 
 #[test]
@@ -238,7 +282,10 @@ fn syn_in_established_gets_challenge_ack() {
 
 #[test]
 fn challenge_acks_are_rate_limited() {
-    let mut h = Harness::new(TcpConfig { challenge_ack_limit: 2, ..plain_config() });
+    let mut h = Harness::new(TcpConfig {
+        challenge_ack_limit: 2,
+        ..plain_config()
+    });
     let (_l, _c) = h.establish();
     for i in 0..5 {
         h.send(Seg::peer(IRS + 10 + i, None).rst());
@@ -252,26 +299,40 @@ fn challenge_acks_are_rate_limited() {
 
 #[test]
 fn paws_rejects_old_timestamp() {
-    let mut h = Harness::new(TcpConfig { timestamps: true, ..plain_config() });
+    let mut h = Harness::new(TcpConfig {
+        timestamps: true,
+        ..plain_config()
+    });
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     h.send(Seg::peer(IRS, None).syn().ts(1000, 0));
     let synack = h.one();
     let our_ts = synack.ts.unwrap().0;
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)).ts(1001, our_ts));
     let (c, _) = h.layer.accept(l).unwrap();
-    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).ts(900, our_ts).data(b"old"));
+    h.send(
+        Seg::peer(IRS + 1, Some(ISS + 1))
+            .ts(900, our_ts)
+            .data(b"old"),
+    );
     let dup = h.one();
     assert_eq!(dup.ack, Some(IRS + 1));
     assert_eq!(dup.ts, Some((h.now.total_millis() as u32, 1001)));
     assert_eq!(h.layer.counters.get("tcp.paws_rejected"), 1);
     assert!(h.layer.recv(c, &mut [0; 8]).is_err());
-    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).ts(1002, our_ts).data(b"new"));
+    h.send(
+        Seg::peer(IRS + 1, Some(ISS + 1))
+            .ts(1002, our_ts)
+            .data(b"new"),
+    );
     assert_eq!(h.layer.recv(c, &mut [0; 8]).unwrap(), 3);
 }
 
 #[test]
 fn syn_queue_bound() {
-    let mut h = Harness::new(TcpConfig { syn_backlog: 2, ..plain_config() });
+    let mut h = Harness::new(TcpConfig {
+        syn_backlog: 2,
+        ..plain_config()
+    });
     h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     for p in 0..3 {
         let mut syn = Seg::peer(IRS, None).syn();
@@ -304,7 +365,10 @@ fn accept_queue_bound() {
 
 #[test]
 fn syn_ack_retransmitted_then_dropped() {
-    let mut h = Harness::new(TcpConfig { syn_retries: 2, ..plain_config() });
+    let mut h = Harness::new(TcpConfig {
+        syn_retries: 2,
+        ..plain_config()
+    });
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 1).unwrap();
     h.send(Seg::peer(IRS, None).syn());
     h.one();
@@ -357,10 +421,19 @@ fn stale_handle_never_reaches_another_socket() {
     h.layer.abort(c);
     h.dispatch();
     assert!(h.one().rst);
-    let c2 = h.layer.connect(h.now, None, SocketAddrV4::new(REMOTE, 9)).unwrap();
+    let c2 = h
+        .layer
+        .connect(h.now, None, SocketAddrV4::new(REMOTE, 9))
+        .unwrap();
     assert_ne!(c, c2);
-    assert_eq!(h.layer.send(c, b"x").unwrap_err().kind(), ErrorKind::NotConnected);
+    assert_eq!(
+        h.layer.send(c, b"x").unwrap_err().kind(),
+        ErrorKind::NotConnected
+    );
     assert_eq!(h.layer.state(c), TcpState::Closed);
-    assert_eq!(h.layer.accept(c).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        h.layer.accept(c).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     let _ = l;
 }

@@ -11,7 +11,10 @@ use crate::stack::tcp::{TcpConfig, TcpHandle, TcpState};
 const MSS: usize = 1460;
 
 fn sack_config() -> TcpConfig {
-    TcpConfig { sack: true, ..plain_config() }
+    TcpConfig {
+        sack: true,
+        ..plain_config()
+    }
 }
 
 /// Passive open negotiating SACK when `sack`.
@@ -19,6 +22,7 @@ fn establish_sack(h: &mut Harness) -> TcpHandle {
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     let mut syn = Seg::peer(IRS, None).syn();
     syn.sack_perm = true;
+    syn.mss = Some(1460);
     h.send(syn);
     assert!(h.one().sack_perm);
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
@@ -43,7 +47,10 @@ fn delayed_ack_at_40ms_and_every_second_segment() {
 
 #[test]
 fn window_update_after_application_reads() {
-    let mut h = Harness::new(TcpConfig { rx_buffer: 4 * MSS, ..plain_config() });
+    let mut h = Harness::new(TcpConfig {
+        rx_buffer: 4 * MSS,
+        ..plain_config()
+    });
     let (_l, c) = h.establish();
     for i in 0..4 {
         h.send(Seg::peer(IRS + 1 + (i * MSS) as u32, Some(ISS + 1)).data(&[7; MSS]));
@@ -57,7 +64,10 @@ fn window_update_after_application_reads() {
     h.layer.recv(c, &mut buf).unwrap();
     h.dispatch();
     let upd = h.one();
-    assert_eq!((upd.ack, upd.window), (Some(IRS + 1 + 4 * MSS as u32), (2 * MSS) as u16));
+    assert_eq!(
+        (upd.ack, upd.window),
+        (Some(IRS + 1 + 4 * MSS as u32), (2 * MSS) as u16)
+    );
 }
 
 #[test]
@@ -83,8 +93,14 @@ fn zero_window_persist_probes_back_off() {
 
 #[test]
 fn syn_retransmission_doubles_from_one_second_then_times_out() {
-    let mut h = Harness::new(TcpConfig { syn_retries: 3, ..plain_config() });
-    let c = h.layer.connect(h.now, None, SocketAddrV4::new(REMOTE, RPORT)).unwrap();
+    let mut h = Harness::new(TcpConfig {
+        syn_retries: 3,
+        ..plain_config()
+    });
+    let c = h
+        .layer
+        .connect(h.now, None, SocketAddrV4::new(REMOTE, RPORT))
+        .unwrap();
     h.dispatch();
     h.one();
     for secs in [1, 2, 4] {
@@ -99,7 +115,10 @@ fn syn_retransmission_doubles_from_one_second_then_times_out() {
 
 #[test]
 fn data_rto_floor_doubling_and_give_up() {
-    let mut h = Harness::new(TcpConfig { max_retries: 3, ..plain_config() });
+    let mut h = Harness::new(TcpConfig {
+        max_retries: 3,
+        ..plain_config()
+    });
     let (_l, c) = h.establish();
     h.layer.send(c, b"hello").unwrap();
     h.dispatch();
@@ -124,14 +143,23 @@ fn sack_blocks_describe_holes_most_recent_first() {
     h.sent();
     h.send(Seg::peer(base + 200, Some(ISS + 1)).data(&[3; 100]));
     let a = h.one();
-    assert_eq!((a.ack, a.sack.clone()), (Some(base + 100), vec![(base + 200, base + 300)]));
+    assert_eq!(
+        (a.ack, a.sack.clone()),
+        (Some(base + 100), vec![(base + 200, base + 300)])
+    );
     h.send(Seg::peer(base + 400, Some(ISS + 1)).data(&[5; 100]));
     let a = h.one();
-    assert_eq!(a.sack, vec![(base + 400, base + 500), (base + 200, base + 300)]);
+    assert_eq!(
+        a.sack,
+        vec![(base + 400, base + 500), (base + 200, base + 300)]
+    );
     // Filling the first hole: immediate ACK, one block left.
     h.send(Seg::peer(base + 100, Some(ISS + 1)).data(&[2; 100]));
     let a = h.one();
-    assert_eq!((a.ack, a.sack.clone()), (Some(base + 300), vec![(base + 400, base + 500)]));
+    assert_eq!(
+        (a.ack, a.sack.clone()),
+        (Some(base + 300), vec![(base + 400, base + 500)])
+    );
     let mut buf = [0u8; 1000];
     assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 300);
     assert_eq!(&buf[..300], &[[1u8; 100], [2; 100], [3; 100]].concat()[..]);
@@ -196,11 +224,20 @@ fn sack_recovery_retransmits_only_lost_segments() {
 
     for (lo, hi) in [(2, 3), (2, 4), (5, 6), (5, 7), (5, 8)] {
         let mut a = Seg::peer(IRS + 1, Some(seg_seq(1)));
-        a.sack = if lo == 2 { vec![(seg_seq(2), seg_seq(hi))] } else { vec![(seg_seq(5), seg_seq(hi)), (seg_seq(2), seg_seq(4))] };
+        a.sack = if lo == 2 {
+            vec![(seg_seq(2), seg_seq(hi))]
+        } else {
+            vec![(seg_seq(5), seg_seq(hi)), (seg_seq(2), seg_seq(4))]
+        };
 
         h.send(a);
     }
-    let rtx: Vec<u32> = h.sent().iter().filter(|s| s.seq < seg_seq(8)).map(|s| s.seq).collect();
+    let rtx: Vec<u32> = h
+        .sent()
+        .iter()
+        .filter(|s| s.seq < seg_seq(8))
+        .map(|s| s.seq)
+        .collect();
     assert_eq!(rtx, vec![seg_seq(1), seg_seq(4)]);
     assert_eq!(h.layer.info(c).unwrap().retransmitted_segments, 2);
 }
