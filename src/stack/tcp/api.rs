@@ -320,11 +320,11 @@ impl TcpLayer {
             if self.conns.get(&key) == Some(&raw) {
                 self.conns.remove(&key);
             }
-            if let Some(p) = parent {
-                if let Some(l) = self.listener_mut(p) {
-                    l.syn_queue.remove(&raw);
-                    l.accept_queue.retain(|&r| r != raw);
-                }
+            if let Some(p) = parent
+                && let Some(l) = self.listener_mut(p)
+            {
+                l.syn_queue.remove(&raw);
+                l.accept_queue.retain(|&r| r != raw);
             }
         }
         self.free(raw);
@@ -466,12 +466,12 @@ impl TcpLayer {
                 // relative to the last segment received.
                 let last = t.last_rx;
                 t.arm_keepalive(last);
-                if let Some(d) = t.poll_at() {
-                    if t.timer_registered.is_none_or(|r| d < r) {
-                        t.timer_registered = Some(d);
-                        self.timers
-                            .push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
-                    }
+                if let Some(d) = t.poll_at()
+                    && t.timer_registered.is_none_or(|r| d < r)
+                {
+                    t.timer_registered = Some(d);
+                    self.timers
+                        .push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
                 }
             }
             None => return Err(err(ErrorKind::NotConnected)),

@@ -30,15 +30,15 @@ impl Tcb {
 
     /// RFC 9293 3.10.7.3.
     fn input_syn_sent(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
-        if let Some(ack) = seg.ack {
-            if ack.le(self.iss) || ack.gt(self.snd_max) {
-                env.counters.inc("tcp.syn_sent_bad_ack");
-                self.trace_drop("unacceptable ACK in SYN-SENT");
-                return (!seg.rst).then_some(RstReply {
-                    seq: ack,
-                    ack: None,
-                });
-            }
+        if let Some(ack) = seg.ack
+            && (ack.le(self.iss) || ack.gt(self.snd_max))
+        {
+            env.counters.inc("tcp.syn_sent_bad_ack");
+            self.trace_drop("unacceptable ACK in SYN-SENT");
+            return (!seg.rst).then_some(RstReply {
+                seq: ack,
+                ack: None,
+            });
         }
         if seg.rst {
             if seg.ack.is_some() {
@@ -97,20 +97,21 @@ impl Tcb {
 
     /// RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states.
     fn input_synchronized(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
-        if self.state == TcpState::SynReceived && seg.syn && !seg.rst && seg.seq == self.irs {
-            if seg.ack.is_none() {
-                // Retransmitted SYN: send the SYN,ACK again.
-                env.counters.inc("tcp.syn_retransmitted_by_peer");
-                self.snd_nxt = self.iss;
-                return None;
-            }
+        if self.state == TcpState::SynReceived
+            && seg.syn
+            && !seg.rst
+            && seg.seq == self.irs
+            && seg.ack.is_none()
+        {
+            // Retransmitted SYN: send the SYN,ACK again.
+            env.counters.inc("tcp.syn_retransmitted_by_peer");
+            self.snd_nxt = self.iss;
+            return None;
         }
         if self.paws_reject(env, seg) {
             return None;
         }
-        let Some((payload, fin)) = self.acceptable(env, seg) else {
-            return None;
-        };
+        let (payload, fin) = self.acceptable(env, seg)?;
         if seg.rst {
             self.input_rst(env, seg);
             return None;
@@ -180,11 +181,12 @@ impl Tcb {
     /// RFC 7323 4.3 (3): record TS.Recent from a segment covering
     /// Last.ACK.sent.
     fn update_ts_recent(&mut self, seg: &InSeg) {
-        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) {
-            if seg.seq.le(self.last_ack_sent) && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = tsval;
-                self.ts_recent_at = self.last_rx;
-            }
+        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts)
+            && seg.seq.le(self.last_ack_sent)
+            && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+        {
+            self.ts_recent = tsval;
+            self.ts_recent_at = self.last_rx;
         }
     }
 
@@ -381,11 +383,11 @@ impl Tcb {
         } else {
             self.schedule_ack(env, false);
         }
-        if let Some(f) = self.ooo_fin {
-            if f == self.rcv_nxt {
-                self.ooo_fin = None;
-                self.receive_fin(env, f);
-            }
+        if let Some(f) = self.ooo_fin
+            && f == self.rcv_nxt
+        {
+            self.ooo_fin = None;
+            self.receive_fin(env, f);
         }
     }
 

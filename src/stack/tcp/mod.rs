@@ -338,13 +338,12 @@ impl TcpLayer {
             .tcb(raw)
             .filter(|t| t.state == TcpState::SynReceived)
             .and_then(|t| t.parent);
-        if let Some(p) = parent {
-            if seg.ack.is_some()
-                && !seg.rst
-                && self.listener(p).is_some_and(|l| l.accept_queue_full())
-            {
-                return self.counters.inc("tcp.accept_queue_full");
-            }
+        if let Some(p) = parent
+            && seg.ack.is_some()
+            && !seg.rst
+            && self.listener(p).is_some_and(|l| l.accept_queue_full())
+        {
+            return self.counters.inc("tcp.accept_queue_full");
         }
         let reply = self
             .with_tcb(now, raw, |tcb, env| tcb.input(env, seg))
@@ -398,13 +397,12 @@ impl TcpLayer {
     }
 
     fn close_owner(&mut self, owner: Option<u32>) {
-        if let Some(o) = owner {
-            if let Some(t) = self.tcb_mut(o) {
-                if t.state == TcpState::TimeWait {
-                    t.set_state(TcpState::Closed);
-                    self.push_event(o);
-                }
-            }
+        if let Some(o) = owner
+            && let Some(t) = self.tcb_mut(o)
+            && t.state == TcpState::TimeWait
+        {
+            t.set_state(TcpState::Closed);
+            self.push_event(o);
         }
     }
 

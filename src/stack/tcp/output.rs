@@ -130,7 +130,7 @@ impl Tcb {
             let all_queued = len == avail;
             let nagle_ok = self.opts.nodelay || self.snd_una == self.snd_max;
             let big = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
-            if !(all_queued && nagle_ok) && !big {
+            if !(big || all_queued && nagle_ok) {
                 return None;
             }
         }
