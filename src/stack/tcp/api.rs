@@ -273,7 +273,7 @@ impl TcpLayer {
         Ok(())
     }
 
-    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, RstReply)) {
+    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, Option<RstReply>)) {
         if self.rst_queue.len() < MAX_QUEUED_RSTS {
             self.rst_queue.push_back(rst);
         } else {
@@ -320,11 +320,11 @@ impl TcpLayer {
             if self.conns.get(&key) == Some(&raw) {
                 self.conns.remove(&key);
             }
-            if let Some(p) = parent {
-                if let Some(l) = self.listener_mut(p) {
-                    l.syn_queue.remove(&raw);
-                    l.accept_queue.retain(|&r| r != raw);
-                }
+            if let Some(p) = parent
+                && let Some(l) = self.listener_mut(p)
+            {
+                l.syn_queue.remove(&raw);
+                l.accept_queue.retain(|&r| r != raw);
             }
         }
         self.free(raw);
@@ -370,7 +370,7 @@ impl TcpLayer {
                 ack: Some(t.rcv_nxt),
             };
             let (l, r) = (t.local, t.remote);
-            self.queue_rst((l, r, rst));
+            self.queue_rst((l, r, Some(rst)));
             self.counters.inc("tcp.aborted");
         }
         self.free_conn(h.0);
@@ -466,12 +466,12 @@ impl TcpLayer {
                 // relative to the last segment received.
                 let last = t.last_rx;
                 t.arm_keepalive(last);
-                if let Some(d) = t.poll_at() {
-                    if t.timer_registered.is_none_or(|r| d < r) {
-                        t.timer_registered = Some(d);
-                        self.timers
-                            .push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
-                    }
+                if let Some(d) = t.poll_at()
+                    && t.timer_registered.is_none_or(|r| d < r)
+                {
+                    t.timer_registered = Some(d);
+                    self.timers
+                        .push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
                 }
             }
             None => return Err(err(ErrorKind::NotConnected)),
@@ -537,7 +537,7 @@ impl TcpLayer {
             cwnd: t.cc.cwnd(),
             ssthresh: t.cc.ssthresh(),
             srtt: t.rtt.srtt(),
-            rto: t.rtt.rto(),
+            rto: t.rto(),
             retransmitted_segments: t.rtx_segs,
             retransmitted_bytes: t.rtx_bytes,
             mss: t.mss,

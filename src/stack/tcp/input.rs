@@ -30,15 +30,15 @@ impl Tcb {
 
     /// RFC 9293 3.10.7.3.
     fn input_syn_sent(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
-        if let Some(ack) = seg.ack {
-            if ack.le(self.iss) || ack.gt(self.snd_max) {
-                env.counters.inc("tcp.syn_sent_bad_ack");
-                self.trace_drop("unacceptable ACK in SYN-SENT");
-                return (!seg.rst).then_some(RstReply {
-                    seq: ack,
-                    ack: None,
-                });
-            }
+        if let Some(ack) = seg.ack
+            && (ack.le(self.iss) || ack.gt(self.snd_max))
+        {
+            env.counters.inc("tcp.syn_sent_bad_ack");
+            self.trace_drop("unacceptable ACK in SYN-SENT");
+            return (!seg.rst).then_some(RstReply {
+                seq: ack,
+                ack: None,
+            });
         }
         if seg.rst {
             if seg.ack.is_some() {
@@ -97,20 +97,21 @@ impl Tcb {
 
     /// RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states.
     fn input_synchronized(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
-        if self.state == TcpState::SynReceived && seg.syn && !seg.rst && seg.seq == self.irs {
-            if seg.ack.is_none() {
-                // Retransmitted SYN: send the SYN,ACK again.
-                env.counters.inc("tcp.syn_retransmitted_by_peer");
-                self.snd_nxt = self.iss;
-                return None;
-            }
+        if self.state == TcpState::SynReceived
+            && seg.syn
+            && !seg.rst
+            && seg.seq == self.irs
+            && seg.ack.is_none()
+        {
+            // Retransmitted SYN: send the SYN,ACK again.
+            env.counters.inc("tcp.syn_retransmitted_by_peer");
+            self.snd_nxt = self.iss;
+            return None;
         }
         if self.paws_reject(env, seg) {
             return None;
         }
-        let Some((payload, fin)) = self.acceptable(env, seg) else {
-            return None;
-        };
+        let (payload, fin) = self.acceptable(env, seg)?;
         if seg.rst {
             self.input_rst(env, seg);
             return None;
@@ -180,11 +181,12 @@ impl Tcb {
     /// RFC 7323 4.3 (3): record TS.Recent from a segment covering
     /// Last.ACK.sent.
     fn update_ts_recent(&mut self, seg: &InSeg) {
-        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) {
-            if seg.seq.le(self.last_ack_sent) && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
-                self.ts_recent = tsval;
-                self.ts_recent_at = self.last_rx;
-            }
+        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts)
+            && seg.seq.le(self.last_ack_sent)
+            && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+        {
+            self.ts_recent = tsval;
+            self.ts_recent_at = self.last_rx;
         }
     }
 
@@ -291,6 +293,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         let wnd = usize::from(seg.window) << self.snd_wscale;
         let mut newly_sacked = 0;
+        let duplicate = ack == self.snd_una;
         if ack.gt(self.snd_una) {
             self.on_new_ack(env, seg, ack);
         }
@@ -316,7 +319,7 @@ impl Tcb {
         }
         // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
         let outstanding = self.snd_max != self.snd_una;
-        if ack == self.snd_una && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
+        if duplicate && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
             self.on_dupack(env);
         }
         self.after_ack_state();
@@ -380,11 +383,11 @@ impl Tcb {
         } else {
             self.schedule_ack(env, false);
         }
-        if let Some(f) = self.ooo_fin {
-            if f == self.rcv_nxt {
-                self.ooo_fin = None;
-                self.receive_fin(env, f);
-            }
+        if let Some(f) = self.ooo_fin
+            && f == self.rcv_nxt
+        {
+            self.ooo_fin = None;
+            self.receive_fin(env, f);
         }
     }
 

@@ -96,7 +96,9 @@ pub struct TcpLayer {
     time_wait: TimeWaitTable,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     pending: VecDeque<u32>,
-    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, RstReply)>,
+    /// RSTs from close/abort, and final ACKs of connections that moved
+    /// to the TIME-WAIT table, sent on the next dispatch.
+    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, Option<RstReply>)>,
     events: Vec<TcpHandle>,
     event_set: HashSet<u32>,
     challenge: ChallengeLimiter,
@@ -336,13 +338,12 @@ impl TcpLayer {
             .tcb(raw)
             .filter(|t| t.state == TcpState::SynReceived)
             .and_then(|t| t.parent);
-        if let Some(p) = parent {
-            if seg.ack.is_some()
-                && !seg.rst
-                && self.listener(p).is_some_and(|l| l.accept_queue_full())
-            {
-                return self.counters.inc("tcp.accept_queue_full");
-            }
+        if let Some(p) = parent
+            && seg.ack.is_some()
+            && !seg.rst
+            && self.listener(p).is_some_and(|l| l.accept_queue_full())
+        {
+            return self.counters.inc("tcp.accept_queue_full");
         }
         let reply = self
             .with_tcb(now, raw, |tcb, env| tcb.input(env, seg))
@@ -352,6 +353,7 @@ impl TcpLayer {
             self.send_rst(now, ip, l, rm, r);
         }
         self.settle(now, raw, false);
+        self.prune_timers();
     }
 
     pub(crate) fn send_rst(
@@ -395,13 +397,12 @@ impl TcpLayer {
     }
 
     fn close_owner(&mut self, owner: Option<u32>) {
-        if let Some(o) = owner {
-            if let Some(t) = self.tcb_mut(o) {
-                if t.state == TcpState::TimeWait {
-                    t.set_state(TcpState::Closed);
-                    self.push_event(o);
-                }
-            }
+        if let Some(o) = owner
+            && let Some(t) = self.tcb_mut(o)
+            && t.state == TcpState::TimeWait
+        {
+            t.set_state(TcpState::Closed);
+            self.push_event(o);
         }
     }
 
@@ -434,7 +435,15 @@ impl TcpLayer {
     /// Emits everything that is due now.
     pub fn dispatch(&mut self, now: Instant, ip: &mut dyn IpSink) {
         while let Some((l, r, rst)) = self.rst_queue.pop_front() {
-            self.send_rst(now, ip, l, r, rst);
+            match rst {
+                Some(rst) => self.send_rst(now, ip, l, r, rst),
+                None => {
+                    if let Some(e) = self.time_wait.map.get(&(l, r)) {
+                        let hdr = e.ack_header(now, l, r);
+                        self.send_hdr(now, ip, l, r, &hdr);
+                    }
+                }
+            }
         }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
@@ -454,6 +463,50 @@ impl TcpLayer {
             });
             if done.is_some() {
                 self.settle(now, raw, true);
+            }
+        }
+        self.prune_timers();
+    }
+
+    /// Lazy deletion: drops heap entries that no longer match a socket's
+    /// registered deadline and moves entries whose socket's deadline moved
+    /// later, so `poll_at` stays exact and costs O(1).
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            match key {
+                TimerKey::Conn(raw) => {
+                    let Some(tcb) = self.tcb_mut(raw) else {
+                        self.timers.pop();
+                        continue;
+                    };
+                    if tcb.timer_registered != Some(t) {
+                        self.timers.pop();
+                        continue;
+                    }
+                    match tcb.poll_at() {
+                        Some(d) if d <= t => break,
+                        Some(d) => {
+                            tcb.timer_registered = Some(d);
+                            self.timers.pop();
+                            self.timers.push(Reverse((d, TimerKey::Conn(raw))));
+                        }
+                        None => {
+                            tcb.timer_registered = None;
+                            self.timers.pop();
+                        }
+                    }
+                }
+                TimerKey::TimeWait(l, r) => match self.time_wait.map.get(&(l, r)) {
+                    Some(e) if e.expires <= t => break,
+                    Some(e) => {
+                        let at = e.expires;
+                        self.timers.pop();
+                        self.timers.push(Reverse((at, key)));
+                    }
+                    None => {
+                        self.timers.pop();
+                    }
+                },
             }
         }
     }
@@ -577,6 +630,7 @@ impl TcpLayer {
     fn enter_time_wait(&mut self, now: Instant, raw: u32) {
         let expires = now + self.config.time_wait;
         let Some(t) = self.tcb_mut(raw) else { return };
+        let ack_due = t.ack_now;
         t.enter_closed();
         t.state = TcpState::TimeWait;
         let owner = (!t.orphaned).then_some(raw);
@@ -585,6 +639,9 @@ impl TcpLayer {
         self.conns.remove(&key);
         if self.time_wait.map.len() < MAX_TIME_WAIT {
             self.time_wait.map.insert(key, entry);
+            if ack_due {
+                self.rst_queue.push_back((key.0, key.1, None));
+            }
             self.timers
                 .push(Reverse((expires, TimerKey::TimeWait(key.0, key.1))));
         } else {

@@ -28,22 +28,27 @@ impl Tcb {
             self.rtx_first = false;
             self.retransmit_una(env, ip);
         }
+        // Each pass sends at least one byte of sequence space; the bound is
+        // a guard against a livelock bug, never reached in practice.
+        let mut budget = 1 << 16;
         if self.in_sack_recovery() {
             while let Some((seq, len)) = self.sack_next() {
+                budget -= 1;
+                let rtx = seq.lt(self.snd_max);
                 let fin = self.fin_queued && seq + len == self.data_end();
-                if !self.send_data(env, ip, seq, len, fin) {
+                if !self.send_data(env, ip, seq, len, fin) || budget == 0 {
                     break;
                 }
-                if let Some(r) = self.recovery.as_mut() {
-                    if seq.lt(r.recover) {
-                        r.high_rxt = r.high_rxt.max(seq + len);
-                    }
+                if let (true, Some(r)) = (rtx, self.recovery.as_mut()) {
+                    // RFC 6675 HighRxt: highest retransmitted sequence.
+                    r.high_rxt = r.high_rxt.max(seq + len);
                 }
             }
         } else {
             while let Some((seq, len, fin)) = self.next_segment() {
+                budget -= 1;
                 self.snd_nxt = seq;
-                if !self.send_data(env, ip, seq, len, fin) {
+                if !self.send_data(env, ip, seq, len, fin) || budget == 0 {
                     break;
                 }
             }
@@ -125,7 +130,7 @@ impl Tcb {
             let all_queued = len == avail;
             let nagle_ok = self.opts.nodelay || self.snd_una == self.snd_max;
             let big = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
-            if !(all_queued && nagle_ok) && !big {
+            if !(big || all_queued && nagle_ok) {
                 return None;
             }
         }
@@ -144,11 +149,7 @@ impl Tcb {
             return;
         }
         let shift = self.persist_backoff.min(16);
-        let d = self
-            .rtt
-            .rto()
-            .saturating_mul(1 << shift)
-            .min(env.cfg.max_rto);
+        let d = self.rto().saturating_mul(1 << shift).min(env.cfg.max_rto);
         self.persist_at = Some(env.now + d);
     }
 
@@ -179,7 +180,7 @@ impl Tcb {
         self.snd_nxt = self.snd_nxt.max(end);
         self.snd_max = self.snd_max.max(end);
         if self.rtx_at.is_none() {
-            self.rtx_at = Some(env.now + self.rtt.rto());
+            self.rtx_at = Some(env.now + self.rto());
         }
         sent
     }
@@ -227,7 +228,7 @@ impl Tcb {
         }
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
-        self.rtx_at = Some(env.now + self.rtt.rto());
+        self.rtx_at = Some(env.now + self.rto());
     }
 
     /// Header fields common to every synchronized-state segment.

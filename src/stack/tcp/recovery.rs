@@ -66,20 +66,20 @@ impl Tcb {
     /// RTT measurement: from TSecr (RFC 7323 4.1) or, without
     /// timestamps, from one timed segment not retransmitted (Karn).
     fn sample_rtt(&mut self, now: crate::stack::time::Instant, seg: &InSeg, ack: Seq) {
-        if self.ts_ok {
-            if let Some((_, ecr)) = seg.ts {
-                let ms = self.ts_now(now).wrapping_sub(ecr);
-                if ecr != 0 && ms < 120_000 {
-                    self.rtt.sample(Duration::from_millis(u64::from(ms)));
-                    return;
-                }
+        if self.ts_ok
+            && let Some((_, ecr)) = seg.ts
+        {
+            let ms = self.ts_now(now).wrapping_sub(ecr);
+            if ecr != 0 && ms < 120_000 {
+                self.rtt.sample(Duration::from_millis(u64::from(ms)));
+                return;
             }
         }
-        if let Some((s, at)) = self.timed {
-            if ack.gt(s) {
-                self.rtt.sample(now - at);
-                self.timed = None;
-            }
+        if let Some((s, at)) = self.timed
+            && ack.gt(s)
+        {
+            self.rtt.sample(now - at);
+            self.timed = None;
         }
     }
 

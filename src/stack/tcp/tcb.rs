@@ -151,6 +151,7 @@ pub struct Tcb {
 
     // Retransmission and timers.
     pub rtt: RttEstimator,
+    pub max_rto: Duration,
     pub rtx_at: Option<Instant>,
     pub retries: u32,
     /// Karn: the segment being timed (without timestamps).
@@ -238,6 +239,7 @@ impl Tcb {
             unacked_segs: 0,
             delack_at: None,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            max_rto: cfg.max_rto,
             rtx_at: None,
             retries: 0,
             timed: None,
@@ -389,12 +391,23 @@ impl Tcb {
         self.cc.set_mss(self.mss);
     }
 
+    /// The RTO with backoff. RFC 6298 2.4 rounds the computed RTO up to the
+    /// minimum *before* 5.5 doubles it; `RttEstimator::rto` doubles the
+    /// unclamped value (so a 1 ms base stays at the 200 ms floor for
+    /// several backoffs), hence this wrapper.
+    pub fn rto(&self) -> Duration {
+        let mut base = self.rtt.clone();
+        base.reset_backoff();
+        let shift = self.rtt.backoff_count().min(20);
+        base.rto().saturating_mul(1 << shift).min(self.max_rto)
+    }
+
     /// Restart or stop the retransmission timer (RFC 6298 5.1-5.3).
     pub fn restart_rtx(&mut self, now: Instant) {
         if self.snd_max == self.snd_una {
             self.rtx_at = None;
         } else {
-            self.rtx_at = Some(now + self.rtt.rto());
+            self.rtx_at = Some(now + self.rto());
         }
     }
 
@@ -408,7 +421,8 @@ impl Tcb {
 
     /// Something should be emitted on the next dispatch.
     pub fn wants_output(&self) -> bool {
-        if self.ack_now || self.probe_now || self.rtx_first || self.force_send {
+        let sack_recovery = self.sack_ok && self.recovery.is_some();
+        if self.ack_now || self.probe_now || self.rtx_first || self.force_send || sack_recovery {
             return true;
         }
         match self.state {

@@ -104,10 +104,10 @@ impl TimeWaitTable {
             }
             return TwVerdict::Ack;
         }
-        if let (Some((recent, _)), Some((tsval, _))) = (e.ts, seg.ts) {
-            if (tsval.wrapping_sub(recent) as i32) < 0 {
-                return TwVerdict::Ack; // PAWS (RFC 7323 5.3)
-            }
+        if let (Some((recent, _)), Some((tsval, _))) = (e.ts, seg.ts)
+            && (tsval.wrapping_sub(recent) as i32) < 0
+        {
+            return TwVerdict::Ack; // PAWS (RFC 7323 5.3)
         }
         if !seg.fin && seg.payload.is_empty() && seg.seq == e.rcv_nxt {
             return TwVerdict::Drop; // an in-window pure ACK needs no answer

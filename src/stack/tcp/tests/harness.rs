@@ -227,7 +227,9 @@ impl Harness {
             .layer
             .listen(SocketAddrV4::new(LOCAL, LPORT), 16)
             .unwrap();
-        self.send(Seg::peer(IRS, None).syn());
+        let mut syn = Seg::peer(IRS, None).syn();
+        syn.mss = Some(1460);
+        self.send(syn);
         let synack = self.one();
         assert!(synack.syn && synack.ack == Some(IRS + 1));
         self.send(Seg::peer(IRS + 1, Some(ISS + 1)));

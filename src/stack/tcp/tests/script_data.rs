@@ -22,6 +22,7 @@ fn establish_sack(h: &mut Harness) -> TcpHandle {
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     let mut syn = Seg::peer(IRS, None).syn();
     syn.sack_perm = true;
+    syn.mss = Some(1460);
     h.send(syn);
     assert!(h.one().sack_perm);
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)));

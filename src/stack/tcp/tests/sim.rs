@@ -251,6 +251,7 @@ pub fn transfer(seed: u64, faults: Faults, cfg: TcpConfig, len: usize) -> (u64, 
     let mut a = App::new(Some(ca), pattern(seed, len));
     let mut b = App::new(None, pattern(seed + 7, len));
     let mut buf = vec![0u8; 64 * 1024];
+    let _steps = 0u64;
     loop {
         if b.h.is_none() {
             b.h = s.b.accept(l).ok().map(|x| x.0);
@@ -310,24 +311,24 @@ fn sim_config() -> TcpConfig {
 const MIB: usize = 1024 * 1024;
 
 #[test]
-fn sim_clean_link_1mib_each_way() {
+fn sim_clean_link_4mib_each_way() {
     for seed in 1..=2 {
-        let (ra, rb) = transfer(seed, faults(0.0, 0.0, 0.0), sim_config(), MIB);
+        let (ra, rb) = transfer(seed, faults(0.0, 0.0, 0.0), sim_config(), 4 * MIB);
         assert_eq!((ra, rb), (0, 0));
     }
 }
 
 #[test]
 fn sim_one_percent_loss() {
-    for seed in 10..=12 {
-        transfer(seed, faults(0.01, 0.0, 0.0), sim_config(), MIB);
+    for seed in 10..=13 {
+        transfer(seed, faults(0.01, 0.0, 0.0), sim_config(), 2 * MIB);
     }
 }
 
 #[test]
 fn sim_five_percent_loss_dup_reorder() {
-    for seed in 20..=22 {
-        transfer(seed, faults(0.05, 0.02, 0.05), sim_config(), MIB);
+    for seed in 20..=23 {
+        transfer(seed, faults(0.05, 0.02, 0.05), sim_config(), 2 * MIB);
     }
 }
 
@@ -339,9 +340,49 @@ fn sim_reno_no_sack_no_timestamps() {
         cc: crate::stack::tcp::CcAlgorithm::Reno,
         ..sim_config()
     };
-    for seed in 30..=31 {
-        transfer(seed, faults(0.02, 0.01, 0.02), cfg.clone(), MIB);
+    for seed in 30..=32 {
+        transfer(seed, faults(0.02, 0.01, 0.02), cfg.clone(), 2 * MIB);
     }
+}
+
+#[test]
+fn sim_small_buffers_no_window_scaling() {
+    let cfg = TcpConfig {
+        rx_buffer: 8 * 1024,
+        tx_buffer: 8 * 1024,
+        window_scaling: false,
+        ..sim_config()
+    };
+    for seed in 50..=51 {
+        transfer(seed, faults(0.02, 0.01, 0.05), cfg.clone(), MIB);
+    }
+}
+
+#[test]
+fn sim_heavy_loss_small_mss() {
+    let cfg = TcpConfig {
+        mss: 536,
+        ..sim_config()
+    };
+    transfer(60, faults(0.10, 0.05, 0.10), cfg, MIB / 2);
+}
+
+#[test]
+#[ignore]
+fn sim_debug_one() {
+    let seed: u64 = std::env::var("SIM_SEED")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(40);
+    let sack = std::env::var("SIM_SACK").is_ok();
+    transfer(
+        seed,
+        faults(0.03, 0.0, 0.0),
+        TcpConfig {
+            sack,
+            ..sim_config()
+        },
+        MIB,
+    );
 }
 
 #[test]
@@ -361,6 +402,7 @@ fn sim_sack_retransmits_less_than_newreno() {
         );
         newreno += a + b;
     }
+    eprintln!("retransmitted bytes: SACK {sack}, NewReno {newreno}");
     assert!(
         sack < newreno,
         "SACK retransmitted {sack} bytes, NewReno {newreno}"
