@@ -80,22 +80,6 @@ pub fn start_udp(net: &Net) -> io::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chargen_lines_rotate() {
-        let mut c = Chargen::new();
-        let mut out = Vec::new();
-        c.fill(&mut out, 148);
-        assert_eq!(&out[..3], b" !\"");
-        assert_eq!(&out[72..74], b"\r\n");
-        assert_eq!(out[74], b'!');
-        assert_eq!(out.len(), 148);
-    }
-}
-
 /// Most TCP connections served at once; beyond it new ones are closed at
 /// once, so a flood of connections cannot exhaust threads.
 pub const MAX_TCP_CONNECTIONS: usize = 4096;
@@ -169,4 +153,20 @@ pub fn start_tcp(net: &Net) -> io::Result<()> {
             })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chargen_lines_rotate() {
+        let mut c = Chargen::new();
+        let mut out = Vec::new();
+        c.fill(&mut out, 148);
+        assert_eq!(&out[..3], b" !\"");
+        assert_eq!(&out[72..74], b"\r\n");
+        assert_eq!(out[74], b'!');
+        assert_eq!(out.len(), 148);
+    }
 }
