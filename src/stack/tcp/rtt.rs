@@ -61,11 +61,14 @@ impl RttEstimator {
     }
 
     /// Current RTO including backoff, clamped to [min, max].
+    /// RFC 6298 2.4 rounds the RTO up to the minimum *before* 5.5 doubles
+    /// it, so a 1 ms base still backs off 200, 400, 800 ms.
     pub fn rto(&self) -> Duration {
         let factor = 1u32.checked_shl(self.backoff).unwrap_or(u32::MAX);
         self.base_rto
-            .saturating_mul(factor)
             .clamp(self.min_rto, self.max_rto)
+            .saturating_mul(factor)
+            .min(self.max_rto)
     }
 
     /// RFC 6298 5.5: double the RTO (bounded by max). The count keeps
@@ -166,6 +169,21 @@ mod tests {
         assert_eq!(r.rto(), Duration::from_secs(120));
         r.sample(Duration::MAX); // saturates, no panic
         assert_eq!(r.rto(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_floor_not_from_a_tiny_base() {
+        let mut e = RttEstimator::new(
+            Duration::from_secs(1),
+            Duration::from_millis(200),
+            Duration::from_secs(120),
+        );
+        e.sample(Duration::from_micros(50));
+        assert_eq!(e.rto(), Duration::from_millis(200));
+        e.backoff();
+        assert_eq!(e.rto(), Duration::from_millis(400));
+        e.backoff();
+        assert_eq!(e.rto(), Duration::from_millis(800));
     }
 
     #[test]

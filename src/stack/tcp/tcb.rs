@@ -391,15 +391,8 @@ impl Tcb {
         self.cc.set_mss(self.mss);
     }
 
-    /// The RTO with backoff. RFC 6298 2.4 rounds the computed RTO up to the
-    /// minimum *before* 5.5 doubles it; `RttEstimator::rto` doubles the
-    /// unclamped value (so a 1 ms base stays at the 200 ms floor for
-    /// several backoffs), hence this wrapper.
     pub fn rto(&self) -> Duration {
-        let mut base = self.rtt.clone();
-        base.reset_backoff();
-        let shift = self.rtt.backoff_count().min(20);
-        base.rto().saturating_mul(1 << shift).min(self.max_rto)
+        self.rtt.rto()
     }
 
     /// Restart or stop the retransmission timer (RFC 6298 5.1-5.3).
