@@ -151,7 +151,6 @@ pub struct Tcb {
 
     // Retransmission and timers.
     pub rtt: RttEstimator,
-    pub max_rto: Duration,
     pub rtx_at: Option<Instant>,
     pub retries: u32,
     /// Karn: the segment being timed (without timestamps).
@@ -239,7 +238,6 @@ impl Tcb {
             unacked_segs: 0,
             delack_at: None,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
-            max_rto: cfg.max_rto,
             rtx_at: None,
             retries: 0,
             timed: None,
