@@ -74,6 +74,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a request/response or a connection may take before it counts as
 /// failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection attempt may take: room for the SYN to be sent
+/// again twice (at 1 s and 3 s), so one lost frame on a lossy link does not
+/// fail a bulk run.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most connections served at once by the kernel-side servers.
 const MAX_CONNECTIONS: usize = 4096;
 
@@ -93,7 +97,7 @@ fn check_secs(secs: f64) -> Result<Duration, String> {
 }
 
 fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
-    TcpStream::connect_timeout(&addr, OP_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))
+    TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))
 }
 
 fn is_timeout(e: &io::Error) -> bool {
