@@ -1,33 +1,48 @@
 #!/usr/bin/env python3
 """Benchmark driver for scripts/bench.sh (standard library only).
 
-`bench.py drive ...` runs every row of ROWS against every contender and
-prints a table (metric | tapstack | kernel<->kernel | ratio) and a JSON file.
-The other subcommands are the clients and servers it starts inside the
-namespaces (`ip netns exec NS taskset -c CPU python3 bench.py SUB ...`).
+`bench.py drive ...` measures every row of ROWS for every contender and
+prints a table (metric | placement | tapstack | smoltcp | kernel | ratios),
+the issue-5 targets with PASS/FAIL, and a JSON file.
 
-Adding a row: write `def row_x(c) -> (value, extra_dict)` using
-`c.client(...)`/`c.target`/`with c.serve() as s`, and append it to ROWS.
-Adding a contender (e.g. a smoltcp server on a TAP): subclass Contender
-and add it to CONTENDERS in `drive`.
+Contenders, each in namespaces of its own that bench.sh made:
+  tapstack  `tapstack echo` on TAP tb0, the kernel side is the client
+  smoltcp   `smoltcp-baseline` (smoltcp 0.14 iface + tcp sockets) on TAP tb1
+  kernel    the kernel talking to itself over a veth pair (10.9.0.0/24),
+            with `tapbench serve-*` (TCP) or python3 (UDP) servers
+The TCP clients are `tapbench` (Rust, std::net) in the kernel's namespace.
+
+TCP rows: all contenders' servers are started, then each contender is
+measured RUNS times, alternating (t s k t s k ...), and the median is kept.
+Placement is per row (see testing-notes): "split" = server CPU 1, client
+CPU 0; "same" = both on CPU 0; "unpinned" = no taskset.
+
+Adding a row: append Row(...) to ROWS with a function measure(c, row) ->
+(value, extra) and, if needed, setup/teardown(c, row) around the runs.
 """
 import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.abspath(__file__)
-# Placement (see testing-notes): "split" = servers on CPU 1, clients on CPU 0
-# (parallel, cross-CPU wake-ups); "same" = everything on CPU 0 (CPU cost
-# per operation, most stable). Every contender runs at the same placement.
-PLACEMENT = os.environ.get("BENCH_PLACEMENT", "split")
-SERVER_CPU, CLIENT_CPU = {"split": ("1", "0"), "same": ("0", "0")}[PLACEMENT]
+SECS = float(os.environ.get("BENCH_SECS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+PLACEMENTS = {  # name -> (server CPU, client CPU); None = not pinned
+    "split": ("1", "0"),
+    "same": ("0", "0"),
+    "unpinned": (None, None),
+}
+# The UDP/ping rows (one run each) use this placement.
+DEFAULT_PLACEMENT = os.environ.get("BENCH_PLACEMENT", "split")
 
 
 def ncpu():
@@ -35,40 +50,20 @@ def ncpu():
 
 
 def pin(cpu):
-    return ["taskset", "-c", cpu] if ncpu() > 1 else []
+    return ["taskset", "-c", cpu] if cpu is not None and ncpu() > 1 else []
 
 
-# --------------------------------------------------------------- contenders
-
-class Contender:
-    name = "?"
-    target = None
-
-    def __init__(self, args):
-        self.args = args
-
-    def client(self, argv, timeout):
-        """Runs a client in the client namespace; returns stdout."""
-        cmd = ["ip", "netns", "exec", self.client_ns] + pin(CLIENT_CPU) + argv
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if out.returncode != 0:
-            raise RuntimeError("%s failed (%d): %s%s" % (argv[0], out.returncode,
-                                                         out.stdout, out.stderr))
-        return out.stdout
-
-    def py_client(self, sub, *args, timeout=30):
-        return self.client(["python3", HERE, sub] + [str(a) for a in args], timeout)
+def sh(argv, input=None, check=True, timeout=20):
+    out = subprocess.run(argv, input=input, capture_output=True, text=True,
+                         timeout=timeout)
+    if check and out.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(argv), out.stderr.strip()))
+    return out.stdout
 
 
-class Served:
-    """What `serve()` yields; `result` is filled when the servers stop."""
-
-    def __init__(self):
-        self.result = {}
-
-
-def spawn(ns, argv, **kw):
-    return subprocess.Popen(["ip", "netns", "exec", ns] + pin(SERVER_CPU) + argv,
+def spawn(ns, cpu, argv, **kw):
+    # `ip netns exec` and taskset exec the program: proc.pid is the server.
+    return subprocess.Popen(["ip", "netns", "exec", ns] + pin(cpu) + argv,
                             stdin=subprocess.DEVNULL, **kw)
 
 
@@ -94,102 +89,263 @@ def wait_ping(ns, ip, timeout=10):
     raise RuntimeError("%s did not answer ping within %ss" % (ip, timeout))
 
 
+def wait_tcp(ns, ip, port, timeout=10):
+    """Waits until ip:port accepts a TCP connection (smoltcp-baseline does not
+    answer ping: smoltcp's auto-icmp-echo-reply feature is not enabled)."""
+    probe = ("import socket,sys,time\n"
+             "end=time.monotonic()+%f\n"
+             "while time.monotonic()<end:\n"
+             "  try:\n"
+             "    socket.create_connection((%r,%d),1).close(); sys.exit(0)\n"
+             "  except OSError: time.sleep(0.05)\n"
+             "sys.exit(1)\n" % (timeout, ip, port))
+    r = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", probe],
+                       capture_output=True, timeout=timeout + 5)
+    if r.returncode != 0:
+        raise RuntimeError("%s:%d did not accept a connection within %ss" % (ip, port, timeout))
+
+
+def wait_ready(procs, what):
+    for p in procs:  # each prints "ready" once it listens
+        line = p.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError("%s did not start: %r" % (what, line))
+
+
+# ------------------------------------------------------------- loss rules
+
+NFT_TABLE = "tsbench"
+
+
+def nft_drop(ns, iif, pct):
+    """Drops pct% of the TCP frames arriving at ns through iif, one by one
+    (prerouting: the sender's frames, after they crossed the link)."""
+    rule = ("table ip %s {\n chain pre {\n"
+            "  type filter hook prerouting priority -300; policy accept;\n"
+            "  iifname \"%s\" meta l4proto tcp numgen random mod 100 < %d counter drop\n"
+            " }\n}\n" % (NFT_TABLE, iif, pct))
+    sh(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rule)
+
+
+def nft_dropped(ns):
+    out = sh(["ip", "netns", "exec", ns, "nft", "list", "table", "ip", NFT_TABLE],
+             check=False)
+    m = re.search(r"counter packets (\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def nft_clear(ns):
+    sh(["ip", "netns", "exec", ns, "nft", "delete", "table", "ip", NFT_TABLE], check=False)
+
+
+# --------------------------------------------------------------- contenders
+
+class Contender:
+    key = "?"
+    target = None
+
+    def __init__(self, args):
+        self.args = args
+        self.procs = []
+
+    def client(self, argv, cpu, timeout):
+        """Runs a client in the client namespace; returns stdout."""
+        cmd = ["ip", "netns", "exec", self.client_ns] + pin(cpu) + argv
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s%s" % (os.path.basename(argv[0]),
+                                                         out.returncode, out.stdout,
+                                                         out.stderr.strip()))
+        return out.stdout
+
+    def py_client(self, sub, *args, cpu=None, timeout=30):
+        return self.client(["python3", HERE, sub] + [str(a) for a in args], cpu, timeout)
+
+    def tapbench(self, sub, port, *args, cpu=None):
+        out = self.client([self.args.tapbench, sub, "%s:%d" % (self.target, port)] +
+                          [str(a) for a in args], cpu, timeout=SECS + 30)
+        lines = [l for l in out.splitlines() if l.startswith("{")]
+        if not lines:
+            raise RuntimeError("tapbench %s printed no result: %r" % (sub, out))
+        return json.loads(lines[-1])
+
+    log = None
+
+    def read_log(self):
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        text = self.log.read()
+        self.log.close()
+        self.log = None
+        return text
+
+    def alive(self):
+        return all(p.poll() is None for p in self.procs)
+
+    def stop_servers(self):
+        outs = [stop(p) for p in self.procs]
+        self.procs = []
+        return outs
+
+
 class Tapstack(Contender):
-    name = "tapstack"
+    key = "tapstack"
     target = "10.0.0.2"
+    tap = "tb0"
 
     def __init__(self, args):
         super().__init__(args)
-        self.client_ns = args.stack_ns
+        self.client_ns = self.stack_ns = args.stack_ns
 
-    class serve:
-        def __init__(self, c):
-            self.c = c
+    def start(self, kind, cpu):
+        # stderr to a file, not a pipe: a pipe nobody reads during the run
+        # would block a server that logs a lot.
+        self.log = tempfile.TemporaryFile(mode="w+")
+        p = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap, "echo",
+                                       "--ws-port", "0"],
+                  stdout=subprocess.DEVNULL, stderr=self.log, text=True)
+        self.procs = [p]
+        wait_ping(self.client_ns, self.target)
 
-        def __enter__(self):
-            a = self.c.args
-            self.proc = spawn(a.stack_ns, [a.bin, "--tap", "tb0", "echo"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True)
-            self.served = Served()
-            try:
-                wait_ping(a.stack_ns, self.c.target)
-            except Exception:
-                self.__exit__(None, None, None)
-                raise
-            return self.served
+    def stop_servers(self):
+        super().stop_servers()
+        err = self.read_log()
+        counters = {}
+        for line in (err or "").split("tapstack: counters", 1)[-1].splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counters[parts[0]] = int(parts[1])
+        return {"counters": counters}
 
-        def __exit__(self, *exc):
-            _, err = stop(self.proc)
-            counters = {}
-            for line in err.split("tapstack: counters", 1)[-1].splitlines():
-                parts = line.split()
-                if len(parts) == 2 and parts[1].isdigit():
-                    counters[parts[0]] = int(parts[1])
-            self.served.result = {"counters": counters}
-            return False
+    def loss_setup(self, pct):
+        nft_drop(self.stack_ns, self.tap, pct)
 
-    def serve_ctx(self):
-        return Tapstack.serve(self)
+    def loss_teardown(self):
+        dropped = nft_dropped(self.stack_ns)
+        nft_clear(self.stack_ns)
+        return dropped
+
+
+class Smoltcp(Tapstack):
+    key = "smoltcp"
+    tap = "tb1"
+
+    def __init__(self, args):
+        Contender.__init__(self, args)
+        self.client_ns = self.stack_ns = args.smol_ns
+
+    def start(self, kind, cpu):
+        if kind != "tcp":
+            raise NotApplicable()
+        self.log = tempfile.TemporaryFile(mode="w+")
+        p = spawn(self.stack_ns, cpu, [self.args.smoltcp, "--tap", self.tap],
+                  stdout=subprocess.DEVNULL, stderr=self.log, text=True)
+        self.procs = [p]
+        wait_tcp(self.client_ns, self.target, 9)
+
+    def stop_servers(self):
+        Contender.stop_servers(self)
+        err = self.read_log()
+        return {"stderr": err[-2000:]} if "fatal" in err else {}
 
 
 class Kernel(Contender):
-    name = "kernel<->kernel"
+    key = "kernel"
     target = "10.9.0.2"
 
     def __init__(self, args):
         super().__init__(args)
         self.client_ns = args.client_ns
+        self.server_ns = args.server_ns
 
-    class serve:
-        def __init__(self, c):
-            self.c = c
+    def start(self, kind, cpu):
+        ns = self.server_ns
+        if kind == "tcp":
+            tb = self.args.tapbench
+            argvs = [[tb, "serve-discard", "9"], [tb, "serve-chargen", "19"],
+                     [tb, "serve-echo", "7"]]
+        else:
+            argvs = [["python3", HERE, "udp-echo-server", "0.0.0.0", "7"],
+                     ["python3", HERE, "udp-sink", "0.0.0.0", "9"]]
+        self.procs = [spawn(ns, cpu, a, stdout=subprocess.PIPE, text=True) for a in argvs]
+        try:
+            wait_ready(self.procs, "kernel-side server")
+            wait_ping(self.client_ns, self.target)
+        except Exception:
+            self.stop_servers()
+            raise
 
-        def __enter__(self):
-            ns = self.c.args.server_ns
-            self.echo = spawn(ns, ["python3", HERE, "udp-echo-server", "0.0.0.0", "7"],
-                              stdout=subprocess.PIPE, text=True)
-            self.sink = spawn(ns, ["python3", HERE, "udp-sink", "0.0.0.0", "9"],
-                              stdout=subprocess.PIPE, text=True)
-            self.served = Served()
-            for p in (self.echo, self.sink):  # both print "ready" once bound
-                line = p.stdout.readline()
-                if "ready" not in line:
-                    self.__exit__(None, None, None)
-                    raise RuntimeError("kernel server did not start: %r" % line)
-            wait_ping(self.c.client_ns, self.c.target)
-            return self.served
+    def stop_servers(self):
+        outs = super().stop_servers()
+        if len(outs) == 2:  # the UDP servers: the sink counts what it got
+            return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", outs[1][0] or "")}
+        return {}
 
-        def __exit__(self, *exc):
-            stop(self.echo)
-            out, _ = stop(self.sink)
-            self.served.result = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", out or "")}
-            return False
+    # Loss on the veth: the sender's segmentation offloads are turned off so
+    # frames cross the veth one segment each (testing-notes), and dropped on
+    # arrival in the receiver's namespace. ethtool if there is one: with
+    # `gso_max_segs 1` instead, TCP builds one skb per segment and the kernel
+    # sender manages only ~0.25 Gbit/s at 1% loss (~2 Gbit/s with ethtool).
+    def offloads(self, on):
+        if shutil.which("ethtool"):
+            flag = "on" if on else "off"
+            sh(["ip", "netns", "exec", self.server_ns, "ethtool", "-K", "vc",
+                "tso", flag, "gso", flag], check=on)
+        else:
+            sh(["ip", "-n", self.server_ns, "link", "set", "vc", "gso_max_segs",
+                "65535" if on else "1"], check=on)
 
-    def serve_ctx(self):
-        return Kernel.serve(self)
+    def loss_setup(self, pct):
+        self.offloads(False)
+        nft_drop(self.client_ns, "vb", pct)
+
+    def loss_teardown(self):
+        dropped = nft_dropped(self.client_ns)
+        nft_clear(self.client_ns)
+        self.offloads(True)
+        return dropped
+
+
+class NotApplicable(Exception):
+    pass
 
 
 # --------------------------------------------------------------------- rows
-# Each row: (key, label, unit, better, function(contender) -> (value, extra)).
 
-PING_N, FLOOD_N, DURATION = 1000, 20000, 3.0
+class Row:
+    def __init__(self, key, label, unit, better, placement, measure, kind="tcp",
+                 runs=None, contenders=("tapstack", "smoltcp", "kernel"), pct=0):
+        self.key, self.label, self.unit, self.better = key, label, unit, better
+        self.placement, self.measure, self.kind = placement, measure, kind
+        self.runs = RUNS if runs is None else runs
+        self.contenders = contenders
+        self.pct = pct
+
+    @property
+    def server_cpu(self):
+        return PLACEMENTS[self.placement][0]
+
+    @property
+    def client_cpu(self):
+        return PLACEMENTS[self.placement][1]
 
 
-def row_ping_rtt(c):
-    with c.serve_ctx():
-        out = c.client(["ping", "-n", "-c", str(PING_N), "-i", "0.002", "-W", "1",
-                        c.target], timeout=60)
+PING_N, FLOOD_N = 1000, 20000
+
+
+def m_ping_rtt(c, row):
+    out = c.client(["ping", "-n", "-c", str(PING_N), "-i", "0.002", "-W", "1",
+                    c.target], row.client_cpu, timeout=60)
     times = [float(t) for t in re.findall(r"time=([\d.]+) ms", out)]
     if len(times) < PING_N * 0.9:
         raise RuntimeError("only %d of %d pings answered" % (len(times), PING_N))
     return statistics.median(times) * 1000.0, {"answered": len(times)}
 
 
-def row_ping_flood(c):
-    with c.serve_ctx():
-        out = c.client(["ping", "-n", "-q", "-f", "-c", str(FLOOD_N), "-W", "1",
-                        c.target], timeout=60)
+def m_ping_flood(c, row):
+    out = c.client(["ping", "-n", "-q", "-f", "-c", str(FLOOD_N), "-W", "1",
+                    c.target], row.client_cpu, timeout=60)
     m = re.search(r"(\d+) packets transmitted, (\d+) received.*time (\d+)ms", out)
     if not m:
         raise RuntimeError("no ping summary: %s" % out)
@@ -197,81 +353,238 @@ def row_ping_flood(c):
     return received / (ms / 1000.0), {"received": received, "ms": ms}
 
 
-def row_udp_rr(c):
-    with c.serve_ctx():
-        out = c.py_client("udp-rr", c.target, 7, DURATION, 64, timeout=DURATION + 20)
+def m_udp_rr(c, row):
+    out = c.py_client("udp-rr", c.target, 7, SECS, 64, cpu=row.client_cpu,
+                      timeout=SECS + 20)
     kv = dict(re.findall(r"(\w+)=([\d.]+)", out))
     return int(kv["replies"]) / float(kv["seconds"]), kv
 
 
-def row_udp_tput(c):
-    size = 1472
-    with c.serve_ctx() as served:
-        out = c.py_client("udp-blast", c.target, 9, DURATION, size, timeout=DURATION + 20)
-        time.sleep(0.5)  # let the receiver drain
+def m_udp_tput(c, row):
+    out = c.py_client("udp-blast", c.target, 9, SECS, 1472, cpu=row.client_cpu,
+                      timeout=SECS + 20)
+    time.sleep(0.5)  # let the receiver drain
     kv = dict(re.findall(r"(\w+)=([\d.]+)", out))
-    res = served.result
-    if "counters" in res:
-        received = res["counters"].get("udp.rx_datagrams", 0)
+    return None, {"sent": int(kv["sent"]), "seconds": float(kv["seconds"])}
+
+
+def udp_tput_finish(c, extra, served):
+    """The UDP throughput is what the receiver counted, known at stop."""
+    if "counters" in served:
+        received = served["counters"].get("udp.rx_datagrams", 0)
     else:
-        received = res.get("datagrams", 0)
-    secs = float(kv["seconds"])
-    extra = {"sent": int(kv["sent"]), "received": received}
-    return received * size * 8 / secs / 1e6, extra
+        received = served.get("datagrams", 0)
+    extra["received"] = received
+    return received * 1472 * 8 / extra["seconds"] / 1e6
+
+
+def m_bulk_send(c, row):
+    r = c.tapbench("bulk-send", 9, SECS, cpu=row.client_cpu)
+    return r["gbit_per_s"], r
+
+
+def m_bulk_recv(c, row):
+    r = c.tapbench("bulk-recv", 19, SECS, cpu=row.client_cpu)
+    return r["gbit_per_s"], r
+
+
+def m_rr(c, row):
+    r = c.tapbench("rr", 7, SECS, "--size", 1, cpu=row.client_cpu)
+    return r["per_s"], r
+
+
+def m_cps(c, row):
+    r = c.tapbench("cps", 7, SECS, cpu=row.client_cpu)
+    return r["per_s"], r
+
+
+def m_loss_recv(c, row):
+    c.loss_setup(row.pct)
+    try:
+        r = c.tapbench("bulk-recv", 19, SECS, cpu=row.client_cpu)
+    finally:
+        r_dropped = c.loss_teardown()
+    r["nft_dropped"] = r_dropped
+    return r["gbit_per_s"], r
 
 
 ROWS = [
-    ("ping_rtt_median_us", "ping RTT median (1000 x -i 0.002)", "us", "lower", row_ping_rtt),
-    ("ping_flood_pps", "ping -f -c 20000 rate", "pkt/s", "higher", row_ping_flood),
-    ("udp_rr_per_s", "UDP echo 64 B round trips", "/s", "higher", row_udp_rr),
-    ("udp_discard_mbit", "UDP 1472 B one-way to discard", "Mbit/s", "higher", row_udp_tput),
+    Row("ping_rtt_median_us", "ping RTT median (1000 x -i 0.002)", "us", "lower",
+        DEFAULT_PLACEMENT, m_ping_rtt, kind="udp", runs=1),
+    Row("ping_flood_pps", "ping -f -c 20000 rate", "pkt/s", "higher",
+        DEFAULT_PLACEMENT, m_ping_flood, kind="udp", runs=1),
+    Row("udp_rr_per_s", "UDP echo 64 B round trips (python client)", "/s", "higher",
+        DEFAULT_PLACEMENT, m_udp_rr, kind="udp", runs=1, contenders=("tapstack", "kernel")),
+    Row("udp_discard_mbit", "UDP 1472 B one-way to discard", "Mbit/s", "higher",
+        DEFAULT_PLACEMENT, m_udp_tput, kind="udp", runs=1, contenders=("tapstack", "kernel")),
+    Row("tcp_bulk_to_stack_gbit", "TCP bulk kernel->server (discard)", "Gbit/s", "higher",
+        "split", m_bulk_send),
+    Row("tcp_bulk_from_stack_gbit", "TCP bulk server->kernel (chargen)", "Gbit/s", "higher",
+        "split", m_bulk_recv),
+    Row("tcp_rr_unpinned", "TCP 1 B request/response", "rt/s", "higher",
+        "unpinned", m_rr),
+    Row("tcp_rr_same_cpu", "TCP 1 B request/response", "rt/s", "higher", "same", m_rr),
+    Row("tcp_cps", "TCP connections (1 B echo, close)", "conn/s", "higher", "split", m_cps),
+    Row("tcp_loss1_from_stack_gbit", "TCP server->kernel, 1% server frames dropped",
+        "Gbit/s", "higher", "split", m_loss_recv, pct=1),
+    Row("tcp_loss5_from_stack_gbit", "TCP server->kernel, 5% server frames dropped",
+        "Gbit/s", "higher", "split", m_loss_recv, pct=5),
+]
+
+# Issue 5: (row, contender, least ratio tapstack/contender)
+TARGETS = [
+    ("tcp_bulk_to_stack_gbit", "smoltcp", 1.0),
+    ("tcp_bulk_from_stack_gbit", "smoltcp", 1.5),
+    ("tcp_rr_same_cpu", "smoltcp", 1.1),
+    ("tcp_rr_unpinned", "smoltcp", 1.1),
+    ("tcp_cps", "smoltcp", 3.0),
+    ("tcp_cps", "kernel", 0.8),
+    ("tcp_loss1_from_stack_gbit", "smoltcp", 3.0),
+    ("tcp_loss1_from_stack_gbit", "kernel", 0.7),
+    ("tcp_loss5_from_stack_gbit", "smoltcp", 3.0),
+    ("tcp_loss5_from_stack_gbit", "kernel", 0.7),
 ]
 
 
-def drive(args):
-    contenders = [Tapstack(args), Kernel(args)]
-    rows = []
-    for key, label, unit, better, fn in ROWS:
-        row = {"metric": key, "label": label, "unit": unit, "better": better}
-        for c in contenders:
-            try:
-                value, extra = fn(c)
-            except Exception as e:  # a failed row is reported, not fatal
-                print("bench: %s / %s failed: %s" % (key, c.name, e), file=sys.stderr)
-                value, extra = None, {"error": str(e)}
-            row[c.name] = value
-            row[c.name + "_detail"] = extra
-        a, b = row[contenders[0].name], row[contenders[1].name]
-        row["ratio"] = (a / b) if a is not None and b else None
-        rows.append(row)
-        print("bench: %-20s done" % key, file=sys.stderr)
+def run_row(row, contenders):
+    """Starts the servers of every contender, measures each RUNS times in
+    turn, stops them. Returns {contender key: (median or None, detail)}."""
+    active = [c for c in contenders if c.key in row.contenders]
+    results = {c.key: [] for c in active}
+    errors = {}
+    started = []
+    for c in active:
+        try:
+            c.start(row.kind, row.server_cpu)
+            started.append(c)
+        except NotApplicable:
+            errors[c.key] = "n/a"
+        except Exception as e:
+            errors[c.key] = "server: %s" % e
+            c.stop_servers()
+    try:
+        for i in range(row.runs):
+            for c in started:
+                if c.key in errors:
+                    continue
+                try:
+                    if not c.alive():
+                        raise RuntimeError("the server died")
+                    value, extra = row.measure(c, row)
+                    results[c.key].append((value, extra))
+                except Exception as e:  # a failed contender is reported, not fatal
+                    errors[c.key] = str(e).strip().splitlines()[-1][:300] if str(e) else repr(e)
+    finally:
+        served = {c.key: c.stop_servers() for c in started}
+    out = {}
+    for c in active:
+        runs = results[c.key]
+        if c.key in errors:
+            out[c.key] = (None, {"error": errors[c.key], "runs": [r[1] for r in runs]})
+            continue
+        if row.measure is m_udp_tput:
+            runs = [(udp_tput_finish(c, runs[0][1], served[c.key]), runs[0][1])]
+        values = [v for v, _ in runs]
+        out[c.key] = (statistics.median(values),
+                      {"values": values, "runs": [r[1] for r in runs],
+                       "server": served.get(c.key) or {}})
+    return out
 
-    names = [c.name for c in contenders]
-    head = ["metric", "unit"] + names + ["ratio"]
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if v >= 1000:
+        return "%.0f" % v
+    if v >= 10:
+        return "%.1f" % v
+    return "%.3g" % v
+
+
+def ratio(a, b, better):
+    if a is None or not b:
+        return None
+    return (b / a) if better == "lower" else (a / b)
+
+
+def drive(args):
+    t0 = time.monotonic()
+    contenders = [Tapstack(args), Smoltcp(args), Kernel(args)]
+    names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel"}
+    rows = []
+    for row in ROWS:
+        res = run_row(row, contenders)
+        r = {"metric": row.key, "label": row.label, "unit": row.unit,
+             "better": row.better, "placement": row.placement,
+             "server_cpu": row.server_cpu, "client_cpu": row.client_cpu,
+             "runs": row.runs}
+        for c in contenders:
+            value, detail = res.get(c.key, (None, {"error": "n/a"}))
+            r[c.key] = value
+            r[c.key + "_detail"] = detail
+        r["tapstack_vs_smoltcp"] = ratio(r["tapstack"], r["smoltcp"], row.better)
+        r["tapstack_vs_kernel"] = ratio(r["tapstack"], r["kernel"], row.better)
+        rows.append(r)
+        print("bench: %-28s %s  (%.0f s)" % (row.key, "  ".join(
+            "%s=%s" % (c.key, fmt(r[c.key])) for c in contenders), time.monotonic() - t0),
+            file=sys.stderr, flush=True)
+
+    head = ["metric", "unit", "placement (srv/cli CPU)", "tapstack", "smoltcp", "kernel",
+            "tapstack/smoltcp", "tapstack/kernel"]
     table = [head]
     for r in rows:
-        fmt = lambda v: "-" if v is None else ("%.1f" % v if v < 1000 else "%.0f" % v)
-        table.append([r["label"], r["unit"]] + [fmt(r[n]) for n in names] +
-                     ["-" if r["ratio"] is None else "%.2f" % r["ratio"]])
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for i, row in enumerate(table):
-        print(" | ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)))
+        pl = "%s (%s/%s)" % (r["placement"], r["server_cpu"] or "-", r["client_cpu"] or "-")
+        table.append([r["label"], r["unit"], pl] + [fmt(r[k]) for k in names] +
+                     ["-" if r[k] is None else "%.2f" % r[k]
+                      for k in ("tapstack_vs_smoltcp", "tapstack_vs_kernel")])
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    print()
+    for i, t in enumerate(table):
+        print(" | ".join(cell.ljust(widths[j]) for j, cell in enumerate(t)))
         if i == 0:
             print("-+-".join("-" * w for w in widths))
-    print("ratio = tapstack / kernel<->kernel (for RTT lower is better); placement %s "
-          "(server CPU %s, client CPU %s); kernel baseline servers are python3"
-          % (PLACEMENT, SERVER_CPU, CLIENT_CPU))
+    print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
+          "tapstack/other (inverted for RTT, so > 1 is better). Kernel baseline: veth, "
+          "tapbench servers (thread per connection) for TCP, python3 for UDP; kernel "
+          "TCP congestion control %s. Loss rows: nft prerouting drop of TCP frames "
+          "from the server, one frame at a time (veth: TSO/GSO off)."
+          % (RUNS, SECS, args.kernel_cc))
+
+    verdicts = []
+    by_key = {r["metric"]: r for r in rows}
+    print("\nIssue 5 targets (tapstack / baseline, same run, same placement):")
+    for key, other, least in TARGETS:
+        r = by_key.get(key)
+        got = r and r["tapstack_vs_" + other]
+        verdict = "FAIL" if got is None or got < least else "PASS"
+        if got is None:
+            verdict = "FAIL (not measured)"
+        verdicts.append({"metric": key, "vs": other, "target": least, "ratio": got,
+                         "verdict": verdict.split()[0]})
+        print("  %-4s  %-28s >= %.1fx %-8s measured %s" % (
+            verdict.split()[0], key, least, other, "-" if got is None else "%.2fx" % got))
+
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cpus": ncpu(),
-        "placement": {"name": PLACEMENT, "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU},
+        "secs_per_run": SECS,
+        "runs": RUNS,
+        "kernel_tcp_cc": args.kernel_cc,
+        "placements": {k: {"server_cpu": v[0], "client_cpu": v[1]}
+                       for k, v in PLACEMENTS.items()},
         "rows": rows,
+        "targets": verdicts,
+        "seconds": round(time.monotonic() - t0, 1),
     }
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
-    print("wrote %s" % args.json)
-    if any(r[n] is None for r in rows for n in names):
+    print("wrote %s (%.0f s)" % (args.json, time.monotonic() - t0))
+    missing = [(r["metric"], k) for r in rows for k in names
+               if r[k] is None and r[k + "_detail"].get("error") != "n/a"]
+    if missing:
+        print("bench: not measured: %s" % ", ".join("%s/%s" % m for m in missing),
+              file=sys.stderr)
         sys.exit(1)
 
 
@@ -351,10 +664,14 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("drive")
     d.add_argument("--bin", required=True)
+    d.add_argument("--smoltcp", required=True)
+    d.add_argument("--tapbench", required=True)
     d.add_argument("--stack-ns", required=True)
+    d.add_argument("--smol-ns", required=True)
     d.add_argument("--client-ns", required=True)
     d.add_argument("--server-ns", required=True)
     d.add_argument("--json", required=True)
+    d.add_argument("--kernel-cc", default="?")
     for name in ("udp-echo-server", "udp-sink"):
         s = sub.add_parser(name)
         s.add_argument("host")

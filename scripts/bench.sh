@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Benchmark: tapstack (on a TAP in its own namespace) against the kernel
-# talking to itself over a veth pair between two other namespaces, measured
-# in the same run at the same CPU placement. Prints a table and writes
-# target/bench.json. Needs root. Everything happens inside namespaces this
-# script creates and removes (trap), and every step is bounded in time.
+# Benchmark: tapstack (on a TAP in its own namespace) against smoltcp 0.14
+# (smoltcp-baseline, on a TAP in another namespace) and the kernel talking to
+# itself over a veth pair between two more namespaces, measured in the same
+# run, alternating, at the same CPU placement. Prints a table and the issue-5
+# targets with PASS/FAIL, and writes target/bench.json. Needs root.
+# Everything happens inside namespaces this script creates and removes
+# (trap), and every step is bounded in time (about 4-5 minutes in all).
 #
 #   sudo scripts/bench.sh
-#   sudo BENCH_PLACEMENT=same scripts/bench.sh   # everything on CPU 0
+#   sudo BENCH_SECS=2 BENCH_RUNS=1 scripts/bench.sh   # a quick look
 #
-# The measurements live in scripts/bench.py (one function per row).
+# The measurements live in scripts/bench.py (one Row per line of the table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -17,16 +19,32 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "bench.sh: needs root (network namespaces, TAP): sudo scripts/bench.sh" >&2
     exit 1
 fi
+for tool in ip taskset ping python3; do
+    command -v "$tool" >/dev/null || { echo "bench.sh: '$tool' is missing" >&2; exit 1; }
+done
+# The loss rows need nftables (as .ci/run installs it) and, for the kernel
+# baseline, ethtool (to turn the veth's segmentation offloads off).
+for pkg in nft:nftables ethtool:ethtool; do
+    if ! command -v "${pkg%%:*}" >/dev/null; then
+        echo "bench.sh: installing ${pkg#*:} for the loss rows" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkg#*:}" >/dev/null 2>&1 ||
+            echo "bench.sh: could not install ${pkg#*:}: see the loss rows" >&2
+    fi
+done
 
-cargo build --release --quiet
+cargo build --release --quiet --bins
 BIN="$CARGO_TARGET_DIR/release/tapstack"
+SMOLTCP="$CARGO_TARGET_DIR/release/smoltcp-baseline"
+TAPBENCH="$CARGO_TARGET_DIR/release/tapbench"
 
-NS_STACK="tsbench-$$-stack"   # tapstack on tb0, kernel side 10.0.0.1
-NS_CLIENT="tsbench-$$-cli"    # kernel client, veth 10.9.0.1
-NS_SERVER="tsbench-$$-srv"    # kernel server, veth 10.9.0.2
+NS_STACK="tsbench-$$-stack"   # tapstack on tb0 (10.0.0.2), kernel side 10.0.0.1
+NS_SMOL="tsbench-$$-smol"     # smoltcp-baseline on tb1 (10.0.0.2), kernel 10.0.0.1
+NS_CLIENT="tsbench-$$-cli"    # kernel client, veth vb 10.9.0.1
+NS_SERVER="tsbench-$$-srv"    # kernel server, veth vc 10.9.0.2
+ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER")
 
 cleanup() {
-    for ns in "$NS_STACK" "$NS_CLIENT" "$NS_SERVER"; do
+    for ns in "${ALL_NS[@]}"; do
         if ip netns list | grep -qw "$ns"; then
             ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
             ip netns del "$ns" 2>/dev/null || true
@@ -35,9 +53,15 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for ns in "$NS_STACK" "$NS_CLIENT" "$NS_SERVER"; do
+for ns in "${ALL_NS[@]}"; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
+    # Clients: the connections/s row opens ~10^5 connections, each leaving a
+    # TIME-WAIT socket for 60 s on the client (the active closer). Drop them
+    # at once (the FIN/ACK exchange on the wire is unchanged) and widen the
+    # port range, so ports never run out.
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_max_tw_buckets=0 \
+        net.ipv4.ip_local_port_range="1024 65535"
 done
 ip -n "$NS_CLIENT" link add vb type veth peer name vc netns "$NS_SERVER"
 ip -n "$NS_CLIENT" addr add 10.9.0.1/24 dev vb
@@ -45,8 +69,11 @@ ip -n "$NS_SERVER" addr add 10.9.0.2/24 dev vc
 ip -n "$NS_CLIENT" link set vb up
 ip -n "$NS_SERVER" link set vc up
 
+KERNEL_CC="$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.tcp_congestion_control)"
+
 # The whole run is bounded: the driver stops itself, and timeout backs it up.
-timeout --kill-after=10 240 python3 scripts/bench.py drive \
-    --bin "$BIN" \
-    --stack-ns "$NS_STACK" --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" \
-    --json "$CARGO_TARGET_DIR/bench.json"
+timeout --kill-after=10 420 python3 scripts/bench.py drive \
+    --bin "$BIN" --smoltcp "$SMOLTCP" --tapbench "$TAPBENCH" \
+    --stack-ns "$NS_STACK" --smol-ns "$NS_SMOL" \
+    --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" \
+    --kernel-cc "$KERNEL_CC" --json "$CARGO_TARGET_DIR/bench.json"
