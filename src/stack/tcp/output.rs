@@ -31,11 +31,16 @@ impl Tcb {
         if self.in_sack_recovery() {
             while let Some((seq, len)) = self.sack_next() {
                 let fin = self.fin_queued && seq + len == self.data_end();
+                // RFC 6675 5 (C.3): a retransmission of anything below
+                // HighData (SND.MAX) advances HighRxt. Limiting this to
+                // seq < RecoveryPoint made rule 3 hand out the same range
+                // above the recovery point forever: the stack thread spun.
+                let rtx = seq.lt(self.snd_max);
                 if !self.send_data(env, ip, seq, len, fin) {
                     break;
                 }
                 if let Some(r) = self.recovery.as_mut() {
-                    if seq.lt(r.recover) {
+                    if rtx {
                         r.high_rxt = r.high_rxt.max(seq + len);
                     }
                 }
@@ -163,6 +168,18 @@ impl Tcb {
         fin: bool,
     ) -> bool {
         let mut hdr = self.header(env, seq);
+        // SND.MSS leaves room for the timestamp option only: SACK blocks
+        // on a full-sized segment made a 1520-byte packet that IP had to
+        // fragment (and a lost fragment loses the segment). Drop the
+        // blocks that do not fit; bare ACKs still carry them.
+        let ts = if self.ts_ok {
+            super::tcb::TS_OVERHEAD
+        } else {
+            0
+        };
+        while !hdr.sack.is_empty() && hdr.header_len() + len > 20 + ts + self.mss {
+            hdr.sack.pop();
+        }
         hdr.fin = fin;
         hdr.psh = len > 0 && seq + len == self.data_end();
         let offset = seq.distance_from(self.tx_base);
