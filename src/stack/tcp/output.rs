@@ -39,10 +39,8 @@ impl Tcb {
                 if !self.send_data(env, ip, seq, len, fin) {
                     break;
                 }
-                if let Some(r) = self.recovery.as_mut() {
-                    if rtx {
-                        r.high_rxt = r.high_rxt.max(seq + len);
-                    }
+                if let (Some(r), true) = (self.recovery.as_mut(), rtx) {
+                    r.high_rxt = r.high_rxt.max(seq + len);
                 }
             }
         } else {
