@@ -164,6 +164,18 @@ impl Tcb {
         fin: bool,
     ) -> bool {
         let mut hdr = self.header(env, seq);
+        // SND.MSS leaves room for the timestamp option only: SACK blocks
+        // on a full-sized segment made a 1520-byte packet that IP had to
+        // fragment (and a lost fragment loses the segment). Drop the
+        // blocks that do not fit; bare ACKs still carry them.
+        let ts = if self.ts_ok {
+            super::tcb::TS_OVERHEAD
+        } else {
+            0
+        };
+        while !hdr.sack.is_empty() && hdr.header_len() + len > 20 + ts + self.mss {
+            hdr.sack.pop();
+        }
         hdr.fin = fin;
         hdr.psh = len > 0 && seq + len == self.data_end();
         let offset = seq.distance_from(self.tx_base);
