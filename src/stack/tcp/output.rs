@@ -28,6 +28,10 @@ impl Tcb {
             self.rtx_first = false;
             self.retransmit_una(env, ip);
         }
+        if self.tlp_now {
+            self.tlp_now = false;
+            self.send_tlp(env, ip);
+        }
         // Each pass sends at least one byte of sequence space; the bound is
         // a guard against a livelock bug, never reached in practice.
         let mut budget = 1 << 16;
@@ -62,6 +66,29 @@ impl Tcb {
             self.send_ack(env, ip, self.snd_max);
         }
         self.arm_persist(env);
+    }
+
+    /// RFC 8985 7.3: the loss probe is one segment of new data if the
+    /// receiver's window allows, else the last segment sent again.
+    fn send_tlp(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
+        let end = self.data_end();
+        let unsent = end.distance_from(self.snd_max);
+        let room = (self.snd_una + self.snd_wnd).distance_from(self.snd_max);
+        let nxt = self.snd_nxt;
+        if unsent > 0 && room > 0 && self.snd_max.le(end) {
+            let len = unsent.min(room).min(self.mss);
+            let fin = self.fin_queued && self.snd_max + len == end;
+            self.send_data(env, ip, self.snd_max, len, fin);
+        } else {
+            let fin = self.fin_queued && self.snd_max.gt(end);
+            let len = end.distance_from(self.snd_una).min(self.mss);
+            if len == 0 && !fin {
+                return;
+            }
+            self.send_data(env, ip, end - len, len, fin);
+        }
+        self.snd_nxt = nxt.max(self.snd_nxt);
+        self.tlp_high = self.snd_max;
     }
 
     /// Retransmits the segment at SND.UNA (fast retransmit, partial ACK).
@@ -185,14 +212,27 @@ impl Tcb {
             self.rtx_segs += 1;
             self.rtx_bytes += len as u64;
             env.counters.inc("tcp.retransmitted_segments");
-            self.timed = None;
+            // Karn's rule: only the timed segment's own retransmission makes
+            // its sample ambiguous; others leave it valid (clearing it on
+            // every retransmission left lossy flows without samples, so the
+            // backed-off RTO never came down).
+            if self
+                .timed
+                .is_some_and(|(s, _)| s.in_range(seq, seq + len.max(1)))
+            {
+                self.timed = None;
+            }
         } else if self.timed.is_none() && !self.ts_ok && len > 0 {
             self.timed = Some((seq, env.now));
         }
+        let new_data = end.gt(self.snd_max);
         self.snd_nxt = self.snd_nxt.max(end);
         self.snd_max = self.snd_max.max(end);
         if self.rtx_at.is_none() {
             self.rtx_at = Some(env.now + self.rto());
+        }
+        if new_data {
+            self.arm_tlp(env.now);
         }
         sent
     }

@@ -52,6 +52,8 @@ impl Tcb {
                 }
             }
             _ if !syn_acked && acked > 0 => {
+                // A new ACK ends the RFC 3042 allowance.
+                self.inflation = 0;
                 let unsent =
                     (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
                 let app_limited = unsent == 0 && flight_before + self.mss < self.cc.cwnd();
@@ -61,11 +63,19 @@ impl Tcb {
             _ => {}
         }
         self.restart_rtx(now);
+        self.tlp_used = false;
+        self.arm_tlp(now);
     }
 
     /// RTT measurement: from TSecr (RFC 7323 4.1) or, without
     /// timestamps, from one timed segment not retransmitted (Karn).
     fn sample_rtt(&mut self, now: crate::stack::time::Instant, seg: &InSeg, ack: Seq) {
+        if self.recovery.is_some() {
+            // During loss recovery the echoed timestamp is that of the last
+            // segment before the hole (RFC 7323 4.3), so a sample would
+            // include the whole recovery and inflate SRTT and the RTO.
+            return;
+        }
         if self.ts_ok
             && let Some((_, ecr)) = seg.ts
         {
@@ -98,9 +108,18 @@ impl Tcb {
             Some(_) => return,
             None => {}
         }
-        let lost =
-            self.dupacks >= DUP_THRESH || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss));
+        // RFC 8985 7.4 (RACK's view of the probe): the probe went out at
+        // least 2*SRTT after everything below it, so a SACK for it while
+        // SND.UNA is still missing means SND.UNA was lost.
+        let probe_sacked = self.tlp_used && self.sack_ok && self.sb.is_sacked(self.tlp_high - 1);
+        let lost = self.dupacks >= self.dup_thresh()
+            || probe_sacked
+            || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss));
         if !lost {
+            // RFC 3042 Limited Transmit: each of the first two duplicate
+            // ACKs lets one new segment out beyond cwnd, so that a small
+            // window can still produce the third duplicate ACK.
+            self.inflation = self.dupacks as usize * self.mss;
             return;
         }
         env.counters.inc("tcp.fast_retransmit");
@@ -116,6 +135,21 @@ impl Tcb {
         self.timed = None;
         if !self.sack_ok {
             self.inflation = DUP_THRESH as usize * self.mss;
+        }
+    }
+
+    /// Duplicate ACKs that signal a loss: DupThresh, lowered by RFC 5827
+    /// Early Retransmit when fewer than four segments are outstanding and
+    /// no new data can go out (else a single loss in a small window could
+    /// only be repaired by a retransmission timeout).
+    fn dup_thresh(&self) -> u32 {
+        let outstanding = self.bytes_in_flight().div_ceil(self.mss.max(1));
+        let unsent = self.data_end().distance_from(self.snd_max);
+        let window_room = (self.snd_una + self.snd_wnd).distance_from(self.snd_max);
+        if outstanding < 4 && (unsent == 0 || window_room == 0) {
+            (outstanding.saturating_sub(1) as u32).clamp(1, DUP_THRESH)
+        } else {
+            DUP_THRESH
         }
     }
 
@@ -154,6 +188,7 @@ impl Tcb {
     /// the window and go back to SND.UNA.
     pub fn on_rto_data(&mut self, env: &mut Env) {
         env.counters.inc("tcp.rto");
+        self.tlp_at = None;
         if self.rtt.backoff_count() == 0 {
             let flight = self.bytes_in_flight();
             self.cc.on_retransmission_timeout(env.now, flight);

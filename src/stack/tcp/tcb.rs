@@ -152,6 +152,13 @@ pub struct Tcb {
     // Retransmission and timers.
     pub rtt: RttEstimator,
     pub rtx_at: Option<Instant>,
+    /// RFC 8985 7 tail loss probe: when it fires, whether one is due to
+    /// be sent, whether this flight already had one, and the sequence
+    /// number the probe ended at.
+    pub tlp_at: Option<Instant>,
+    pub tlp_now: bool,
+    pub tlp_used: bool,
+    pub tlp_high: Seq,
     pub retries: u32,
     /// Karn: the segment being timed (without timestamps).
     pub timed: Option<(Seq, Instant)>,
@@ -239,6 +246,10 @@ impl Tcb {
             delack_at: None,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtx_at: None,
+            tlp_at: None,
+            tlp_now: false,
+            tlp_used: false,
+            tlp_high: Seq(0),
             retries: 0,
             timed: None,
             persist_at: None,
@@ -402,9 +413,32 @@ impl Tcb {
         }
     }
 
+    /// RFC 8985 7.2: schedule a probe timeout (PTO) of 2*SRTT (at least
+    /// 2 ms, plus the peer's delayed-ACK time when one segment is in
+    /// flight) so a lost tail is found at RTT scale instead of by the
+    /// retransmission timer (200 ms at best, ~2000 RTTs on a TAP).
+    pub fn arm_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.tlp_used || self.recovery.is_some() || self.snd_max == self.snd_una {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let mut pto = (srtt * 2).max(Duration::from_millis(2));
+        if self.bytes_in_flight() <= self.mss {
+            pto += Duration::from_millis(40);
+        }
+        let at = now + pto;
+        if self.rtx_at.is_none_or(|rto| at < rto) {
+            self.tlp_at = Some(at);
+        }
+    }
+
     pub fn poll_at(&self) -> Option<Instant> {
         use crate::stack::time::earliest;
         let mut t = earliest(self.rtx_at, self.delack_at);
+        t = earliest(t, self.tlp_at);
         t = earliest(t, self.persist_at);
         t = earliest(t, self.ka_at);
         earliest(t, self.linger_at)
@@ -413,7 +447,13 @@ impl Tcb {
     /// Something should be emitted on the next dispatch.
     pub fn wants_output(&self) -> bool {
         let sack_recovery = self.sack_ok && self.recovery.is_some();
-        if self.ack_now || self.probe_now || self.rtx_first || self.force_send || sack_recovery {
+        if self.ack_now
+            || self.probe_now
+            || self.tlp_now
+            || self.rtx_first
+            || self.force_send
+            || sack_recovery
+        {
             return true;
         }
         match self.state {

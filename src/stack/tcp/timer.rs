@@ -20,6 +20,14 @@ impl Tcb {
             self.rtx_at = None;
             self.on_rto(env);
         }
+        if due(self.tlp_at, now) {
+            self.tlp_at = None;
+            if self.recovery.is_none() && self.snd_max != self.snd_una && !self.tlp_used {
+                env.counters.inc("tcp.tlp_probe");
+                self.tlp_used = true;
+                self.tlp_now = true;
+            }
+        }
         if due(self.delack_at, now) {
             self.delack_at = None;
             env.counters.inc("tcp.delayed_ack_sent");

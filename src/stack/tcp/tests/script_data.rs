@@ -123,15 +123,25 @@ fn data_rto_floor_doubling_and_give_up() {
     h.layer.send(c, b"hello").unwrap();
     h.dispatch();
     assert_eq!(h.one().payload, b"hello");
-    for ms in [200, 400, 800] {
-        assert_eq!(h.next_deadline(), Duration::from_millis(ms));
+    // RFC 8985 tail loss probe first: PTO = max(2*SRTT, 2 ms) plus 40 ms
+    // for the peer's delayed ACK, as only one segment is in flight.
+    assert_eq!(h.next_deadline(), Duration::from_millis(42));
+    assert_eq!(h.one().payload, b"hello");
+    // The retransmission timer still runs from the original send.
+    assert_eq!(h.next_deadline(), Duration::from_millis(158));
+    for ms in [None, Some(400), Some(800)] {
+        if let Some(ms) = ms {
+            assert_eq!(h.next_deadline(), Duration::from_millis(ms));
+        }
         let r = h.one();
         assert_eq!((r.seq, r.payload.as_slice()), (ISS + 1, &b"hello"[..]));
     }
     assert_eq!(h.next_deadline(), Duration::from_millis(1600));
     h.nothing();
     assert_eq!(h.layer.take_error(c).unwrap().kind(), ErrorKind::TimedOut);
-    assert_eq!(h.layer.info(c).unwrap().retransmitted_segments, 3);
+    // One probe and three timeouts.
+    assert_eq!(h.layer.info(c).unwrap().retransmitted_segments, 4);
+    assert_eq!(h.layer.counters.get("tcp.tlp_probe"), 1);
 }
 
 #[test]
@@ -195,6 +205,41 @@ fn fast_retransmit_after_three_dupacks() {
     let r = h.one();
     assert_eq!((r.seq, r.payload.len()), (seg_seq(1), MSS));
     assert_eq!(h.layer.counters.get("tcp.fast_retransmit"), 1);
+}
+
+#[test]
+fn early_retransmit_with_a_small_flight() {
+    let mut h = Harness::new(plain_config());
+    let (_l, c) = h.establish();
+    blast(&mut h, c, 2);
+    // Segment 0 lost: two segments outstanding and nothing left to send,
+    // so RFC 5827 lowers the threshold to one duplicate ACK.
+    h.send(Seg::peer(IRS + 1, Some(seg_seq(0))));
+    let r = h.one();
+    assert_eq!((r.seq, r.payload.len()), (seg_seq(0), MSS));
+    assert_eq!(h.layer.counters.get("tcp.fast_retransmit"), 1);
+}
+
+#[test]
+fn limited_transmit_sends_new_data_on_early_dupacks() {
+    let mut h = Harness::new(TcpConfig {
+        tx_buffer: 64 * MSS,
+        ..plain_config()
+    });
+    let (_l, c) = h.establish();
+    h.layer.set_nodelay(c, true).unwrap();
+    let data: Vec<u8> = (0..40 * MSS).map(|i| i as u8).collect();
+    h.layer.send(c, &data).unwrap();
+    h.dispatch();
+    let first = h.sent();
+    let next = seg_seq(first.len());
+    // Two duplicate ACKs (segment 0 lost): each lets one new segment out
+    // beyond cwnd (RFC 3042).
+    h.send(Seg::peer(IRS + 1, Some(seg_seq(0))));
+    assert_eq!(h.one().seq, next);
+    h.send(Seg::peer(IRS + 1, Some(seg_seq(0))));
+    assert_eq!(h.one().seq, next + MSS as u32);
+    assert_eq!(h.layer.counters.get("tcp.fast_retransmit"), 0);
 }
 
 #[test]

@@ -388,12 +388,12 @@ fn sim_debug_one() {
 #[test]
 fn sim_sack_retransmits_less_than_newreno() {
     let (mut sack, mut newreno) = (0, 0);
-    for seed in 40..=42 {
-        let (a, b) = transfer(seed, faults(0.03, 0.0, 0.0), sim_config(), MIB);
+    for seed in 40..=44 {
+        let (a, b) = transfer(seed, faults(0.05, 0.0, 0.0), sim_config(), MIB);
         sack += a + b;
         let (a, b) = transfer(
             seed,
-            faults(0.03, 0.0, 0.0),
+            faults(0.05, 0.0, 0.0),
             TcpConfig {
                 sack: false,
                 ..sim_config()
