@@ -1197,7 +1197,7 @@ fn regression_sack_recovery_hole_above_recover_spins() {
     }
 }
 
-/// Bug: a data segment that also carries SACK blocks (bidirectional
+/// Regression (was a bug): a data segment that also carries SACK blocks (bidirectional
 /// transfer with out-of-order data) is MSS (minus timestamps) plus the
 /// SACK option long, so its IP datagram exceeds the MTU and is
 /// fragmented. RFC 6691 / RFC 9293 3.7.1: the sender MUST reduce the data
