@@ -3,6 +3,38 @@
 //! thin BSD-style facade (`bsd`). Every type is a cheap handle onto the
 //! stack thread started by `Net`.
 
+/// The std-shaped timeout and blocking-mode methods, the same for every
+/// socket type; `$($field).+` is the path to its `SharedOptions`.
+macro_rules! timeout_methods {
+    ($($field:ident).+) => {
+        pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+            check_timeout(t)?;
+            set_opts(&self.$($field).+, |o| o.read_timeout = t);
+            Ok(())
+        }
+
+        pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+            check_timeout(t)?;
+            set_opts(&self.$($field).+, |o| o.write_timeout = t);
+            Ok(())
+        }
+
+        pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(opts(&self.$($field).+).read_timeout)
+        }
+
+        pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(opts(&self.$($field).+).write_timeout)
+        }
+
+        pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+            set_opts(&self.$($field).+, |o| o.nonblocking = on);
+            Ok(())
+        }
+    };
+}
+pub(crate) use timeout_methods;
+
 pub mod bsd;
 pub mod poll;
 pub mod tcp;

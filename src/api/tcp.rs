@@ -287,30 +287,7 @@ impl TcpStream {
         self.inner.lock().stack.tcp.info(self.inner.handle)
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        set_opts(&self.inner.options, |o| o.read_timeout = t);
-        Ok(())
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        set_opts(&self.inner.options, |o| o.write_timeout = t);
-        Ok(())
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(opts(&self.inner.options).read_timeout)
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(opts(&self.inner.options).write_timeout)
-    }
-
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        set_opts(&self.inner.options, |o| o.nonblocking = on);
-        Ok(())
-    }
+    super::timeout_methods!(inner.options);
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.inner.lock().stack.tcp.take_error(self.inner.handle))
