@@ -10,7 +10,7 @@ use super::{Net, SharedOptions, check_timeout, opts, set_opts, to_v4};
 use crate::runtime::Core;
 use crate::stack::socket::SocketId;
 use crate::stack::tcp::cc::CcAlgorithm;
-use crate::stack::tcp::{TcpHandle, TcpInfo, TcpState};
+use crate::stack::tcp::{TcpHandle, TcpInfo, TcpLayer, TcpState};
 
 /// Listen backlog when none is given (Linux's SOMAXCONN is 4096; 128 was
 /// the classic value and is plenty for the demos).
@@ -38,8 +38,9 @@ impl Inner {
         SocketId::Tcp(self.handle.0)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
-        self.net.shared.lock()
+    /// Runs `f` on the TCP layer with this socket's handle.
+    fn tcp<T>(&self, f: impl FnOnce(&mut TcpLayer, TcpHandle) -> T) -> T {
+        f(&mut self.net.shared.lock().stack.tcp, self.handle)
     }
 
     /// A blocking (unless non-blocking mode) operation on this socket.
@@ -115,12 +116,7 @@ impl TcpListener {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner
-            .lock()
-            .stack
-            .tcp
-            .local_addr(self.inner.handle)
-            .map(SocketAddr::V4)
+        self.inner.tcp(|t, h| t.local_addr(h)).map(SocketAddr::V4)
     }
 
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
@@ -133,7 +129,7 @@ impl TcpListener {
     }
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        Ok(self.inner.lock().stack.tcp.take_error(self.inner.handle))
+        Ok(self.inner.tcp(|t, h| t.take_error(h)))
     }
 
     pub(crate) fn id(&self) -> SocketId {
@@ -206,21 +202,11 @@ impl TcpStream {
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.inner
-            .lock()
-            .stack
-            .tcp
-            .peer_addr(self.inner.handle)
-            .map(SocketAddr::V4)
+        self.inner.tcp(|t, h| t.peer_addr(h)).map(SocketAddr::V4)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner
-            .lock()
-            .stack
-            .tcp
-            .local_addr(self.inner.handle)
-            .map(SocketAddr::V4)
+        self.inner.tcp(|t, h| t.local_addr(h)).map(SocketAddr::V4)
     }
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -244,17 +230,13 @@ impl TcpStream {
     }
 
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.inner.lock().stack.tcp.nodelay(self.inner.handle)
+        self.inner.tcp(|t, h| t.nodelay(h))
     }
 
     /// Keepalive probes after `idle`, every `interval`, giving up after
     /// `probes` unanswered; `None` turns keepalive off (the default).
     pub fn set_keepalive(&self, ka: Option<(Duration, Duration, u32)>) -> io::Result<()> {
-        self.inner
-            .lock()
-            .stack
-            .tcp
-            .set_keepalive(self.inner.handle, ka)
+        self.inner.tcp(|t, h| t.set_keepalive(h, ka))
     }
 
     /// `Some(Duration::ZERO)`: dropping the stream aborts it with RST
@@ -275,22 +257,18 @@ impl TcpStream {
     }
 
     pub fn set_congestion_control(&self, cc: CcAlgorithm) -> io::Result<()> {
-        self.inner
-            .lock()
-            .stack
-            .tcp
-            .set_congestion_control(self.inner.handle, cc)
+        self.inner.tcp(|t, h| t.set_congestion_control(h, cc))
     }
 
     /// A snapshot of the connection (state, windows, RTT, retransmits).
     pub fn info(&self) -> io::Result<TcpInfo> {
-        self.inner.lock().stack.tcp.info(self.inner.handle)
+        self.inner.tcp(|t, h| t.info(h))
     }
 
     super::timeout_methods!(inner.options);
 
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        Ok(self.inner.lock().stack.tcp.take_error(self.inner.handle))
+        Ok(self.inner.tcp(|t, h| t.take_error(h)))
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {

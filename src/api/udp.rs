@@ -7,12 +7,19 @@ use std::time::Duration;
 
 use super::{Net, SharedOptions, check_timeout, opts, set_opts, to_v4};
 use crate::stack::socket::SocketId;
-use crate::stack::udp::UdpHandle;
+use crate::stack::udp::{UdpHandle, UdpLayer};
 
 struct Inner {
     net: Net,
     handle: UdpHandle,
     options: SharedOptions,
+}
+
+impl Inner {
+    /// Runs `f` on the UDP layer with this socket's handle.
+    fn udp<T>(&self, f: impl FnOnce(&mut UdpLayer, UdpHandle) -> T) -> T {
+        f(&mut self.net.shared.lock().stack.udp, self.handle)
+    }
 }
 
 impl Drop for Inner {
@@ -52,27 +59,18 @@ impl UdpSocket {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let core = self.inner.net.shared.lock();
-        core.stack
-            .udp
-            .local_addr(self.inner.handle)
-            .map(SocketAddr::V4)
+        self.inner.udp(|u, h| u.local_addr(h)).map(SocketAddr::V4)
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        let core = self.inner.net.shared.lock();
-        core.stack
-            .udp
-            .peer_addr(self.inner.handle)
-            .map(SocketAddr::V4)
+        self.inner.udp(|u, h| u.peer_addr(h)).map(SocketAddr::V4)
     }
 
     /// Sets the default destination for `send` and filters what `recv`
     /// gets to datagrams from that peer.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         let remote = to_v4(addr)?;
-        let mut core = self.inner.net.shared.lock();
-        core.stack.udp.connect(self.inner.handle, remote)
+        self.inner.udp(|u, h| u.connect(h, remote))
     }
 
     fn send_inner(&self, buf: &[u8], dst: Option<SocketAddrV4>) -> io::Result<usize> {
@@ -144,34 +142,16 @@ impl UdpSocket {
     super::timeout_methods!(inner.options);
 
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
-        self.inner
-            .net
-            .shared
-            .lock()
-            .stack
-            .udp
-            .set_broadcast(self.inner.handle, on)
+        self.inner.udp(|u, h| u.set_broadcast(h, on))
     }
 
     pub fn broadcast(&self) -> io::Result<bool> {
-        self.inner
-            .net
-            .shared
-            .lock()
-            .stack
-            .udp
-            .broadcast(self.inner.handle)
+        self.inner.udp(|u, h| u.broadcast(h))
     }
 
     /// The pending error (e.g. an ICMP port unreachable), clearing it.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.inner
-            .net
-            .shared
-            .lock()
-            .stack
-            .udp
-            .take_error(self.inner.handle)
+        self.inner.udp(|u, h| u.take_error(h))
     }
 }
 
