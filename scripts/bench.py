@@ -43,6 +43,8 @@ PLACEMENTS = {  # name -> (server CPU, client CPU); None = not pinned
 }
 # The UDP/ping rows (one run each) use this placement.
 DEFAULT_PLACEMENT = os.environ.get("BENCH_PLACEMENT", "split")
+# BENCH_ROWS=REGEX measures only the rows whose key matches (e.g. "loss|bulk").
+ROW_FILTER = re.compile(os.environ.get("BENCH_ROWS", ""))
 
 
 def ncpu():
@@ -513,6 +515,8 @@ def drive(args):
     names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel"}
     rows = []
     for row in ROWS:
+        if not ROW_FILTER.search(row.key):
+            continue
         res = run_row(row, contenders)
         r = {"metric": row.key, "label": row.label, "unit": row.unit,
              "better": row.better, "placement": row.placement,
@@ -554,6 +558,8 @@ def drive(args):
     by_key = {r["metric"]: r for r in rows}
     print("\nIssue 5 targets (tapstack / baseline, same run, same placement):")
     for key, other, least in TARGETS:
+        if not ROW_FILTER.search(key):
+            continue
         r = by_key.get(key)
         got = r and r["tapstack_vs_" + other]
         verdict = "FAIL" if got is None or got < least else "PASS"

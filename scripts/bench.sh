@@ -9,6 +9,7 @@
 #
 #   sudo scripts/bench.sh
 #   sudo BENCH_SECS=2 BENCH_RUNS=1 scripts/bench.sh   # a quick look
+#   sudo BENCH_ROWS='loss|bulk' scripts/bench.sh       # only rows whose key matches
 #
 # The measurements live in scripts/bench.py (one Row per line of the table).
 set -euo pipefail
