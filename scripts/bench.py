@@ -45,6 +45,8 @@ PLACEMENTS = {  # name -> (server CPU, client CPU); None = not pinned
 DEFAULT_PLACEMENT = os.environ.get("BENCH_PLACEMENT", "split")
 # BENCH_ROWS=REGEX measures only the rows whose key matches (e.g. "loss|bulk").
 ROW_FILTER = re.compile(os.environ.get("BENCH_ROWS", ""))
+# BENCH_ONLY=REGEX measures only the contenders whose key matches (a quick A/B).
+ONLY_FILTER = re.compile(os.environ.get("BENCH_ONLY", ""))
 
 
 def ncpu():
@@ -511,7 +513,8 @@ def ratio(a, b, better):
 
 def drive(args):
     t0 = time.monotonic()
-    contenders = [Tapstack(args), Smoltcp(args), Kernel(args)]
+    contenders = [c for c in (Tapstack(args), Smoltcp(args), Kernel(args))
+                  if ONLY_FILTER.search(c.key)]
     names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel"}
     rows = []
     for row in ROWS:
@@ -522,10 +525,10 @@ def drive(args):
              "better": row.better, "placement": row.placement,
              "server_cpu": row.server_cpu, "client_cpu": row.client_cpu,
              "runs": row.runs}
-        for c in contenders:
-            value, detail = res.get(c.key, (None, {"error": "n/a"}))
-            r[c.key] = value
-            r[c.key + "_detail"] = detail
+        for key in names:
+            value, detail = res.get(key, (None, {"error": "n/a"}))
+            r[key] = value
+            r[key + "_detail"] = detail
         r["tapstack_vs_smoltcp"] = ratio(r["tapstack"], r["smoltcp"], row.better)
         r["tapstack_vs_kernel"] = ratio(r["tapstack"], r["kernel"], row.better)
         rows.append(r)

@@ -10,6 +10,8 @@
 #   sudo scripts/bench.sh
 #   sudo BENCH_SECS=2 BENCH_RUNS=1 scripts/bench.sh   # a quick look
 #   sudo BENCH_ROWS='loss|bulk' scripts/bench.sh       # only rows whose key matches
+#   sudo BENCH_ONLY=tapstack scripts/bench.sh          # only that contender
+#   sudo BENCH_TAPSTACK=/tmp/old/tapstack scripts/bench.sh   # another tapstack binary
 #
 # The measurements live in scripts/bench.py (one Row per line of the table).
 set -euo pipefail
@@ -34,7 +36,7 @@ for pkg in nft:nftables ethtool:ethtool; do
 done
 
 cargo build --release --quiet --bins
-BIN="$CARGO_TARGET_DIR/release/tapstack"
+BIN="${BENCH_TAPSTACK:-$CARGO_TARGET_DIR/release/tapstack}"  # override for an A/B
 SMOLTCP="$CARGO_TARGET_DIR/release/smoltcp-baseline"
 TAPBENCH="$CARGO_TARGET_DIR/release/tapbench"
 

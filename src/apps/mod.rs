@@ -5,4 +5,5 @@ pub mod config;
 pub mod connect;
 pub mod http;
 pub mod services;
+pub mod workers;
 pub mod ws;

@@ -2,9 +2,9 @@
 //! chargen), written against the public API as a user would write them.
 
 use std::io::{self, Read, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
+
+use super::workers::Workers;
 
 use crate::api::{Net, TcpListener, TcpStream, UdpSocket};
 
@@ -83,19 +83,17 @@ pub fn start_udp(net: &Net) -> io::Result<()> {
 /// Most TCP connections served at once; beyond it new ones are closed at
 /// once, so a flood of connections cannot exhaust threads.
 pub const MAX_TCP_CONNECTIONS: usize = 4096;
-
-fn serve_tcp_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+fn serve_tcp_connection(mut stream: TcpStream, port: u16, buf: &mut [u8]) -> io::Result<()> {
     match port {
         ECHO => loop {
-            let n = stream.read(&mut buf)?;
+            let n = stream.read(buf)?;
             if n == 0 {
                 return Ok(()); // the client closed; dropping sends our FIN
             }
             stream.write_all(&buf[..n])?;
         },
         DISCARD => loop {
-            if stream.read(&mut buf)? == 0 {
+            if stream.read(buf)? == 0 {
                 return Ok(());
             }
         },
@@ -120,34 +118,28 @@ fn serve_tcp_connection(mut stream: TcpStream, port: u16) -> io::Result<()> {
     }
 }
 
-/// Binds echo, discard and chargen on TCP; each connection gets a thread,
-/// so a slow client never holds up the others.
+/// Binds echo, discard and chargen on TCP; each connection is served by a
+/// worker thread of its own, so a slow client never holds up the others.
 pub fn start_tcp(net: &Net) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+    let workers = Workers::new(
+        MAX_TCP_CONNECTIONS,
+        64 * 1024,
+        |(stream, port): (TcpStream, u16), buf: &mut [u8]| {
+            if let Err(e) = serve_tcp_connection(stream, port, buf) {
+                log::debug!("tcp/{port}: connection ended: {e}");
+            }
+        },
+    );
     for port in [ECHO, DISCARD, CHARGEN] {
         let listener = TcpListener::bind_with_backlog(net, ("0.0.0.0", port), 1024)?;
-        let active = active.clone();
+        let workers = workers.clone();
         thread::Builder::new()
             .name(format!("tcp-{port}"))
             .spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { return }; // stack stopped
-                    if active.load(Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
-                        log::warn!("tcp/{port}: connection limit reached, closing");
-                        continue;
-                    }
-                    active.fetch_add(1, Ordering::Relaxed);
-                    let active = active.clone();
-                    let spawned = thread::Builder::new()
-                        .stack_size(128 * 1024)
-                        .spawn(move || {
-                            if let Err(e) = serve_tcp_connection(stream, port) {
-                                log::debug!("tcp/{port}: connection ended: {e}");
-                            }
-                            active.fetch_sub(1, Ordering::Relaxed);
-                        });
-                    if spawned.is_err() {
-                        log::warn!("tcp/{port}: cannot start a thread for a connection");
+                    if let Err(why) = workers.submit((stream, port)) {
+                        log::warn!("tcp/{port}: connection closed at once: {why:?}");
                     }
                 }
             })?;

@@ -13,14 +13,13 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::io::AsRawFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use nix::libc;
 use tapstack::apps::services::Chargen;
+use tapstack::apps::workers::Workers;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -314,14 +313,13 @@ enum Service {
     Echo,
 }
 
-fn serve_connection(mut s: TcpStream, service: Service) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+fn serve_connection(mut s: TcpStream, service: Service, buf: &mut [u8]) -> io::Result<()> {
     match service {
-        Service::Discard => while s.read(&mut buf)? > 0 {},
+        Service::Discard => while s.read(buf)? > 0 {},
         Service::Echo => {
             s.set_nodelay(true)?;
             loop {
-                let n = s.read(&mut buf)?;
+                let n = s.read(buf)?;
                 if n == 0 {
                     break;
                 }
@@ -358,7 +356,15 @@ fn serve(port: u16, service: Service, max_secs: f64) -> Result<(), String> {
     });
     println!("ready");
     let _ = io::stdout().flush();
-    let active = Arc::new(AtomicUsize::new(0));
+    // The same worker pool as tapstack's own services, so connections/s
+    // compares the stacks and not the servers.
+    let workers = Workers::new(
+        MAX_CONNECTIONS,
+        64 * 1024,
+        move |s: TcpStream, buf: &mut [u8]| {
+            let _ = serve_connection(s, service, buf);
+        },
+    );
     for stream in listener.incoming() {
         let s = match stream {
             Ok(s) => s,
@@ -368,19 +374,8 @@ fn serve(port: u16, service: Service, max_secs: f64) -> Result<(), String> {
                 continue;
             }
         };
-        if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            continue; // dropped: closed at once
-        }
-        active.fetch_add(1, Ordering::Relaxed);
-        let active = active.clone();
-        let spawned = thread::Builder::new()
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                let _ = serve_connection(s, service);
-                active.fetch_sub(1, Ordering::Relaxed);
-            });
-        if spawned.is_err() {
-            eprintln!("tapbench: cannot start a thread for a connection");
+        if let Err(why) = workers.submit(s) {
+            eprintln!("tapbench: connection closed at once: {why:?}");
         }
     }
     Ok(())
