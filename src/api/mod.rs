@@ -91,6 +91,13 @@ impl Net {
         self.shared.lock().stack.addr()
     }
 
+    /// Whether the stack thread is asleep waiting for frames or its next
+    /// deadline (for tests of the wake-up logic).
+    #[doc(hidden)]
+    pub fn stack_thread_sleeping(&self) -> bool {
+        self.shared.lock().stack_thread_sleeping()
+    }
+
     /// Why the stack stopped, if it did (device gone, shutdown).
     pub fn stopped(&self) -> Option<String> {
         self.shared.lock().stopped.clone()

@@ -52,12 +52,18 @@ fn run(shared: &Shared, device: &dyn Device) {
         let writable = fds[0]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLOUT));
-        let _ = shared.wake.read();
+        if fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            let _ = shared.wake.read();
+        }
         let (n, failure) = read_batch(device, &mut bufs, &mut lens);
         let mut core = shared.lock();
         if core.stopped.is_some() {
             return;
         }
+        core.sleeping = None;
         let now = core.now();
         for i in 0..n {
             core.receive(now, &bufs[i][..lens[i]]);
@@ -73,10 +79,11 @@ fn run(shared: &Shared, device: &dyn Device) {
             stop_with(shared, why);
             return;
         }
+        let until = core.poll_at();
         timeout_ms = if n == BATCH {
             0 // more frames are probably waiting
         } else {
-            match core.poll_at() {
+            match until {
                 Some(t) => {
                     let us = t.total_micros().saturating_sub(core.now().total_micros());
                     us.div_ceil(1000).min(60_000) as i32
@@ -84,6 +91,7 @@ fn run(shared: &Shared, device: &dyn Device) {
                 None => 60_000,
             }
         };
+        core.sleeping = Some(super::Sleep { until, want_write });
     }
 }
 
