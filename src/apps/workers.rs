@@ -70,7 +70,8 @@ impl<J: Send + 'static> Workers<J> {
             self.work.notify_one();
             return Ok(());
         }
-        if st.threads - st.idle >= self.max_busy {
+        // Queued jobs are already promised to idle workers.
+        if st.threads - st.idle + st.queue.len() >= self.max_busy {
             return Err(Refused::Full);
         }
         st.threads += 1;
@@ -144,14 +145,18 @@ mod tests {
         assert_eq!(done_rx.recv_timeout(wait), Ok(1));
         // The worker that served job 1 goes idle and takes job 2: still one
         // thread.
-        let deadline = Instant::now() + wait;
-        while pool.lock().idle == 0 {
-            assert!(Instant::now() < deadline, "worker never went idle");
-            thread::yield_now();
-        }
+        let wait_idle = || {
+            let deadline = Instant::now() + wait;
+            while pool.lock().idle == 0 {
+                assert!(Instant::now() < deadline, "worker never went idle");
+                thread::yield_now();
+            }
+        };
+        wait_idle();
         pool.submit(2).unwrap();
         assert_eq!(done_rx.recv_timeout(wait), Ok(2));
         assert_eq!(pool.threads(), 1);
+        wait_idle();
         // Two jobs that block fill the pool; a third is refused.
         pool.submit(100).unwrap();
         pool.submit(101).unwrap();
