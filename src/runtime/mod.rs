@@ -45,7 +45,7 @@ pub struct Core {
     link: Link,
     device: Arc<dyn Device>,
     /// One condition per socket: a blocked call waits on its socket only.
-    waiters: HashMap<SocketId, Arc<Condvar>>,
+    waiters: HashMap<SocketId, Waiter>,
     pub polls: HashMap<PollId, PollState>,
     socket_polls: HashMap<SocketId, Vec<PollId>>,
     next_poll: PollId,
@@ -54,9 +54,21 @@ pub struct Core {
     /// Set when the device failed or the stack was shut down.
     pub stopped: Option<String>,
     events: Vec<SocketId>,
+    /// Conditions to signal once the lock is released: a thread woken while
+    /// the waker still holds the mutex would only block again on it (one
+    /// more context switch each way).
+    wakes: Vec<Arc<Condvar>>,
     /// What the stack thread went to sleep waiting for; `None` while it is
     /// awake (it recomputes its deadline before it sleeps again).
     sleeping: Option<Sleep>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    cond: Arc<Condvar>,
+    /// Threads blocked on `cond`: with none, an event signals nothing (a
+    /// futex wake is a system call even when nobody waits).
+    blocked: usize,
 }
 
 /// The stack thread's wait, as it computed it under the lock.
@@ -84,14 +96,25 @@ impl Core {
         self.clock.now()
     }
 
-    pub fn waiter(&mut self, id: SocketId) -> Arc<Condvar> {
-        self.waiters.entry(id).or_default().clone()
+    fn waiter(&mut self, id: SocketId) -> Arc<Condvar> {
+        self.waiters.entry(id).or_default().cond.clone()
+    }
+
+    /// Counts a thread about to block on `id` (+1) or done blocking (-1).
+    fn count_blocked(&mut self, id: SocketId, up: bool) {
+        if let Some(w) = self.waiters.get_mut(&id) {
+            w.blocked = if up {
+                w.blocked + 1
+            } else {
+                w.blocked.saturating_sub(1)
+            };
+        }
     }
 
     /// Forgets a closed socket's waiters and poll registrations.
     pub fn forget(&mut self, id: SocketId) {
-        if let Some(c) = self.waiters.remove(&id) {
-            c.notify_all();
+        if let Some(w) = self.waiters.remove(&id) {
+            w.cond.notify_all();
         }
         if let Some(polls) = self.socket_polls.remove(&id) {
             for p in polls {
@@ -150,19 +173,28 @@ impl Core {
     /// Wakes exactly the waiters of sockets whose readiness may have changed.
     fn notify(&mut self) {
         self.stack.take_events(&mut self.events);
+        let wakes = &mut self.wakes;
         for id in self.events.drain(..) {
-            if let Some(c) = self.waiters.get(&id) {
-                c.notify_all();
+            if let Some(w) = self.waiters.get(&id)
+                && w.blocked > 0
+            {
+                defer_wake(wakes, &w.cond);
             }
             if let Some(polls) = self.socket_polls.get(&id) {
                 for p in polls {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
-                        state.cond.notify_all();
+                        defer_wake(wakes, &state.cond);
                     }
                 }
             }
         }
+    }
+
+    /// Moves the deferred wake-ups into `out` (an empty vector whose
+    /// capacity is swapped in, so neither side allocates in steady state).
+    pub(crate) fn take_wakes(&mut self, out: &mut Vec<Arc<Condvar>>) {
+        std::mem::swap(&mut self.wakes, out);
     }
 
     /// Generates what the stack has to send and writes it to the device,
@@ -241,6 +273,38 @@ impl Core {
     }
 }
 
+fn defer_wake(wakes: &mut Vec<Arc<Condvar>>, cond: &Arc<Condvar>) {
+    if !wakes.iter().any(|c| Arc::ptr_eq(c, cond)) {
+        wakes.push(cond.clone());
+    }
+}
+
+/// Signals every condition in `wakes`, leaving it empty. Called with the
+/// lock released.
+pub(crate) fn fire_wakes(wakes: &mut Vec<Arc<Condvar>>) {
+    for c in wakes.drain(..) {
+        c.notify_all();
+    }
+}
+
+thread_local! {
+    /// An application thread's scratch list for `Core::take_wakes`.
+    static WAKES: std::cell::RefCell<Vec<Arc<Condvar>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Releases the lock, then signals what the operation made ready, and
+/// wakes the stack thread if `wake_stack`.
+fn unlock_and_wake(shared: &Shared, mut core: MutexGuard<'_, Core>, wake_stack: bool) {
+    WAKES.with_borrow_mut(|w| {
+        core.take_wakes(w);
+        drop(core);
+        fire_wakes(w);
+    });
+    if wake_stack {
+        shared.wake();
+    }
+}
+
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, Core> {
         // A panic elsewhere must not turn every later call into a panic:
@@ -278,30 +342,41 @@ impl Shared {
             let wake = core.stack_thread_needs_wake();
             match result {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && blocking => {
+                    // Rare: this call made other sockets ready. Signal
+                    // them now; the wait below releases the lock.
+                    WAKES.with_borrow_mut(|w| {
+                        core.take_wakes(w);
+                        fire_wakes(w);
+                    });
                     if wake {
                         self.wake();
                     }
                 }
                 r => {
-                    drop(core);
-                    if wake {
-                        self.wake();
-                    }
+                    unlock_and_wake(self, core, wake);
                     return r;
                 }
             }
-            core = match deadline {
-                None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+            let left = match deadline {
+                None => None,
                 Some(d) => {
                     let left = d.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
                         return Err(io::Error::new(timeout_kind, "operation timed out"));
                     }
+                    Some(left)
+                }
+            };
+            core.count_blocked(id, true);
+            core = match left {
+                None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
+                Some(left) => {
                     cond.wait_timeout(core, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            core.count_blocked(id, false);
         }
     }
 
@@ -312,10 +387,7 @@ impl Shared {
         let now = core.now();
         core.transmit(now);
         let wake = core.stack_thread_needs_wake();
-        drop(core);
-        if wake {
-            self.wake();
-        }
+        unlock_and_wake(self, core, wake);
         r
     }
 }
@@ -341,6 +413,7 @@ pub fn start(
         tx_blocked: false,
         stopped: None,
         events: Vec::new(),
+        wakes: Vec::new(),
         sleeping: None,
     };
     let shared = Arc::new(Shared {
@@ -361,8 +434,8 @@ pub fn stop(shared: &Shared) {
             core.stopped = Some("shut down".into());
         }
         core.link.flush_capture();
-        for c in core.waiters.values() {
-            c.notify_all();
+        for w in core.waiters.values() {
+            w.cond.notify_all();
         }
         for p in core.polls.values() {
             p.cond.notify_all();

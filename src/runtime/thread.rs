@@ -30,6 +30,7 @@ fn run(shared: &Shared, device: &dyn Device) {
     let mut lens = [0usize; BATCH];
     let mut timeout_ms: i32 = 0;
     let mut want_write = false;
+    let mut wakes = Vec::new();
     loop {
         let mut fds = [
             PollFd::new(
@@ -92,6 +93,9 @@ fn run(shared: &Shared, device: &dyn Device) {
             }
         };
         core.sleeping = Some(super::Sleep { until, want_write });
+        core.take_wakes(&mut wakes);
+        drop(core);
+        super::fire_wakes(&mut wakes);
     }
 }
 
@@ -123,8 +127,8 @@ fn stop_with(shared: &Shared, why: String) {
     log::error!("{why}");
     let mut core = shared.lock();
     core.stopped = Some(why);
-    for c in core.waiters.values() {
-        c.notify_all();
+    for w in core.waiters.values() {
+        w.cond.notify_all();
     }
     for p in core.polls.values() {
         p.cond.notify_all();
