@@ -72,6 +72,9 @@ pub struct Stack {
     pub udp: UdpLayer,
     pub tcp: TcpLayer,
     events: Vec<SocketId>,
+    /// Reused while collecting each layer's events (no allocation per frame).
+    udp_scratch: Vec<crate::stack::udp::UdpHandle>,
+    tcp_scratch: Vec<TcpHandle>,
 }
 
 impl Stack {
@@ -94,6 +97,8 @@ impl Stack {
             udp: UdpLayer::new(config.udp),
             tcp,
             events: Vec::new(),
+            udp_scratch: Vec::new(),
+            tcp_scratch: Vec::new(),
         }
     }
 
@@ -223,10 +228,9 @@ impl Stack {
     }
 
     fn collect_udp_events(&mut self) {
-        let mut handles = Vec::new();
-        self.udp.take_events(&mut handles);
+        self.udp.take_events(&mut self.udp_scratch);
         self.events
-            .extend(handles.into_iter().map(|h| SocketId::Udp(h.0)));
+            .extend(self.udp_scratch.drain(..).map(|h| SocketId::Udp(h.0)));
     }
 
     /// Timers: ARP retries, reassembly timeouts.
@@ -270,9 +274,8 @@ impl Stack {
     /// Sockets whose readiness may have changed since the last call.
     pub fn take_events(&mut self, out: &mut Vec<SocketId>) {
         out.append(&mut self.events);
-        let mut tcp: Vec<TcpHandle> = Vec::new();
-        self.tcp.take_events(&mut tcp);
-        out.extend(tcp.into_iter().map(|h| SocketId::Tcp(h.0)));
+        self.tcp.take_events(&mut self.tcp_scratch);
+        out.extend(self.tcp_scratch.drain(..).map(|h| SocketId::Tcp(h.0)));
     }
 
     /// Every counter of every layer, for the exit report and the log.

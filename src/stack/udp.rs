@@ -60,8 +60,16 @@ pub struct UdpLayer {
     by_port: HashMap<u16, Vec<u32>>,
     rng: Rng,
     events: Vec<UdpHandle>,
+    /// Buffers of datagrams already read, reused for the next ones so the
+    /// receive path does not allocate per datagram.
+    spare: Vec<Vec<u8>>,
     pub counters: Counters,
 }
+
+/// How many read datagram buffers are kept for reuse, and the largest kept
+/// (bigger ones, rare, are freed).
+const SPARE_BUFFERS: usize = 256;
+const SPARE_MAX_CAPACITY: usize = 9 * 1024;
 
 fn no_socket() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "no such UDP socket")
@@ -77,6 +85,7 @@ impl UdpLayer {
             by_port: HashMap::new(),
             rng,
             events: Vec::new(),
+            spare: Vec::new(),
             counters: Counters::new(),
         }
     }
@@ -272,6 +281,9 @@ impl UdpLayer {
         if !peek {
             let (_, data) = s.rx.pop_front().expect("front exists");
             s.rx_bytes -= data.len();
+            if self.spare.len() < SPARE_BUFFERS && data.capacity() <= SPARE_MAX_CAPACITY {
+                self.spare.push(data);
+            }
         }
         Ok((n, from))
     }
@@ -345,7 +357,10 @@ impl UdpLayer {
             self.counters.inc("udp.rx_queue_full");
             return true;
         }
-        s.rx.push_back((remote, payload.to_vec()));
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(payload);
+        s.rx.push_back((remote, buf));
         s.rx_bytes += payload.len();
         self.counters.inc("udp.rx_datagrams");
         self.events.push(UdpHandle(idx));

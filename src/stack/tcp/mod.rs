@@ -96,6 +96,8 @@ pub struct TcpLayer {
     time_wait: TimeWaitTable,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     pending: VecDeque<u32>,
+    /// The connections `dispatch` is producing output for right now.
+    pending_now: VecDeque<u32>,
     /// RSTs from close/abort, and final ACKs of connections that moved
     /// to the TIME-WAIT table, sent on the next dispatch.
     rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, Option<RstReply>)>,
@@ -125,6 +127,7 @@ impl TcpLayer {
             time_wait: TimeWaitTable::default(),
             timers: BinaryHeap::new(),
             pending: VecDeque::new(),
+            pending_now: VecDeque::new(),
             rst_queue: VecDeque::new(),
             events: Vec::new(),
             event_set: HashSet::new(),
@@ -455,8 +458,9 @@ impl TcpLayer {
                 TimerKey::TimeWait(l, r) => self.fire_time_wait(now, l, r),
             }
         }
-        let pending = std::mem::take(&mut self.pending);
-        for raw in pending {
+        // Swapped, not taken, so neither queue is reallocated per call.
+        std::mem::swap(&mut self.pending, &mut self.pending_now);
+        while let Some(raw) = self.pending_now.pop_front() {
             let done = self.with_tcb(now, raw, |t, env| {
                 t.in_pending = false;
                 t.output(env, ip);
