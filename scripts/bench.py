@@ -552,7 +552,7 @@ def drive(args):
             print("-+-".join("-" * w for w in widths))
     print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
           "tapstack/other (inverted for RTT, so > 1 is better). Kernel baseline: veth, "
-          "tapbench servers (thread per connection) for TCP, python3 for UDP; kernel "
+          "tapbench servers (the same worker pool as tapstack's) for TCP, python3 for UDP; kernel "
           "TCP congestion control %s. Loss rows: nft prerouting drop of TCP frames "
           "from the server, one frame at a time (veth: TSO/GSO off)."
           % (RUNS, SECS, args.kernel_cc))
