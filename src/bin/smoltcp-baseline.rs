@@ -11,11 +11,11 @@
 //!
 //!   smoltcp-baseline --tap tb1 --addr 10.0.0.2/24 --host-addr 10.0.0.1/24
 
-use std::os::unix::io::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::AsRawFd;
 
 use clap::Parser;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Medium, TunTapInterface, wait as phy_wait};
 use smoltcp::socket::tcp::{self, CongestionControl, State};
@@ -57,23 +57,17 @@ struct Cli {
     pool: u16,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signals() -> Result<(), String> {
-    // No SA_RESTART: the signal interrupts `select`, and the loop checks STOP.
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        unsafe { sigaction(sig, &action) }.map_err(|e| format!("sigaction: {e}"))?;
-    }
-    Ok(())
+/// SIGINT and SIGTERM, blocked and left pending, then read from a
+/// non-blocking signalfd once per loop (the loop never sleeps longer than
+/// MAX_WAIT), so no signal handler is needed.
+fn stop_signals() -> Result<SignalFd, String> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("cannot create signalfd: {e}"))
 }
 
 /// One server slot: a socket listening on `port`, or serving a connection.
@@ -165,7 +159,7 @@ fn serve(slot: &mut Slot, sockets: &mut SocketSet, pattern: &[u8], scratch: &mut
 }
 
 fn run(cli: &Cli) -> Result<(), String> {
-    install_signals()?;
+    let signals = stop_signals()?;
     // smoltcp's TunTapInterface panics on a read error other than EAGAIN
     // (e.g. the TAP was deleted): make that one line and a clean exit code.
     std::panic::set_hook(Box::new(|info| {
@@ -221,7 +215,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         cli.pool,
         BUFFER / 1024
     );
-    while !STOP.load(Ordering::Relaxed) {
+    while !matches!(signals.read_signal(), Ok(Some(_))) {
         iface.poll(Instant::now(), &mut device, &mut sockets);
         let mut moved = false;
         for slot in &mut slots {

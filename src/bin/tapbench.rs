@@ -12,12 +12,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::unix::io::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use nix::libc;
+use nix::sys::socket::{setsockopt, sockopt};
 use tapstack::apps::services::Chargen;
 use tapstack::apps::workers::Workers;
 
@@ -73,6 +73,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long a request/response or a connection may take before it counts as
 /// failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the server may take to read what is still queued after a bulk
+/// send, and close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection attempt may take: room for the SYN to be sent
 /// again twice (at 1 s and 3 s), so one lost frame on a lossy link does not
 /// fail a bulk run.
@@ -113,23 +116,8 @@ fn abort(stream: TcpStream) {
         l_onoff: 1,
         l_linger: 0,
     };
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = setsockopt(&stream, sockopt::Linger, &linger);
     drop(stream);
-}
-
-/// Bytes written but not yet acknowledged by the peer (SIOCOUTQ).
-fn unacked(stream: &TcpStream) -> u64 {
-    let mut n: libc::c_int = 0;
-    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-    if r == 0 { n.max(0) as u64 } else { 0 }
 }
 
 fn json_line(test: &str, target: SocketAddr, fields: &[(&str, f64)]) {
@@ -161,10 +149,20 @@ fn bulk_send(target: &str, secs: f64) -> Result<(), String> {
             Err(e) => return Err(format!("write to {addr}: {e}")),
         }
     }
-    // Goodput: what the receiver acknowledged by now.
-    let acked = written.saturating_sub(unacked(&s));
+    // Goodput: everything written has reached the server once it answers
+    // our FIN with its own (a discard server closes at end of stream).
+    s.shutdown(Shutdown::Write)
+        .map_err(|e| format!("shutdown to {addr}: {e}"))?;
+    s.set_read_timeout(Some(DRAIN_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut sink = [0u8; 4096];
+    match s.read(&mut sink) {
+        Ok(0) => {}
+        Ok(_) => return Err(format!("{addr} sent data back to a bulk send")),
+        Err(e) => return Err(format!("{addr} did not close after the data: {e}")),
+    }
+    let acked = written;
     let elapsed = start.elapsed().as_secs_f64();
-    abort(s);
     json_line(
         "bulk-send",
         addr,
