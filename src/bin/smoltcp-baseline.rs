@@ -1,5 +1,6 @@
 //! The benchmark baseline: smoltcp 0.14's own interface and TCP sockets on a
-//! TAP, serving discard (9), chargen (19) and echo (7) the way a careful
+//! TAP, serving discard (9), chargen (19) and echo (7) (plus UDP echo on 7;
+//! smoltcp itself answers ICMP echo) the way a careful
 //! smoltcp user would write it. CUBIC, 1 MiB receive and send buffers, every
 //! receive buffer drained on every pass, `phy::wait` on the TAP fd with
 //! `Interface::poll_delay`. A pool of listening sockets per port, re-armed
@@ -19,6 +20,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Medium, TunTapInterface, wait as phy_wait};
 use smoltcp::socket::tcp::{self, CongestionControl, State};
+use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Cidr};
 use tapstack::apps::config::{DEFAULT_MAC, parse_cidr, parse_mac};
@@ -158,6 +160,21 @@ fn serve(slot: &mut Slot, sockets: &mut SocketSet, pattern: &[u8], scratch: &mut
     moved
 }
 
+/// UDP echo (RFC 862): sends every waiting datagram back to its sender.
+/// Returns true if it echoed any.
+fn serve_udp_echo(handle: SocketHandle, sockets: &mut SocketSet, scratch: &mut [u8]) -> bool {
+    let s = sockets.get_mut::<udp::Socket>(handle);
+    let mut moved = false;
+    while s.can_recv() && s.can_send() {
+        let Ok((n, meta)) = s.recv_slice(scratch) else {
+            break;
+        };
+        let _ = s.send_slice(&scratch[..n], meta.endpoint);
+        moved = true;
+    }
+    moved
+}
+
 fn run(cli: &Cli) -> Result<(), String> {
     let signals = stop_signals()?;
     // smoltcp's TunTapInterface panics on a read error other than EAGAIN
@@ -204,12 +221,19 @@ fn run(cli: &Cli) -> Result<(), String> {
             });
         }
     }
+    let udp_echo = {
+        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0u8; BUFFER]);
+        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0u8; BUFFER]);
+        let mut s = udp::Socket::new(rx, tx);
+        s.bind(ECHO).map_err(|e| format!("bind UDP {ECHO}: {e}"))?;
+        sockets.add(s)
+    };
     let mut pattern = Vec::new();
     Chargen::new().fill(&mut pattern, 74 * 95); // one whole cycle of lines
     let mut scratch = vec![0u8; 64 * 1024];
 
     eprintln!(
-        "smoltcp-baseline: discard (9), chargen (19), echo (7) on {} at {} ({} sockets per port, CUBIC, {} KiB buffers)",
+        "smoltcp-baseline: TCP discard (9), chargen (19), echo (7), UDP echo (7), ICMP echo on {} at {} ({} sockets per port, CUBIC, {} KiB buffers)",
         cli.tap,
         cli.addr.address(),
         cli.pool,
@@ -221,6 +245,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         for slot in &mut slots {
             moved |= serve(slot, &mut sockets, &pattern, &mut scratch);
         }
+        moved |= serve_udp_echo(udp_echo, &mut sockets, &mut scratch);
         if moved {
             // Data was queued or a window opened: transmit before waiting.
             iface.poll(Instant::now(), &mut device, &mut sockets);
