@@ -50,14 +50,24 @@ fn secs_of(out: &Output) -> f64 {
     out.kv()["secs"].parse().expect("secs")
 }
 
-/// The python echo client sends 100 MiB of seeded random data while a
-/// second thread hashes the echo: both directions through the stack.
-fn echo_100mib(extra: &[&str], name: &str, timeout: u64) {
-    let ns = Netns::new(name);
-    let stack = StackProc::echo(&ns, extra);
-    let bytes = 100 * MIB;
+/// Checks what `tcp.py echo` printed: `bytes` of the seeded stream went
+/// out and the identical bytes came back, then EOF. Returns the seconds.
+fn check_echo(out: &Output, bytes: u64, seed: u64) -> f64 {
+    let kv = out.kv();
+    let expected = stream_sha(bytes, seed);
+    assert_eq!(out.num("sent"), bytes, "{out:#?}");
+    assert_eq!(kv["sent_sha"], expected, "{out:#?}");
+    assert_eq!(out.num("received"), bytes, "{out:#?}");
+    assert_eq!(out.num("eof"), 1, "{out:#?}");
+    assert_eq!(kv["recv_sha"], expected, "echo differs: {out:#?}");
+    secs_of(out)
+}
+
+/// `tcp.py echo` of `bytes` (seed 42) from `client` to the stack's echo
+/// port; `timeout` bounds the whole run, half of it each socket call.
+fn run_echo(client: &Netns, bytes: u64, timeout: u64) -> f64 {
     let out = tcp_py(
-        &ns,
+        client,
         &[
             "echo",
             STACK_IP,
@@ -68,18 +78,11 @@ fn echo_100mib(extra: &[&str], name: &str, timeout: u64) {
         ],
         SECS(timeout),
     );
-    let kv = out.kv();
-    let expected = stream_sha(bytes, 42);
-    assert_eq!(out.num("sent"), bytes, "{out:#?}");
-    assert_eq!(kv["sent_sha"], expected, "{out:#?}");
-    assert_eq!(out.num("received"), bytes, "{out:#?}");
-    assert_eq!(out.num("eof"), 1, "{out:#?}");
-    assert_eq!(kv["recv_sha"], expected, "echo differs: {out:#?}");
-    let secs = secs_of(&out);
-    eprintln!(
-        "{name}: 100 MiB echoed kernel->stack->kernel in {secs:.2} s: {:.0} Mbit/s each way",
-        mbit(bytes, secs)
-    );
+    check_echo(&out, bytes, 42)
+}
+
+/// Stops the stack, asserts a clean exit and prints its TCP counters.
+fn stop_and_print(stack: StackProc, name: &str) {
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);
     let tcp: Vec<String> = counters(&stderr)
@@ -88,6 +91,20 @@ fn echo_100mib(extra: &[&str], name: &str, timeout: u64) {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     eprintln!("{name}: {}", tcp.join(" "));
+}
+
+/// The python echo client sends 100 MiB of seeded random data while a
+/// second thread hashes the echo: both directions through the stack.
+fn echo_100mib(extra: &[&str], name: &str, timeout: u64) {
+    let ns = Netns::new(name);
+    let stack = StackProc::echo(&ns, extra);
+    let bytes = 100 * MIB;
+    let secs = run_echo(&ns, bytes, timeout);
+    eprintln!(
+        "{name}: 100 MiB echoed kernel->stack->kernel in {secs:.2} s: {:.0} Mbit/s each way",
+        mbit(bytes, secs)
+    );
+    stop_and_print(stack, name);
 }
 
 #[test]
@@ -122,6 +139,176 @@ fn echo_100mib_with_2pct_loss_sha256() {
         return;
     }
     echo_100mib(&["--loss", "0.02", "--seed", "1"], "echoloss", 180);
+}
+
+/// Client namespace -> router namespace -> stack, for loss on the router.
+///
+/// ```text
+/// client ns: veth 10.1.0.1 ==== router ns: veth 10.1.0.2, TAP 10.0.0.1 ==== stack 10.0.0.2
+/// ```
+///
+/// A drop in the *sending* host's output or egress hook is no real loss:
+/// the kernel reports it back to its own TCP, and those hooks see GSO
+/// super-packets of ~44 segments (testing-notes). On a router the
+/// `forward` hook sees each frame after it crossed a link, from either
+/// sender, and neither TCP can tell the drop from wire loss. The client's
+/// veth has `gso_max_segs 1`, so it sends one segment per frame.
+struct Routed {
+    client: Netns,
+    router: Netns,
+    /// Veth names (client side, router side): unique per test process so
+    /// the root-namespace check below cannot match someone else's.
+    veth: (String, String),
+}
+
+const ROUTER_VETH_IP: &str = "10.1.0.2";
+const NFT_TABLE: &str = "tsloss";
+
+impl Routed {
+    fn new(name: &str) -> Routed {
+        let client = Netns::new(&format!("{name}c"));
+        let router = Netns::new(&format!("{name}r"));
+        let pid = std::process::id();
+        let (va, vb) = (format!("tl{pid}a"), format!("tl{pid}b"));
+        let ok = |ns: &Netns, args: &[&str]| {
+            let out = ns.run(args, SECS(10));
+            assert!(out.success(), "{args:?} in {}: {out:#?}", ns.name);
+        };
+        // Created inside the client namespace with its peer moved straight
+        // into the router's: neither end ever exists in the root namespace.
+        ok(
+            &client,
+            &[
+                "ip",
+                "link",
+                "add",
+                &va,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &vb,
+                "netns",
+                &router.name,
+            ],
+        );
+        ok(&client, &["ip", "addr", "add", "10.1.0.1/24", "dev", &va]);
+        ok(
+            &client,
+            &["ip", "link", "set", &va, "gso_max_segs", "1", "up"],
+        );
+        ok(
+            &client,
+            &["ip", "route", "add", "10.0.0.0/24", "via", ROUTER_VETH_IP],
+        );
+        ok(
+            &router,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{ROUTER_VETH_IP}/24"),
+                "dev",
+                &vb,
+            ],
+        );
+        ok(&router, &["ip", "link", "set", &vb, "up"]);
+        ok(&router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let mut ip = Command::new("ip");
+        ip.args(["-o", "link", "show"]);
+        let root = run_cmd(ip, b"", SECS(10));
+        assert!(
+            root.success() && !root.stdout.contains(&va) && !root.stdout.contains(&vb),
+            "a test veth is in the root namespace: {root:#?}"
+        );
+        Routed {
+            client,
+            router,
+            veth: (va, vb),
+        }
+    }
+
+    /// Drops `pct`% of the TCP frames the router forwards, each direction
+    /// counted separately; also counts forwarded packets longer than the
+    /// MTU (a GSO/GRO super-packet would make the loss bursty).
+    fn drop_tcp(&self, pct: u32) {
+        let vb = &self.veth.1;
+        let rules = format!(
+            "table ip {NFT_TABLE} {{
+  chain lossy {{
+    type filter hook forward priority filter; policy accept;
+    ip length > 1500 counter comment \"over_mtu\"
+    iifname \"{vb}\" meta l4proto tcp counter comment \"k2s_seen\"
+    iifname \"{vb}\" meta l4proto tcp numgen random mod 100 < {pct} counter drop comment \"k2s_drop\"
+    iifname \"{TAP}\" meta l4proto tcp counter comment \"s2k_seen\"
+    iifname \"{TAP}\" meta l4proto tcp numgen random mod 100 < {pct} counter drop comment \"s2k_drop\"
+  }}
+}}
+"
+        );
+        let out = self
+            .router
+            .run_stdin(&["nft", "-f", "-"], rules.as_bytes(), SECS(10));
+        assert!(out.success(), "nft rules: {out:#?}");
+    }
+
+    /// Packet counts of the rules, by comment.
+    fn nft_counters(&self) -> BTreeMap<String, u64> {
+        let out = self
+            .router
+            .run(&["nft", "list", "table", "ip", NFT_TABLE], SECS(10));
+        assert!(out.success(), "{out:#?}");
+        out.stdout
+            .lines()
+            .filter_map(|l| {
+                let (_, comment) = l.split_once("comment \"")?;
+                let (_, after) = l.split_once("counter packets ")?;
+                let n = after.split_whitespace().next()?.parse().ok()?;
+                Some((comment.trim_end_matches('"').to_string(), n))
+            })
+            .collect()
+    }
+}
+
+/// Issue 5: 100 MiB each way through the echo service while the router
+/// drops 5% of the TCP frames in each direction, byte-exact.
+#[test]
+fn echo_100mib_with_5pct_routed_loss_sha256() {
+    if !require_root() {
+        return;
+    }
+    let net = Routed::new("loss5");
+    let stack = StackProc::echo(&net.router, &["--gateway", HOST_IP]);
+    // ICMP is not dropped: once ping crosses the router both ways, the
+    // route and both ARP entries are in place.
+    assert!(
+        (0..10).any(|_| net.client.ping_once(STACK_IP)),
+        "the client namespace cannot reach the stack through the router; stack stderr:\n{}",
+        stack.stderr_now()
+    );
+    net.drop_tcp(5);
+    let bytes = 100 * MIB;
+    // Measured ~180 s on the 2-core VM under load (issue 5 notes); the
+    // bound leaves room for a slower, busier machine.
+    let secs = run_echo(&net.client, bytes, 720);
+    let c = net.nft_counters();
+    eprintln!(
+        "routed 5% loss: 100 MiB echoed in {secs:.1} s: {:.1} Mbit/s each way; nft: {c:?}",
+        mbit(bytes, secs)
+    );
+    assert_eq!(c["over_mtu"], 0, "super-packets were forwarded: {c:?}");
+    for dir in ["k2s", "s2k"] {
+        let (seen, dropped) = (c[&format!("{dir}_seen")], c[&format!("{dir}_drop")]);
+        // At least one full-size frame per MSS of data went this way (so
+        // every drop is one frame), and the drop rate is near 5%.
+        assert!(seen >= bytes / 1460, "{dir}: only {seen} frames: {c:?}");
+        let pct = dropped as f64 * 100.0 / seen as f64;
+        assert!(
+            (1.0..10.0).contains(&pct),
+            "{dir}: {dropped} of {seen} frames dropped ({pct:.2}%): {c:?}"
+        );
+    }
+    stop_and_print(stack, "routed 5% loss");
 }
 
 #[test]

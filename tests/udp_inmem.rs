@@ -330,8 +330,8 @@ fn bsd_server_and_client_flow() {
 fn bsd_errors_flags_and_poll() {
     let p = Pair::new();
     assert_eq!(
-        bsd::socket(&p.a, Domain::Inet, Type::Stream),
-        Err(Errno::EPROTONOSUPPORT)
+        bsd::socket(&p.a, Domain::Inet6, Type::Stream),
+        Err(Errno::EAFNOSUPPORT)
     );
     assert_eq!(
         bsd::socket(&p.a, Domain::Inet6, Type::Dgram),

@@ -1,7 +1,7 @@
 //! `TcpListener` and `TcpStream`, mirroring `std::net`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -49,10 +49,21 @@ impl Inner {
         timeout: Option<Duration>,
         op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
+        self.block_with(false, timeout, op)
+    }
+
+    /// As `block`; `dontwait` makes this one call non-blocking whatever
+    /// the socket's mode (the BSD facade's `MSG_DONTWAIT`).
+    fn block_with<T>(
+        &self,
+        dontwait: bool,
+        timeout: Option<Duration>,
+        op: impl FnMut(&mut Core) -> io::Result<T>,
+    ) -> io::Result<T> {
         let o = opts(&self.options);
         self.net.shared.block_on(
             self.id(),
-            !o.nonblocking,
+            !o.nonblocking && !dontwait,
             timeout,
             io::ErrorKind::WouldBlock,
             op,
@@ -99,16 +110,40 @@ impl TcpListener {
     }
 
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.accept_with(None)
+    }
+
+    /// `accept` that gives up after `timeout` with `WouldBlock` (the BSD
+    /// facade: Linux applies SO_RCVTIMEO to accept, see socket(7)).
+    pub(crate) fn accept_with(
+        &self,
+        timeout: Option<Duration>,
+    ) -> io::Result<(TcpStream, SocketAddr)> {
         let listener = self.inner.handle;
         let (h, peer) = self
             .inner
-            .block(None, |core| core.stack.tcp.accept(listener))?;
+            .block(timeout, |core| core.stack.tcp.accept(listener))?;
         Ok((
             TcpStream {
                 inner: Inner::new(&self.inner.net, h),
             },
             SocketAddr::V4(peer),
         ))
+    }
+
+    /// Checks that nothing listens on `local` and resolves port 0 to a
+    /// free ephemeral port, without keeping anything. For the BSD
+    /// facade's `bind`: Linux claims the port at bind time, the stack only
+    /// when it listens or connects. (A listener opened and closed inside
+    /// one lock of the stack: no segment can reach it.)
+    pub(crate) fn probe(net: &Net, local: SocketAddrV4) -> io::Result<SocketAddrV4> {
+        net.shared.with_core(|core| {
+            let tcp = &mut core.stack.tcp;
+            let h = tcp.listen(local, 1)?;
+            let addr = tcp.local_addr(h);
+            tcp.close(h);
+            addr
+        })
     }
 
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
@@ -163,21 +198,41 @@ impl TcpStream {
         addr: impl ToSocketAddrs,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
-        let remote = to_v4(addr)?;
+        let stream = TcpStream::connect_start(net, None, to_v4(addr)?)?;
+        stream.wait_connected(true, timeout, io::ErrorKind::TimedOut)?;
+        Ok(stream)
+    }
+
+    /// Sends the SYN (from `local`, or the stack's address and an
+    /// ephemeral port) and returns at once, in SYN-SENT.
+    pub(crate) fn connect_start(
+        net: &Net,
+        local: Option<SocketAddrV4>,
+        remote: SocketAddrV4,
+    ) -> io::Result<TcpStream> {
         let handle = net.shared.with_core(|core| {
             let now = core.now();
-            core.stack.tcp.connect(now, None, remote)
+            core.stack.tcp.connect(now, local, remote)
         })?;
-        let stream = TcpStream {
+        Ok(TcpStream {
             inner: Inner::new(net, handle),
-        };
-        // Wait for the handshake (SYN-SENT -> ESTABLISHED) or its failure.
-        net.shared.block_on(
-            stream.inner.id(),
-            true,
-            timeout,
-            io::ErrorKind::TimedOut,
-            |core| {
+        })
+    }
+
+    /// Waits for the handshake (SYN-SENT -> ESTABLISHED) or its failure.
+    /// Not `blocking`: checks once, `WouldBlock` while in progress; after
+    /// `timeout`, fails with `timeout_kind`.
+    pub(crate) fn wait_connected(
+        &self,
+        blocking: bool,
+        timeout: Option<Duration>,
+        timeout_kind: io::ErrorKind,
+    ) -> io::Result<()> {
+        let handle = self.inner.handle;
+        self.inner
+            .net
+            .shared
+            .block_on(self.inner.id(), blocking, timeout, timeout_kind, |core| {
                 let tcp = &mut core.stack.tcp;
                 if let Some(e) = tcp.take_error(handle) {
                     return Err(e);
@@ -192,9 +247,7 @@ impl TcpStream {
                     )),
                     _ => Ok(()),
                 }
-            },
-        )?;
-        Ok(stream)
+            })
     }
 
     pub(crate) fn id(&self) -> SocketId {
@@ -272,27 +325,48 @@ impl TcpStream {
     }
 
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let h = self.inner.handle;
-        let t = opts(&self.inner.options).read_timeout;
-        self.inner.block(t, |core| core.stack.tcp.peek(h, buf))
+        self.recv_with(buf, true, false)
     }
 
     fn read_inner(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_with(buf, false, false)
+    }
+
+    /// One receive (or peek); `dontwait` makes this call non-blocking
+    /// whatever the stream's mode (the BSD facade's `MSG_DONTWAIT`).
+    pub(crate) fn recv_with(
+        &self,
+        buf: &mut [u8],
+        peek: bool,
+        dontwait: bool,
+    ) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
         let h = self.inner.handle;
         let t = opts(&self.inner.options).read_timeout;
-        self.inner.block(t, |core| core.stack.tcp.recv(h, buf))
+        self.inner.block_with(dontwait, t, |core| {
+            if peek {
+                core.stack.tcp.peek(h, buf)
+            } else {
+                core.stack.tcp.recv(h, buf)
+            }
+        })
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        self.send_with(buf, false)
+    }
+
+    /// One send (as much as fits); `dontwait` as in `recv_with`.
+    pub(crate) fn send_with(&self, buf: &[u8], dontwait: bool) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
         let h = self.inner.handle;
         let t = opts(&self.inner.options).write_timeout;
-        self.inner.block(t, |core| core.stack.tcp.send(h, buf))
+        self.inner
+            .block_with(dontwait, t, |core| core.stack.tcp.send(h, buf))
     }
 }
 
