@@ -55,6 +55,9 @@ pub struct Core {
     /// Merges TCP segments into GSO super-frames, when the device takes
     /// them and no fault injector needs to see single frames.
     coalescer: Option<Coalescer>,
+    /// When the sleeping stack thread wakes by itself at the latest (set
+    /// under the lock just before it sleeps; see `needs_wake`).
+    stack_wakes_at: Instant,
     /// Set when the device failed or the stack was shut down.
     pub stopped: Option<String>,
     events: Vec<SocketId>,
@@ -254,6 +257,16 @@ impl Core {
     fn poll_at(&self) -> Option<Instant> {
         crate::stack::time::earliest(self.stack.poll_at(), self.link.poll_at())
     }
+
+    /// Whether an application thread must wake the stack thread after an
+    /// operation: only when it moved the next deadline before the one the
+    /// stack thread sleeps until, or the device pushed back (the stack
+    /// thread must wait for POLLOUT). Every other wake-up would be a
+    /// context switch for nothing: the stack thread recomputes its
+    /// deadline under the lock before it sleeps.
+    fn needs_wake(&self) -> bool {
+        self.tx_blocked || self.poll_at().is_some_and(|t| t < self.stack_wakes_at)
+    }
 }
 
 impl Shared {
@@ -290,11 +303,18 @@ impl Shared {
             let result = op(&mut core);
             let now = core.now();
             core.transmit(now);
+            let wake = core.needs_wake();
             match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && blocking => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && blocking => {
+                    if wake {
+                        self.wake();
+                    }
+                }
                 r => {
                     drop(core);
-                    self.wake();
+                    if wake {
+                        self.wake();
+                    }
                     return r;
                 }
             }
@@ -319,8 +339,11 @@ impl Shared {
         let r = op(&mut core);
         let now = core.now();
         core.transmit(now);
+        let wake = core.needs_wake();
         drop(core);
-        self.wake();
+        if wake {
+            self.wake();
+        }
         r
     }
 }
@@ -346,6 +369,7 @@ pub fn start(
         next_poll: 0,
         tx_blocked: false,
         coalescer,
+        stack_wakes_at: Instant::ZERO,
         stopped: None,
         events: Vec::new(),
     };

@@ -4,6 +4,7 @@
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
@@ -12,6 +13,8 @@ use crate::device::{Device, RxKind};
 
 /// Frames read per wake-up before the lock is taken once for all of them.
 const BATCH: usize = 64;
+/// Longest sleep without a deadline.
+const IDLE: Duration = Duration::from_secs(60);
 /// Larger than any frame the TAP can deliver at MTU 65,535.
 const FRAME_BUF: usize = 65_536 + 64;
 
@@ -82,17 +85,15 @@ fn run(shared: &Shared, device: &dyn Device) {
             stop_with(shared, why);
             return;
         }
-        timeout_ms = if n == BATCH {
-            0 // more frames are probably waiting
+        let now = core.now();
+        let wake_at = if n == BATCH {
+            now // more frames are probably waiting
         } else {
-            match core.poll_at() {
-                Some(t) => {
-                    let us = t.total_micros().saturating_sub(core.now().total_micros());
-                    us.div_ceil(1000).min(60_000) as i32
-                }
-                None => 60_000,
-            }
+            core.poll_at().unwrap_or(now + IDLE).min(now + IDLE)
         };
+        core.stack_wakes_at = wake_at;
+        let us = wake_at.total_micros().saturating_sub(now.total_micros());
+        timeout_ms = us.div_ceil(1000) as i32;
     }
 }
 
