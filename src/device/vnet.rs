@@ -213,6 +213,11 @@ impl Coalescer {
         self.run.is_empty()
     }
 
+    /// Frames in the run.
+    pub fn len(&self) -> usize {
+        self.run.len()
+    }
+
     /// Whether `frame` may join the run: an empty run takes anything; a
     /// TCP run takes the next segment of the same flow when the kernel can
     /// cut the result back into exactly these segments (same addresses,

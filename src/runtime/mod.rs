@@ -167,12 +167,12 @@ impl Core {
     /// operation, so output never waits for the stack thread to wake up.
     pub fn transmit(&mut self, now: Instant) {
         self.stack.dispatch_transport(now);
-        if let Some(mut coalescer) = self.coalescer.take() {
-            self.transmit_coalesced(&mut coalescer);
+        if let Some(mut coalescer) = self.coalescer.take()
+            && self.transmit_coalesced(&mut coalescer)
+        {
             self.coalescer = Some(coalescer);
-            self.notify();
-            return;
         }
+        // Without GSO (or after the device refused it), frame by frame.
         let device = self.device.clone();
         while !self.tx_blocked {
             let Some(frame) = self.stack.poll_transmit() else {
@@ -200,21 +200,27 @@ impl Core {
     }
 
     /// `transmit` with GSO: runs of one flow's segments leave in one write.
-    fn transmit_coalesced(&mut self, co: &mut Coalescer) {
+    /// False when the device refused a super-frame: GSO is then off for
+    /// good (the run is lost to this attempt; TCP retransmits it).
+    fn transmit_coalesced(&mut self, co: &mut Coalescer) -> bool {
         while !self.tx_blocked {
             let Some(frame) = self.stack.poll_transmit() else {
                 break;
             };
-            self.link.observe_outbound(&frame);
-            if !co.fits(&frame) {
-                self.flush_run(co);
+            if !co.fits(&frame) && !self.flush_run(co) {
+                // This frame and the rest go out frame by frame.
+                self.stack.iface.outbox.unpop(frame);
+                return false;
             }
+            self.link.observe_outbound(&frame);
             co.push(frame);
         }
-        self.flush_run(co);
+        self.flush_run(co)
     }
 
-    fn flush_run(&mut self, co: &mut Coalescer) {
+    /// Writes the coalescer's run; false if the device refused GSO.
+    fn flush_run(&mut self, co: &mut Coalescer) -> bool {
+        let merged = co.len() > 1;
         let device = self.device.clone();
         let stack = &mut self.stack;
         let result = co.flush(&mut |parts| device.send_vnet(parts), &mut |f| {
@@ -233,8 +239,16 @@ impl Core {
                 counters.inc("tx.device_busy");
                 self.tx_blocked = true;
             }
+            Err(e) if merged && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                // A kernel that takes the virtio-net header but not our GSO
+                // frames (virtio_net_hdr_to_skb said no).
+                counters.inc("tx.gso_refused");
+                log::debug!("device refused a GSO super-frame ({e}): single frames from now on");
+                return false;
+            }
             Err(e) => log::debug!("device send failed: {e}"),
         }
+        true
     }
 
     fn receive(&mut self, now: Instant, frame: &[u8]) {
