@@ -202,12 +202,17 @@ class Tapstack(Contender):
         super().__init__(args)
         self.client_ns = self.stack_ns = args.stack_ns
 
+    # Set per row by run_row: the loss rows drop single frames, so the TAP
+    # offloads are off there (as TSO/GSO are off on the kernel's veth).
+    offload = True
+
     def start(self, kind, cpu):
         # stderr to a file, not a pipe: a pipe nobody reads during the run
         # would block a server that logs a lot.
         self.log = tempfile.TemporaryFile(mode="w+")
-        p = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap, "echo",
-                                       "--ws-port", "0"],
+        flags = [] if self.offload else ["--no-offload"]
+        p = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap] + flags +
+                  ["echo", "--ws-port", "0"],
                   stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         self.procs = [p]
         wait_ping(self.client_ns, self.target)
@@ -460,6 +465,7 @@ def run_row(row, contenders):
     started = []
     for c in active:
         try:
+            c.offload = row.pct == 0
             c.start(row.kind, row.server_cpu)
             started.append(c)
         except NotApplicable:
@@ -555,7 +561,7 @@ def drive(args):
           "tapstack/other (inverted for RTT, so > 1 is better). Kernel baseline: veth, "
           "tapbench servers (the same worker pool as tapstack's) for TCP, python3 for UDP; kernel "
           "TCP congestion control %s. Loss rows: nft prerouting drop of TCP frames "
-          "from the server, one frame at a time (veth: TSO/GSO off)."
+          "from the server, one frame at a time (veth: TSO/GSO off; tapstack: --no-offload)."
           % (RUNS, SECS, args.kernel_cc))
 
     verdicts = []

@@ -132,8 +132,23 @@ fn pcap_is_valid_for_tcpdump() {
         SECS(10),
     );
     assert_eq!(refused.kv()["result"], "refused", "{refused:#?}");
+    // TCP both ways: with TAP offloads the kernel's TSO super-frames are
+    // recorded whole (checksum completed), our segments as sent.
+    let tcp = py("tcp.py");
+    let mib = (4u64 << 20).to_string();
+    let discard = ns.run(
+        &["python3", &tcp, "discard", STACK_IP, "9", &mib, "3"],
+        SECS(30),
+    );
+    assert_eq!(discard.num("sent"), 4 << 20, "{discard:#?}");
+    let chargen = ns.run(
+        &["python3", &tcp, "chargen", STACK_IP, "19", "300000"],
+        SECS(30),
+    );
+    assert_eq!(chargen.kv()["bad_at"], "-1", "{chargen:#?}");
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);
+    assert!(counter(&stderr, "rx.gso_frames") > 0, "{stderr}");
 
     let dump = run_cmd(
         {
@@ -149,6 +164,15 @@ fn pcap_is_valid_for_tcpdump() {
     for bad in ["bad cksum", "incorrect", "truncated", "bad udp cksum"] {
         assert!(!text.contains(bad), "tcpdump says {bad:?}:\n{text}");
     }
+    let largest_tcp = text
+        .split("proto TCP (6), length ")
+        .skip(1)
+        .filter_map(|t| t.split(')').next()?.parse::<u32>().ok())
+        .max();
+    assert!(
+        largest_tcp.is_some_and(|l| l > 1500),
+        "no TCP super-frame in the capture (largest IP length {largest_tcp:?})"
+    );
     for want in [
         "ICMP echo request",
         "ICMP echo reply",

@@ -81,21 +81,33 @@ fn run_echo(client: &Netns, bytes: u64, timeout: u64) -> f64 {
     check_echo(&out, bytes, 42)
 }
 
-/// Stops the stack, asserts a clean exit and prints its TCP counters.
-fn stop_and_print(stack: StackProc, name: &str) {
+/// Stops the stack, asserts a clean exit, prints its TCP, fault and
+/// device counters, and returns all its counters.
+fn stop_and_print(stack: StackProc, name: &str) -> BTreeMap<String, u64> {
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);
-    let tcp: Vec<String> = counters(&stderr)
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("tcp.") || k.starts_with("fault."))
+    let all = counters(&stderr);
+    let tcp: Vec<String> = all
+        .iter()
+        .filter(|(k, _)| {
+            ["tcp.", "fault.", "tx.", "rx."]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     eprintln!("{name}: {}", tcp.join(" "));
+    all
+}
+
+fn gso_counters(c: &BTreeMap<String, u64>) -> [u64; 3] {
+    ["rx.gso_frames", "tx.gso_frames", "tx.gso_segments"].map(|k| c.get(k).copied().unwrap_or(0))
 }
 
 /// The python echo client sends 100 MiB of seeded random data while a
 /// second thread hashes the echo: both directions through the stack.
-fn echo_100mib(extra: &[&str], name: &str, timeout: u64) {
+/// Returns the stack's exit counters.
+fn echo_100mib(extra: &[&str], name: &str, timeout: u64) -> BTreeMap<String, u64> {
     let ns = Netns::new(name);
     let stack = StackProc::echo(&ns, extra);
     let bytes = 100 * MIB;
@@ -104,7 +116,7 @@ fn echo_100mib(extra: &[&str], name: &str, timeout: u64) {
         "{name}: 100 MiB echoed kernel->stack->kernel in {secs:.2} s: {:.0} Mbit/s each way",
         mbit(bytes, secs)
     );
-    stop_and_print(stack, name);
+    stop_and_print(stack, name)
 }
 
 #[test]
@@ -130,7 +142,24 @@ fn echo_100mib_both_directions_sha256() {
     if !require_root() {
         return;
     }
-    echo_100mib(&[], "echo100", 120);
+    // TAP offloads are on by default: the kernel's TSO super-frames reach
+    // the stack whole, and the echo leaves as GSO super-frames.
+    let c = echo_100mib(&[], "echo100", 120);
+    let [rx, tx, tx_segs] = gso_counters(&c);
+    assert!(rx > 0, "no TSO super-frame received: {c:?}");
+    assert!(
+        tx > 0 && tx_segs >= 2 * tx,
+        "no GSO super-frame sent: {c:?}"
+    );
+}
+
+#[test]
+fn echo_100mib_without_offload_sha256() {
+    if !require_root() {
+        return;
+    }
+    let c = echo_100mib(&["--no-offload"], "echoplain", 120);
+    assert_eq!(gso_counters(&c), [0; 3], "--no-offload: {c:?}");
 }
 
 #[test]
@@ -138,7 +167,9 @@ fn echo_100mib_with_2pct_loss_sha256() {
     if !require_root() {
         return;
     }
-    echo_100mib(&["--loss", "0.02", "--seed", "1"], "echoloss", 180);
+    // Fault injection works on single frames, so it turns offloads off.
+    let c = echo_100mib(&["--loss", "0.02", "--seed", "1"], "echoloss", 180);
+    assert_eq!(gso_counters(&c), [0; 3], "offloads with --loss: {c:?}");
 }
 
 /// Client namespace -> router namespace -> stack, for loss on the router.

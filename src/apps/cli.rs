@@ -53,6 +53,9 @@ pub struct Cli {
     /// Print one line per frame and every TCP state change
     #[arg(long, global = true)]
     pub trace: bool,
+    /// Plain frames on the TAP: no checksum/TSO offloads, no GSO super-frames
+    #[arg(long, global = true)]
+    pub no_offload: bool,
     /// Drop each frame (both directions) with probability P (0.01 or 1%)
     #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub loss: f64,
@@ -188,15 +191,24 @@ fn block_signals() -> SigSet {
 fn bring_up(cli: &Cli) -> Result<(Net, Arc<TapDevice>), String> {
     let host = (!cli.no_host_config).then_some(cli.host_addr);
     config::check_addresses(cli.addr, host, cli.gateway)?;
-    let tap = Arc::new(TapDevice::open(&cli.tap)?);
+    let link = cli.link_options();
+    // The fault injector acts on single frames: a 64 KB super-frame would
+    // be dropped, duplicated or corrupted as one, so faults turn offloads
+    // off.
+    let offload = !cli.no_offload && !link.fault.is_active();
+    if !cli.no_offload && !offload {
+        log::debug!("fault injection on: TAP offloads off");
+    }
+    let tap = Arc::new(TapDevice::open(&cli.tap, offload)?);
     if !cli.no_host_config {
         hostcfg::configure(tap.name(), &cli.host_addr.to_string(), cli.mtu as usize)?;
     }
     let device: Arc<dyn Device> = tap.clone();
-    let net = Net::start(device, cli.stack_config(), &cli.link_options())?;
+    let net = Net::start(device, cli.stack_config(), &link)?;
     log::info!(
-        "tapstack up on {} as {} ({}), kernel side {}",
+        "tapstack up on {} (offloads {}) as {} ({}), kernel side {}",
         tap.name(),
+        if tap.offload() { "on" } else { "off" },
         cli.addr,
         cli.mac,
         if cli.no_host_config {

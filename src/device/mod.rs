@@ -8,9 +8,12 @@ pub mod hostcfg;
 pub mod pair;
 pub mod pcap;
 pub mod tap;
+pub mod vnet;
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
+
+pub use vnet::RxKind;
 
 /// A frame-oriented, non-blocking, pollable device.
 pub trait Device: Send + Sync {
@@ -22,4 +25,23 @@ pub trait Device: Send + Sync {
     fn fd(&self) -> BorrowedFd<'_>;
     /// Human-readable name for logs ("tap0", "pair").
     fn name(&self) -> &str;
+
+    /// Reads one frame and says what it is (a TAP with offloads may hand
+    /// over a TCP super-frame, or a frame to drop).
+    fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxKind)> {
+        self.recv(buf).map(|n| (n, RxKind::Plain))
+    }
+
+    /// True when the device takes virtio-net headers on writes
+    /// ([`Device::send_vnet`]), so TCP segments may be merged into GSO
+    /// super-frames.
+    fn gso(&self) -> bool {
+        false
+    }
+
+    /// Writes one frame given as slices, the first being a virtio-net
+    /// header ([`vnet::VNET_HDR_LEN`] bytes). Only when `gso()` is true.
+    fn send_vnet(&self, _parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }

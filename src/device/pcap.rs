@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Classic pcap magic for microsecond timestamps.
 pub const PCAP_MAGIC: u32 = 0xa1b2_c3d4;
 /// Largest frame we record whole; longer frames are cut to this length.
-pub const SNAPLEN: u32 = 65535;
+/// tcpdump's default: covers a TSO super-frame (14 + 65,535 bytes).
+pub const SNAPLEN: u32 = 262_144;
 /// LINKTYPE_ETHERNET: every record starts with an Ethernet header.
 pub const LINKTYPE_ETHERNET: u32 = 1;
 
@@ -89,7 +90,7 @@ mod tests {
                 2, 0, 4, 0, // version 2.4
                 0, 0, 0, 0, // thiszone
                 0, 0, 0, 0, // sigfigs
-                0xff, 0xff, 0, 0, // snaplen 65535
+                0, 0, 4, 0, // snaplen 262144
                 1, 0, 0, 0, // LINKTYPE_ETHERNET
             ]
         );

@@ -85,6 +85,21 @@ impl Link {
         }
     }
 
+    /// True when a fault injector runs: it must see every frame on its
+    /// own, so segments are not merged into super-frames.
+    pub fn faults_active(&self) -> bool {
+        self.fault_rx.is_some() || self.fault_tx.is_some()
+    }
+
+    /// A frame the stack sends that the runtime will merge with others
+    /// into a super-frame: captured and traced as the stack made it (each
+    /// segment, with its own checksums), as the peer sees it after the
+    /// kernel cuts the super-frame back. Only without fault injection.
+    pub fn observe_outbound(&mut self, frame: &[u8]) {
+        let mut none = |_: &[u8]| {};
+        wire_out(&mut self.pcap, self.trace, frame, &mut none);
+    }
+
     /// Releases frames held for reordering whose time has come.
     pub fn flush_due(
         &mut self,

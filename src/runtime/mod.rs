@@ -21,6 +21,7 @@ use std::time::Duration;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::device::Device;
+use crate::device::vnet::Coalescer;
 use crate::stack::socket::{Readiness, SocketId};
 use crate::stack::{Instant, Stack};
 pub use clock::Clock;
@@ -51,6 +52,9 @@ pub struct Core {
     next_poll: PollId,
     /// Frames the device refused (it pushed back); retried on POLLOUT.
     tx_blocked: bool,
+    /// Merges TCP segments into GSO super-frames, when the device takes
+    /// them and no fault injector needs to see single frames.
+    coalescer: Option<Coalescer>,
     /// Set when the device failed or the stack was shut down.
     pub stopped: Option<String>,
     events: Vec<SocketId>,
@@ -202,6 +206,12 @@ impl Core {
     /// operation, so output never waits for the stack thread to wake up.
     pub fn transmit(&mut self, now: Instant) {
         self.stack.dispatch_transport(now);
+        if let Some(mut coalescer) = self.coalescer.take()
+            && self.transmit_coalesced(&mut coalescer)
+        {
+            self.coalescer = Some(coalescer);
+        }
+        // Without GSO (or after the device refused it), frame by frame.
         let device = self.device.clone();
         while !self.tx_blocked {
             let Some(frame) = self.stack.poll_transmit() else {
@@ -226,6 +236,58 @@ impl Core {
             self.stack.recycle(frame);
         }
         self.notify();
+    }
+
+    /// `transmit` with GSO: runs of one flow's segments leave in one write.
+    /// False when the device refused a super-frame: GSO is then off for
+    /// good (the run is lost to this attempt; TCP retransmits it).
+    fn transmit_coalesced(&mut self, co: &mut Coalescer) -> bool {
+        while !self.tx_blocked {
+            let Some(frame) = self.stack.poll_transmit() else {
+                break;
+            };
+            if !co.fits(&frame) && !self.flush_run(co) {
+                // This frame and the rest go out frame by frame.
+                self.stack.iface.outbox.unpop(frame);
+                return false;
+            }
+            self.link.observe_outbound(&frame);
+            co.push(frame);
+        }
+        self.flush_run(co)
+    }
+
+    /// Writes the coalescer's run; false if the device refused GSO.
+    fn flush_run(&mut self, co: &mut Coalescer) -> bool {
+        let merged = co.len() > 1;
+        let device = self.device.clone();
+        let stack = &mut self.stack;
+        let result = co.flush(&mut |parts| device.send_vnet(parts), &mut |f| {
+            stack.recycle(f)
+        });
+        let counters = &mut self.stack.iface.counters;
+        match result {
+            Ok(segs) if segs > 1 => {
+                counters.inc("tx.gso_frames");
+                counters.add("tx.gso_segments", segs as u64);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // As in `transmit`: the run is lost to this attempt (TCP
+                // retransmits); stop writing until POLLOUT.
+                counters.inc("tx.device_busy");
+                self.tx_blocked = true;
+            }
+            Err(e) if merged && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                // A kernel that takes the virtio-net header but not our GSO
+                // frames (virtio_net_hdr_to_skb said no).
+                counters.inc("tx.gso_refused");
+                log::debug!("device refused a GSO super-frame ({e}): single frames from now on");
+                return false;
+            }
+            Err(e) => log::debug!("device send failed: {e}"),
+        }
+        true
     }
 
     fn receive(&mut self, now: Instant, frame: &[u8]) {
@@ -399,6 +461,7 @@ pub fn start(
     link: &link::LinkOptions,
 ) -> Result<Arc<Shared>, String> {
     let link = Link::new(link)?;
+    let coalescer = (device.gso() && !link.faults_active()).then(Coalescer::new);
     let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
         .map_err(|e| format!("cannot create eventfd: {e}"))?;
     let core = Core {
@@ -411,6 +474,7 @@ pub fn start(
         socket_polls: HashMap::new(),
         next_poll: 0,
         tx_blocked: false,
+        coalescer,
         stopped: None,
         events: Vec::new(),
         wakes: Vec::new(),

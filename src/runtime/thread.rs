@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::Shared;
-use crate::device::Device;
+use crate::device::{Device, RxKind};
 
 /// Frames read per wake-up before the lock is taken once for all of them.
 const BATCH: usize = 64;
@@ -27,7 +27,7 @@ pub fn spawn(
 
 fn run(shared: &Shared, device: &dyn Device) {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; FRAME_BUF]).collect();
-    let mut lens = [0usize; BATCH];
+    let mut lens = [(0usize, RxKind::Plain); BATCH];
     let mut timeout_ms: i32 = 0;
     let mut want_write = false;
     let mut wakes = Vec::new();
@@ -67,7 +67,16 @@ fn run(shared: &Shared, device: &dyn Device) {
         core.sleeping = None;
         let now = core.now();
         for i in 0..n {
-            core.receive(now, &bufs[i][..lens[i]]);
+            let (len, kind) = lens[i];
+            match kind {
+                RxKind::Plain => {}
+                RxKind::Gso => core.stack.iface.counters.inc("rx.gso_frames"),
+                RxKind::Dropped(why) => {
+                    core.stack.iface.counters.inc(why);
+                    continue;
+                }
+            }
+            core.receive(now, &bufs[i][..len]);
         }
         if writable {
             core.tx_blocked = false;
@@ -104,13 +113,13 @@ fn run(shared: &Shared, device: &dyn Device) {
 fn read_batch(
     device: &dyn Device,
     bufs: &mut [Vec<u8>],
-    lens: &mut [usize],
+    lens: &mut [(usize, RxKind)],
 ) -> (usize, Option<String>) {
     let mut n = 0;
     while n < bufs.len() {
-        match device.recv(&mut bufs[n]) {
-            Ok(len) => {
-                lens[n] = len;
+        match device.recv_frame(&mut bufs[n]) {
+            Ok(got) => {
+                lens[n] = got;
                 n += 1;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -381,6 +381,11 @@ impl Tcb {
             // The segment filled (part of) a hole: ACK at once.
             self.ack_now = true;
         } else {
+            // RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK at least every second
+            // full-sized segment. A TSO super-segment (TAP offload) counts
+            // as the segments it carries, so one of 2+ MSS is ACKed at once.
+            let carried = data.len().div_ceil(self.our_mss.max(1));
+            self.unacked_segs += carried.saturating_sub(1).min(2) as u32;
             self.schedule_ack(env, false);
         }
         if let Some(f) = self.ooo_fin
