@@ -26,7 +26,11 @@ impl Tcb {
         }
         if self.rtx_first {
             self.rtx_first = false;
-            self.retransmit_una(env, ip);
+            if self.rack_ok && self.in_sack_recovery() {
+                self.retransmit_first_lost(env, ip);
+            } else {
+                self.retransmit_una(env, ip);
+            }
         }
         if self.tlp_now {
             self.tlp_now = false;
@@ -89,6 +93,19 @@ impl Tcb {
         }
         self.snd_nxt = nxt.max(self.snd_nxt);
         self.tlp_high = self.snd_max;
+    }
+
+    /// RFC 6675 5 step 4.2: the first lost segment goes out at once,
+    /// whatever the pipe.
+    fn retransmit_first_lost(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
+        let Some((seq, len)) = self.next_lost() else {
+            return self.retransmit_una(env, ip);
+        };
+        let fin = self.fin_queued && seq + len == self.data_end();
+        self.send_data(env, ip, seq, len, fin);
+        if let Some(r) = self.recovery.as_mut() {
+            r.high_rxt = r.high_rxt.max(seq + len);
+        }
     }
 
     /// Retransmits the segment at SND.UNA (fast retransmit, partial ACK).
@@ -208,6 +225,9 @@ impl Tcb {
         let offset = seq.distance_from(self.tx_base);
         let sent = self.transmit(env, ip, &hdr, offset, len);
         let end = seq + len + usize::from(fin);
+        if self.rack_ok {
+            self.rack.on_send(seq, end, self.snd_max, env.now);
+        }
         if seq.lt(self.snd_max) {
             self.rtx_segs += 1;
             self.rtx_bytes += len as u64;

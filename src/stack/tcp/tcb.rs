@@ -10,6 +10,7 @@ use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::cc::{CongestionControl, new_congestion_control};
 use super::config::TcpConfig;
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::Seq;
@@ -138,6 +139,8 @@ pub struct Tcb {
     /// Window scaling negotiated (RFC 7323 2.2).
     pub ws_ok: bool,
     pub sack_ok: bool,
+    /// RACK loss detection runs (SACK negotiated and `TcpConfig::rack`).
+    pub rack_ok: bool,
     pub ts_ok: bool,
     pub ts_recent: u32,
     pub ts_recent_at: Instant,
@@ -180,6 +183,8 @@ pub struct Tcb {
     pub inflation: usize,
     pub rtx_first: bool,
     pub sb: Scoreboard,
+    /// RFC 8985 RACK state and per-segment records (SACK connections).
+    pub rack: Rack,
 
     pub rtx_segs: u64,
     pub rtx_bytes: u64,
@@ -236,6 +241,7 @@ impl Tcb {
             rcv_wscale: 0,
             ws_ok: false,
             sack_ok: false,
+            rack_ok: false,
             ts_ok: false,
             ts_recent: 0,
             ts_recent_at: now,
@@ -267,6 +273,7 @@ impl Tcb {
             inflation: 0,
             rtx_first: false,
             sb: Scoreboard::new(),
+            rack: Rack::new(),
             rtx_segs: 0,
             rtx_bytes: 0,
             error: None,
@@ -319,6 +326,7 @@ impl Tcb {
         self.persist_at = None;
         self.ka_at = None;
         self.linger_at = None;
+        self.rack.timer = None;
         self.ack_now = false;
         self.changed = true;
     }
@@ -439,6 +447,7 @@ impl Tcb {
         use crate::stack::time::earliest;
         let mut t = earliest(self.rtx_at, self.delack_at);
         t = earliest(t, self.tlp_at);
+        t = earliest(t, self.rack.timer);
         t = earliest(t, self.persist_at);
         t = earliest(t, self.ka_at);
         earliest(t, self.linger_at)

@@ -28,6 +28,12 @@ impl Tcb {
                 self.tlp_now = true;
             }
         }
+        if due(self.rack.timer, now) {
+            self.rack.timer = None;
+            if self.rack_ok && self.state.is_synchronized() {
+                self.on_rack_timer(env);
+            }
+        }
         if due(self.delack_at, now) {
             self.delack_at = None;
             env.counters.inc("tcp.delayed_ack_sent");
