@@ -472,3 +472,190 @@ impl Rack {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::rng::Rng;
+
+    fn never(_: Instant) -> bool {
+        false
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    /// The running counts agree with the records, which tile
+    /// [first start, last end) in order.
+    fn check(r: &Rack) {
+        let flight: usize = r.segs.iter().map(SentSeg::in_flight).sum();
+        let lost = r.segs.iter().filter(|s| s.lost).count();
+        let sacked = r.segs.iter().filter(|s| s.sacked).count();
+        assert_eq!(
+            (r.in_flight, r.lost_segs, r.sacked_segs),
+            (flight, lost, sacked)
+        );
+        for w in r.segs.iter().collect::<Vec<_>>().windows(2) {
+            assert_eq!(w[0].end, w[1].start, "{:?}", r.segs);
+        }
+        assert!(
+            r.segs
+                .iter()
+                .all(|s| s.start.lt(s.end) && !(s.lost && s.sacked))
+        );
+    }
+
+    /// Ten 100-byte segments from seq 0, sent 1 ms apart.
+    fn ten() -> Rack {
+        let mut r = Rack::new();
+        for i in 0..10u32 {
+            r.on_send(
+                Seq(i * 100),
+                Seq(i * 100 + 100),
+                Seq(i * 100),
+                at(u64::from(i)),
+            );
+        }
+        check(&r);
+        r
+    }
+
+    #[test]
+    fn lost_by_time_order_then_lost_again() {
+        let mut r = ten();
+        let mut sb = Scoreboard::new();
+        sb.update(Seq(0), Seq(1000), &[(Seq(200), Seq(300))]);
+        r.on_sack(&[(Seq(200), Seq(300))], &sb, at(12), &never);
+        assert!(r.commit(Seq(0), Seq(1000), false));
+        assert_eq!(r.rtt, Duration::from_millis(10));
+        // Zero window: 0 and 1 were sent before 2 and are lost; 3.. were
+        // sent after it and are not.
+        let d = r.detect_loss(at(12), Duration::ZERO);
+        assert_eq!((d.lost, d.lost_rtx, d.timer), (2, 0, None));
+        assert_eq!(r.first_lost(), Some((Seq(0), Seq(100))));
+        assert_eq!(r.pipe(), 700);
+        // Retransmit 0 at 12 ms; 9 is delivered, but was sent before it.
+        r.on_send(Seq(0), Seq(100), Seq(1000), at(12));
+        assert_eq!(r.pipe(), 800);
+        sb.update(Seq(0), Seq(1000), &[(Seq(900), Seq(1000))]);
+        r.on_sack(&[(Seq(900), Seq(1000))], &sb, at(20), &never);
+        r.commit(Seq(0), Seq(1000), false);
+        let d = r.detect_loss(at(20), Duration::ZERO);
+        assert_eq!((d.lost, d.lost_rtx), (6, 0));
+        // New data after the retransmission is delivered: it is lost too.
+        r.on_send(Seq(1000), Seq(1100), Seq(1000), at(13));
+        sb.update(Seq(0), Seq(1100), &[(Seq(1000), Seq(1100))]);
+        r.on_sack(&[(Seq(1000), Seq(1100))], &sb, at(23), &never);
+        r.commit(Seq(0), Seq(1100), false);
+        let d = r.detect_loss(at(23), Duration::ZERO);
+        assert_eq!((d.lost, d.lost_rtx), (1, 1));
+        check(&r);
+    }
+
+    #[test]
+    fn reordering_window_arms_the_timer() {
+        let mut r = ten();
+        let mut sb = Scoreboard::new();
+        sb.update(Seq(0), Seq(1000), &[(Seq(100), Seq(200))]);
+        r.on_sack(&[(Seq(100), Seq(200))], &sb, at(11), &never);
+        r.commit(Seq(0), Seq(1000), false);
+        // Segment 0 went out 1 ms before 1: with a 2 ms window it has
+        // until 0 + 10 + 2 ms.
+        let d = r.detect_loss(at(11), Duration::from_millis(2));
+        assert_eq!((d.lost, d.timer), (0, Some(at(12))));
+        assert_eq!(r.detect_loss(at(12), Duration::from_millis(2)).lost, 1);
+        // A never-retransmitted segment below RACK.fack: reordering.
+        assert!(!r.reordering_seen);
+        r.on_cum_ack(Seq(100), at(13), &never);
+        assert!(r.reordering_seen);
+        check(&r);
+    }
+
+    #[test]
+    fn cumulative_ack_samples_only_unambiguous_segments() {
+        let mut r = ten();
+        assert_eq!(r.on_cum_ack(Seq(150), at(10), &never), Some(at(10) - at(0)));
+        check(&r);
+        r.on_send(Seq(150), Seq(200), Seq(1000), at(11));
+        check(&r);
+        // Segment [150, 200) was retransmitted: no sample (Karn).
+        assert_eq!(r.on_cum_ack(Seq(300), at(20), &never), None);
+        assert_eq!(r.segs.front().map(|s| s.start), Some(Seq(300)));
+        assert!(r.commit(Seq(300), Seq(1000), false));
+        // A retransmission "delivered" sooner than min_RTT is the original
+        // (RFC 8985 6.2 step 2): RACK.rtt keeps its value.
+        r.on_send(Seq(300), Seq(400), Seq(1000), at(20));
+        r.on_cum_ack(Seq(400), at(21), &never);
+        assert!(!r.commit(Seq(400), Seq(1000), false));
+    }
+
+    #[test]
+    fn rto_marks_the_first_and_the_expired() {
+        let mut r = ten();
+        r.mark_lost_on_rto(at(5), Duration::ZERO);
+        // RACK.rtt is 0 (nothing delivered): sent at or before 5 ms.
+        assert_eq!(r.lost_segs, 6);
+        r.clear_sacked();
+        check(&r);
+    }
+
+    #[test]
+    fn records_stay_bounded() {
+        let mut r = Rack::new();
+        for i in 0..(MAX_SEGS as u32 + 500) {
+            r.on_send(Seq(i), Seq(i + 1), Seq(i), at(1));
+        }
+        assert_eq!(r.segs.len(), MAX_SEGS);
+        check(&r);
+        // Splits are refused at the bound; the retransmission takes the
+        // whole record.
+        r.on_send(Seq(5000), Seq(5001), Seq(MAX_SEGS as u32 + 500), at(2));
+        assert_eq!(r.segs.len(), MAX_SEGS);
+        check(&r);
+    }
+
+    #[test]
+    fn counts_survive_random_operations() {
+        let mut rng = Rng::new(3);
+        for _ in 0..50 {
+            let (mut r, mut sb) = (Rack::new(), Scoreboard::new());
+            let (mut una, mut max, mut now) = (Seq(u32::MAX - 3000), Seq(u32::MAX - 3000), 0);
+            for _ in 0..200 {
+                now += rng.range(0, 3);
+                let t = at(now);
+                match rng.range(0, 6) {
+                    0 | 1 => {
+                        let len = rng.range(1, 300) as usize;
+                        r.on_send(max, max + len, max, t);
+                        max += len;
+                    }
+                    2 if max.gt(una) => {
+                        let s = una + rng.range(0, max.distance_from(una) as u64) as usize;
+                        let e = s + rng.range(1, 400) as usize;
+                        r.on_send(s, e.min(max), max, t);
+                    }
+                    3 if max.gt(una) => {
+                        let s = una + rng.range(0, max.distance_from(una) as u64) as usize;
+                        let b = [(s, (s + rng.range(1, 500) as usize).min(max))];
+                        sb.update(una, max, &b);
+                        r.on_sack(&b, &sb, t, &never);
+                    }
+                    4 => {
+                        una = una + rng.range(0, max.distance_from(una) as u64 + 1) as usize;
+                        sb.advance(una);
+                        r.on_cum_ack(una, t, &never);
+                    }
+                    _ => {
+                        r.commit(una, max, false);
+                        r.detect_loss(t, Duration::from_millis(rng.range(0, 3)));
+                    }
+                }
+                check(&r);
+                if let Some(first) = r.segs.front() {
+                    assert_eq!(first.start, una);
+                }
+            }
+        }
+    }
+}

@@ -411,6 +411,35 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Seeded 5% loss on the data path only (as the benchmark's loss rows),
+/// 50 us RTT: RACK finds lost retransmissions and losses in the
+/// reordering window without the RTO; RFC 6675 alone leaves the lost
+/// retransmissions to it. Same seeds, both transfers byte-exact.
+#[test]
+fn sim_rack_needs_fewer_rtos() {
+    let f = Faults {
+        loss: 0.05,
+        dup: 0.0,
+        reorder: 0.0,
+        delay: Duration::from_micros(25),
+        a_only: true,
+    };
+    let (mut rack, mut plain) = (0, 0);
+    for seed in 1..=3 {
+        let run = |rack| {
+            let cfg = TcpConfig {
+                rack,
+                ..sim_config()
+            };
+            one_way(seed, f, cfg, 2 * MIB).1.get("tcp.rto")
+        };
+        rack += run(true);
+        plain += run(false);
+    }
+    eprintln!("RTOs: RACK {rack}, RFC 6675 only {plain}");
+    assert!(rack * 5 < plain, "RTOs: RACK {rack}, RFC 6675 only {plain}");
+}
+
 /// Measurement aid: `SIM_LOSS=0.05 SIM_DELAY_US=25 SIM_SEED=1 cargo test
 /// --release --lib sim_measure -- --ignored --nocapture` prints the
 /// virtual time and the sender's counters of a one-way transfer.
