@@ -310,7 +310,8 @@ impl Tcb {
                 newly_sacked = self.sb.update(self.snd_una, self.snd_max, blocks);
             }
             if self.rack_ok {
-                self.rack_on_ack(env, seg, blocks);
+                let delivered = !duplicate || newly_sacked > 0;
+                self.rack_on_ack(env, seg, blocks, delivered);
             }
         }
         // RFC 9293 3.10.7.4: update the send window from newer segments.

@@ -23,11 +23,19 @@ impl Tcb {
     /// RACK's part of one ACK's processing (RFC 8985 6.2): SACKed
     /// segments are delivered; then, if the most recent delivery moved,
     /// losses are detected; a loss outside recovery starts one.
-    pub fn rack_on_ack(&mut self, env: &mut Env, seg: &InSeg, blocks: &[(Seq, Seq)]) {
+    pub fn rack_on_ack(
+        &mut self,
+        env: &mut Env,
+        seg: &InSeg,
+        blocks: &[(Seq, Seq)],
+        delivered: bool,
+    ) {
         let ack = seg.ack.unwrap_or(self.snd_una);
         if !blocks.is_empty() {
             let echo_before = self.echo_before(seg);
-            self.rack.on_sack(blocks, &self.sb, env.now, &echo_before);
+            let data_end = self.data_end();
+            self.rack
+                .on_sack(blocks, &self.sb, data_end, env.now, &echo_before);
         }
         if self
             .rack
@@ -38,21 +46,31 @@ impl Tcb {
         if self.rack.has_lost() && self.recovery.is_none() {
             self.enter_fast_recovery(env);
         }
+        if delivered && self.recovery.is_some() {
+            // In recovery the ACK clock is SACKs: each one that delivers
+            // data restarts the probe timeout (see `arm_tlp`).
+            self.tlp_used = false;
+            self.arm_tlp(env.now);
+        }
     }
 
     /// RACK_detect_loss_and_arm_timer() (RFC 8985 6.2 step 5, 6.3).
-    pub fn rack_detect(&mut self, env: &mut Env) {
+    pub fn rack_detect(&mut self, env: &mut Env) -> u64 {
         let reo_wnd = self.rack.reo_wnd(self.recovery.is_some(), self.rtt.srtt());
         let d = self.rack.detect_loss(env.now, reo_wnd);
         env.counters.add("tcp.rack_lost", d.lost);
         env.counters.add("tcp.rack_lost_retransmit", d.lost_rtx);
         self.rack.timer = d.timer;
+        d.lost
     }
 
     /// The RACK reordering timer fired (RFC 8985 6.3).
     pub fn on_rack_timer(&mut self, env: &mut Env) {
-        env.counters.inc("tcp.rack_timer");
-        self.rack_detect(env);
+        if self.rack_detect(env) > 0 {
+            // Counted only when it finds a loss: a timer that finds
+            // nothing cost no waiting.
+            env.counters.inc("tcp.rack_timer_lost");
+        }
         if self.rack.has_lost() && self.recovery.is_none() {
             self.enter_fast_recovery(env);
         }

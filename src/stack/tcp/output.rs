@@ -73,7 +73,9 @@ impl Tcb {
     }
 
     /// RFC 8985 7.3: the loss probe is one segment of new data if the
-    /// receiver's window allows, else the last segment sent again.
+    /// receiver's window allows, else the last segment sent again. In
+    /// recovery (see `arm_tlp`) the last segment is SACKed or in the
+    /// pipe: the head the receiver lacks goes instead, as an RTO's would.
     fn send_tlp(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
         let end = self.data_end();
         let unsent = end.distance_from(self.snd_max);
@@ -83,6 +85,8 @@ impl Tcb {
             let len = unsent.min(room).min(self.mss);
             let fin = self.fin_queued && self.snd_max + len == end;
             self.send_data(env, ip, self.snd_max, len, fin);
+        } else if self.recovery.is_some() {
+            self.retransmit_una(env, ip);
         } else {
             let fin = self.fin_queued && self.snd_max.gt(end);
             let len = end.distance_from(self.snd_una).min(self.mss);
@@ -149,9 +153,16 @@ impl Tcb {
         if avail == 0 && !fin_pending {
             return None;
         }
-        let in_flight = seq.distance_from(self.snd_una);
-        let cwnd = self.cc.cwnd() + self.inflation;
         let rtx = seq.lt(self.snd_max);
+        let mut in_flight = seq.distance_from(self.snd_una);
+        if self.rack_ok && !rtx && !self.sb.is_empty() {
+            // SACKed and lost segments have left the network: count the
+            // pipe (RFC 6675 2), as Linux counts packets in flight, so
+            // SACKs clock out new data while RACK waits out reo_wnd, and
+            // those segments' SACKs can reach DupThresh in an RTT.
+            in_flight = self.rack.pipe();
+        }
+        let cwnd = self.cc.cwnd() + self.inflation;
         let usable = if rtx {
             // Data already sent inside an earlier window: cwnd only, and
             // at least one segment when nothing is in flight.

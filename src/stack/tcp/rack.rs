@@ -277,11 +277,14 @@ impl Rack {
     }
 
     /// SACK blocks of one ACK, already merged into `sb`: records that
-    /// `sb` now covers whole are delivered.
+    /// `sb` now covers whole are delivered. `data_end` is where a FIN
+    /// would sit: SACK blocks cover data only (RFC 2018 3), so a record
+    /// ending with the FIN counts as covered when its data is.
     pub fn on_sack(
         &mut self,
         blocks: &[(Seq, Seq)],
         sb: &Scoreboard,
+        data_end: Seq,
         now: Instant,
         echo_before: &dyn Fn(Instant) -> bool,
     ) {
@@ -297,7 +300,8 @@ impl Rack {
                 if !r.start.lt(end) {
                     break;
                 }
-                if !r.sacked && sb.covers(r.start, r.end) {
+                let data = r.end.min(data_end);
+                if !r.sacked && r.start.lt(data) && sb.covers(r.start, data) {
                     self.set_sacked(i);
                     self.deliver(r, now, echo_before);
                 }
@@ -526,7 +530,7 @@ mod tests {
         let mut r = ten();
         let mut sb = Scoreboard::new();
         sb.update(Seq(0), Seq(1000), &[(Seq(200), Seq(300))]);
-        r.on_sack(&[(Seq(200), Seq(300))], &sb, at(12), &never);
+        r.on_sack(&[(Seq(200), Seq(300))], &sb, Seq(5000), at(12), &never);
         assert!(r.commit(Seq(0), Seq(1000), false));
         assert_eq!(r.rtt, Duration::from_millis(10));
         // Zero window: 0 and 1 were sent before 2 and are lost; 3.. were
@@ -539,14 +543,14 @@ mod tests {
         r.on_send(Seq(0), Seq(100), Seq(1000), at(12));
         assert_eq!(r.pipe(), 800);
         sb.update(Seq(0), Seq(1000), &[(Seq(900), Seq(1000))]);
-        r.on_sack(&[(Seq(900), Seq(1000))], &sb, at(20), &never);
+        r.on_sack(&[(Seq(900), Seq(1000))], &sb, Seq(5000), at(20), &never);
         r.commit(Seq(0), Seq(1000), false);
         let d = r.detect_loss(at(20), Duration::ZERO);
         assert_eq!((d.lost, d.lost_rtx), (6, 0));
         // New data after the retransmission is delivered: it is lost too.
         r.on_send(Seq(1000), Seq(1100), Seq(1000), at(13));
         sb.update(Seq(0), Seq(1100), &[(Seq(1000), Seq(1100))]);
-        r.on_sack(&[(Seq(1000), Seq(1100))], &sb, at(23), &never);
+        r.on_sack(&[(Seq(1000), Seq(1100))], &sb, Seq(5000), at(23), &never);
         r.commit(Seq(0), Seq(1100), false);
         let d = r.detect_loss(at(23), Duration::ZERO);
         assert_eq!((d.lost, d.lost_rtx), (1, 1));
@@ -558,7 +562,7 @@ mod tests {
         let mut r = ten();
         let mut sb = Scoreboard::new();
         sb.update(Seq(0), Seq(1000), &[(Seq(100), Seq(200))]);
-        r.on_sack(&[(Seq(100), Seq(200))], &sb, at(11), &never);
+        r.on_sack(&[(Seq(100), Seq(200))], &sb, Seq(5000), at(11), &never);
         r.commit(Seq(0), Seq(1000), false);
         // Segment 0 went out 1 ms before 1: with a 2 ms window it has
         // until 0 + 10 + 2 ms.
@@ -639,7 +643,7 @@ mod tests {
                         let s = una + rng.range(0, max.distance_from(una) as u64) as usize;
                         let b = [(s, (s + rng.range(1, 500) as usize).min(max))];
                         sb.update(una, max, &b);
-                        r.on_sack(&b, &sb, t, &never);
+                        r.on_sack(&b, &sb, max, t, &never);
                     }
                     4 => {
                         una = una + rng.range(0, max.distance_from(una) as u64 + 1) as usize;

@@ -146,8 +146,14 @@ impl Tcb {
         if !lost {
             // RFC 3042 Limited Transmit: each of the first two duplicate
             // ACKs lets one new segment out beyond cwnd, so that a small
-            // window can still produce the third duplicate ACK.
-            self.inflation = self.dupacks.min(DUP_THRESH - 1) as usize * self.mss;
+            // window can still produce the third duplicate ACK. With RACK
+            // and SACK blocks the pipe already frees what was SACKed.
+            let pipe_counts = self.rack_ok && !self.sb.is_empty();
+            self.inflation = if pipe_counts {
+                0
+            } else {
+                self.dupacks.min(DUP_THRESH - 1) as usize * self.mss
+            };
             return;
         }
         if self.rack_ok {
@@ -160,7 +166,10 @@ impl Tcb {
     /// recovery; reduce the window and retransmit the first lost segment.
     pub fn enter_fast_recovery(&mut self, env: &mut Env) {
         env.counters.inc("tcp.fast_retransmit");
-        let flight = self.bytes_in_flight();
+        // RFC 5681 eq. 4 / RFC 6675 5 step 4.2: FlightSize is all data
+        // sent and not cumulatively ACKed, SACKed bytes included; without
+        // them the window was cut twice (once by beta, once by the SACKs).
+        let flight = self.bytes_outstanding();
         self.cc.on_congestion_event(env.now, flight);
         self.recover = self.snd_max;
         self.recovery = Some(Recovery {
@@ -170,7 +179,9 @@ impl Tcb {
         });
         self.rtx_first = true;
         self.timed = None;
-        self.tlp_at = None;
+        if !self.rack_ok {
+            self.tlp_at = None;
+        }
         self.inflation = if self.sack_ok {
             0
         } else {
@@ -243,7 +254,7 @@ impl Tcb {
         env.counters.inc("tcp.rto");
         self.tlp_at = None;
         if self.rtt.backoff_count() == 0 {
-            let flight = self.bytes_in_flight();
+            let flight = self.bytes_outstanding();
             self.cc.on_retransmission_timeout(env.now, flight);
         }
         self.rtt.backoff();
@@ -272,6 +283,10 @@ impl Tcb {
             // RFC 6298 5.4: the earliest segment goes out whatever the
             // pipe (segments sent within RACK.rtt still count in it).
             self.rtx_first = true;
+            // A probe follows if that one is lost too (see `arm_tlp`),
+            // rather than a backed-off RTO.
+            self.tlp_used = false;
+            self.arm_tlp(env.now);
         } else {
             self.snd_nxt = self.snd_una;
         }

@@ -422,19 +422,30 @@ impl Tcb {
     }
 
     /// RFC 8985 7.2: schedule a probe timeout (PTO) of 2*SRTT (at least
-    /// 2 ms, plus the peer's delayed-ACK time when one segment is in
-    /// flight) so a lost tail is found at RTT scale instead of by the
-    /// retransmission timer (200 ms at best, ~2000 RTTs on a TAP).
+    /// 1 ms, the timer granularity RFC 9002 6.1.2 assumes; plus the peer's
+    /// delayed-ACK time when one segment is in flight) so a lost tail is
+    /// found at RTT scale instead of by the retransmission timer (200 ms
+    /// at best, ~4000 RTTs on a TAP).
+    ///
+    /// With RACK the probe is armed in loss recovery too, where RFC 8985
+    /// 7.2 does not: when every segment in flight is lost (a small window
+    /// at a few percent loss: the retransmission and what followed it),
+    /// nothing is left to deliver for RACK to reason from, and only the
+    /// RTO would be left, ~4000 RTTs on a TAP. A probe that gets through
+    /// lets RACK mark the rest lost (as QUIC's PTO, RFC 9002 6.2, which
+    /// runs in recovery). In recovery the receiver has a hole and ACKs at
+    /// once (RFC 5681 4.2), so no delayed-ACK allowance is added.
     pub fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
-        if self.tlp_used || self.recovery.is_some() || self.snd_max == self.snd_una {
+        let recovering = self.recovery.is_some();
+        if self.tlp_used || (recovering && !self.rack_ok) || self.snd_max == self.snd_una {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let mut pto = (srtt * 2).max(Duration::from_millis(2));
-        if self.bytes_in_flight() <= self.mss {
+        let mut pto = (srtt * 2).max(Duration::from_millis(1));
+        if self.bytes_in_flight() <= self.mss && !recovering {
             pto += Duration::from_millis(40);
         }
         let at = now + pto;

@@ -118,7 +118,7 @@ fn rack_reordering_window_waits_for_the_timer() {
     let r = h.one();
     assert_eq!((r.seq, r.payload.len()), (seq(1), MSS));
     let c = &h.layer.counters;
-    assert_eq!(c.get("tcp.rack_timer"), 1);
+    assert_eq!(c.get("tcp.rack_timer_lost"), 1);
     assert_eq!(c.get("tcp.fast_retransmit"), 1);
 }
 
