@@ -156,3 +156,36 @@ fn rto_still_fires_when_rack_sees_nothing_delivered() {
     assert_eq!((c.get("tcp.tlp_probe"), c.get("tcp.rto")), (1, 1));
     assert_eq!(c.get("tcp.rack_lost"), 0);
 }
+
+/// In recovery with nothing left in flight but a lost retransmission.
+/// Returns how long until the next transmission, and what it is.
+fn lost_retransmission_at_the_tail(rack: bool) -> (Harness, Duration, u32) {
+    let mut h = Harness::new(config(rack));
+    let c = establish(&mut h);
+    assert_eq!(write(&mut h, c, 6).len(), 6);
+    h.advance(RTT);
+    assert!(ack(&mut h, 1, &[]).is_empty());
+    let mut rtx = Vec::new();
+    for hi in 3..=6 {
+        rtx.extend(ack(&mut h, 1, &[(2, hi)]));
+    }
+    assert_eq!(rtx, [seq(1)]);
+    // That retransmission is lost; everything else has arrived, so no
+    // ACK will come: RACK has nothing to go on.
+    let waited = h.next_deadline();
+    let r = h.one();
+    (h, waited, r.seq)
+}
+
+#[test]
+fn loss_probe_in_recovery_resends_the_head_before_the_rto() {
+    let (h, waited, seq1) = lost_retransmission_at_the_tail(true);
+    // PTO = 2*SRTT (SRTT 10 ms): a probe, not a 200 ms RTO.
+    assert_eq!((waited, seq1), (2 * RTT, seq(1)));
+    let c = &h.layer.counters;
+    assert_eq!((c.get("tcp.tlp_probe"), c.get("tcp.rto")), (1, 0));
+    // RFC 6675 alone: the retransmission timer, from the last ACK.
+    let (h, waited, seq1) = lost_retransmission_at_the_tail(false);
+    assert_eq!((waited, seq1), (Duration::from_millis(200), seq(1)));
+    assert_eq!(h.layer.counters.get("tcp.rto"), 1);
+}
