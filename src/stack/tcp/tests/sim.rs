@@ -471,13 +471,11 @@ fn sim_measure() {
 #[test]
 #[ignore]
 fn sim_debug_one() {
-    let seed: u64 = std::env::var("SIM_SEED")
-        .map(|s| s.parse().unwrap())
-        .unwrap_or(40);
+    let seed: u64 = env_or("SIM_SEED", 40);
     let sack = std::env::var("SIM_SACK").is_ok();
     transfer(
         seed,
-        faults(0.03, 0.0, 0.0),
+        faults(env_or("SIM_LOSS", 0.03), 0.0, 0.0),
         TcpConfig {
             sack,
             ..sim_config()
