@@ -27,6 +27,10 @@ pub struct TcpConfig {
     pub syn_backlog: usize,
     pub cc: CcAlgorithm,
     pub sack: bool,
+    /// RACK-TLP loss detection (RFC 8985) on SACK connections; off, loss
+    /// is found by RFC 6675 IsLost() and DupThresh (as Linux's
+    /// net.ipv4.tcp_recovery).
+    pub rack: bool,
     pub timestamps: bool,
     pub window_scaling: bool,
     /// (idle, interval, probes); None = off.
@@ -53,6 +57,7 @@ impl Default for TcpConfig {
             syn_backlog: 256,
             cc: CcAlgorithm::default(),
             sack: true,
+            rack: true,
             timestamps: true,
             window_scaling: true,
             keepalive: None,

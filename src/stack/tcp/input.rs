@@ -87,6 +87,7 @@ impl Tcb {
             self.rcv_wscale = 0;
         }
         self.sack_ok = seg.sack_perm && env.cfg.sack;
+        self.rack_ok = self.sack_ok && env.cfg.rack;
         self.ts_ok = seg.ts.is_some() && env.cfg.timestamps;
         if let (Some((tsval, _)), true) = (seg.ts, self.ts_ok) {
             self.ts_recent = tsval;
@@ -298,9 +299,19 @@ impl Tcb {
             self.on_new_ack(env, seg, ack);
         }
         if self.sack_ok {
-            let blocks: Vec<(Seq, Seq)> = seg.sack.iter().flatten().copied().collect();
+            let mut buf = [(Seq(0), Seq(0)); 3];
+            let mut n = 0;
+            for (slot, block) in buf.iter_mut().zip(seg.sack.iter().flatten()) {
+                *slot = *block;
+                n += 1;
+            }
+            let blocks = &buf[..n];
             if !blocks.is_empty() {
-                newly_sacked = self.sb.update(self.snd_una, self.snd_max, &blocks);
+                newly_sacked = self.sb.update(self.snd_una, self.snd_max, blocks);
+            }
+            if self.rack_ok {
+                let delivered = !duplicate || newly_sacked > 0;
+                self.rack_on_ack(env, seg, blocks, delivered);
             }
         }
         // RFC 9293 3.10.7.4: update the send window from newer segments.

@@ -26,7 +26,11 @@ impl Tcb {
         }
         if self.rtx_first {
             self.rtx_first = false;
-            self.retransmit_una(env, ip);
+            if self.rack_ok && self.in_sack_recovery() {
+                self.retransmit_first_lost(env, ip);
+            } else {
+                self.retransmit_una(env, ip);
+            }
         }
         if self.tlp_now {
             self.tlp_now = false;
@@ -69,7 +73,9 @@ impl Tcb {
     }
 
     /// RFC 8985 7.3: the loss probe is one segment of new data if the
-    /// receiver's window allows, else the last segment sent again.
+    /// receiver's window allows, else the last segment sent again. In
+    /// recovery (see `arm_tlp`) the last segment is SACKed or in the
+    /// pipe: the head the receiver lacks goes instead, as an RTO's would.
     fn send_tlp(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
         let end = self.data_end();
         let unsent = end.distance_from(self.snd_max);
@@ -79,6 +85,8 @@ impl Tcb {
             let len = unsent.min(room).min(self.mss);
             let fin = self.fin_queued && self.snd_max + len == end;
             self.send_data(env, ip, self.snd_max, len, fin);
+        } else if self.recovery.is_some() {
+            self.retransmit_una(env, ip);
         } else {
             let fin = self.fin_queued && self.snd_max.gt(end);
             let len = end.distance_from(self.snd_una).min(self.mss);
@@ -89,6 +97,19 @@ impl Tcb {
         }
         self.snd_nxt = nxt.max(self.snd_nxt);
         self.tlp_high = self.snd_max;
+    }
+
+    /// RFC 6675 5 step 4.2: the first lost segment goes out at once,
+    /// whatever the pipe.
+    fn retransmit_first_lost(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
+        let Some((seq, len)) = self.next_lost() else {
+            return self.retransmit_una(env, ip);
+        };
+        let fin = self.fin_queued && seq + len == self.data_end();
+        self.send_data(env, ip, seq, len, fin);
+        if let Some(r) = self.recovery.as_mut() {
+            r.high_rxt = r.high_rxt.max(seq + len);
+        }
     }
 
     /// Retransmits the segment at SND.UNA (fast retransmit, partial ACK).
@@ -132,9 +153,16 @@ impl Tcb {
         if avail == 0 && !fin_pending {
             return None;
         }
-        let in_flight = seq.distance_from(self.snd_una);
-        let cwnd = self.cc.cwnd() + self.inflation;
         let rtx = seq.lt(self.snd_max);
+        let mut in_flight = seq.distance_from(self.snd_una);
+        if self.rack_ok && !rtx && !self.sb.is_empty() {
+            // SACKed and lost segments have left the network: count the
+            // pipe (RFC 6675 2), as Linux counts packets in flight, so
+            // SACKs clock out new data while RACK waits out reo_wnd, and
+            // those segments' SACKs can reach DupThresh in an RTT.
+            in_flight = self.rack.pipe();
+        }
+        let cwnd = self.cc.cwnd() + self.inflation;
         let usable = if rtx {
             // Data already sent inside an earlier window: cwnd only, and
             // at least one segment when nothing is in flight.
@@ -208,6 +236,9 @@ impl Tcb {
         let offset = seq.distance_from(self.tx_base);
         let sent = self.transmit(env, ip, &hdr, offset, len);
         let end = seq + len + usize::from(fin);
+        if self.rack_ok {
+            self.rack.on_send(seq, end, self.snd_max, env.now);
+        }
         if seq.lt(self.snd_max) {
             self.rtx_segs += 1;
             self.rtx_bytes += len as u64;

@@ -1,6 +1,7 @@
 //! Acknowledgment processing for the sender: RTT sampling (RFC 6298,
 //! RFC 7323 4), congestion control hooks, fast retransmit (RFC 5681 3.2),
-//! NewReno (RFC 6582) and SACK-based loss recovery (RFC 6675).
+//! NewReno (RFC 6582) and SACK-based loss recovery (RFC 6675), with loss
+//! detection by RACK (RFC 8985, `loss.rs`) on SACK connections.
 
 use std::time::Duration;
 
@@ -29,7 +30,13 @@ impl Tcb {
             self.snd_nxt = ack;
         }
         self.sb.advance(ack);
-        self.sample_rtt(now, seg, ack);
+        let rack_rtt = if self.rack_ok {
+            let echo_before = self.echo_before(seg);
+            self.rack.on_cum_ack(ack, now, &echo_before)
+        } else {
+            None
+        };
+        self.sample_rtt(now, seg, ack, rack_rtt);
         self.retries = 0;
         self.dupacks = 0;
         match self.recovery {
@@ -37,6 +44,7 @@ impl Tcb {
                 if r.kind == RecoveryKind::Fast {
                     self.cc.on_recovery_exit(now);
                 }
+                self.rack.on_recovery_exit();
                 self.recovery = None;
                 self.inflation = 0;
             }
@@ -67,9 +75,21 @@ impl Tcb {
         self.arm_tlp(now);
     }
 
-    /// RTT measurement: from TSecr (RFC 7323 4.1) or, without
-    /// timestamps, from one timed segment not retransmitted (Karn).
-    fn sample_rtt(&mut self, now: crate::stack::time::Instant, seg: &InSeg, ack: Seq) {
+    /// RTT measurement: from RACK's per-segment send times (microsecond
+    /// resolution, Karn-safe even during recovery), else from TSecr
+    /// (RFC 7323 4.1) or, without timestamps, from one timed segment not
+    /// retransmitted (Karn).
+    fn sample_rtt(
+        &mut self,
+        now: crate::stack::time::Instant,
+        seg: &InSeg,
+        ack: Seq,
+        rack_rtt: Option<Duration>,
+    ) {
+        if let Some(rtt) = rack_rtt {
+            self.rtt.sample(rtt);
+            return;
+        }
         if self.recovery.is_some() {
             // During loss recovery the echoed timestamp is that of the last
             // segment before the hole (RFC 7323 4.3), so a sample would
@@ -108,22 +128,48 @@ impl Tcb {
             Some(_) => return,
             None => {}
         }
-        // RFC 8985 7.4 (RACK's view of the probe): the probe went out at
-        // least 2*SRTT after everything below it, so a SACK for it while
-        // SND.UNA is still missing means SND.UNA was lost.
-        let probe_sacked = self.tlp_used && self.sack_ok && self.sb.is_sacked(self.tlp_high - 1);
-        let lost = self.dupacks >= self.dup_thresh()
-            || probe_sacked
-            || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss));
+        let lost = if self.rack_ok {
+            // With SACK information RACK decides what is lost (RFC 8985
+            // 6.2, in place of the DupThresh rule, in `rack_on_ack`);
+            // duplicate ACKs count only while the peer sends no blocks.
+            self.sb.is_empty() && self.dupacks >= self.dup_thresh()
+        } else {
+            // RFC 8985 7.4 (RACK's view of the probe): the probe went out
+            // at least 2*SRTT after everything below it, so a SACK for it
+            // while SND.UNA is still missing means SND.UNA was lost.
+            let probe_sacked =
+                self.tlp_used && self.sack_ok && self.sb.is_sacked(self.tlp_high - 1);
+            self.dupacks >= self.dup_thresh()
+                || probe_sacked
+                || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss))
+        };
         if !lost {
             // RFC 3042 Limited Transmit: each of the first two duplicate
             // ACKs lets one new segment out beyond cwnd, so that a small
-            // window can still produce the third duplicate ACK.
-            self.inflation = self.dupacks as usize * self.mss;
+            // window can still produce the third duplicate ACK. With RACK
+            // and SACK blocks the pipe already frees what was SACKed.
+            let pipe_counts = self.rack_ok && !self.sb.is_empty();
+            self.inflation = if pipe_counts {
+                0
+            } else {
+                self.dupacks.min(DUP_THRESH - 1) as usize * self.mss
+            };
             return;
         }
+        if self.rack_ok {
+            self.rack.mark_lost(self.snd_una);
+        }
+        self.enter_fast_recovery(env);
+    }
+
+    /// RFC 5681 3.2 / RFC 6675 5 step 4: a loss was detected outside
+    /// recovery; reduce the window and retransmit the first lost segment.
+    pub fn enter_fast_recovery(&mut self, env: &mut Env) {
         env.counters.inc("tcp.fast_retransmit");
-        let flight = self.bytes_in_flight();
+        // RFC 5681 eq. 4 / RFC 6675 5 step 4.2: FlightSize is all data
+        // sent and not cumulatively ACKed, SACKed bytes included; without
+        // them the window was cut twice (once by beta, once by the SACKs).
+        let flight = self.bytes_outstanding();
         self.cc.on_congestion_event(env.now, flight);
         self.recover = self.snd_max;
         self.recovery = Some(Recovery {
@@ -133,9 +179,14 @@ impl Tcb {
         });
         self.rtx_first = true;
         self.timed = None;
-        if !self.sack_ok {
-            self.inflation = DUP_THRESH as usize * self.mss;
+        if !self.rack_ok {
+            self.tlp_at = None;
         }
+        self.inflation = if self.sack_ok {
+            0
+        } else {
+            DUP_THRESH as usize * self.mss
+        };
     }
 
     /// Duplicate ACKs that signal a loss: DupThresh, lowered by RFC 5827
@@ -158,16 +209,24 @@ impl Tcb {
     pub fn sack_next(&mut self) -> Option<(Seq, usize)> {
         let r = self.recovery?;
         let high_rxt = r.high_rxt.max(self.snd_una);
-        let pipe = self.sb.pipe(self.snd_una, self.snd_max, high_rxt, self.mss);
+        let pipe = if self.rack_ok {
+            self.rack.pipe()
+        } else {
+            self.sb.pipe(self.snd_una, self.snd_max, high_rxt, self.mss)
+        };
         if self.cc.cwnd() < pipe + self.mss {
             return None;
         }
-        // Rule 1: lost and not SACKed.
-        if let Some(s) = self
-            .sb
-            .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false)
-        {
-            return Some(s);
+        // Rule 1: lost and not SACKed; RACK's marks stand in for IsLost()
+        // when it runs (RFC 8985 6.2 step 5).
+        let rule1 = if self.rack_ok {
+            self.next_lost()
+        } else {
+            self.sb
+                .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false)
+        };
+        if rule1.is_some() {
+            return rule1;
         }
         // Rule 2: new data the receiver's window allows.
         let unsent = self.data_end().distance_from(self.snd_max);
@@ -180,17 +239,22 @@ impl Tcb {
             .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, true)
     }
 
+    /// Loss recovery by NextSeg(): after fast retransmit with SACK, and
+    /// with RACK after a timeout too (RFC 8985 6.3).
     pub fn in_sack_recovery(&self) -> bool {
-        self.sack_ok && matches!(self.recovery, Some(r) if r.kind == RecoveryKind::Fast)
+        match self.recovery {
+            Some(r) => self.sack_ok && (r.kind == RecoveryKind::Fast || self.rack_ok),
+            None => false,
+        }
     }
 
     /// After an RTO (RFC 6298 5.4-5.6, RFC 5681 3.1): back off, collapse
-    /// the window and go back to SND.UNA.
+    /// the window and go back to SND.UNA (with RACK: mark the lost).
     pub fn on_rto_data(&mut self, env: &mut Env) {
         env.counters.inc("tcp.rto");
         self.tlp_at = None;
         if self.rtt.backoff_count() == 0 {
-            let flight = self.bytes_in_flight();
+            let flight = self.bytes_outstanding();
             self.cc.on_retransmission_timeout(env.now, flight);
         }
         self.rtt.backoff();
@@ -208,7 +272,23 @@ impl Tcb {
             // Repeated timeouts: the receiver may have reneged on SACKed
             // data (RFC 2018 8, RFC 6675 5.1), so forget the scoreboard.
             self.sb.clear();
+            self.rack.clear_sacked();
         }
-        self.snd_nxt = self.snd_una;
+        if self.rack_ok {
+            // RFC 8985 6.3: mark what is lost and let NextSeg resend it;
+            // RACK keeps watching the retransmissions.
+            let reo_wnd = self.rack.reo_wnd(true, self.rtt.srtt());
+            self.rack.mark_lost_on_rto(env.now, reo_wnd);
+            self.rack.timer = None;
+            // RFC 6298 5.4: the earliest segment goes out whatever the
+            // pipe (segments sent within RACK.rtt still count in it).
+            self.rtx_first = true;
+            // A probe follows if that one is lost too (see `arm_tlp`),
+            // rather than a backed-off RTO.
+            self.tlp_used = false;
+            self.arm_tlp(env.now);
+        } else {
+            self.snd_nxt = self.snd_una;
+        }
     }
 }

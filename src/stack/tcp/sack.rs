@@ -61,6 +61,32 @@ impl Scoreboard {
         self.ranges.iter().any(|&(s, e)| seq.in_range(s, e))
     }
 
+    /// `[start, end)` lies inside one SACKed range.
+    pub fn covers(&self, start: Seq, end: Seq) -> bool {
+        let i = self.ranges.partition_point(|&(_, e)| e.le(start));
+        self.ranges
+            .get(i)
+            .is_some_and(|&(s, e)| s.le(start) && end.le(e))
+    }
+
+    /// The first un-SACKed stretch of `[start, end)`, if any.
+    pub fn first_hole(&self, start: Seq, end: Seq) -> Option<(Seq, Seq)> {
+        let mut cursor = start;
+        for &(s, e) in &self.ranges {
+            if !cursor.lt(end) {
+                return None;
+            }
+            if e.le(cursor) {
+                continue;
+            }
+            if cursor.lt(s) {
+                return Some((cursor, s.min(end)));
+            }
+            cursor = e;
+        }
+        cursor.lt(end).then_some((cursor, end))
+    }
+
     pub fn sacked_bytes(&self) -> usize {
         self.ranges.iter().map(|&(s, e)| e.distance_from(s)).sum()
     }

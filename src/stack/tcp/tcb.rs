@@ -10,6 +10,7 @@ use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::cc::{CongestionControl, new_congestion_control};
 use super::config::TcpConfig;
+use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::seq::Seq;
@@ -138,6 +139,8 @@ pub struct Tcb {
     /// Window scaling negotiated (RFC 7323 2.2).
     pub ws_ok: bool,
     pub sack_ok: bool,
+    /// RACK loss detection runs (SACK negotiated and `TcpConfig::rack`).
+    pub rack_ok: bool,
     pub ts_ok: bool,
     pub ts_recent: u32,
     pub ts_recent_at: Instant,
@@ -180,6 +183,8 @@ pub struct Tcb {
     pub inflation: usize,
     pub rtx_first: bool,
     pub sb: Scoreboard,
+    /// RFC 8985 RACK state and per-segment records (SACK connections).
+    pub rack: Rack,
 
     pub rtx_segs: u64,
     pub rtx_bytes: u64,
@@ -236,6 +241,7 @@ impl Tcb {
             rcv_wscale: 0,
             ws_ok: false,
             sack_ok: false,
+            rack_ok: false,
             ts_ok: false,
             ts_recent: 0,
             ts_recent_at: now,
@@ -267,6 +273,7 @@ impl Tcb {
             inflation: 0,
             rtx_first: false,
             sb: Scoreboard::new(),
+            rack: Rack::new(),
             rtx_segs: 0,
             rtx_bytes: 0,
             error: None,
@@ -319,6 +326,7 @@ impl Tcb {
         self.persist_at = None;
         self.ka_at = None;
         self.linger_at = None;
+        self.rack.timer = None;
         self.ack_now = false;
         self.changed = true;
     }
@@ -414,19 +422,30 @@ impl Tcb {
     }
 
     /// RFC 8985 7.2: schedule a probe timeout (PTO) of 2*SRTT (at least
-    /// 2 ms, plus the peer's delayed-ACK time when one segment is in
-    /// flight) so a lost tail is found at RTT scale instead of by the
-    /// retransmission timer (200 ms at best, ~2000 RTTs on a TAP).
+    /// 1 ms, the timer granularity RFC 9002 6.1.2 assumes; plus the peer's
+    /// delayed-ACK time when one segment is in flight) so a lost tail is
+    /// found at RTT scale instead of by the retransmission timer (200 ms
+    /// at best, ~4000 RTTs on a TAP).
+    ///
+    /// With RACK the probe is armed in loss recovery too, where RFC 8985
+    /// 7.2 does not: when every segment in flight is lost (a small window
+    /// at a few percent loss: the retransmission and what followed it),
+    /// nothing is left to deliver for RACK to reason from, and only the
+    /// RTO would be left, ~4000 RTTs on a TAP. A probe that gets through
+    /// lets RACK mark the rest lost (as QUIC's PTO, RFC 9002 6.2, which
+    /// runs in recovery). In recovery the receiver has a hole and ACKs at
+    /// once (RFC 5681 4.2), so no delayed-ACK allowance is added.
     pub fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
-        if self.tlp_used || self.recovery.is_some() || self.snd_max == self.snd_una {
+        let recovering = self.recovery.is_some();
+        if self.tlp_used || (recovering && !self.rack_ok) || self.snd_max == self.snd_una {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let mut pto = (srtt * 2).max(Duration::from_millis(2));
-        if self.bytes_in_flight() <= self.mss {
+        let mut pto = (srtt * 2).max(Duration::from_millis(1));
+        if self.bytes_in_flight() <= self.mss && !recovering {
             pto += Duration::from_millis(40);
         }
         let at = now + pto;
@@ -439,6 +458,7 @@ impl Tcb {
         use crate::stack::time::earliest;
         let mut t = earliest(self.rtx_at, self.delack_at);
         t = earliest(t, self.tlp_at);
+        t = earliest(t, self.rack.timer);
         t = earliest(t, self.persist_at);
         t = earliest(t, self.ka_at);
         earliest(t, self.linger_at)

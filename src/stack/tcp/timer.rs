@@ -22,10 +22,17 @@ impl Tcb {
         }
         if due(self.tlp_at, now) {
             self.tlp_at = None;
-            if self.recovery.is_none() && self.snd_max != self.snd_una && !self.tlp_used {
+            let allowed = self.recovery.is_none() || self.rack_ok;
+            if allowed && self.snd_max != self.snd_una && !self.tlp_used {
                 env.counters.inc("tcp.tlp_probe");
                 self.tlp_used = true;
                 self.tlp_now = true;
+            }
+        }
+        if due(self.rack.timer, now) {
+            self.rack.timer = None;
+            if self.rack_ok && self.state.is_synchronized() {
+                self.on_rack_timer(env);
             }
         }
         if due(self.delack_at, now) {

@@ -1,7 +1,8 @@
-//! Segment-script tests (`script`, `script_data`) and the two-endpoint
+//! Segment-script tests (`script`, `script_data`, `script_rack`) and the two-endpoint
 //! simulated link (`sim`).
 
 mod harness;
 mod script;
 mod script_data;
+mod script_rack;
 mod sim;

@@ -123,12 +123,12 @@ fn data_rto_floor_doubling_and_give_up() {
     h.layer.send(c, b"hello").unwrap();
     h.dispatch();
     assert_eq!(h.one().payload, b"hello");
-    // RFC 8985 tail loss probe first: PTO = max(2*SRTT, 2 ms) plus 40 ms
+    // RFC 8985 tail loss probe first: PTO = max(2*SRTT, 1 ms) plus 40 ms
     // for the peer's delayed ACK, as only one segment is in flight.
-    assert_eq!(h.next_deadline(), Duration::from_millis(42));
+    assert_eq!(h.next_deadline(), Duration::from_millis(41));
     assert_eq!(h.one().payload, b"hello");
     // The retransmission timer still runs from the original send.
-    assert_eq!(h.next_deadline(), Duration::from_millis(158));
+    assert_eq!(h.next_deadline(), Duration::from_millis(159));
     for ms in [None, Some(400), Some(800)] {
         if let Some(ms) = ms {
             assert_eq!(h.next_deadline(), Duration::from_millis(ms));

@@ -1,0 +1,105 @@
+//! RACK-TLP loss detection (RFC 8985 section 6) wired into the
+//! connection: which ACK fields feed `Rack`, when losses are looked for,
+//! and how a loss starts recovery. The RFC 6675 NextSeg() in
+//! `recovery.rs` then retransmits what RACK marked lost.
+
+use super::options::InSeg;
+use super::seq::Seq;
+use super::tcb::{Env, Tcb};
+use crate::stack::time::Instant;
+
+impl Tcb {
+    /// The ACK's TSecr predates a given send time (RFC 8985 6.2 step 2):
+    /// it then acknowledges an earlier transmission of that segment.
+    pub fn echo_before(&self, seg: &InSeg) -> impl Fn(Instant) -> bool + use<> {
+        let ecr = seg.ts.filter(|_| self.ts_ok).map(|(_, ecr)| ecr);
+        let offset = self.ts_offset;
+        move |t: Instant| {
+            let sent = (t.total_millis() as u32).wrapping_add(offset);
+            ecr.is_some_and(|e| (e.wrapping_sub(sent) as i32) < 0)
+        }
+    }
+
+    /// RACK's part of one ACK's processing (RFC 8985 6.2): SACKed
+    /// segments are delivered; then, if the most recent delivery moved,
+    /// losses are detected; a loss outside recovery starts one.
+    pub fn rack_on_ack(
+        &mut self,
+        env: &mut Env,
+        seg: &InSeg,
+        blocks: &[(Seq, Seq)],
+        delivered: bool,
+    ) {
+        let ack = seg.ack.unwrap_or(self.snd_una);
+        if !blocks.is_empty() {
+            let echo_before = self.echo_before(seg);
+            let data_end = self.data_end();
+            self.rack
+                .on_sack(blocks, &self.sb, data_end, env.now, &echo_before);
+        }
+        if self
+            .rack
+            .commit(self.snd_una, self.snd_max, is_dsack(blocks, ack))
+        {
+            self.rack_detect(env);
+        }
+        if self.rack.has_lost() && self.recovery.is_none() {
+            self.enter_fast_recovery(env);
+        }
+        if delivered && self.recovery.is_some() {
+            // In recovery the ACK clock is SACKs: each one that delivers
+            // data restarts the probe timeout (see `arm_tlp`).
+            self.tlp_used = false;
+            self.arm_tlp(env.now);
+        }
+    }
+
+    /// RACK_detect_loss_and_arm_timer() (RFC 8985 6.2 step 5, 6.3).
+    pub fn rack_detect(&mut self, env: &mut Env) -> u64 {
+        let reo_wnd = self.rack.reo_wnd(self.recovery.is_some(), self.rtt.srtt());
+        let d = self.rack.detect_loss(env.now, reo_wnd);
+        env.counters.add("tcp.rack_lost", d.lost);
+        env.counters.add("tcp.rack_lost_retransmit", d.lost_rtx);
+        self.rack.timer = d.timer;
+        d.lost
+    }
+
+    /// The RACK reordering timer fired (RFC 8985 6.3).
+    pub fn on_rack_timer(&mut self, env: &mut Env) {
+        if self.rack_detect(env) > 0 {
+            // Counted only when it finds a loss: a timer that finds
+            // nothing cost no waiting.
+            env.counters.inc("tcp.rack_timer_lost");
+        }
+        if self.rack.has_lost() && self.recovery.is_none() {
+            self.enter_fast_recovery(env);
+        }
+    }
+
+    /// The first lost range to retransmit, clipped to what is still
+    /// un-SACKed and to one segment: (seq, data length; FIN follows when
+    /// it ends at the end of the data).
+    pub fn next_lost(&mut self) -> Option<(Seq, usize)> {
+        // Each pass marks one record SACKed or returns: bounded.
+        while let Some((start, end)) = self.rack.first_lost() {
+            match self.sb.first_hole(start, end) {
+                Some((s, e)) => {
+                    let data_end = e.min(self.data_end());
+                    return Some((s, data_end.distance_from(s).min(self.mss)));
+                }
+                None => self.rack.sacked_range(start, end),
+            }
+        }
+        None
+    }
+}
+
+/// RFC 2883 4: the first block reports a duplicate when it lies below
+/// the cumulative ACK or inside the second block.
+fn is_dsack(blocks: &[(Seq, Seq)], ack: Seq) -> bool {
+    match blocks {
+        [(_, e), ..] if e.le(ack) => true,
+        [(s, e), (s2, e2), ..] => s2.le(*s) && e.le(*e2),
+        _ => false,
+    }
+}
