@@ -5,13 +5,18 @@ use std::io;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::time::TimeSpec;
 
 use super::Shared;
 use crate::device::{Device, RxKind};
 
 /// Frames read per wake-up before the lock is taken once for all of them.
 const BATCH: usize = 64;
+/// Longest sleep without a deadline (a bound, not a timer anyone needs).
+const MAX_SLEEP_US: u64 = 60_000_000;
 /// Larger than any frame the TAP can deliver at MTU 65,535.
 const FRAME_BUF: usize = 65_536 + 64;
 
@@ -28,7 +33,7 @@ pub fn spawn(
 fn run(shared: &Shared, device: &dyn Device) {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; FRAME_BUF]).collect();
     let mut lens = [(0usize, RxKind::Plain); BATCH];
-    let mut timeout_ms: i32 = 0;
+    let mut timeout_us: u64 = 0;
     let mut want_write = false;
     let mut wakes = Vec::new();
     loop {
@@ -43,8 +48,11 @@ fn run(shared: &Shared, device: &dyn Device) {
             ),
             PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
         ];
-        let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::MAX);
-        if let Err(e) = poll(&mut fds, timeout)
+        // ppoll, not poll: microsecond timeouts. RACK's reordering timer
+        // and the loss probe are a fraction of a millisecond on a fast link;
+        // rounding them up to whole milliseconds delayed every recovery.
+        let timeout = TimeSpec::from_duration(Duration::from_micros(timeout_us));
+        if let Err(e) = ppoll(&mut fds, Some(timeout), None)
             && e != nix::errno::Errno::EINTR
         {
             stop_with(shared, format!("poll failed: {e}"));
@@ -90,15 +98,15 @@ fn run(shared: &Shared, device: &dyn Device) {
             return;
         }
         let until = core.poll_at();
-        timeout_ms = if n == BATCH {
+        timeout_us = if n == BATCH {
             0 // more frames are probably waiting
         } else {
             match until {
-                Some(t) => {
-                    let us = t.total_micros().saturating_sub(core.now().total_micros());
-                    us.div_ceil(1000).min(60_000) as i32
-                }
-                None => 60_000,
+                Some(t) => t
+                    .total_micros()
+                    .saturating_sub(core.now().total_micros())
+                    .min(MAX_SLEEP_US),
+                None => MAX_SLEEP_US,
             }
         };
         core.sleeping = Some(super::Sleep { until, want_write });
