@@ -37,36 +37,10 @@ fn run(shared: &Shared, device: &dyn Device) {
     let mut want_write = false;
     let mut wakes = Vec::new();
     loop {
-        let mut fds = [
-            PollFd::new(
-                device.fd(),
-                if want_write {
-                    PollFlags::POLLIN | PollFlags::POLLOUT
-                } else {
-                    PollFlags::POLLIN
-                },
-            ),
-            PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
-        ];
-        // ppoll, not poll: microsecond timeouts. RACK's reordering timer
-        // and the loss probe are a fraction of a millisecond on a fast link;
-        // rounding them up to whole milliseconds delayed every recovery.
-        let timeout = TimeSpec::from_duration(Duration::from_micros(timeout_us));
-        if let Err(e) = ppoll(&mut fds, Some(timeout), None)
-            && e != nix::errno::Errno::EINTR
-        {
-            stop_with(shared, format!("poll failed: {e}"));
-            return;
-        }
-        let writable = fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLOUT));
-        if fds[1]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
-            let _ = shared.wake.read();
-        }
+        let writable = match sleep(shared, device, want_write, timeout_us) {
+            Ok(w) => w,
+            Err(why) => return stop_with(shared, why),
+        };
         let (n, failure) = read_batch(device, &mut bufs, &mut lens);
         let mut core = shared.lock();
         if core.stopped.is_some() {
@@ -114,6 +88,39 @@ fn run(shared: &Shared, device: &dyn Device) {
         drop(core);
         super::fire_wakes(&mut wakes);
     }
+}
+
+/// Sleeps in ppoll on the device and the wake-up eventfd for at most
+/// `timeout_us`. Returns whether the device became writable.
+fn sleep(
+    shared: &Shared,
+    device: &dyn Device,
+    want_write: bool,
+    timeout_us: u64,
+) -> Result<bool, String> {
+    let events = if want_write {
+        PollFlags::POLLIN | PollFlags::POLLOUT
+    } else {
+        PollFlags::POLLIN
+    };
+    let mut fds = [
+        PollFd::new(device.fd(), events),
+        PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
+    ];
+    // ppoll, not poll: microsecond timeouts. RACK's reordering timer and
+    // the loss probe are a fraction of a millisecond on a fast link;
+    // rounding them up to whole milliseconds delayed every recovery.
+    let timeout = TimeSpec::from_duration(Duration::from_micros(timeout_us));
+    if let Err(e) = ppoll(&mut fds, Some(timeout), None)
+        && e != nix::errno::Errno::EINTR
+    {
+        return Err(format!("poll failed: {e}"));
+    }
+    let has = |fd: &PollFd, flag| fd.revents().is_some_and(|r| r.contains(flag));
+    if has(&fds[1], PollFlags::POLLIN) {
+        let _ = shared.wake.read();
+    }
+    Ok(has(&fds[0], PollFlags::POLLOUT))
 }
 
 /// Reads up to BATCH frames without holding the lock. A read error other

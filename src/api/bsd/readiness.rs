@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Errno, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PollFd, Socket, table};
-use crate::api::poll::Source;
+use crate::api::poll::{Event, Source};
 use crate::api::{Events, Interest, Net, Poll, TcpListener, TcpStream, Token, UdpSocket};
 use crate::stack::socket::SocketId;
 
@@ -33,44 +33,7 @@ impl Source for Watched {
 /// same `Net` (EINVAL otherwise): one `Poll` waits on one stack.
 pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errno> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    let mut net: Option<Net> = None;
-    // (index into fds, socket to watch)
-    let mut watched: Vec<(usize, Watched)> = Vec::new();
-    let mut ready_now = 0;
-    {
-        let mut t = table();
-        for (i, p) in fds.iter_mut().enumerate() {
-            p.revents = 0;
-            let Ok(s) = t.get_mut(p.fd) else {
-                p.revents = POLLNVAL;
-                ready_now += 1;
-                continue;
-            };
-            match &net {
-                Some(n) if !Arc::ptr_eq(&n.shared, &s.net().shared) => return Err(Errno::EINVAL),
-                Some(_) => {}
-                None => net = Some(s.net().clone()),
-            }
-            let watch = match s {
-                Socket::Udp(u) => u.sock.clone().map(Watched::Udp),
-                Socket::Tcp(e) => e.watch(),
-            };
-            match (watch, s) {
-                (Some(w), _) => watched.push((i, w)),
-                // Unbound: sendto would work, nothing can arrive.
-                (None, Socket::Udp(_)) => {
-                    p.revents = p.events & POLLOUT;
-                    ready_now += usize::from(p.revents != 0);
-                }
-                // Neither connected nor listening: what Linux's tcp_poll
-                // says of a closed socket.
-                (None, Socket::Tcp(_)) => {
-                    p.revents = (p.events & POLLOUT) | POLLHUP;
-                    ready_now += 1;
-                }
-            }
-        }
-    }
+    let (net, watched, ready_now) = classify(fds)?;
     let Some(net) = net.filter(|_| !watched.is_empty()) else {
         if ready_now > 0 {
             return Ok(ready_now);
@@ -118,24 +81,76 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errn
     let mut n = ready_now;
     for e in &events {
         let p = &mut fds[e.token().0];
-        // Every registered interest is one of POLLIN/POLLOUT that was
-        // asked for, so each event gives a non-zero `revents`.
-        let mut r = 0;
-        if e.is_readable() {
-            r |= POLLIN;
-        }
-        if e.is_writable() {
-            r |= POLLOUT;
-        }
-        r &= p.events;
-        if e.is_error() {
-            r |= POLLERR;
-        }
-        if e.is_hup() {
-            r |= POLLHUP;
-        }
-        p.revents = r;
-        n += usize::from(r != 0);
+        p.revents = revents(e, p.events);
+        n += usize::from(p.revents != 0);
     }
     Ok(n)
+}
+
+/// Every registered interest is one of POLLIN/POLLOUT that was asked for,
+/// so each event gives a non-zero `revents`.
+fn revents(e: &Event, asked: i16) -> i16 {
+    let mut r = 0;
+    if e.is_readable() {
+        r |= POLLIN;
+    }
+    if e.is_writable() {
+        r |= POLLOUT;
+    }
+    r &= asked;
+    if e.is_error() {
+        r |= POLLERR;
+    }
+    if e.is_hup() {
+        r |= POLLHUP;
+    }
+    r
+}
+
+/// The `Net` of the watched sockets, (index, socket) pairs, ready count.
+type Classified = (Option<Net>, Vec<(usize, Watched)>, usize);
+
+/// Answers at once for descriptors that need no waiting (invalid, unbound,
+/// closed) and lists the sockets to watch, all of one `Net`. Returns that
+/// `Net`, the (index, socket) pairs to watch, and how many are ready now.
+fn classify(fds: &mut [PollFd]) -> Result<Classified, Errno> {
+    let mut net: Option<Net> = None;
+    // (index into fds, socket to watch)
+    let mut watched: Vec<(usize, Watched)> = Vec::new();
+    let mut ready_now = 0;
+    {
+        let mut t = table();
+        for (i, p) in fds.iter_mut().enumerate() {
+            p.revents = 0;
+            let Ok(s) = t.get_mut(p.fd) else {
+                p.revents = POLLNVAL;
+                ready_now += 1;
+                continue;
+            };
+            match &net {
+                Some(n) if !Arc::ptr_eq(&n.shared, &s.net().shared) => return Err(Errno::EINVAL),
+                Some(_) => {}
+                None => net = Some(s.net().clone()),
+            }
+            let watch = match s {
+                Socket::Udp(u) => u.sock.clone().map(Watched::Udp),
+                Socket::Tcp(e) => e.watch(),
+            };
+            match (watch, s) {
+                (Some(w), _) => watched.push((i, w)),
+                // Unbound: sendto would work, nothing can arrive.
+                (None, Socket::Udp(_)) => {
+                    p.revents = p.events & POLLOUT;
+                    ready_now += usize::from(p.revents != 0);
+                }
+                // Neither connected nor listening: what Linux's tcp_poll
+                // says of a closed socket.
+                (None, Socket::Tcp(_)) => {
+                    p.revents = (p.events & POLLOUT) | POLLHUP;
+                    ready_now += 1;
+                }
+            }
+        }
+    }
+    Ok((net, watched, ready_now))
 }
