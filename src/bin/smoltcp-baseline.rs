@@ -175,8 +175,7 @@ fn serve_udp_echo(handle: SocketHandle, sockets: &mut SocketSet, scratch: &mut [
     moved
 }
 
-fn run(cli: &Cli) -> Result<(), String> {
-    let signals = stop_signals()?;
+fn one_line_panics() {
     // smoltcp's TunTapInterface panics on a read error other than EAGAIN
     // (e.g. the TAP was deleted): make that one line and a clean exit code.
     std::panic::set_hook(Box::new(|info| {
@@ -189,7 +188,11 @@ fn run(cli: &Cli) -> Result<(), String> {
         eprintln!("smoltcp-baseline: fatal: {msg}");
         std::process::exit(1);
     }));
+}
 
+fn run(cli: &Cli) -> Result<(), String> {
+    let signals = stop_signals()?;
+    one_line_panics();
     let mut device = TunTapInterface::new(&cli.tap, Medium::Ethernet)
         .map_err(|e| format!("cannot open TAP {:?}: {e}", cli.tap))?;
     let fd = device.as_raw_fd();
