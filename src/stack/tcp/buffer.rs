@@ -4,6 +4,31 @@
 //! the end (`write_at`) and makes them readable once the hole closes
 //! (`commit`), so reassembly needs no second copy.
 
+use std::sync::Mutex;
+
+/// Storage of closed connections' buffers, reused by new ones: a fresh
+/// 256 KiB buffer costs a zero-fill (or page faults) per connection, a
+/// large part of a short connection's life. Bounded in count; the ring
+/// never reads bytes it has not written, so old contents are harmless.
+static SPARE_STORAGE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const SPARE_STORAGE_MAX: usize = 32;
+
+fn take_spare(capacity: usize) -> Option<Vec<u8>> {
+    let mut spare = SPARE_STORAGE.lock().unwrap_or_else(|e| e.into_inner());
+    let i = spare.iter().position(|v| v.len() == capacity)?;
+    Some(spare.swap_remove(i))
+}
+
+fn give_spare(storage: Vec<u8>) {
+    if storage.is_empty() {
+        return;
+    }
+    let mut spare = SPARE_STORAGE.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.len() < SPARE_STORAGE_MAX {
+        spare.push(storage);
+    }
+}
+
 /// A fixed-capacity byte ring. Storage is allocated on the first write so
 /// idle sockets cost nothing; no allocation happens after that. No method
 /// panics: every argument is clipped.
@@ -15,6 +40,12 @@ pub struct RingBuffer {
     /// Physical index of the first readable byte.
     head: usize,
     len: usize,
+}
+
+impl Drop for RingBuffer {
+    fn drop(&mut self) {
+        give_spare(std::mem::take(&mut self.storage));
+    }
 }
 
 impl RingBuffer {
@@ -52,7 +83,7 @@ impl RingBuffer {
             return;
         }
         // Release the old storage; the next write allocates the new size.
-        self.storage = Vec::new();
+        give_spare(std::mem::take(&mut self.storage));
         self.capacity = capacity;
         self.head = 0;
     }
@@ -138,7 +169,8 @@ impl RingBuffer {
     /// The one allocation, on first write.
     fn allocate(&mut self) {
         if self.storage.len() != self.capacity {
-            self.storage = vec![0; self.capacity];
+            give_spare(std::mem::take(&mut self.storage));
+            self.storage = take_spare(self.capacity).unwrap_or_else(|| vec![0; self.capacity]);
         }
     }
 
