@@ -28,6 +28,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    static BYTES: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs `f`, adding the allocations (and reallocations) made meanwhile to
@@ -38,11 +39,17 @@ fn counted<T>(f: impl FnOnce() -> T) -> T {
     let after = GLOBAL.stats();
     let n = (after.allocations + after.reallocations) - (before.allocations + before.reallocations);
     ALLOCS.with(|c| c.set(c.get() + n as u64));
+    let bytes = after.bytes_allocated - before.bytes_allocated;
+    BYTES.with(|c| c.set(c.get() + bytes as u64));
     r
 }
 
 fn allocs() -> u64 {
     ALLOCS.with(Cell::get)
+}
+
+fn bytes_allocated() -> u64 {
+    BYTES.with(Cell::get)
 }
 
 /// At most one allocation per 10,000 frames: in practice none, with room
@@ -278,4 +285,62 @@ fn udp_datagrams_allocate_nothing_after_warm_up() {
         "only {datagrams} datagrams arrived"
     );
     assert_alloc_free(n, datagrams, "datagrams");
+}
+
+/// Steps the link until `done` holds, at most 10,000 rounds.
+fn step_until(l: &mut Link, what: &str, mut done: impl FnMut(&mut Link) -> bool) {
+    for _ in 0..10_000 {
+        l.step();
+        if done(l) {
+            return;
+        }
+    }
+    panic!("{what}: not done after 10,000 rounds");
+}
+
+/// Short connections (connect, one byte each way, close) reuse the send
+/// and receive buffers of the connections before them: without that, each
+/// one allocates and zero-fills 256 KiB per buffer.
+#[test]
+fn short_connections_reuse_buffer_storage() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut l = Link::new();
+    let server = SocketAddrV4::new(B_IP, PORT);
+    let listener = l.b.tcp.listen(server, 64).expect("listen");
+    let mut buf = [0u8; 16];
+    let (warm, total) = (20u64, 120u64);
+    let mut from = 0;
+    for i in 0..total {
+        if i == warm {
+            from = bytes_allocated();
+        }
+        let now = l.now;
+        let ca = counted(|| l.a.tcp.connect(now, None, server)).expect("connect");
+        let mut cb = None;
+        step_until(&mut l, "accept", |l| {
+            cb = counted(|| l.b.tcp.accept(listener)).ok().map(|(h, _)| h);
+            cb.is_some()
+        });
+        let cb = cb.expect("accepted");
+        assert_eq!(counted(|| l.a.tcp.send(ca, b"q")).ok(), Some(1));
+        step_until(&mut l, "request", |l| {
+            counted(|| l.b.tcp.recv(cb, &mut buf)).ok() == Some(1)
+        });
+        assert_eq!(counted(|| l.b.tcp.send(cb, b"r")).ok(), Some(1));
+        step_until(&mut l, "response", |l| {
+            counted(|| l.a.tcp.recv(ca, &mut buf)).ok() == Some(1)
+        });
+        counted(|| l.a.tcp.close(ca));
+        counted(|| l.b.tcp.close(cb));
+        step_until(&mut l, "close", |l| {
+            l.a.tcp.active_connections() == 0 && l.b.tcp.active_connections() == 0
+        });
+    }
+    let per_conn = (bytes_allocated() - from) / (total - warm);
+    eprintln!("{per_conn} bytes allocated per connection after warm-up");
+    // Four 256 KiB buffers are touched per connection (both ends, both ways).
+    assert!(
+        per_conn < 64 * 1024,
+        "{per_conn} bytes allocated per short connection"
+    );
 }
