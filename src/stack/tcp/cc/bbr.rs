@@ -40,6 +40,14 @@ const FULL_BW_ROUNDS: u32 = 3;
 const FULL_BW_GROWTH: f64 = 1.25;
 /// Quantization allowance on top of the BDP (Linux: 3 send quanta).
 const ALLOWANCE_SEGS: usize = 3;
+/// ACK aggregation (Linux tcp_bbr.c, since 4.20): the excess of data
+/// ACKed over what the bandwidth estimate explains is tracked over this
+/// many rounds (two halves) and added to the window...
+const EXTRA_ACKED_ROUNDS: u32 = 5;
+/// ... at most this much time's worth of the bandwidth.
+const EXTRA_ACKED_MAX: Duration = Duration::from_millis(100);
+/// An ACK epoch restarts beyond this many bytes (bounds the arithmetic).
+const ACK_EPOCH_RESET: u64 = 1 << 20;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -106,6 +114,13 @@ pub struct Bbr {
     in_recovery: bool,
     /// First round of recovery: cwnd = in flight + delivered.
     packet_conservation: bool,
+    /// ACK aggregation estimate: the epoch's start and bytes ACKed since,
+    /// and the largest excess in each of the two latest windows.
+    ack_epoch: Instant,
+    ack_epoch_acked: u64,
+    extra_acked: [u64; 2],
+    extra_acked_idx: usize,
+    extra_acked_rounds: u32,
 }
 
 impl Bbr {
@@ -133,6 +148,11 @@ impl Bbr {
             cwnd_gain: HIGH_GAIN,
             in_recovery: false,
             packet_conservation: false,
+            ack_epoch: now,
+            ack_epoch_acked: 0,
+            extra_acked: [0; 2],
+            extra_acked_idx: 0,
+            extra_acked_rounds: 0,
         }
     }
 
@@ -159,6 +179,47 @@ impl Bbr {
         (bdp as usize)
             .saturating_add(ALLOWANCE_SEGS * self.mss)
             .min(MAX_CWND)
+    }
+
+    /// Batched or delayed ACKs deliver more than bandwidth * elapsed in
+    /// a burst; without pacing the sender then idles until the burst's
+    /// ACKs arrive unless the window covers that excess (Linux
+    /// bbr_update_ack_aggregation()).
+    fn update_ack_aggregation(&mut self, now: Instant, rs: &RateSample) {
+        if rs.acked == 0 || rs.interval.is_none() {
+            return;
+        }
+        if self.round_start {
+            self.extra_acked_rounds += 1;
+            if self.extra_acked_rounds >= EXTRA_ACKED_ROUNDS {
+                self.extra_acked_rounds = 0;
+                self.extra_acked_idx ^= 1;
+                self.extra_acked[self.extra_acked_idx] = 0;
+            }
+        }
+        let elapsed = now.saturating_since(self.ack_epoch);
+        let mut expected = (self.max_bw() as f64 * elapsed.as_secs_f64()) as u64;
+        let acked = rs.acked as u64;
+        if self.ack_epoch_acked <= expected || self.ack_epoch_acked + acked >= ACK_EPOCH_RESET {
+            // ACKs no faster than the estimate: a new epoch starts.
+            self.ack_epoch_acked = 0;
+            self.ack_epoch = now;
+            expected = 0;
+        }
+        self.ack_epoch_acked += acked;
+        let extra =
+            (self.ack_epoch_acked - expected.min(self.ack_epoch_acked)).min(self.cwnd as u64);
+        let slot = &mut self.extra_acked[self.extra_acked_idx];
+        *slot = (*slot).max(extra);
+    }
+
+    /// The window's allowance for ACK aggregation, once the pipe is full.
+    fn aggregation_cwnd(&self) -> usize {
+        if !self.full_bw_reached {
+            return 0;
+        }
+        let cap = (self.max_bw() as f64 * EXTRA_ACKED_MAX.as_secs_f64()) as u64;
+        self.extra_acked[0].max(self.extra_acked[1]).min(cap) as usize
     }
 
     fn save_cwnd(&mut self) {
@@ -316,7 +377,9 @@ impl Bbr {
         if self.packet_conservation {
             self.cwnd = self.cwnd.max(rs.in_flight + rs.acked);
         } else {
-            let target = self.inflight_target(self.cwnd_gain);
+            let target = self
+                .inflight_target(self.cwnd_gain)
+                .saturating_add(self.aggregation_cwnd());
             if self.full_bw_reached {
                 self.cwnd = (self.cwnd + rs.acked).min(target);
             } else if self.cwnd < target || rs.total_delivered < initial_window(self.mss) as u64 {
@@ -385,6 +448,7 @@ impl CongestionControl for Bbr {
     fn on_rate_sample(&mut self, now: Instant, rs: &RateSample) {
         self.update_round(rs);
         self.update_bw(rs);
+        self.update_ack_aggregation(now, rs);
         self.update_cycle(now, rs);
         self.check_full_bw(rs);
         self.check_drain(now, rs);

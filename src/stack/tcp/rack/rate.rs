@@ -40,10 +40,11 @@ impl Rack {
     /// Draft 3.3 GenerateRateSample() at the end of an ACK: None when it
     /// delivered nothing.
     pub fn take_rate_sample(&mut self) -> Option<RateSample> {
+        let b = self.rs.take()?;
         let acked = std::mem::take(&mut self.rs_acked);
+        // Losses found between samples (the RACK timer) go with the next.
         let lost = self.lost_bytes - self.lost_reported;
         self.lost_reported = self.lost_bytes;
-        let b = self.rs.take()?;
         // Draft 3.3: the app-limited bubble ends once it is delivered.
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
