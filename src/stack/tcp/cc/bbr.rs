@@ -540,6 +540,43 @@ mod tests {
         assert_eq!(b.inflight_target(b.cwnd_gain), target);
     }
 
+    /// ACKs arriving in bursts (the stack sends in batches, the peer
+    /// ACKs them together) widen the window beyond 2 BDP by the excess.
+    #[test]
+    fn ack_bursts_add_to_the_window() {
+        let mut b = Bbr::new(MSS, Instant::ZERO);
+        let mut t = 0;
+        // 100 MB/s over 100 us: BDP 10 segments; flat from the start.
+        for _ in 0..8 {
+            t += 100;
+            round(&mut b, Instant::from_micros(t), 100_000_000, 100, 2 * MSS);
+        }
+        assert_eq!(b.mode(), Mode::ProbeBw);
+        let plain = b.inflight_target(CWND_GAIN);
+        let before = b.aggregation_cwnd();
+        assert!(before <= 2 * MSS, "{before}");
+        // 40 segments ACKed within 1 us, where the estimate explains 0.1.
+        t += 100;
+        for i in 0..4 {
+            let rs = RateSample {
+                delivered: 10 * MSS as u64,
+                interval: Some(Duration::from_micros(100)),
+                prior_delivered: 0,
+                total_delivered: b.next_round_delivered + 1,
+                app_limited: false,
+                rtt: Some(Duration::from_micros(100)),
+                acked: 10 * MSS,
+                lost: 0,
+                in_flight: 2 * MSS,
+                in_recovery: false,
+            };
+            b.on_rate_sample(Instant::from_micros(t) + Duration::from_nanos(i * 250), &rs);
+        }
+        let extra = b.aggregation_cwnd();
+        assert!(extra >= before + 38 * MSS, "{extra}");
+        assert!(b.cwnd() > plain + 30 * MSS, "{} vs {plain}", b.cwnd());
+    }
+
     #[test]
     fn probe_rtt_after_ten_seconds_without_a_new_min() {
         let mut b = Bbr::new(MSS, Instant::ZERO);
