@@ -71,7 +71,7 @@ pub struct Cli {
     /// Seed for the fault injector and the stack's random choices
     #[arg(long, global = true, value_name = "N")]
     pub seed: Option<u64>,
-    /// TCP congestion control: cubic or reno
+    /// TCP congestion control: cubic, reno or bbr
     #[arg(long, global = true, default_value = "cubic", value_name = "ALG")]
     pub cc: CcAlgorithm,
     /// TCP TIME-WAIT duration in seconds (2*MSL)

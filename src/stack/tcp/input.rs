@@ -333,6 +333,7 @@ impl Tcb {
         if duplicate && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
             self.on_dupack(env);
         }
+        self.rate_sample_on_ack(env);
         self.after_ack_state();
         true
     }

@@ -76,6 +76,30 @@ impl Tcb {
         }
     }
 
+    /// The end of one ACK's processing for a rate-based controller (BBR):
+    /// the delivery-rate sample with the connection's pipe and recovery
+    /// state; then, with nothing more queued and room in the window, the
+    /// flight is marked application-limited (draft-cheng 3.4).
+    pub fn rate_sample_on_ack(&mut self, env: &mut Env) {
+        if !self.cc.wants_rate_samples() {
+            return;
+        }
+        let in_flight = if self.rack_ok {
+            self.rack.pipe()
+        } else {
+            self.bytes_in_flight()
+        };
+        if let Some(mut rs) = self.rack.take_rate_sample() {
+            rs.in_flight = in_flight;
+            rs.in_recovery = self.recovery.is_some();
+            self.cc.on_rate_sample(env.now, &rs);
+        }
+        let unsent = (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
+        if unsent == 0 && in_flight + self.mss < self.cc.cwnd() {
+            self.rack.mark_app_limited();
+        }
+    }
+
     /// The first lost range to retransmit, clipped to what is still
     /// un-SACKed and to one segment: (seq, data length; FIN follows when
     /// it ends at the end of the data).

@@ -236,7 +236,7 @@ impl Tcb {
         let offset = seq.distance_from(self.tx_base);
         let sent = self.transmit(env, ip, &hdr, offset, len);
         let end = seq + len + usize::from(fin);
-        if self.rack_ok {
+        if self.rack_ok || self.cc.wants_rate_samples() {
             self.rack.on_send(seq, end, self.snd_max, env.now);
         }
         if seq.lt(self.snd_max) {

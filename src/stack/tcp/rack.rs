@@ -10,6 +10,8 @@
 //! The records also give the RFC 6675 pipe: bytes neither SACKed nor
 //! marked lost (a retransmission clears the mark: its copy is in flight).
 
+mod rate;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -39,6 +41,28 @@ struct SentSeg {
     /// Segment.lost; a retransmission clears it.
     lost: bool,
     sacked: bool,
+    /// Delivery-rate state at the latest transmission
+    /// (draft-cheng-iccrg-delivery-rate-estimation 3.2).
+    rate: SendRate,
+}
+
+/// P.delivered, P.delivered_time, P.first_sent_time, P.is_app_limited.
+#[derive(Clone, Copy, Debug)]
+struct SendRate {
+    delivered: u64,
+    delivered_time: Instant,
+    first_sent: Instant,
+    app_limited: bool,
+}
+
+/// The rate sample being built from one ACK's deliveries (draft 3.3).
+#[derive(Clone, Copy, Debug)]
+struct RsBuild {
+    prior_delivered: u64,
+    prior_time: Instant,
+    send_elapsed: Duration,
+    app_limited: bool,
+    rtt: Option<Duration>,
 }
 
 impl SentSeg {
@@ -109,6 +133,16 @@ pub struct Rack {
     /// Retransmitted records: while there are none, records are in
     /// transmit order too.
     rtx_segs: usize,
+    /// Delivery-rate connection state (draft-cheng 3.1): C.delivered,
+    /// C.delivered_time, C.first_sent_time, C.app_limited (0: not).
+    delivered: u64,
+    delivered_time: Instant,
+    first_sent_time: Instant,
+    app_limited_until: u64,
+    rs: Option<RsBuild>,
+    rs_acked: u64,
+    lost_bytes: u64,
+    lost_reported: u64,
 }
 
 impl Default for Rack {
@@ -137,6 +171,14 @@ impl Rack {
             lost_segs: 0,
             sacked_segs: 0,
             rtx_segs: 0,
+            delivered: 0,
+            delivered_time: Instant::ZERO,
+            first_sent_time: Instant::ZERO,
+            app_limited_until: 0,
+            rs: None,
+            rs_acked: 0,
+            lost_bytes: 0,
+            lost_reported: 0,
         }
     }
 
@@ -156,12 +198,27 @@ impl Rack {
 
     /// `[start, end)` left at `now`; `snd_max` is SND.MAX before it.
     pub fn on_send(&mut self, start: Seq, end: Seq, snd_max: Seq, now: Instant) {
+        if self.segs.is_empty() {
+            // Draft-cheng 3.2: a send with nothing outstanding starts a
+            // new interval, so idle time is not counted as delivery time.
+            self.first_sent_time = now;
+            self.delivered_time = now;
+        }
         if start.lt(snd_max) {
             self.mark_rtx(start, end.min(snd_max), now);
         }
         let new = start.max(snd_max);
         if new.lt(end) {
             self.push_new(new, end, now);
+        }
+    }
+
+    fn send_rate(&self) -> SendRate {
+        SendRate {
+            delivered: self.delivered,
+            delivered_time: self.delivered_time,
+            first_sent: self.first_sent_time,
+            app_limited: self.app_limited_until != 0,
         }
     }
 
@@ -175,6 +232,7 @@ impl Rack {
             rtx: false,
             lost: false,
             sacked: false,
+            rate: self.send_rate(),
         };
         if self.segs.len() < MAX_SEGS {
             self.in_flight += rec.len();
@@ -209,6 +267,7 @@ impl Rack {
                     ord: self.sent,
                     rtx: true,
                     lost: false,
+                    rate: self.send_rate(),
                     ..r
                 };
                 self.count(&r2);
@@ -341,6 +400,7 @@ impl Rack {
     /// RFC 8985 6.2 steps 1-3 for one newly delivered segment.
     fn deliver(&mut self, r: SentSeg, now: Instant, echo_before: &dyn Fn(Instant) -> bool) {
         let rtt = now.saturating_since(r.xmit);
+        self.rate_deliver(&r, now, rtt);
         if !r.rtx {
             // Step 1: only unambiguous samples.
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
@@ -436,6 +496,7 @@ impl Rack {
 
     fn mark_lost_at(&mut self, i: usize) {
         let r = self.segs[i];
+        self.lost_bytes += r.len() as u64;
         self.uncount(&r);
         self.segs[i].lost = true;
         let r = self.segs[i];

@@ -30,9 +30,11 @@ impl Tcb {
             self.snd_nxt = ack;
         }
         self.sb.advance(ack);
-        let rack_rtt = if self.rack_ok {
+        let rack_rtt = if self.rack_ok || self.cc.wants_rate_samples() {
+            // Without RACK the records serve delivery-rate estimation only.
             let echo_before = self.echo_before(seg);
-            self.rack.on_cum_ack(ack, now, &echo_before)
+            let rtt = self.rack.on_cum_ack(ack, now, &echo_before);
+            rtt.filter(|_| self.rack_ok)
         } else {
             None
         };

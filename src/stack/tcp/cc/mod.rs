@@ -1,5 +1,6 @@
 //! Congestion control (RFC 5681, RFC 9438), one file per algorithm.
 
+pub mod bbr;
 pub mod cubic;
 pub mod reno;
 
@@ -17,28 +18,32 @@ pub enum CcAlgorithm {
     Reno,
     #[default]
     Cubic,
+    Bbr,
 }
 
 impl FromStr for CcAlgorithm {
     type Err = String;
-    /// "reno" | "newreno" | "cubic" (any case); the error lists the choices.
+    /// "reno" | "newreno" | "cubic" | "bbr" (any case); the error lists
+    /// the choices.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "reno" | "newreno" => Ok(CcAlgorithm::Reno),
             "cubic" => Ok(CcAlgorithm::Cubic),
+            "bbr" => Ok(CcAlgorithm::Bbr),
             _ => Err(format!(
-                "unknown congestion control {s:?}: expected one of reno, newreno, cubic"
+                "unknown congestion control {s:?}: expected one of reno, newreno, cubic, bbr"
             )),
         }
     }
 }
 
 impl fmt::Display for CcAlgorithm {
-    /// "reno" / "cubic".
+    /// "reno" / "cubic" / "bbr".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CcAlgorithm::Reno => "reno",
             CcAlgorithm::Cubic => "cubic",
+            CcAlgorithm::Bbr => "bbr",
         })
     }
 }
@@ -72,6 +77,55 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     /// Leaving fast recovery (full ACK): cwnd = ssthresh (RFC 6582 / 6675).
     fn on_recovery_exit(&mut self, now: Instant);
     fn set_mss(&mut self, mss: usize);
+    /// Whether the controller wants `on_rate_sample` (the sender then
+    /// keeps per-segment records even without RACK).
+    fn wants_rate_samples(&self) -> bool {
+        false
+    }
+    /// One delivery-rate sample per ACK that delivered data, in or out
+    /// of recovery (draft-cheng-iccrg-delivery-rate-estimation).
+    fn on_rate_sample(&mut self, _now: Instant, _rs: &RateSample) {}
+    /// Pacing rate in bytes per second, if the controller paces.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// What one ACK delivered (draft-cheng-iccrg-delivery-rate-estimation
+/// 3.3 rate sample, plus the connection state a model-based controller
+/// needs alongside it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateSample {
+    /// Bytes delivered over `interval`.
+    pub delivered: u64,
+    /// None when shorter than min_RTT (draft 3.3: ACK compression, not a
+    /// rate) or zero.
+    pub interval: Option<Duration>,
+    /// C.delivered when the sampled segment was sent (round counting).
+    pub prior_delivered: u64,
+    /// C.delivered now.
+    pub total_delivered: u64,
+    /// The sampled segment was sent while the application was the limit.
+    pub app_limited: bool,
+    /// Shortest unambiguous (never retransmitted) RTT among this ACK's
+    /// deliveries.
+    pub rtt: Option<Duration>,
+    /// Bytes ACKed or SACKed by this ACK.
+    pub acked: usize,
+    /// Bytes newly marked lost since the previous sample.
+    pub lost: usize,
+    /// Bytes in flight (pipe) after this ACK.
+    pub in_flight: usize,
+    /// The sender is in loss recovery (fast or after a timeout).
+    pub in_recovery: bool,
+}
+
+impl RateSample {
+    /// Delivery rate in bytes per second, when the sample is valid.
+    pub fn rate(&self) -> Option<u64> {
+        let i = self.interval?.as_nanos();
+        Some((u128::from(self.delivered) * 1_000_000_000 / i).min(u128::from(u64::MAX)) as u64)
+    }
 }
 
 /// Builds the controller for `algorithm`.
@@ -83,6 +137,7 @@ pub fn new_congestion_control(
     match algorithm {
         CcAlgorithm::Reno => Box::new(reno::Reno::new(mss, now)),
         CcAlgorithm::Cubic => Box::new(cubic::Cubic::new(mss, now)),
+        CcAlgorithm::Bbr => Box::new(bbr::Bbr::new(mss, now)),
     }
 }
 
@@ -124,8 +179,10 @@ mod tests {
         assert_eq!("reno".parse(), Ok(CcAlgorithm::Reno));
         assert_eq!("NewReno".parse(), Ok(CcAlgorithm::Reno));
         assert_eq!("cubic".parse(), Ok(CcAlgorithm::Cubic));
-        let err = "bbr".parse::<CcAlgorithm>().unwrap_err();
-        assert!(err.contains("reno") && err.contains("cubic"), "{err}");
+        assert_eq!("BBR".parse(), Ok(CcAlgorithm::Bbr));
+        let err = "vegas".parse::<CcAlgorithm>().unwrap_err();
+        assert!(err.contains("reno") && err.contains("bbr"), "{err}");
+        assert_eq!(CcAlgorithm::Bbr.to_string(), "bbr");
         assert_eq!(CcAlgorithm::Reno.to_string(), "reno");
         assert_eq!(CcAlgorithm::default().to_string(), "cubic");
     }
@@ -136,7 +193,7 @@ mod tests {
         assert_eq!(initial_window(536), 5_360);
         assert_eq!(initial_window(9000), 18_000);
         assert_eq!(initial_window(0), 10);
-        for alg in [CcAlgorithm::Reno, CcAlgorithm::Cubic] {
+        for alg in [CcAlgorithm::Reno, CcAlgorithm::Cubic, CcAlgorithm::Bbr] {
             let cc = new_congestion_control(alg, 1460, Instant::ZERO);
             assert_eq!(cc.name(), alg.to_string());
             assert_eq!(cc.cwnd(), 14_600);
