@@ -211,6 +211,10 @@ class Tapstack(Contender):
         # would block a server that logs a lot.
         self.log = tempfile.TemporaryFile(mode="w+")
         flags = [] if self.offload else ["--no-offload"]
+        # The same congestion control as the kernel contender, when we have
+        # it (bbr, cubic, reno), so the rows compare stacks, not algorithms.
+        if self.args.kernel_cc in ("bbr", "cubic", "reno"):
+            flags += ["--cc", self.args.kernel_cc]
         p = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap] + flags +
                   ["echo", "--ws-port", "0"],
                   stdout=subprocess.DEVNULL, stderr=self.log, text=True)
@@ -560,7 +564,7 @@ def drive(args):
     print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
           "tapstack/other (inverted for RTT, so > 1 is better). Kernel baseline: veth, "
           "tapbench servers (the same worker pool as tapstack's) for TCP, python3 for UDP; kernel "
-          "TCP congestion control %s. Loss rows: nft prerouting drop of TCP frames "
+          "TCP congestion control %s (tapstack runs the same, smoltcp CUBIC). Loss rows: nft prerouting drop of TCP frames "
           "from the server, one frame at a time (veth: TSO/GSO off; tapstack: --no-offload)."
           % (RUNS, SECS, args.kernel_cc))
 
