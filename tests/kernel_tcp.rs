@@ -308,10 +308,26 @@ fn echo_100mib_with_5pct_routed_loss_sha256() {
     if !require_root() {
         return;
     }
-    let net = Routed::new("loss5");
+    routed_loss_echo("loss5", &[]);
+}
+
+/// The same with BBR as the stack's congestion control.
+#[test]
+fn echo_100mib_with_5pct_routed_loss_bbr_sha256() {
+    if !require_root() {
+        return;
+    }
+    let c = routed_loss_echo("loss5bbr", &["--cc", "bbr"]);
+    assert!(c.get("tcp.rack_lost").copied().unwrap_or(0) > 0, "{c:?}");
+}
+
+fn routed_loss_echo(name: &str, extra: &[&str]) -> BTreeMap<String, u64> {
+    let net = Routed::new(name);
     // Single frames from the stack too: a GSO super-frame would be
     // forwarded (and dropped) whole, i.e. ~40 segments at a time.
-    let stack = StackProc::echo(&net.router, &["--gateway", HOST_IP, "--no-offload"]);
+    let mut args = vec!["--gateway", HOST_IP, "--no-offload"];
+    args.extend_from_slice(extra);
+    let stack = StackProc::echo(&net.router, &args);
     // ICMP is not dropped: once ping crosses the router both ways, the
     // route and both ARP entries are in place.
     assert!(
@@ -341,7 +357,7 @@ fn echo_100mib_with_5pct_routed_loss_sha256() {
             "{dir}: {dropped} of {seen} frames dropped ({pct:.2}%): {c:?}"
         );
     }
-    stop_and_print(stack, "routed 5% loss");
+    stop_and_print(stack, &format!("routed 5% loss {extra:?}"))
 }
 
 #[test]
