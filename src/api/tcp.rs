@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{Net, SharedOptions, check_timeout, opts, set_opts, to_v4};
-use crate::runtime::Core;
+use crate::runtime::{Core, WaitFor};
 use crate::stack::socket::SocketId;
 use crate::stack::tcp::cc::CcAlgorithm;
 use crate::stack::tcp::{TcpHandle, TcpInfo, TcpLayer, TcpState};
@@ -46,16 +46,18 @@ impl Inner {
     /// A blocking (unless non-blocking mode) operation on this socket.
     fn block<T>(
         &self,
+        wait: WaitFor,
         timeout: Option<Duration>,
         op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
-        self.block_with(false, timeout, op)
+        self.block_with(wait, false, timeout, op)
     }
 
     /// As `block`; `dontwait` makes this one call non-blocking whatever
     /// the socket's mode (the BSD facade's `MSG_DONTWAIT`).
     fn block_with<T>(
         &self,
+        wait: WaitFor,
         dontwait: bool,
         timeout: Option<Duration>,
         op: impl FnMut(&mut Core) -> io::Result<T>,
@@ -63,6 +65,7 @@ impl Inner {
         let o = opts(&self.options);
         self.net.shared.block_on(
             self.id(),
+            wait,
             !o.nonblocking && !dontwait,
             timeout,
             io::ErrorKind::WouldBlock,
@@ -120,9 +123,9 @@ impl TcpListener {
         timeout: Option<Duration>,
     ) -> io::Result<(TcpStream, SocketAddr)> {
         let listener = self.inner.handle;
-        let (h, peer) = self
-            .inner
-            .block(timeout, |core| core.stack.tcp.accept(listener))?;
+        let (h, peer) = self.inner.block(WaitFor::Readable, timeout, |core| {
+            core.stack.tcp.accept(listener)
+        })?;
         Ok((
             TcpStream {
                 inner: Inner::new(&self.inner.net, h),
@@ -229,10 +232,13 @@ impl TcpStream {
         timeout_kind: io::ErrorKind,
     ) -> io::Result<()> {
         let handle = self.inner.handle;
-        self.inner
-            .net
-            .shared
-            .block_on(self.inner.id(), blocking, timeout, timeout_kind, |core| {
+        self.inner.net.shared.block_on(
+            self.inner.id(),
+            WaitFor::Writable,
+            blocking,
+            timeout,
+            timeout_kind,
+            |core| {
                 let tcp = &mut core.stack.tcp;
                 if let Some(e) = tcp.take_error(handle) {
                     return Err(e);
@@ -247,7 +253,8 @@ impl TcpStream {
                     )),
                     _ => Ok(()),
                 }
-            })
+            },
+        )
     }
 
     pub(crate) fn id(&self) -> SocketId {
@@ -345,13 +352,14 @@ impl TcpStream {
         }
         let h = self.inner.handle;
         let t = opts(&self.inner.options).read_timeout;
-        self.inner.block_with(dontwait, t, |core| {
-            if peek {
-                core.stack.tcp.peek(h, buf)
-            } else {
-                core.stack.tcp.recv(h, buf)
-            }
-        })
+        self.inner
+            .block_with(WaitFor::Readable, dontwait, t, |core| {
+                if peek {
+                    core.stack.tcp.peek(h, buf)
+                } else {
+                    core.stack.tcp.recv(h, buf)
+                }
+            })
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
@@ -366,7 +374,9 @@ impl TcpStream {
         let h = self.inner.handle;
         let t = opts(&self.inner.options).write_timeout;
         self.inner
-            .block_with(dontwait, t, |core| core.stack.tcp.send(h, buf))
+            .block_with(WaitFor::Writable, dontwait, t, |core| {
+                core.stack.tcp.send(h, buf)
+            })
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Net, SharedOptions, check_timeout, opts, set_opts, to_v4};
+use crate::runtime::WaitFor;
 use crate::stack::socket::SocketId;
 use crate::stack::udp::{UdpHandle, UdpLayer};
 
@@ -115,6 +116,7 @@ impl UdpSocket {
             .shared
             .block_on(
                 self.id(),
+                WaitFor::Readable,
                 !o.nonblocking && !dontwait,
                 o.read_timeout,
                 io::ErrorKind::WouldBlock,

@@ -70,9 +70,22 @@ pub struct Core {
 #[derive(Default)]
 struct Waiter {
     cond: Arc<Condvar>,
-    /// Threads blocked on `cond`: with none, an event signals nothing (a
-    /// futex wake is a system call even when nobody waits).
-    blocked: usize,
+    /// Threads blocked on `cond` until the socket is readable, and until it
+    /// is writable. An event signals only if one of them can now proceed:
+    /// a futex wake is a system call even when nobody waits, and a reader
+    /// woken by an ACK that freed send space would only block again (one
+    /// context switch each way, per request in request/response).
+    readers: usize,
+    writers: usize,
+}
+
+/// What a blocked call waits for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Data, a connection to accept, EOF or an error.
+    Readable,
+    /// Send space, an established connection, or an error.
+    Writable,
 }
 
 /// The stack thread's wait, as it computed it under the lock.
@@ -105,13 +118,13 @@ impl Core {
     }
 
     /// Counts a thread about to block on `id` (+1) or done blocking (-1).
-    fn count_blocked(&mut self, id: SocketId, up: bool) {
+    fn count_blocked(&mut self, id: SocketId, wait: WaitFor, up: bool) {
         if let Some(w) = self.waiters.get_mut(&id) {
-            w.blocked = if up {
-                w.blocked + 1
-            } else {
-                w.blocked.saturating_sub(1)
+            let n = match wait {
+                WaitFor::Readable => &mut w.readers,
+                WaitFor::Writable => &mut w.writers,
             };
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
         }
     }
 
@@ -180,9 +193,18 @@ impl Core {
         let wakes = &mut self.wakes;
         for id in self.events.drain(..) {
             if let Some(w) = self.waiters.get(&id)
-                && w.blocked > 0
+                && (w.readers > 0 || w.writers > 0)
             {
-                defer_wake(wakes, &w.cond);
+                let r = match id {
+                    SocketId::Udp(h) => self.stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
+                    SocketId::Tcp(h) => self.stack.tcp.readiness(crate::stack::tcp::TcpHandle(h)),
+                };
+                let failed = r.hup || r.error;
+                if (w.readers > 0 && (r.readable || failed))
+                    || (w.writers > 0 && (r.writable || failed))
+                {
+                    defer_wake(wakes, &w.cond);
+                }
             }
             if let Some(polls) = self.socket_polls.get(&id) {
                 for p in polls {
@@ -386,6 +408,7 @@ impl Shared {
     pub fn block_on<T>(
         &self,
         id: SocketId,
+        wait: WaitFor,
         blocking: bool,
         timeout: Option<Duration>,
         timeout_kind: io::ErrorKind,
@@ -429,7 +452,7 @@ impl Shared {
                     Some(left)
                 }
             };
-            core.count_blocked(id, true);
+            core.count_blocked(id, wait, true);
             core = match left {
                 None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
                 Some(left) => {
@@ -438,7 +461,7 @@ impl Shared {
                         .0
                 }
             };
-            core.count_blocked(id, false);
+            core.count_blocked(id, wait, false);
         }
     }
 
