@@ -12,13 +12,12 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Mutex;
 
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tapstack::stack::rng::Rng;
 use tapstack::stack::socket::SocketId;
 use tapstack::stack::tcp::TcpHandle;
 use tapstack::stack::udp::UdpHandle;
-use tapstack::stack::{Instant, Stack, StackConfig};
+use tapstack::stack::{Instant, Stack};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -61,17 +60,12 @@ fn assert_alloc_free(n: u64, frames: u64, what: &str) {
     );
 }
 
-const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const B_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+mod inmem;
+use inmem::{A as A_IP, B as B_IP};
 const PORT: u16 = 5000;
 
 fn stack(ip: Ipv4Addr, last: u8) -> Stack {
-    let mut c = StackConfig::new(
-        EthernetAddress([0x02, 0, 0, 0, 0, last]),
-        Ipv4Cidr::new(ip, 24),
-    );
-    c.seed = Some(u64::from(last));
-    Stack::new(c)
+    Stack::new(inmem::config(ip, last))
 }
 
 /// Two stacks and the frames in flight between them. Frame buffers are

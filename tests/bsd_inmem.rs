@@ -4,53 +4,17 @@
 //! SO_RCVTIMEO/SO_SNDTIMEO, so a failing test fails instead of hanging.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use tapstack::api::Net;
 use tapstack::api::bsd::{self, Domain, Errno, Fd, PollFd, SockOpt, Type};
-use tapstack::device::pair;
-use tapstack::runtime::link::LinkOptions;
-use tapstack::stack::StackConfig;
 use tapstack::stack::rng::Rng;
 
-const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+mod inmem;
+use inmem::{A, B, Pair};
+
 const WAIT: Duration = Duration::from_secs(10);
-
-fn config(ip: Ipv4Addr, last: u8) -> StackConfig {
-    let mut c = StackConfig::new(
-        EthernetAddress([0x02, 0, 0, 0, 0, last]),
-        Ipv4Cidr::new(ip, 24),
-    );
-    c.seed = Some(u64::from(last));
-    c
-}
-
-/// Two stacks, 10.0.0.1 (a) and 10.0.0.2 (b), on one in-memory link;
-/// both shut down when the test ends, pass or fail.
-struct Pair {
-    a: Net,
-    b: Net,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        let (da, db) = pair::link().expect("socketpair");
-        let a = Net::start(Arc::new(da), config(A, 1), &LinkOptions::default()).expect("a");
-        let b = Net::start(Arc::new(db), config(B, 2), &LinkOptions::default()).expect("b");
-        Pair { a, b }
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        self.a.shutdown();
-        self.b.shutdown();
-    }
-}
 
 fn any(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)

@@ -5,14 +5,13 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, Ipv4Cidr,
-};
+mod inmem;
+
+use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
 use tapstack::api::{Net, UdpSocket};
 use tapstack::device::fault::{FaultConfig, REORDER_HOLD};
 use tapstack::device::{Device, pair};
 use tapstack::runtime::link::LinkOptions;
-use tapstack::stack::StackConfig;
 
 /// Waits up to `within` for an ARP request for `target` at the far end of
 /// the link (skipping the stack's own announcement).
@@ -54,10 +53,7 @@ fn arp_request_for(far: &dyn Device, target: Ipv4Addr, within: Duration) -> Opti
 #[test]
 fn a_deadline_set_by_an_application_thread_wakes_the_stack_thread() {
     let (near, far) = pair::link().expect("socketpair");
-    let cfg = StackConfig::new(
-        EthernetAddress([0x02, 0, 0, 0, 0, 1]),
-        Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 1), 24),
-    );
+    let cfg = inmem::config(inmem::A, 1);
     let link = LinkOptions {
         fault: FaultConfig {
             reorder: 1.0,

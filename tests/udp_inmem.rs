@@ -7,54 +7,14 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
 
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use tapstack::api::bsd::{self, Domain, Errno, PollFd, SockOpt, Type};
-use tapstack::api::{Events, Interest, Net, Poll, Token, UdpSocket};
+use tapstack::api::{Events, Interest, Poll, Token, UdpSocket};
 use tapstack::device::fault::FaultConfig;
-use tapstack::device::pair;
 use tapstack::runtime::link::LinkOptions;
-use tapstack::stack::StackConfig;
 use tapstack::stack::rng::Rng;
 
-const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
-fn config(ip: Ipv4Addr, last: u8) -> StackConfig {
-    let mut c = StackConfig::new(
-        EthernetAddress([0x02, 0, 0, 0, 0, last]),
-        Ipv4Cidr::new(ip, 24),
-    );
-    c.seed = Some(u64::from(last));
-    c
-}
-
-/// Two stacks, 10.0.0.1 (a) and 10.0.0.2 (b), on one in-memory link.
-struct Pair {
-    a: Net,
-    b: Net,
-}
-
-impl Pair {
-    fn new() -> Pair {
-        Pair::with_links(LinkOptions::default(), LinkOptions::default())
-    }
-
-    fn with_links(la: LinkOptions, lb: LinkOptions) -> Pair {
-        let (da, db) = pair::link().expect("socketpair");
-        let a = Net::start(Arc::new(da), config(A, 1), &la).expect("start a");
-        let b = Net::start(Arc::new(db), config(B, 2), &lb).expect("start b");
-        Pair { a, b }
-    }
-}
-
-impl Drop for Pair {
-    /// Shuts both stacks down at the end of every test, pass or fail (a
-    /// failing test must not leave a thread blocked on a live stack).
-    fn drop(&mut self) {
-        self.a.shutdown();
-        self.b.shutdown();
-    }
-}
+mod inmem;
+use inmem::{A, B, Pair};
 
 fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(ip, port))
