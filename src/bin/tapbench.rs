@@ -161,17 +161,16 @@ fn bulk_send(target: &str, secs: f64) -> Result<(), String> {
         Ok(_) => return Err(format!("{addr} sent data back to a bulk send")),
         Err(e) => return Err(format!("{addr} did not close after the data: {e}")),
     }
-    let acked = written;
     let elapsed = start.elapsed().as_secs_f64();
     json_line(
         "bulk-send",
         addr,
         &[
             ("seconds", elapsed),
-            ("bytes", acked as f64),
+            ("bytes", written as f64),
             ("written", written as f64),
-            ("bytes_per_s", acked as f64 / elapsed),
-            ("gbit_per_s", acked as f64 * 8.0 / elapsed / 1e9),
+            ("bytes_per_s", written as f64 / elapsed),
+            ("gbit_per_s", written as f64 * 8.0 / elapsed / 1e9),
         ],
     );
     Ok(())

@@ -181,10 +181,7 @@ impl Core {
     }
 
     pub fn readiness(&self, id: SocketId) -> Readiness {
-        match id {
-            SocketId::Udp(h) => self.stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
-            SocketId::Tcp(h) => self.stack.tcp.readiness(crate::stack::tcp::TcpHandle(h)),
-        }
+        readiness_of(&self.stack, id)
     }
 
     /// Wakes exactly the waiters of sockets whose readiness may have changed.
@@ -195,10 +192,7 @@ impl Core {
             if let Some(w) = self.waiters.get(&id)
                 && (w.readers > 0 || w.writers > 0)
             {
-                let r = match id {
-                    SocketId::Udp(h) => self.stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
-                    SocketId::Tcp(h) => self.stack.tcp.readiness(crate::stack::tcp::TcpHandle(h)),
-                };
+                let r = readiness_of(&self.stack, id);
                 let failed = r.hup || r.error;
                 if (w.readers > 0 && (r.readable || failed))
                     || (w.writers > 0 && (r.writable || failed))
@@ -354,6 +348,13 @@ impl Core {
             (Some(_), None) => true,
             (None, _) => false,
         }
+    }
+}
+
+fn readiness_of(stack: &Stack, id: SocketId) -> Readiness {
+    match id {
+        SocketId::Udp(h) => stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
+        SocketId::Tcp(h) => stack.tcp.readiness(crate::stack::tcp::TcpHandle(h)),
     }
 }
 
