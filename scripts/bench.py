@@ -17,13 +17,19 @@ measured RUNS times, alternating (t s k t s k ...), and the median is kept.
 Placement is per row (see testing-notes): "split" = server CPU 1, client
 CPU 0; "same" = both on CPU 0; "unpinned" = no taskset.
 
+Rows with `per` also count context switches per operation (issue 5: how
+often the stack and application threads wake each other): the server's
+threads from /proc before and after each run, the client's by getrusage.
+
 Adding a row: append Row(...) to ROWS with a function measure(c, row) ->
-(value, extra) and, if needed, setup/teardown(c, row) around the runs.
+(value, extra) and, if needed, setup/teardown(c, row) around the runs;
+per="FIELD" if extra[FIELD] counts operations and switches are wanted.
 """
 import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -116,6 +122,52 @@ def wait_ready(procs, what):
             raise RuntimeError("%s did not start: %r" % (what, line))
 
 
+# ---------------------------------------------------- context switches
+
+def thread_switches(pid):
+    """{tid: (thread name, voluntary + nonvoluntary context switches)} for
+    every thread of pid alive now. /proc/PID/status counts only the main
+    thread, hence the per-thread files; a thread that has exited is gone from
+    /proc, and its switches with it."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                kv = dict(re.findall(r"^(\w+):\s*(.*)$", f.read(), re.M))
+        except OSError:  # the thread ended meanwhile
+            continue
+        # The main thread is named after the program, like tapstack's stack thread.
+        name = "main" if int(tid) == pid else kv["Name"]
+        out[int(tid)] = (name, int(kv["voluntary_ctxt_switches"]) +
+                         int(kv["nonvoluntary_ctxt_switches"]))
+    return out
+
+
+def switches_used(before, after, ops):
+    """The server's switches between two thread_switches() snapshots, per
+    operation, with a breakdown by thread name and the threads that exited
+    in between (their switches are missing from the total)."""
+    by_name = {}
+    exited = [t for t in before if t not in after or after[t][1] < before[t][1]]
+    for tid, (name, n) in after.items():
+        base = before[tid][1] if tid in before and tid not in exited else 0
+        by_name[name] = by_name.get(name, 0) + n - base
+    ops = max(ops, 1)
+    return {"per_op": sum(by_name.values()) / ops,
+            "by_thread": {k: round(v / ops, 3) for k, v in sorted(by_name.items())},
+            "threads_before": len(before), "threads_after": len(after),
+            "threads_exited": len(exited)}
+
+
+def children_switches():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_nvcsw + ru.ru_nivcsw
+
+
 # ------------------------------------------------------------- loss rules
 
 NFT_TABLE = "tsbench"
@@ -186,6 +238,10 @@ class Contender:
 
     def alive(self):
         return all(p.poll() is None for p in self.procs)
+
+    def server_pid(self):
+        """The process serving the request/response and connection rows."""
+        return self.procs[0].pid
 
     def stop_servers(self):
         outs = [stop(p) for p in self.procs]
@@ -290,6 +346,9 @@ class Kernel(Contender):
             self.stop_servers()
             raise
 
+    def server_pid(self):
+        return self.procs[2].pid  # serve-echo: the rr and cps rows use port 7
+
     def stop_servers(self):
         outs = super().stop_servers()
         if len(outs) == 2:  # the UDP servers: the sink counts what it got
@@ -329,12 +388,15 @@ class NotApplicable(Exception):
 
 class Row:
     def __init__(self, key, label, unit, better, placement, measure, kind="tcp",
-                 runs=None, contenders=("tapstack", "smoltcp", "kernel"), pct=0):
+                 runs=None, contenders=("tapstack", "smoltcp", "kernel"), pct=0, per=None):
         self.key, self.label, self.unit, self.better = key, label, unit, better
         self.placement, self.measure, self.kind = placement, measure, kind
         self.runs = RUNS if runs is None else runs
         self.contenders = contenders
         self.pct = pct
+        # The field of tapbench's result that counts operations: if set, the
+        # context switches per operation are measured too (issue 5: wake-ups).
+        self.per = per
 
     @property
     def server_cpu(self):
@@ -436,9 +498,11 @@ ROWS = [
     Row("tcp_bulk_from_stack_gbit", "TCP bulk server->kernel (chargen)", "Gbit/s", "higher",
         "split", m_bulk_recv),
     Row("tcp_rr_unpinned", "TCP 1 B request/response", "rt/s", "higher",
-        "unpinned", m_rr),
-    Row("tcp_rr_same_cpu", "TCP 1 B request/response", "rt/s", "higher", "same", m_rr),
-    Row("tcp_cps", "TCP connections (1 B echo, close)", "conn/s", "higher", "split", m_cps),
+        "unpinned", m_rr, per="round_trips"),
+    Row("tcp_rr_same_cpu", "TCP 1 B request/response", "rt/s", "higher", "same", m_rr,
+        per="round_trips"),
+    Row("tcp_cps", "TCP connections (1 B echo, close)", "conn/s", "higher", "split", m_cps,
+        per="connections"),
     Row("tcp_loss1_from_stack_gbit", "TCP server->kernel, 1% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=1),
     Row("tcp_loss5_from_stack_gbit", "TCP server->kernel, 5% server frames dropped",
@@ -485,7 +549,16 @@ def run_row(row, contenders):
                 try:
                     if not c.alive():
                         raise RuntimeError("the server died")
+                    if row.per:
+                        pid = c.server_pid()
+                        before, client0 = thread_switches(pid), children_switches()
                     value, extra = row.measure(c, row)
+                    if row.per:
+                        # The client is the only child reaped during measure().
+                        ops = extra[row.per]
+                        extra["switches"] = switches_used(before, thread_switches(pid), ops)
+                        extra["switches"]["client_per_op"] = (
+                            (children_switches() - client0) / max(ops, 1))
                     results[c.key].append((value, extra))
                 except Exception as e:  # a failed contender is reported, not fatal
                     errors[c.key] = str(e).strip().splitlines()[-1][:300] if str(e) else repr(e)
@@ -503,6 +576,14 @@ def run_row(row, contenders):
         out[c.key] = (statistics.median(values),
                       {"values": values, "runs": [r[1] for r in runs],
                        "server": served.get(c.key) or {}})
+        if row.per:
+            sw = [e["switches"] for _, e in runs]
+            out[c.key][1]["switches"] = {
+                "server_per_op": statistics.median(x["per_op"] for x in sw),
+                "client_per_op": statistics.median(x["client_per_op"] for x in sw),
+                "threads_exited": sum(x["threads_exited"] for x in sw),
+                "by_thread": {n: statistics.median(x["by_thread"].get(n, 0) for x in sw)
+                              for n in sorted({n for x in sw for n in x["by_thread"]})}}
     return out
 
 
@@ -520,6 +601,48 @@ def ratio(a, b, better):
     if a is None or not b:
         return None
     return (b / a) if better == "lower" else (a / b)
+
+
+def print_table(table):
+    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+    for i, t in enumerate(table):
+        print(" | ".join(cell.ljust(widths[j]) for j, cell in enumerate(t)))
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+def print_switches(rows, names):
+    """Issue 5 asks how often the application and stack threads wake each
+    other: context switches per operation, informational (no target)."""
+    rows = [r for r in rows if r.get("switches")]
+    if not rows:
+        return
+    table = [["metric", "per"] + ["server %s" % k for k in names] +
+             ["client %s" % k for k in names]]
+    threads, exited = [], 0
+    for r in rows:
+        sw = r["switches"]
+        cells = [r["metric"], r["switches_per"].rstrip("s").replace("_", " ")]
+        for side in ("server_per_op", "client_per_op"):
+            cells += ["-" if not sw[k] else "%.2f" % sw[k][side] for k in names]
+        table.append(cells)
+        threads.append("  %s: %s" % (r["metric"], "; ".join(
+            "%s %s" % (k, ", ".join("%s %.2f" % t for t in sw[k]["by_thread"].items()
+                                    if t[1] >= 0.005))
+            for k in names if sw[k] and len(sw[k]["by_thread"]) > 1)))
+        exited += sum(sw[k]["threads_exited"] for k in names if sw[k])
+    print("\nContext switches (voluntary + involuntary) per operation, median of the runs "
+          "(informational, no target):")
+    print_table(table)
+    print("Server: all threads of the server process (/proc/PID/task/*/status before and "
+          "after each run; kernel: the tapbench serve-echo process). Client: the tapbench "
+          "process (getrusage of children). The kernel's softirq work for the veth (both "
+          "ends' TCP/IP) runs in no process of its own (inline in the syscalls, or "
+          "ksoftirqd) and is not counted. Server switches by thread name:")
+    print("\n".join(threads))
+    if exited:
+        print("WARNING: %d server thread(s) exited during runs: their switches are missing"
+              % exited)
 
 
 def drive(args):
@@ -540,6 +663,9 @@ def drive(args):
             value, detail = res.get(key, (None, {"error": "n/a"}))
             r[key] = value
             r[key + "_detail"] = detail
+        if row.per:
+            r["switches_per"] = row.per
+            r["switches"] = {k: r[k + "_detail"].get("switches") for k in names}
         r["tapstack_vs_smoltcp"] = ratio(r["tapstack"], r["smoltcp"], row.better)
         r["tapstack_vs_kernel"] = ratio(r["tapstack"], r["kernel"], row.better)
         rows.append(r)
@@ -555,18 +681,15 @@ def drive(args):
         table.append([r["label"], r["unit"], pl] + [fmt(r[k]) for k in names] +
                      ["-" if r[k] is None else "%.2f" % r[k]
                       for k in ("tapstack_vs_smoltcp", "tapstack_vs_kernel")])
-    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     print()
-    for i, t in enumerate(table):
-        print(" | ".join(cell.ljust(widths[j]) for j, cell in enumerate(t)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(table)
     print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
           "tapstack/other (inverted for RTT, so > 1 is better). Kernel baseline: veth, "
           "tapbench servers (the same worker pool as tapstack's) for TCP, python3 for UDP; kernel "
           "TCP congestion control %s (tapstack runs the same, smoltcp CUBIC). Loss rows: nft prerouting drop of TCP frames "
           "from the server, one frame at a time (veth: TSO/GSO off; tapstack: --no-offload)."
           % (RUNS, SECS, args.kernel_cc))
+    print_switches(rows, names)
 
     verdicts = []
     by_key = {r["metric"]: r for r in rows}
