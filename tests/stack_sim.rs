@@ -14,7 +14,7 @@ use smoltcp::wire::{
 use tapstack::stack::rng::Rng;
 use tapstack::stack::time::earliest;
 use tapstack::stack::udp::UdpHandle;
-use tapstack::stack::{Instant, Stack, StackConfig};
+use tapstack::stack::{Instant, RxChecksum, Stack, StackConfig};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const US_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -692,5 +692,56 @@ fn random_frames_never_panic_and_the_stack_still_answers() {
             assert_eq!((ident, data), (0x7777, &b"still there?"[..]));
         }
         other => panic!("not an echo reply: {other:?}"),
+    }
+}
+
+/// A transport checksum the device vouches for (the kernel built the
+/// packet and left a partial sum) is not summed again; one it does not
+/// vouch for is checked. Each transport answers only in the trusted case:
+/// ICMP echo reply, UDP port unreachable, TCP RST.
+#[test]
+fn transport_checksums_are_skipped_only_when_the_device_vouches() {
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&9u16.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x02; // SYN
+    // A partial checksum: the pseudo-header sum only, as the kernel leaves it.
+    let pseudo = smoltcp::wire::checksum::pseudo_header_v4(&PEER, &US, IpProtocol::Tcp, 20);
+    tcp[16..18].copy_from_slice(&pseudo.to_be_bytes());
+    let mut udp = [0u8; 12];
+    udp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    udp[2..4].copy_from_slice(&9u16.to_be_bytes());
+    udp[4..6].copy_from_slice(&12u16.to_be_bytes());
+    udp[6..8].copy_from_slice(&[0x12, 0x34]);
+    let mut echo = echo_request(7, 1, b"ping");
+    echo[2] ^= 0xff;
+    let cases: [(IpProtocol, &[u8], &str); 3] = [
+        (IpProtocol::Tcp, &tcp, "tcp.bad_checksum"),
+        (IpProtocol::Udp, &udp, "udp.bad_checksum"),
+        (IpProtocol::Icmp, &echo, "icmp.bad_checksum"),
+    ];
+    for (protocol, payload, counter) in cases {
+        let mut s = stack();
+        let t = Instant::from_secs(1);
+        introduce_peer(&mut s, t);
+        let frame = ip(protocol, 1, payload).frame();
+        s.receive_with(t, &frame, RxChecksum::Verify);
+        assert!(
+            drain(&mut s).is_empty(),
+            "{protocol}: answered a bad checksum"
+        );
+        assert_eq!(s.counters().get(counter), 1, "{protocol}");
+        s.receive_with(t, &frame, RxChecksum::Trusted);
+        let out = drain(&mut s);
+        assert_eq!(out.len(), 1, "{protocol}: no answer when trusted");
+        let reply = parse_ip(&out[0]);
+        let want = if protocol == IpProtocol::Udp {
+            IpProtocol::Icmp
+        } else {
+            protocol
+        };
+        assert_eq!(reply.protocol, want, "{protocol}");
+        assert_eq!(s.counters().get(counter), 1, "{protocol}");
     }
 }

@@ -13,7 +13,7 @@ pub mod vnet;
 use std::io::{self, IoSlice};
 use std::os::fd::BorrowedFd;
 
-pub use vnet::RxKind;
+pub use vnet::{RxCsum, RxKind, RxMeta};
 
 /// A frame-oriented, non-blocking, pollable device.
 pub trait Device: Send + Sync {
@@ -27,9 +27,10 @@ pub trait Device: Send + Sync {
     fn name(&self) -> &str;
 
     /// Reads one frame and says what it is (a TAP with offloads may hand
-    /// over a TCP super-frame, or a frame to drop).
-    fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxKind)> {
-        self.recv(buf).map(|n| (n, RxKind::Plain))
+    /// over a TCP super-frame, a frame whose checksum it vouches for, or a
+    /// frame to drop).
+    fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        self.recv(buf).map(|n| (n, RxMeta::PLAIN))
     }
 
     /// True when the device takes virtio-net headers on writes

@@ -19,7 +19,7 @@ use nix::sys::uio::{readv, writev};
 use tun_tap::{Iface, Mode};
 
 use super::Device;
-use super::vnet::{self, RxKind, VNET_HDR_LEN, VnetHdr};
+use super::vnet::{self, RxMeta, VNET_HDR_LEN, VnetHdr};
 
 pub struct TapDevice {
     fd: OwnedFd,
@@ -182,9 +182,9 @@ impl Device for TapDevice {
         Ok(nix::unistd::write(&self.fd, frame)?)
     }
 
-    fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxKind)> {
+    fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
         if !self.vnet {
-            return Ok((nix::unistd::read(&self.fd, buf)?, RxKind::Plain));
+            return Ok((nix::unistd::read(&self.fd, buf)?, RxMeta::PLAIN));
         }
         let mut hdr = [0u8; VNET_HDR_LEN];
         let n = readv(
@@ -192,10 +192,9 @@ impl Device for TapDevice {
             &mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(buf)],
         )?;
         let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
-            return Ok((0, RxKind::Dropped("rx.vnet_short")));
+            return Ok((0, RxMeta::short()));
         };
-        let kind = vnet::complete_rx(&VnetHdr::from_bytes(&hdr), &mut buf[..len]);
-        Ok((len, kind))
+        Ok((len, vnet::classify_rx(&VnetHdr::from_bytes(&hdr), len)))
     }
 
     fn gso(&self) -> bool {

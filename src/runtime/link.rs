@@ -85,6 +85,12 @@ impl Link {
         }
     }
 
+    /// True when frames are captured or traced: they must then carry
+    /// their real checksums (no partial ones left to the kernel).
+    pub fn captures(&self) -> bool {
+        self.pcap.is_some() || self.trace
+    }
+
     /// True when a fault injector runs: it must see every frame on its
     /// own, so segments are not merged into super-frames.
     pub fn faults_active(&self) -> bool {

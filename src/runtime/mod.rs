@@ -23,7 +23,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::device::Device;
 use crate::device::vnet::Coalescer;
 use crate::stack::socket::{Readiness, SocketId};
-use crate::stack::{Instant, Stack};
+use crate::stack::{Instant, RxChecksum, Stack};
 pub use clock::Clock;
 use link::Link;
 
@@ -273,7 +273,8 @@ impl Core {
         self.flush_run(co)
     }
 
-    /// Writes the coalescer's run; false if the device refused GSO.
+    /// Writes the coalescer's run; false if the device refused even a
+    /// single frame's virtio-net header (offloads are then off for good).
     fn flush_run(&mut self, co: &mut Coalescer) -> bool {
         let merged = co.len() > 1;
         let device = self.device.clone();
@@ -299,6 +300,15 @@ impl Core {
                 // frames (virtio_net_hdr_to_skb said no).
                 counters.inc("tx.gso_refused");
                 log::debug!("device refused a GSO super-frame ({e}): single frames from now on");
+                co.stop_merging();
+            }
+            Err(e) if co.partial_tcp_checksums() && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                // Not even a partial checksum: the stack sums its own from
+                // now on (segments already made with partial sums are lost
+                // to this attempt; TCP retransmits them).
+                counters.inc("tx.csum_offload_refused");
+                log::debug!("device refused a partial checksum ({e}): no offloads from now on");
+                self.stack.set_tx_checksum_offload(false);
                 return false;
             }
             Err(e) => log::debug!("device send failed: {e}"),
@@ -306,10 +316,21 @@ impl Core {
         true
     }
 
-    fn receive(&mut self, now: Instant, frame: &[u8]) {
+    /// One frame from the device; `csum` is what the device vouches for
+    /// (nothing once a fault injector may have changed the bytes).
+    fn captures(&self) -> bool {
+        self.link.captures()
+    }
+
+    fn receive(&mut self, now: Instant, frame: &[u8], csum: RxChecksum) {
         let stack = &mut self.stack;
+        let csum = if self.link.faults_active() {
+            RxChecksum::Verify
+        } else {
+            csum
+        };
         self.link
-            .inbound(now, frame, &mut |f| stack.receive(now, f));
+            .inbound(now, frame, &mut |f| stack.receive_with(now, f, csum));
     }
 
     /// Timers and held frames due at `now`.
@@ -484,8 +505,22 @@ pub fn start(
     stack: Stack,
     link: &link::LinkOptions,
 ) -> Result<Arc<Shared>, String> {
+    let mut stack = stack;
     let link = Link::new(link)?;
-    let coalescer = (device.gso() && !link.faults_active()).then(Coalescer::new);
+    // Checksums are left to the kernel unless a capture or trace must show
+    // each frame with its real one.
+    let coalescer = (device.gso() && !link.faults_active()).then(|| {
+        if link.captures() {
+            Coalescer::new()
+        } else {
+            Coalescer::with_partial_tcp_checksums()
+        }
+    });
+    stack.set_tx_checksum_offload(
+        coalescer
+            .as_ref()
+            .is_some_and(Coalescer::partial_tcp_checksums),
+    );
     let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
         .map_err(|e| format!("cannot create eventfd: {e}"))?;
     let core = Core {

@@ -11,7 +11,9 @@ use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::time::TimeSpec;
 
 use super::Shared;
-use crate::device::{Device, RxKind};
+use crate::device::vnet::complete_checksum;
+use crate::device::{Device, RxCsum, RxKind, RxMeta};
+use crate::stack::RxChecksum;
 
 /// Frames read per wake-up before the lock is taken once for all of them.
 const BATCH: usize = 64;
@@ -32,7 +34,7 @@ pub fn spawn(
 
 fn run(shared: &Shared, device: &dyn Device) {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; FRAME_BUF]).collect();
-    let mut lens = [(0usize, RxKind::Plain); BATCH];
+    let mut lens = [(0usize, RxMeta::PLAIN); BATCH];
     let mut timeout_us: u64 = 0;
     let mut want_write = false;
     let mut wakes = Vec::new();
@@ -49,8 +51,8 @@ fn run(shared: &Shared, device: &dyn Device) {
         core.sleeping = None;
         let now = core.now();
         for i in 0..n {
-            let (len, kind) = lens[i];
-            match kind {
+            let (len, meta) = lens[i];
+            match meta.kind {
                 RxKind::Plain => {}
                 RxKind::Gso => core.stack.iface.counters.inc("rx.gso_frames"),
                 RxKind::Dropped(why) => {
@@ -58,7 +60,9 @@ fn run(shared: &Shared, device: &dyn Device) {
                     continue;
                 }
             }
-            core.receive(now, &bufs[i][..len]);
+            let frame = &mut bufs[i][..len];
+            let csum = settle_checksum(meta.csum, frame, core.captures());
+            core.receive(now, frame, csum);
         }
         if writable {
             core.tx_blocked = false;
@@ -128,7 +132,7 @@ fn sleep(
 fn read_batch(
     device: &dyn Device,
     bufs: &mut [Vec<u8>],
-    lens: &mut [(usize, RxKind)],
+    lens: &mut [(usize, RxMeta)],
 ) -> (usize, Option<String>) {
     let mut n = 0;
     while n < bufs.len() {
@@ -145,6 +149,22 @@ fn read_batch(
         }
     }
     (n, None)
+}
+
+/// What the stack need not check of a frame's checksum. A partial one
+/// (the kernel built the packet) is trusted without summing it, unless a
+/// capture is to show the frame: then it is completed, once, here.
+fn settle_checksum(csum: RxCsum, frame: &mut [u8], capture: bool) -> RxChecksum {
+    match csum {
+        RxCsum::Unknown => RxChecksum::Verify,
+        RxCsum::Valid => RxChecksum::Trusted,
+        RxCsum::Partial { start, offset } => {
+            if capture {
+                complete_checksum(frame, start, offset);
+            }
+            RxChecksum::Trusted
+        }
+    }
 }
 
 fn stop_with(shared: &Shared, why: String) {

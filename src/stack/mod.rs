@@ -31,6 +31,29 @@ use tcp::{TcpConfig, TcpHandle, TcpLayer};
 pub use time::Instant;
 use udp::{UdpConfig, UdpLayer};
 
+/// Whether a received frame's transport checksum (TCP, UDP, ICMP) still
+/// has to be checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Check it: the frame may have crossed a wire.
+    Verify,
+    /// The device vouches for it: the kernel verified it, or built the
+    /// packet itself and left the sum to a device (CHECKSUM_PARTIAL), so
+    /// the bytes never crossed a wire. Summing them would be the only cost.
+    Trusted,
+}
+
+/// A whole IPv4 packet for us, as the transports get it.
+#[derive(Clone, Copy)]
+struct Datagram<'a> {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    header: &'a [u8],
+    payload: &'a [u8],
+    csum: RxChecksum,
+}
+
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     pub iface: IfaceConfig,
@@ -106,8 +129,20 @@ impl Stack {
         self.iface.addr()
     }
 
+    /// TCP leaves checksums to the device; see
+    /// [`TcpConfig::checksum_offload`].
+    pub fn set_tx_checksum_offload(&mut self, on: bool) {
+        self.tcp.set_checksum_offload(on);
+    }
+
     /// One frame from the link.
     pub fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.receive_with(now, frame, RxChecksum::Verify);
+    }
+
+    /// One frame from the link, with what the device knows of its
+    /// transport checksum (IPv4 header checksums are always checked).
+    pub fn receive_with(&mut self, now: Instant, frame: &[u8], csum: RxChecksum) {
         let Some(ip_bytes) = self.iface.receive_frame(now, frame) else {
             return;
         };
@@ -120,11 +155,14 @@ impl Stack {
         match input.fragment {
             None => self.deliver(
                 now,
-                input.src,
-                input.dst,
-                input.protocol,
-                input.header,
-                input.payload,
+                &Datagram {
+                    src: input.src,
+                    dst: input.dst,
+                    protocol: input.protocol,
+                    header: input.header,
+                    payload: input.payload,
+                    csum,
+                },
             ),
             Some((key, offset, more)) => {
                 let counters = &mut self.iface.counters;
@@ -138,44 +176,49 @@ impl Stack {
                     counters,
                 ) {
                     counters.inc("ipv4.reassembled");
-                    let proto = IpProtocol::from(whole.key.protocol);
+                    // A device vouches for whole packets only.
                     self.deliver(
                         now,
-                        whole.key.src,
-                        whole.key.dst,
-                        proto,
-                        &whole.header,
-                        &whole.payload,
+                        &Datagram {
+                            src: whole.key.src,
+                            dst: whole.key.dst,
+                            protocol: IpProtocol::from(whole.key.protocol),
+                            header: &whole.header,
+                            payload: &whole.payload,
+                            csum: RxChecksum::Verify,
+                        },
                     );
                 }
             }
         }
     }
 
-    fn deliver(
-        &mut self,
-        now: Instant,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        protocol: IpProtocol,
-        header: &[u8],
-        payload: &[u8],
-    ) {
+    fn deliver(&mut self, now: Instant, d: &Datagram) {
+        let Datagram {
+            src,
+            dst,
+            protocol,
+            header,
+            payload,
+            csum,
+        } = *d;
         match protocol {
             IpProtocol::Icmp => {
-                if let Some(err) = self.icmp.receive(now, &mut self.iface, src, dst, payload) {
+                let icmp = &mut self.icmp;
+                if let Some(err) = icmp.receive(now, &mut self.iface, src, dst, payload, csum) {
                     self.icmp_error_to_transport(now, &err);
                 }
             }
             IpProtocol::Tcp => {
                 if dst == self.iface.addr() {
-                    self.tcp.receive(now, src, dst, payload, &mut self.iface);
+                    self.tcp
+                        .receive(now, src, dst, payload, csum, &mut self.iface);
                 } else {
                     self.iface.counters.inc("tcp.to_broadcast");
                 }
             }
             IpProtocol::Udp => {
-                if !self.udp.receive(src, dst, payload) && dst == self.iface.addr() {
+                if !self.udp.receive(src, dst, payload, csum) && dst == self.iface.addr() {
                     self.icmp.send_error(
                         now,
                         &mut self.iface,

@@ -140,7 +140,10 @@ fn split_tcp4(
 /// Feeds frames through a coalescer as the runtime does; returns the
 /// bytes of every TAP write (virtio-net header included).
 fn coalesce(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut c = Coalescer::new();
+    coalesce_with(&mut Coalescer::new(), frames)
+}
+
+fn coalesce_with(c: &mut Coalescer, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut writes = Vec::new();
     let mut write = |parts: &[IoSlice<'_>]| {
         writes.push(
@@ -227,8 +230,52 @@ fn three_segments_merge_with_exact_header_fields() {
     // Completing the partial checksum as the kernel would gives a valid
     // segment.
     let mut whole = f.to_vec();
-    complete_checksum(&mut whole, 34, 16).unwrap();
+    complete_checksum(&mut whole, 34, 16);
     assert!(tcp_ok(&whole));
+}
+
+#[test]
+fn partial_checksums_leave_with_needs_csum_merged_or_not() {
+    let mut c = Coalescer::with_partial_tcp_checksums();
+    let ack = seg(1, 1, 0, ACK).frame();
+    let mut udp = seg(1, 2, 10, ACK).frame();
+    udp[ETH + 9] = 17;
+    let data: Vec<Vec<u8>> = (0..3)
+        .map(|i| seg(1 + i * 100, 3 + i as u16, 100, ACK).frame())
+        .collect();
+    let mut frames = vec![ack.clone(), udp.clone()];
+    frames.extend(data.iter().cloned());
+    let w = coalesce_with(&mut c, &frames);
+    assert_eq!(w.len(), 3, "ack, udp, one super-frame");
+    let single = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_NONE,
+        hdr_len: 54,
+        gso_size: 0,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    assert_eq!(vnet_of(&w[0]), single);
+    assert_eq!(w[0][VNET_HDR_LEN..], ack[..]);
+    assert_eq!(vnet_of(&w[1]), VnetHdr::default(), "not TCP: sent as is");
+    assert_eq!(vnet_of(&w[2]).gso_type, GSO_TCPV4);
+    // After the device refused a super-frame: one write per segment, each
+    // still with NEEDS_CSUM.
+    c.stop_merging();
+    let w = coalesce_with(&mut c, &data);
+    assert_eq!(w.len(), 3);
+    assert!(
+        w.iter().all(|f| vnet_of(f) == single),
+        "{:?}",
+        vnet_of(&w[0])
+    );
+    // A fragment cannot have its checksum completed by the kernel.
+    let mut frag = data[0].clone();
+    frag[ETH + 6] = 0x20; // MF
+    assert_eq!(
+        vnet_of(&coalesce_with(&mut c, &[frag])[0]),
+        VnetHdr::default()
+    );
 }
 
 #[test]
@@ -335,7 +382,7 @@ fn runs_stop_at_64_kib_and_max_segs() {
 }
 
 #[test]
-fn rx_completes_partial_checksums() {
+fn rx_classifies_partial_checksums_and_completes_on_request() {
     // What the kernel hands over for a TSO super-frame: the TCP checksum
     // field holds the pseudo-header sum only.
     let mut f = seg(1, 9, 3000, ACK | PSH).frame();
@@ -355,7 +402,18 @@ fn rx_completes_partial_checksums() {
         csum_start: 34,
         csum_offset: 16,
     };
-    assert_eq!(complete_rx(&hdr, &mut f), RxKind::Gso);
+    let meta = classify_rx(&hdr, f.len());
+    assert_eq!(meta.kind, RxKind::Gso);
+    assert_eq!(
+        meta.csum,
+        RxCsum::Partial {
+            start: 34,
+            offset: 16
+        }
+    );
+    // Classifying sums nothing; completing gives a valid segment.
+    assert!(!tcp_ok(&f));
+    complete_checksum(&mut f, 34, 16);
     assert!(tcp_ok(&f));
     // Odd length: the last byte counts as the high half of a word.
     let mut odd = seg(1, 9, 1, ACK).frame();
@@ -367,18 +425,20 @@ fn rx_completes_partial_checksums() {
         gso_size: 0,
         ..hdr
     };
-    assert_eq!(complete_rx(&plain, &mut odd), RxKind::Plain);
+    assert_eq!(classify_rx(&plain, odd.len()).kind, RxKind::Plain);
+    complete_checksum(&mut odd, 34, 16);
     assert!(tcp_ok(&odd));
-    // DATA_VALID and no flags leave the frame alone.
-    let good = seg(1, 9, 10, ACK).frame();
-    for flags in [0, F_DATA_VALID] {
-        let mut g = good.clone();
+    // DATA_VALID: verified by the kernel; no flags: nothing known.
+    for (flags, csum) in [(0, RxCsum::Unknown), (F_DATA_VALID, RxCsum::Valid)] {
         let h = VnetHdr {
             flags,
             ..VnetHdr::default()
         };
-        assert_eq!(complete_rx(&h, &mut g), RxKind::Plain);
-        assert_eq!(g, good);
+        let want = RxMeta {
+            kind: RxKind::Plain,
+            csum,
+        };
+        assert_eq!(classify_rx(&h, 64), want);
     }
 }
 
@@ -391,7 +451,6 @@ fn rx_rejects_bad_offsets_and_unknown_gso() {
         (good.len() as u16 - 1, 0),
         (u16::MAX, u16::MAX),
     ] {
-        let mut g = good.clone();
         let h = VnetHdr {
             flags: F_NEEDS_CSUM,
             csum_start: start,
@@ -399,30 +458,28 @@ fn rx_rejects_bad_offsets_and_unknown_gso() {
             ..VnetHdr::default()
         };
         assert_eq!(
-            complete_rx(&h, &mut g),
+            classify_rx(&h, good.len()).kind,
             RxKind::Dropped("rx.vnet_bad_csum_offsets"),
             "{start}+{offset}"
         );
     }
     for (gso_type, gso_size) in [(3, 1400), (4, 1400), (5, 1400), (GSO_TCPV4, 0)] {
-        let mut g = good.clone();
         let h = VnetHdr {
             gso_type,
             gso_size,
             ..VnetHdr::default()
         };
         assert_eq!(
-            complete_rx(&h, &mut g),
+            classify_rx(&h, good.len()).kind,
             RxKind::Dropped("rx.vnet_unsupported_gso")
         );
     }
-    let mut g = good.clone();
     let ecn = VnetHdr {
         gso_type: GSO_TCPV4 | GSO_ECN,
         gso_size: 5,
         ..VnetHdr::default()
     };
-    assert_eq!(complete_rx(&ecn, &mut g), RxKind::Gso);
+    assert_eq!(classify_rx(&ecn, good.len()).kind, RxKind::Gso);
 }
 
 #[test]

@@ -33,6 +33,12 @@ pub struct TcpConfig {
     pub rack: bool,
     pub timestamps: bool,
     pub window_scaling: bool,
+    /// Leave the checksum to the device: segments carry only the
+    /// pseudo-header sum, as a NIC driver's CHECKSUM_PARTIAL packets do.
+    /// The runtime turns it on for a TAP that takes virtio-net headers
+    /// (and off while capturing), so the sum is computed once, by the
+    /// kernel, or not at all for local delivery.
+    pub checksum_offload: bool,
     /// (idle, interval, probes); None = off.
     pub keepalive: Option<(Duration, Duration, u32)>,
     /// Challenge ACKs per second over the whole layer (RFC 5961 section 7).
@@ -60,6 +66,7 @@ impl Default for TcpConfig {
             rack: true,
             timestamps: true,
             window_scaling: true,
+            checksum_offload: false,
             keepalive: None,
             challenge_ack_limit: 1000,
             seed: None,

@@ -52,6 +52,7 @@ use self::options::{InSeg, OutHdr, ParseError, finish};
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
+use crate::stack::RxChecksum;
 use crate::stack::counters::Counters;
 use crate::stack::ip::IpSink;
 use crate::stack::rng::Rng;
@@ -142,6 +143,11 @@ impl TcpLayer {
 
     pub fn config(&self) -> &TcpConfig {
         &self.config
+    }
+
+    /// See [`TcpConfig::checksum_offload`]; applies to the next segment.
+    pub fn set_checksum_offload(&mut self, on: bool) {
+        self.config.checksum_offload = on;
     }
 
     /// Test hook: every new connection uses ISN `isn` and a zero
@@ -264,9 +270,10 @@ impl TcpLayer {
         src: Ipv4Addr,
         dst: Ipv4Addr,
         segment: &[u8],
+        csum: RxChecksum,
         ip: &mut dyn IpSink,
     ) {
-        let seg = match InSeg::parse(src, dst, segment) {
+        let seg = match InSeg::parse(src, dst, segment, csum) {
             Ok(s) => s,
             Err(ParseError::BadChecksum) => return self.counters.inc("tcp.bad_checksum"),
             Err(ParseError::Malformed) => return self.counters.inc("tcp.malformed"),
@@ -391,9 +398,10 @@ impl TcpLayer {
     ) {
         let len = hdr.header_len();
         let (src, dst) = (*local.ip(), *remote.ip());
+        let offload = self.config.checksum_offload;
         let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
             hdr.write(buf);
-            finish(buf, src, dst);
+            finish(buf, src, dst, offload);
         });
         self.counters.inc("tcp.segments_sent");
         if !ok {

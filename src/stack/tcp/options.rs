@@ -6,9 +6,10 @@
 use std::net::Ipv4Addr;
 
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpAddress, TcpControl, TcpPacket, TcpRepr};
+use smoltcp::wire::{IpAddress, IpProtocol, TcpControl, TcpPacket, TcpRepr, checksum};
 
 use super::seq::Seq;
+use crate::stack::RxChecksum;
 
 /// Why a segment could not be parsed (each maps to a counter).
 #[derive(Debug, PartialEq, Eq)]
@@ -39,10 +40,17 @@ pub struct InSeg<'a> {
 }
 
 impl<'a> InSeg<'a> {
-    pub fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &'a [u8]) -> Result<InSeg<'a>, ParseError> {
+    /// A segment; its checksum is verified unless `csum` says the device
+    /// vouches for it.
+    pub fn parse(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        bytes: &'a [u8],
+        csum: RxChecksum,
+    ) -> Result<InSeg<'a>, ParseError> {
         let packet = TcpPacket::new_checked(bytes).map_err(|_| ParseError::Malformed)?;
         let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
-        if !packet.verify_checksum(&s, &d) {
+        if csum == RxChecksum::Verify && !packet.verify_checksum(&s, &d) {
             return Err(ParseError::BadChecksum);
         }
         let repr = TcpRepr::parse(&packet, &s, &d, &ChecksumCapabilities::ignored())
@@ -176,8 +184,17 @@ impl OutHdr {
     }
 }
 
-/// Fills the TCP checksum over the pseudo-header (RFC 9293 3.1).
-pub fn finish(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) {
+/// Fills the TCP checksum over the pseudo-header (RFC 9293 3.1), or with
+/// `offload` only the pseudo-header sum (not inverted) that the device
+/// completes (the virtio-net NEEDS_CSUM contract).
+pub fn finish(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, offload: bool) {
+    let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
     let mut p = TcpPacket::new_unchecked(buf);
-    p.fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
+    if offload {
+        let len = p.as_ref().len() as u32;
+        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, len);
+        p.set_checksum(pseudo);
+    } else {
+        p.fill_checksum(&s, &d);
+    }
 }

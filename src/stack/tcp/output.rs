@@ -356,6 +356,7 @@ impl Tcb {
         let hlen = hdr.header_len();
         let (a, b) = self.tx.slices(offset, len);
         let (src, dst) = (*self.local.ip(), *self.remote.ip());
+        let offload = env.cfg.checksum_offload;
         let ok = ip.send_ip(
             env.now,
             dst,
@@ -365,7 +366,7 @@ impl Tcb {
                 hdr.write(buf);
                 buf[hlen..hlen + a.len()].copy_from_slice(a);
                 buf[hlen + a.len()..].copy_from_slice(b);
-                finish(buf, src, dst);
+                finish(buf, src, dst, offload);
             },
         );
         env.counters.inc("tcp.segments_sent");

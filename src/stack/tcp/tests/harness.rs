@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::super::options::{InSeg, OutHdr, finish};
 use super::super::seq::Seq;
 use super::super::{TcpConfig, TcpHandle, TcpLayer, TcpState};
+use crate::stack::RxChecksum;
 use crate::stack::ip::RecordingSink;
 use crate::stack::time::Instant;
 
@@ -107,12 +108,13 @@ impl Seg {
         let mut buf = vec![0u8; hl + self.payload.len()];
         hdr.write(&mut buf);
         buf[hl..].copy_from_slice(&self.payload);
-        finish(&mut buf, src, dst);
+        finish(&mut buf, src, dst, false);
         buf
     }
 
     fn parse(src: Ipv4Addr, dst: Ipv4Addr, bytes: &[u8]) -> Seg {
-        let s = InSeg::parse(src, dst, bytes).expect("we emitted an invalid segment");
+        let s = InSeg::parse(src, dst, bytes, RxChecksum::Verify)
+            .expect("we emitted an invalid segment");
         Seg {
             src_port: s.src_port,
             dst_port: s.dst_port,
@@ -166,8 +168,14 @@ impl Harness {
     /// Feeds one segment from the peer and runs dispatch.
     pub fn send(&mut self, seg: Seg) {
         let bytes = seg.bytes(REMOTE, LOCAL);
-        self.layer
-            .receive(self.now, REMOTE, LOCAL, &bytes, &mut self.sink);
+        self.layer.receive(
+            self.now,
+            REMOTE,
+            LOCAL,
+            &bytes,
+            RxChecksum::Verify,
+            &mut self.sink,
+        );
         self.layer.dispatch(self.now, &mut self.sink);
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use smoltcp::wire::{IpProtocol, Ipv4Address};
 
+use crate::stack::RxChecksum;
 use crate::stack::ip::IpSink;
 use crate::stack::rng::Rng;
 use crate::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle, TcpLayer, TcpState};
@@ -174,7 +175,7 @@ impl Sim {
                 counter: &mut self.counter,
                 lost: &mut self.lost,
             };
-            layer.receive(self.now, p.src, p.dst, &p.bytes, &mut w);
+            layer.receive(self.now, p.src, p.dst, &p.bytes, RxChecksum::Verify, &mut w);
         }
         true
     }
