@@ -325,6 +325,8 @@ impl Tcb {
                 if wnd > 0 {
                     self.persist_at = None;
                     self.persist_backoff = 0;
+                    self.probe_sent_at = None;
+                    self.probes_unanswered = 0;
                 }
             }
         }

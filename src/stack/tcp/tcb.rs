@@ -167,6 +167,10 @@ pub struct Tcb {
     pub timed: Option<(Seq, Instant)>,
     pub persist_at: Option<Instant>,
     pub persist_backoff: u32,
+    /// When the last zero-window probe left, and how many in a row met
+    /// silence (no segment at all from the peer since the one before).
+    pub probe_sent_at: Option<Instant>,
+    pub probes_unanswered: u32,
     pub force_send: bool,
     pub probe_now: bool,
     pub ka_at: Option<Instant>,
@@ -260,6 +264,8 @@ impl Tcb {
             timed: None,
             persist_at: None,
             persist_backoff: 0,
+            probe_sent_at: None,
+            probes_unanswered: 0,
             force_send: false,
             probe_now: false,
             ka_at: None,

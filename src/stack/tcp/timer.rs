@@ -44,7 +44,9 @@ impl Tcb {
             self.persist_at = None;
             self.persist_backoff += 1;
             if self.snd_wnd == 0 {
-                self.probe_now = true;
+                if !self.zero_window_probe(env) {
+                    return;
+                }
             } else {
                 // SWS override timeout (3.8.6.2.1): send what fits.
                 self.force_send = true;
@@ -96,6 +98,28 @@ impl Tcb {
                 self.on_rto_data(env);
             }
         }
+    }
+
+    /// A zero-window probe is due. RFC 1122 4.2.2.17: probing goes on as
+    /// long as the peer answers, however long its window stays shut. A
+    /// peer that has gone silent would hold the connection forever, so as
+    /// Linux does (tcp_probe_timer) it fails after `max_retries` probes in
+    /// a row got no segment back. False when the connection failed.
+    fn zero_window_probe(&mut self, env: &mut Env) -> bool {
+        let answered = self.probe_sent_at.is_none_or(|t| self.last_rx >= t);
+        self.probes_unanswered = if answered {
+            0
+        } else {
+            self.probes_unanswered + 1
+        };
+        if self.probes_unanswered >= env.cfg.max_retries {
+            env.counters.inc("tcp.persist_give_up");
+            self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
+            return false;
+        }
+        self.probe_sent_at = Some(env.now);
+        self.probe_now = true;
+        true
     }
 
     /// RFC 9293 3.8.4 / RFC 1122 4.2.3.6.

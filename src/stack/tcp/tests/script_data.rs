@@ -91,6 +91,45 @@ fn zero_window_persist_probes_back_off() {
     assert_eq!((d.seq, d.payload.as_slice()), (ISS + 1, &b"data"[..]));
 }
 
+/// RFC 1122 4.2.2.17: a peer that answers every probe keeps the
+/// connection however long its window stays shut; one that falls silent
+/// loses it after `max_retries` unanswered probes (as Linux).
+#[test]
+fn zero_window_probing_lasts_while_answered_and_gives_up_on_silence() {
+    let mut h = Harness::new(TcpConfig {
+        max_retries: 3,
+        ..plain_config()
+    });
+    let (_l, c) = h.establish();
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).win(0));
+    h.layer.send(c, b"data").unwrap();
+    h.dispatch();
+    h.nothing();
+    let mut probes = 0;
+    for _ in 0..8 {
+        h.next_deadline();
+        assert_eq!(h.one().seq, ISS, "a probe");
+        probes += 1;
+        h.send(Seg::peer(IRS + 1, Some(ISS + 1)).win(0));
+        h.nothing();
+    }
+    assert_eq!(
+        h.layer.state(c),
+        TcpState::Established,
+        "{probes} answered probes"
+    );
+    // Silence: the probes counted from here on go unanswered.
+    for _ in 0..3 {
+        h.next_deadline();
+        assert_eq!(h.one().seq, ISS, "a probe");
+    }
+    h.next_deadline();
+    h.nothing();
+    assert_eq!(h.layer.state(c), TcpState::Closed);
+    assert_eq!(h.layer.take_error(c).unwrap().kind(), ErrorKind::TimedOut);
+    assert_eq!(h.layer.counters.get("tcp.persist_give_up"), 1);
+}
+
 #[test]
 fn syn_retransmission_doubles_from_one_second_then_times_out() {
     let mut h = Harness::new(TcpConfig {
