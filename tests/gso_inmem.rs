@@ -2,7 +2,7 @@
 //! of an in-memory link takes virtio-net writes the way a TAP with
 //! offloads does (a partial checksum is completed and the frame goes to
 //! the peer whole, which the peer stack verifies), or refuses super-frames
-//! with EINVAL as a kernel without GSO support would.
+//! (or any offload) with EINVAL as a kernel without that support would.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -28,10 +28,22 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const WAIT: Duration = Duration::from_secs(10);
 const EINVAL: i32 = 22;
 
+/// What the device end says EINVAL to.
+#[derive(Clone, Copy, PartialEq)]
+enum Refuse {
+    Nothing,
+    /// Super-frames (a kernel without GSO for TAPs).
+    Gso,
+    /// GSO, and any checksum to complete once this many were: a kernel
+    /// that changes its mind mid-transfer, so partial-sum segments are
+    /// still queued when it does.
+    OffloadsAfter(u64),
+}
+
 /// A pair end with GSO writes.
 struct GsoEnd {
     inner: PairDevice,
-    refuse: bool,
+    refuse: Refuse,
     super_frames: AtomicU64,
     /// Frames (merged or not) whose checksum this end completed.
     partial: AtomicU64,
@@ -61,7 +73,7 @@ impl Device for GsoEnd {
         let mut frame = bytes[VNET_HDR_LEN..].to_vec();
         let invalid = || io::Error::from_raw_os_error(EINVAL);
         if hdr.gso_type != GSO_NONE {
-            if self.refuse {
+            if self.refuse != Refuse::Nothing {
                 return Err(invalid());
             }
             let ok = hdr.gso_type == GSO_TCPV4
@@ -76,6 +88,11 @@ impl Device for GsoEnd {
             self.super_frames.fetch_add(1, Ordering::Relaxed);
         }
         if hdr.flags & F_NEEDS_CSUM != 0 {
+            if let Refuse::OffloadsAfter(n) = self.refuse
+                && self.partial.load(Ordering::Relaxed) >= n
+            {
+                return Err(invalid());
+            }
             // skb_partial_csum_set: the field must lie in the frame.
             let (start, off) = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
             if start < 14 || start + off + 2 > frame.len() {
@@ -143,7 +160,7 @@ struct Seen {
 
 /// Sends `len` seeded bytes from a stack on a GSO end to a plain one
 /// (after checking every byte arrived).
-fn transfer(refuse: bool, len: usize) -> Seen {
+fn transfer(refuse: Refuse, len: usize) -> Seen {
     let (da, db) = pair::link().expect("socketpair");
     let gso = Arc::new(GsoEnd {
         inner: da,
@@ -190,7 +207,7 @@ fn transfer(refuse: bool, len: usize) -> Seen {
 
 #[test]
 fn segments_leave_as_gso_super_frames_byte_exact() {
-    let seen = transfer(false, 8 << 20);
+    let seen = transfer(Refuse::Nothing, 8 << 20);
     let c = &seen.sender;
     let frames = c.get("tx.gso_frames");
     assert!(frames > 0, "no super-frame sent: {c}");
@@ -215,7 +232,7 @@ fn segments_leave_as_gso_super_frames_byte_exact() {
 
 #[test]
 fn a_device_that_refuses_gso_gets_single_frames() {
-    let seen = transfer(true, 2 << 20);
+    let seen = transfer(Refuse::Gso, 2 << 20);
     let c = &seen.sender;
     assert_eq!(c.get("tx.gso_refused"), 1, "{c}");
     assert_eq!(c.get("tx.gso_frames"), 0, "{c}");
@@ -223,6 +240,23 @@ fn a_device_that_refuses_gso_gets_single_frames() {
     // Still with partial checksums the device completes.
     assert!(seen.partial > 1000, "{} partial frames: {c}", seen.partial);
     assert_eq!(c.get("tx.csum_offload_refused"), 0, "{c}");
+    assert_eq!(
+        seen.receiver.get("tcp.bad_checksum"),
+        0,
+        "{}",
+        seen.receiver
+    );
+}
+
+#[test]
+fn a_device_that_refuses_partial_checksums_gets_full_ones() {
+    let seen = transfer(Refuse::OffloadsAfter(200), 4 << 20);
+    let c = &seen.sender;
+    assert_eq!(c.get("tx.csum_offload_refused"), 1, "{c}");
+    assert_eq!(c.get("tx.gso_frames"), 0, "{c}");
+    assert_eq!(seen.partial, 200);
+    // Segments made with partial sums before the refusal got full ones on
+    // the way out: none reached the peer with a bad checksum.
     assert_eq!(
         seen.receiver.get("tcp.bad_checksum"),
         0,

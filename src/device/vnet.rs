@@ -112,8 +112,9 @@ pub enum RxCsum {
     /// DATA_VALID: the kernel verified it.
     Valid,
     /// NEEDS_CSUM: the field at `start + offset` holds the pseudo-header
-    /// sum only. The kernel built the packet (CHECKSUM_PARTIAL), so its
-    /// bytes never crossed a wire; the offsets lie within the frame.
+    /// sum only (CHECKSUM_PARTIAL): the kernel built the packet, or GRO
+    /// merged segments whose sums it had checked. The offsets lie within
+    /// the frame.
     Partial { start: usize, offset: usize },
 }
 
@@ -239,6 +240,26 @@ fn tcp_start(f: &[u8]) -> Option<usize> {
     (whole && start >= L4 && start + 20 <= f.len()).then_some(start)
 }
 
+/// Writes the full TCP checksum of a whole TCP/IPv4 frame, whatever its
+/// field held (a partial sum for a device that then refused to complete
+/// it). Anything else is left alone.
+pub fn fill_tcp_checksum(frame: &mut [u8]) {
+    let Some(start) = tcp_start(frame) else {
+        return;
+    };
+    let end = ETH + usize::from(be16(frame, ETH + 2));
+    if end > frame.len() || end < start + 20 {
+        return;
+    }
+    let src = Ipv4Address::from(be32(frame, ETH + 12));
+    let dst = Ipv4Address::from(be32(frame, ETH + 16));
+    let at = start + 16;
+    frame[at..at + 2].fill(0);
+    let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (end - start) as u32);
+    let sum = checksum::combine(&[pseudo, checksum::data(&frame[start..end])]);
+    frame[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
+}
+
 /// Merges runs of consecutive frames of one TCP flow into GSO
 /// super-frames. Feed frames in order with [`Coalescer::fits`] /
 /// [`Coalescer::push`]; [`Coalescer::flush`] writes the run.
@@ -249,6 +270,8 @@ pub struct Coalescer {
     partial_tcp_csum: bool,
     /// Off once the device refused a super-frame: single frames only.
     no_merge: bool,
+    /// The last flush wrote a NEEDS_CSUM header.
+    sent_partial: bool,
     run: Vec<Vec<u8>>,
     /// Set while the run is mergeable TCP (the first and last segment).
     first: Option<Tcp4>,
@@ -275,6 +298,12 @@ impl Coalescer {
     /// Whether TCP frames are taken with partial checksums.
     pub fn partial_tcp_checksums(&self) -> bool {
         self.partial_tcp_csum
+    }
+
+    /// Whether the last [`Coalescer::flush`] asked the device to complete
+    /// a checksum (what a refusal of that write refused).
+    pub fn sent_partial(&self) -> bool {
+        self.sent_partial
     }
 
     /// From now on every frame leaves on its own (still with NEEDS_CSUM
@@ -359,13 +388,16 @@ impl Coalescer {
         recycle: &mut dyn FnMut(Vec<u8>),
     ) -> io::Result<usize> {
         let n = self.run.len();
+        self.sent_partial = false;
         let result = match (n, self.first) {
             (0, _) => Ok(0),
             (1, _) | (_, None) => {
-                let vnet = self.single_header(&self.run[0]).to_bytes();
-                write(&[IoSlice::new(&vnet), IoSlice::new(&self.run[0])])
+                let hdr = self.single_header(&self.run[0]);
+                self.sent_partial = hdr.flags & F_NEEDS_CSUM != 0;
+                write(&[IoSlice::new(&hdr.to_bytes()), IoSlice::new(&self.run[0])])
             }
             (_, Some(first)) => {
+                self.sent_partial = true;
                 let vnet = self.build_header(first).to_bytes();
                 let hl = first.hdr_len();
                 let mut parts = [IoSlice::new(&[]); MAX_SEGS + 2];

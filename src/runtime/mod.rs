@@ -21,7 +21,7 @@ use std::time::Duration;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::device::Device;
-use crate::device::vnet::Coalescer;
+use crate::device::vnet::{self, Coalescer};
 use crate::stack::socket::{Readiness, SocketId};
 use crate::stack::{Instant, RxChecksum, Stack};
 pub use clock::Clock;
@@ -55,6 +55,9 @@ pub struct Core {
     /// Merges TCP segments into GSO super-frames, when the device takes
     /// them and no fault injector needs to see single frames.
     coalescer: Option<Coalescer>,
+    /// Set once the device refused partial checksums: TCP frames made
+    /// before the stack stopped leaving them get full ones when sent.
+    tx_fill_partial: bool,
     /// Set when the device failed or the stack was shut down.
     pub stopped: Option<String>,
     events: Vec<SocketId>,
@@ -233,6 +236,10 @@ impl Core {
             let Some(frame) = self.stack.poll_transmit() else {
                 break;
             };
+            let mut frame = frame;
+            if self.tx_fill_partial {
+                vnet::fill_tcp_checksum(&mut frame);
+            }
             let mut blocked = false;
             self.link.outbound(now, &frame, &mut |f| {
                 if let Err(e) = device.send(f) {
@@ -302,13 +309,15 @@ impl Core {
                 log::debug!("device refused a GSO super-frame ({e}): single frames from now on");
                 co.stop_merging();
             }
-            Err(e) if co.partial_tcp_checksums() && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+            Err(e) if co.sent_partial() && e.raw_os_error() == Some(nix::libc::EINVAL) => {
                 // Not even a partial checksum: the stack sums its own from
-                // now on (segments already made with partial sums are lost
-                // to this attempt; TCP retransmits them).
+                // now on, and frames it already made with partial sums get
+                // theirs filled in on the way out (the refused one is lost
+                // to this attempt, like a drop).
                 counters.inc("tx.csum_offload_refused");
                 log::debug!("device refused a partial checksum ({e}): no offloads from now on");
                 self.stack.set_tx_checksum_offload(false);
+                self.tx_fill_partial = true;
                 return false;
             }
             Err(e) => log::debug!("device send failed: {e}"),
@@ -316,12 +325,12 @@ impl Core {
         true
     }
 
-    /// One frame from the device; `csum` is what the device vouches for
-    /// (nothing once a fault injector may have changed the bytes).
     fn captures(&self) -> bool {
         self.link.captures()
     }
 
+    /// One frame from the device; `csum` is what the device vouches for
+    /// (nothing once a fault injector may have changed the bytes).
     fn receive(&mut self, now: Instant, frame: &[u8], csum: RxChecksum) {
         let stack = &mut self.stack;
         let csum = if self.link.faults_active() {
@@ -534,6 +543,7 @@ pub fn start(
         next_poll: 0,
         tx_blocked: false,
         coalescer,
+        tx_fill_partial: false,
         stopped: None,
         events: Vec::new(),
         wakes: Vec::new(),

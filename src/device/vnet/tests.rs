@@ -279,6 +279,29 @@ fn partial_checksums_leave_with_needs_csum_merged_or_not() {
 }
 
 #[test]
+fn fill_tcp_checksum_makes_any_field_whole_and_leaves_other_frames() {
+    let good = seg(1, 9, 301, ACK | PSH).frame();
+    assert!(tcp_ok(&good));
+    for junk in [[0, 0], [0xff, 0xff], [0x15, 0x2d]] {
+        let mut f = good.clone();
+        f[L4 + 16..L4 + 18].copy_from_slice(&junk);
+        fill_tcp_checksum(&mut f);
+        assert_eq!(f, good, "field was {junk:02x?}");
+    }
+    let mut udp = good.clone();
+    udp[ETH + 9] = 17;
+    udp[L4 + 16] ^= 1;
+    let before = udp.clone();
+    fill_tcp_checksum(&mut udp);
+    assert_eq!(udp, before);
+    // A total length past the frame: left alone, no panic.
+    let mut short = good[..good.len() - 10].to_vec();
+    let before = short.clone();
+    fill_tcp_checksum(&mut short);
+    assert_eq!(short, before);
+}
+
+#[test]
 fn kernel_style_split_gives_back_the_original_frames() {
     let segs: Vec<Seg> = (0..44u32)
         .map(|i| {

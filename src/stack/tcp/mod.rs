@@ -398,7 +398,7 @@ impl TcpLayer {
     ) {
         let len = hdr.header_len();
         let (src, dst) = (*local.ip(), *remote.ip());
-        let offload = self.config.checksum_offload;
+        let offload = self.config.checksum_offload && len <= ip.max_payload_unfragmented();
         let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
             hdr.write(buf);
             finish(buf, src, dst, offload);

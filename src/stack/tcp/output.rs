@@ -356,19 +356,15 @@ impl Tcb {
         let hlen = hdr.header_len();
         let (a, b) = self.tx.slices(offset, len);
         let (src, dst) = (*self.local.ip(), *self.remote.ip());
-        let offload = env.cfg.checksum_offload;
-        let ok = ip.send_ip(
-            env.now,
-            dst,
-            IpProtocol::Tcp,
-            hlen + a.len() + b.len(),
-            &mut |buf| {
-                hdr.write(buf);
-                buf[hlen..hlen + a.len()].copy_from_slice(a);
-                buf[hlen + a.len()..].copy_from_slice(b);
-                finish(buf, src, dst, offload);
-            },
-        );
+        // A fragment's partial sum could not be completed by the kernel.
+        let seg_len = hlen + a.len() + b.len();
+        let offload = env.cfg.checksum_offload && seg_len <= ip.max_payload_unfragmented();
+        let ok = ip.send_ip(env.now, dst, IpProtocol::Tcp, seg_len, &mut |buf| {
+            hdr.write(buf);
+            buf[hlen..hlen + a.len()].copy_from_slice(a);
+            buf[hlen + a.len()..].copy_from_slice(b);
+            finish(buf, src, dst, offload);
+        });
         env.counters.inc("tcp.segments_sent");
         if !ok {
             env.counters.inc("tcp.ip_send_failed");
