@@ -37,9 +37,9 @@ use udp::{UdpConfig, UdpLayer};
 pub enum RxChecksum {
     /// Check it: the frame may have crossed a wire.
     Verify,
-    /// The device vouches for it: the kernel verified it, or built the
-    /// packet itself and left the sum to a device (CHECKSUM_PARTIAL), so
-    /// the bytes never crossed a wire. Summing them would be the only cost.
+    /// The device vouches for it: the kernel verified it (or merged
+    /// segments it had verified), or built the packet itself and left the
+    /// sum to a device (CHECKSUM_PARTIAL). Summing it again would only cost.
     Trusted,
 }
 
