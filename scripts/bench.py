@@ -22,7 +22,7 @@ often the stack and application threads wake each other): the server's
 threads from /proc before and after each run, the client's by getrusage.
 
 Adding a row: append Row(...) to ROWS with a function measure(c, row) ->
-(value, extra) and, if needed, setup/teardown(c, row) around the runs;
+(value, extra) (set up and tear down inside it, as m_loss_recv does);
 per="FIELD" if extra[FIELD] counts operations and switches are wanted.
 """
 import argparse

@@ -5,26 +5,24 @@
 //! (or any offload) with EINVAL as a kernel without that support would.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
-use tapstack::api::{Net, TcpListener, TcpStream};
+use tapstack::api::{TcpListener, TcpStream};
 use tapstack::device::pair::{self, PairDevice};
 use tapstack::device::vnet::{
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, complete_checksum,
 };
 use tapstack::device::{Device, RxMeta};
-use tapstack::runtime::link::LinkOptions;
-use tapstack::stack::StackConfig;
 use tapstack::stack::rng::Rng;
 
-const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+mod inmem;
+use inmem::{B, Pair};
+
 const WAIT: Duration = Duration::from_secs(10);
 const EINVAL: i32 = 22;
 
@@ -113,24 +111,6 @@ impl Device for GsoEnd {
     }
 }
 
-fn config(ip: Ipv4Addr, last: u8) -> StackConfig {
-    let mut c = StackConfig::new(
-        EthernetAddress([0x02, 0, 0, 0, 0, last]),
-        Ipv4Cidr::new(ip, 24),
-    );
-    c.seed = Some(u64::from(last));
-    c
-}
-
-struct Nets(Net, Net);
-
-impl Drop for Nets {
-    fn drop(&mut self) {
-        self.0.shutdown();
-        self.1.shutdown();
-    }
-}
-
 /// The first connection on `l`; panics after `wait` without one.
 fn accept_within(l: &TcpListener, wait: Duration) -> TcpStream {
     l.set_nonblocking(true).unwrap();
@@ -168,15 +148,12 @@ fn transfer(refuse: Refuse, len: usize) -> Seen {
         super_frames: AtomicU64::new(0),
         partial: AtomicU64::new(0),
     });
-    let nets = Nets(
-        Net::start(gso.clone(), config(A, 1), &LinkOptions::default()).unwrap(),
-        Net::start(Arc::new(db), config(B, 2), &LinkOptions::default()).unwrap(),
-    );
-    let listener = TcpListener::bind(&nets.1, "0.0.0.0:9000").unwrap();
+    let nets = Pair::on(gso.clone(), Arc::new(db));
+    let listener = TcpListener::bind(&nets.b, "0.0.0.0:9000").unwrap();
     let mut data = vec![0u8; len];
     Rng::new(7).fill(&mut data);
     let sent = data.clone();
-    let net_a = nets.0.clone();
+    let net_a = nets.a.clone();
     let sender = thread::spawn(move || {
         let to = SocketAddr::V4(SocketAddrV4::new(B, 9000));
         let mut s = TcpStream::connect_timeout(&net_a, &to, WAIT).unwrap();
@@ -198,8 +175,8 @@ fn transfer(refuse: Refuse, len: usize) -> Seen {
     sender.join().unwrap();
     assert!(got == data, "the data differs");
     Seen {
-        sender: nets.0.counters(),
-        receiver: nets.1.counters(),
+        sender: nets.a.counters(),
+        receiver: nets.b.counters(),
         super_frames: gso.super_frames.load(Ordering::Relaxed),
         partial: gso.partial.load(Ordering::Relaxed),
     }

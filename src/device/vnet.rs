@@ -205,10 +205,7 @@ impl Tcp4 {
     /// An Ethernet frame carrying one whole TCP/IPv4 segment: IPv4 header
     /// without options, not a fragment, no Ethernet padding.
     fn parse(f: &[u8]) -> Option<Tcp4> {
-        if f.len() < L4 + 20 || f[12..14] != [0x08, 0x00] || f[ETH] != 0x45 || f[ETH + 9] != 6 {
-            return None;
-        }
-        if usize::from(be16(f, ETH + 2)) != f.len() - ETH || be16(f, ETH + 6) & 0x3fff != 0 {
+        if tcp_start(f)? != L4 || usize::from(be16(f, ETH + 2)) != f.len() - ETH {
             return None;
         }
         let tcp_hlen = usize::from(f[L4 + 12] >> 4) * 4;

@@ -233,10 +233,9 @@ impl Core {
         // Without GSO (or after the device refused it), frame by frame.
         let device = self.device.clone();
         while !self.tx_blocked {
-            let Some(frame) = self.stack.poll_transmit() else {
+            let Some(mut frame) = self.stack.poll_transmit() else {
                 break;
             };
-            let mut frame = frame;
             if self.tx_fill_partial {
                 vnet::fill_tcp_checksum(&mut frame);
             }
@@ -323,10 +322,6 @@ impl Core {
             Err(e) => log::debug!("device send failed: {e}"),
         }
         true
-    }
-
-    fn captures(&self) -> bool {
-        self.link.captures()
     }
 
     /// One frame from the device; `csum` is what the device vouches for
@@ -511,10 +506,9 @@ impl Shared {
 /// Starts the stack thread on `device`.
 pub fn start(
     device: Arc<dyn Device>,
-    stack: Stack,
+    mut stack: Stack,
     link: &link::LinkOptions,
 ) -> Result<Arc<Shared>, String> {
-    let mut stack = stack;
     let link = Link::new(link)?;
     // Checksums are left to the kernel unless a capture or trace must show
     // each frame with its real one.

@@ -61,7 +61,7 @@ fn run(shared: &Shared, device: &dyn Device) {
                 }
             }
             let frame = &mut bufs[i][..len];
-            let csum = settle_checksum(meta.csum, frame, core.captures());
+            let csum = settle_checksum(meta.csum, frame, core.link.captures());
             core.receive(now, frame, csum);
         }
         if writable {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use tapstack::api::Net;
-use tapstack::device::pair;
+use tapstack::device::{Device, pair};
 use tapstack::runtime::link::LinkOptions;
 use tapstack::stack::StackConfig;
 
@@ -38,8 +38,18 @@ impl Pair {
 
     pub fn with_links(la: LinkOptions, lb: LinkOptions) -> Pair {
         let (da, db) = pair::link().expect("socketpair");
-        let a = Net::start(Arc::new(da), config(A, 1), &la).expect("start a");
-        let b = Net::start(Arc::new(db), config(B, 2), &lb).expect("start b");
+        Pair::start(Arc::new(da), Arc::new(db), &la, &lb)
+    }
+
+    /// The two stacks on devices of the caller's (e.g. a wrapped pair end).
+    pub fn on(da: Arc<dyn Device>, db: Arc<dyn Device>) -> Pair {
+        let links = LinkOptions::default();
+        Pair::start(da, db, &links, &links)
+    }
+
+    fn start(da: Arc<dyn Device>, db: Arc<dyn Device>, la: &LinkOptions, lb: &LinkOptions) -> Pair {
+        let a = Net::start(da, config(A, 1), la).expect("start a");
+        let b = Net::start(db, config(B, 2), lb).expect("start b");
         Pair { a, b }
     }
 }

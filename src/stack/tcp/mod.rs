@@ -48,7 +48,7 @@ pub use state::TcpState;
 use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
-use self::options::{InSeg, OutHdr, ParseError, finish};
+use self::options::{InSeg, OutHdr, ParseError, finish, sum_left_to_device};
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
@@ -398,7 +398,7 @@ impl TcpLayer {
     ) {
         let len = hdr.header_len();
         let (src, dst) = (*local.ip(), *remote.ip());
-        let offload = self.config.checksum_offload && len <= ip.max_payload_unfragmented();
+        let offload = sum_left_to_device(&self.config, len, ip);
         let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
             hdr.write(buf);
             finish(buf, src, dst, offload);

@@ -8,8 +8,10 @@ use std::net::Ipv4Addr;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpAddress, IpProtocol, TcpControl, TcpPacket, TcpRepr, checksum};
 
+use super::TcpConfig;
 use super::seq::Seq;
 use crate::stack::RxChecksum;
+use crate::stack::ip::IpSink;
 
 /// Why a segment could not be parsed (each maps to a counter).
 #[derive(Debug, PartialEq, Eq)]
@@ -182,6 +184,13 @@ impl OutHdr {
             }
         }
     }
+}
+
+/// Whether a segment of `len` bytes leaves with only the pseudo-header
+/// sum: checksum offload is on and IP will not fragment it (the kernel
+/// cannot complete a fragment's sum).
+pub fn sum_left_to_device(cfg: &TcpConfig, len: usize, ip: &dyn IpSink) -> bool {
+    cfg.checksum_offload && len <= ip.max_payload_unfragmented()
 }
 
 /// Fills the TCP checksum over the pseudo-header (RFC 9293 3.1), or with

@@ -3,7 +3,7 @@
 
 use smoltcp::wire::IpProtocol;
 
-use super::options::{OutHdr, finish};
+use super::options::{OutHdr, finish, sum_left_to_device};
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
@@ -356,9 +356,8 @@ impl Tcb {
         let hlen = hdr.header_len();
         let (a, b) = self.tx.slices(offset, len);
         let (src, dst) = (*self.local.ip(), *self.remote.ip());
-        // A fragment's partial sum could not be completed by the kernel.
         let seg_len = hlen + a.len() + b.len();
-        let offload = env.cfg.checksum_offload && seg_len <= ip.max_payload_unfragmented();
+        let offload = sum_left_to_device(env.cfg, seg_len, ip);
         let ok = ip.send_ip(env.now, dst, IpProtocol::Tcp, seg_len, &mut |buf| {
             hdr.write(buf);
             buf[hlen..hlen + a.len()].copy_from_slice(a);
