@@ -61,6 +61,9 @@ struct LinkConfig {
     /// Probability that a frame is held back by an extra random delay of up
     /// to twice the latency (so later frames overtake it).
     reorder: f64,
+    /// Probability that one random byte of a frame is flipped on the way
+    /// (the receiver's checksums must catch it: no stack may act on it).
+    corrupt: f64,
 }
 
 impl LinkConfig {
@@ -71,7 +74,14 @@ impl LinkConfig {
             loss,
             dup,
             reorder,
+            corrupt: 0.0,
         }
+    }
+
+    /// The issue-13 fault mix with corruption added.
+    fn with_corrupt(mut self, corrupt: f64) -> LinkConfig {
+        self.corrupt = corrupt;
+        self
     }
 }
 
@@ -83,6 +93,7 @@ struct LinkStats {
     dropped: u64,
     duplicated: u64,
     reordered: u64,
+    corrupted: u64,
 }
 
 /// One direction of the link: a serialising queue followed by a delay
@@ -148,6 +159,14 @@ impl Dir {
             .rng
             .range(1, 2 * self.cfg.latency.as_micros() as u64 + 1);
         let dup_gap = self.rng.range(1, self.cfg.latency.as_micros() as u64 + 1);
+        // Drawn only when the fault is on, so runs without it keep the
+        // decisions (and seeds) they always had.
+        let corrupt_at = (self.cfg.corrupt > 0.0 && self.rng.chance(self.cfg.corrupt)).then(|| {
+            (
+                self.rng.range(0, frame.len() as u64) as usize,
+                self.rng.range(1, 256) as u8,
+            )
+        });
         // The frame occupies the wire even if it is lost on the way.
         let start = self.busy_until.max(now);
         // Ethernet preamble + FCS + inter-frame gap: 24 bytes.
@@ -164,6 +183,16 @@ impl Dir {
             self.stats.reordered += 1;
             at += Duration::from_micros(jitter);
         }
+        let mut damaged;
+        let frame = match corrupt_at {
+            Some((i, x)) => {
+                self.stats.corrupted += 1;
+                damaged = frame.to_vec();
+                damaged[i] ^= x;
+                &damaged[..]
+            }
+            None => frame,
+        };
         self.push(at, frame);
         if dup {
             self.stats.duplicated += 1;
@@ -719,9 +748,13 @@ struct Run {
 
 #[derive(Debug, Default)]
 struct Outcome {
+    seed: u64,
     /// Bytes A and B retransmitted (ours only; 0 for smoltcp).
     rtx: (u64, u64),
     elapsed: Duration,
+    /// Longest virtual time between two deliveries of stream data while
+    /// either direction was incomplete (from the first byte delivered).
+    max_gap: Duration,
     iterations: u64,
     ab: LinkStats,
     ba: LinkStats,
@@ -779,6 +812,9 @@ impl Run {
         let mut buf = vec![0u8; 64 * 1024];
         let mut iterations = 0u64;
         let limit = Instant::ZERO + TIME_LIMIT;
+        // (bytes delivered both ways, when that last changed)
+        let mut delivered: (usize, Option<Instant>) = (0, None);
+        let mut max_gap = Duration::ZERO;
 
         let fail = |why: String,
                     now: Instant,
@@ -850,6 +886,13 @@ impl Run {
             }
             a.pump(now, &mut |f| ab.send(now, f));
             b.pump(now, &mut |f| ba.send(now, f));
+            let total = app_a.got + app_b.got;
+            if total != delivered.0 {
+                if let Some(t) = delivered.1 {
+                    max_gap = max_gap.max(now.saturating_since(t));
+                }
+                delivered = (total, (total < 2 * self.len).then_some(now));
+            }
 
             if app_a.closed && app_b.closed && a.finished() && b.finished() {
                 break;
@@ -887,8 +930,10 @@ impl Run {
             return Err(format!("seed {seed}: stream hashes differ"));
         }
         Ok(Outcome {
+            seed,
             rtx: (a.retransmitted_bytes(), b.retransmitted_bytes()),
             elapsed: now.saturating_since(Instant::ZERO),
+            max_gap,
             iterations,
             ab: ab.stats,
             ba: ba.stats,
@@ -1257,4 +1302,69 @@ fn regression_data_segments_with_sack_blocks_fit_the_mtu() {
         (0, 0),
         "IP fragments on the link (A>B, B>A)"
     );
+}
+
+// ---- issue 13: loss recovery that always finishes
+
+/// The issue-13 fault mix: loss 5%, duplication 2%, reordering 5% and
+/// corruption 1% of frames, both ways.
+fn faults_mix() -> LinkConfig {
+    let mut l = LinkConfig::faults(0.05, 0.02, 0.05).with_corrupt(0.01);
+    if let Ok(v) = std::env::var("TCP_SIM_MIX_LAT_US") {
+        l.latency = Duration::from_micros(v.parse().unwrap());
+    }
+    if let Ok(v) = std::env::var("TCP_SIM_MIX_BW") {
+        l.bandwidth = v.parse().unwrap();
+    }
+    l
+}
+
+/// Longest pause in stream delivery a transfer may show (virtual time).
+const MAX_GAP: Duration = Duration::from_secs(2);
+
+/// 16 MiB each way over the fault mix for each seed: every transfer
+/// completes byte-exact (`Run::run`) and never pauses delivery for more
+/// than `MAX_GAP`.
+fn faults_mix_sweep(name: &str, seeds: std::ops::Range<u64>) {
+    let out = sweep(name, seeds, |s| {
+        let mut r = Run::new(s, faults_mix(), Peer::Ours);
+        r.len = 16 * MIB;
+        if let Ok(v) = std::env::var("TCP_SIM_MIX_BUF") {
+            r.tcp.rx_buffer = v.parse().unwrap();
+            r.tcp.tx_buffer = r.tcp.rx_buffer;
+        }
+        r
+    });
+    let worst = out.iter().max_by_key(|o| o.max_gap);
+    eprintln!(
+        "{name}: longest delivery gap {:?} (seed {:?}); corrupted frames {}",
+        worst.map(|o| o.max_gap),
+        worst.map(|o| o.seed),
+        out.iter()
+            .map(|o| o.ab.corrupted + o.ba.corrupted)
+            .sum::<u64>()
+    );
+    let slow: Vec<String> = out
+        .iter()
+        .filter(|o| o.max_gap > MAX_GAP)
+        .map(|o| format!("seed {}: gap {:?}", o.seed, o.max_gap))
+        .collect();
+    assert!(slow.is_empty(), "{name}: delivery stalled: {slow:?}");
+}
+
+fn seeds_from_env(name: &str, default: std::ops::Range<u64>) -> std::ops::Range<u64> {
+    let Ok(v) = std::env::var(name) else {
+        return default;
+    };
+    let parse = |s: &str| s.trim().parse::<u64>().expect("seed range like 1..201");
+    match v.split_once("..") {
+        Some((a, b)) => parse(a)..parse(b),
+        None => 1..parse(&v) + 1,
+    }
+}
+
+/// Issue 13 sweep: `TCP_SIM_MIX_SEEDS=1..201` (or a count) picks seeds.
+#[test]
+fn ours_ours_faults_mix_16mib_sweep() {
+    faults_mix_sweep("faults_mix", seeds_from_env("TCP_SIM_MIX_SEEDS", 1..201));
 }

@@ -3,6 +3,7 @@
 
 use std::io::ErrorKind;
 
+use super::loss::is_dsack;
 use super::options::InSeg;
 use super::seq::Seq;
 use super::state::TcpState;
@@ -211,6 +212,12 @@ impl Tcb {
                 return None;
             }
             self.ack_now = true;
+            let data_start = seg.seq + usize::from(seg.syn);
+            let data_end = data_start + seg.payload.len();
+            if data_end.le(nxt) {
+                // RFC 2883 4.1.1: data we already have.
+                self.note_duplicate(data_start, data_end);
+            }
             // 3.10.7.4: with a zero window, still process the ACK of a
             // segment at RCV.NXT (its data is dropped).
             if wnd == 0 && seg.seq == nxt {
@@ -230,6 +237,9 @@ impl Tcb {
             skip -= 1;
         }
         if skip > 0 {
+            // RFC 2883 4.1.2: the part below RCV.NXT was a duplicate.
+            let data_start = nxt - skip;
+            self.note_duplicate(data_start, data_start + skip.min(payload.len()));
             payload = &payload[skip.min(payload.len())..];
         }
         let start = seg.seq.max(nxt);
@@ -294,6 +304,7 @@ impl Tcb {
         let old_wnd = self.snd_wnd;
         let wnd = usize::from(seg.window) << self.snd_wscale;
         let mut newly_sacked = 0;
+        let mut dsack = false;
         let duplicate = ack == self.snd_una;
         if ack.gt(self.snd_una) {
             self.on_new_ack(env, seg, ack);
@@ -308,6 +319,10 @@ impl Tcb {
             let blocks = &buf[..n];
             if !blocks.is_empty() {
                 newly_sacked = self.sb.update(self.snd_una, self.snd_max, blocks);
+            }
+            dsack = is_dsack(blocks, ack);
+            if dsack {
+                self.on_dsack(env, blocks[0]);
             }
             if self.rack_ok {
                 let delivered = !duplicate || newly_sacked > 0;
@@ -332,7 +347,8 @@ impl Tcb {
         }
         // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
         let outstanding = self.snd_max != self.snd_una;
-        if duplicate && pure && outstanding && (wnd == old_wnd || newly_sacked > 0) {
+        // A D-SACK reports a duplicate that arrived, not a loss.
+        if duplicate && pure && outstanding && !dsack && (wnd == old_wnd || newly_sacked > 0) {
             self.on_dupack(env);
         }
         self.rate_sample_on_ack(env);
@@ -350,6 +366,14 @@ impl Tcb {
             TcpState::Closing => self.set_state(TcpState::TimeWait),
             TcpState::LastAck => self.enter_closed(),
             _ => {}
+        }
+    }
+
+    /// RFC 2883: with SACK, a duplicate segment is reported in the next
+    /// ACK's first SACK block (Linux tcp_dsack_set).
+    fn note_duplicate(&mut self, start: Seq, end: Seq) {
+        if self.sack_ok {
+            self.dsack.note(start, end);
         }
     }
 
@@ -374,6 +398,15 @@ impl Tcb {
         if written == 0 {
             self.ack_now = true;
             return;
+        }
+        let held = self
+            .asm
+            .iter()
+            .map(|(s, e)| (s.max(offset), e.min(offset + written)))
+            .find(|(s, e)| s < e);
+        if let Some((s, e)) = held {
+            // RFC 2883 4.1.3: out-of-order data we already hold.
+            self.note_duplicate(self.rcv_nxt + s, self.rcv_nxt + e);
         }
         if self.asm.add(offset, written).is_err() {
             env.counters.inc("tcp.ooo_too_many_holes");

@@ -64,6 +64,18 @@ impl Tcb {
         d.lost
     }
 
+    /// A D-SACK arrived (RFC 2883): the peer got `block` twice. Below the
+    /// highest range we retransmitted it reports a spurious
+    /// retransmission (RFC 3708; a duplicate made by the network below it
+    /// counts too, which is rare). RACK widens its reordering window from
+    /// the same ACK (`rack_on_ack`, RFC 8985 6.2 step 4).
+    pub fn on_dsack(&mut self, env: &mut Env, block: (Seq, Seq)) {
+        env.counters.inc("tcp.dsack_received");
+        if self.rtx_segs > 0 && block.1.le(self.rtx_high) {
+            env.counters.inc("tcp.spurious_rtx");
+        }
+    }
+
     /// The RACK reordering timer fired (RFC 8985 6.3).
     pub fn on_rack_timer(&mut self, env: &mut Env) {
         if self.rack_detect(env) > 0 {
@@ -120,7 +132,7 @@ impl Tcb {
 
 /// RFC 2883 4: the first block reports a duplicate when it lies below
 /// the cumulative ACK or inside the second block.
-fn is_dsack(blocks: &[(Seq, Seq)], ack: Seq) -> bool {
+pub fn is_dsack(blocks: &[(Seq, Seq)], ack: Seq) -> bool {
     match blocks {
         [(_, e), ..] if e.le(ack) => true,
         [(s, e), (s2, e2), ..] => s2.le(*s) && e.le(*e2),

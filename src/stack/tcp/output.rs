@@ -1,6 +1,8 @@
 //! Segment construction (RFC 9293 3.8.6): what to send now, sender SWS
 //! avoidance and Nagle (3.8.6.2.1), window updates, ACKs, probes.
 
+use std::time::Duration;
+
 use smoltcp::wire::IpProtocol;
 
 use super::options::{OutHdr, finish, sum_left_to_device};
@@ -8,6 +10,10 @@ use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
 use crate::stack::ip::IpSink;
+
+/// RFC 9293 3.8.6.2.1: the SWS override timeout lies in 0.1-1.0 s.
+const SWS_OVERRIDE_MIN: Duration = Duration::from_millis(100);
+const SWS_OVERRIDE_MAX: Duration = Duration::from_secs(1);
 
 impl Tcb {
     /// Emits everything due for this connection.
@@ -193,8 +199,12 @@ impl Tcb {
         Some((seq, len, fin))
     }
 
-    /// RFC 9293 3.8.6.1: with data waiting, nothing in flight and a window
-    /// too small to use, start the persist timer.
+    /// With data waiting, nothing in flight and a window too small to
+    /// use, start the persist timer: for a zero window the probe timer
+    /// (RFC 9293 3.8.6.1), backed off per probe; for a small open window
+    /// the SWS override timeout (3.8.6.2.1, 0.1-1.0 s; the RTO, 200 ms
+    /// on a LAN, as Linux), which does not back off: the peer is taking
+    /// the data.
     fn arm_persist(&mut self, env: &mut Env) {
         if !self.state.is_synchronized() || self.snd_una != self.snd_max {
             return;
@@ -203,8 +213,14 @@ impl Tcb {
         if unsent == 0 || self.snd_wnd >= unsent.min(self.mss) || self.persist_at.is_some() {
             return;
         }
-        let shift = self.persist_backoff.min(16);
-        let d = self.rto().saturating_mul(1 << shift).min(env.cfg.max_rto);
+        let d = if self.snd_wnd == 0 {
+            let shift = self.persist_backoff.min(16);
+            self.rto().saturating_mul(1 << shift).min(env.cfg.max_rto)
+        } else {
+            self.rtt
+                .base_rto()
+                .clamp(SWS_OVERRIDE_MIN, SWS_OVERRIDE_MAX)
+        };
         self.persist_at = Some(env.now + d);
     }
 
@@ -240,6 +256,7 @@ impl Tcb {
             self.rack.on_send(seq, end, self.snd_max, env.now);
         }
         if seq.lt(self.snd_max) {
+            self.rtx_high = self.rtx_high.max(end);
             self.rtx_segs += 1;
             self.rtx_bytes += len as u64;
             env.counters.inc("tcp.retransmitted_segments");
@@ -327,9 +344,12 @@ impl Tcb {
         if self.ts_ok {
             hdr.ts = Some((self.ts_now(env.now), self.ts_recent));
         }
-        if self.sack_ok && !self.asm.is_empty() {
-            // RFC 2018 4: most recent block first; 3 fit beside timestamps.
-            let max = if self.ts_ok { 3 } else { 4 }.min(3);
+        if self.sack_ok {
+            // RFC 2883 4: a D-SACK block first; RFC 2018 4: then the most
+            // recent block first; 3 fit beside timestamps.
+            let dsack = self.dsack.take();
+            hdr.sack.extend(dsack);
+            let max = 3 - usize::from(dsack.is_some());
             for (s, e) in self.asm.sack_blocks(max) {
                 hdr.sack.push((self.rcv_nxt + s, self.rcv_nxt + e));
             }

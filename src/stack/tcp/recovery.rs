@@ -41,6 +41,9 @@ impl Tcb {
         self.sample_rtt(now, seg, ack, rack_rtt);
         self.retries = 0;
         self.dupacks = 0;
+        // New data acknowledged: the peer is reading, so zero-window
+        // probing starts over at one RTO (Linux resets icsk_backoff).
+        self.persist_backoff = 0;
         match self.recovery {
             Some(r) if ack.ge(r.recover) => {
                 if r.kind == RecoveryKind::Fast {
@@ -134,14 +137,14 @@ impl Tcb {
             // With SACK information RACK decides what is lost (RFC 8985
             // 6.2, in place of the DupThresh rule, in `rack_on_ack`);
             // duplicate ACKs count only while the peer sends no blocks.
-            self.sb.is_empty() && self.dupacks >= self.dup_thresh()
+            self.sb.is_empty() && self.dupacks >= DUP_THRESH
         } else {
             // RFC 8985 7.4 (RACK's view of the probe): the probe went out
             // at least 2*SRTT after everything below it, so a SACK for it
             // while SND.UNA is still missing means SND.UNA was lost.
             let probe_sacked =
                 self.tlp_used && self.sack_ok && self.sb.is_sacked(self.tlp_high - 1);
-            self.dupacks >= self.dup_thresh()
+            self.dupacks >= DUP_THRESH
                 || probe_sacked
                 || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss))
         };
@@ -189,21 +192,6 @@ impl Tcb {
         } else {
             DUP_THRESH as usize * self.mss
         };
-    }
-
-    /// Duplicate ACKs that signal a loss: DupThresh, lowered by RFC 5827
-    /// Early Retransmit when fewer than four segments are outstanding and
-    /// no new data can go out (else a single loss in a small window could
-    /// only be repaired by a retransmission timeout).
-    fn dup_thresh(&self) -> u32 {
-        let outstanding = self.bytes_in_flight().div_ceil(self.mss.max(1));
-        let unsent = self.data_end().distance_from(self.snd_max);
-        let window_room = (self.snd_una + self.snd_wnd).distance_from(self.snd_max);
-        if outstanding < 4 && (unsent == 0 || window_room == 0) {
-            (outstanding.saturating_sub(1) as u32).clamp(1, DUP_THRESH)
-        } else {
-            DUP_THRESH
-        }
     }
 
     /// In SACK recovery (RFC 6675 5 step C), the next range to send:
@@ -285,10 +273,8 @@ impl Tcb {
             // RFC 6298 5.4: the earliest segment goes out whatever the
             // pipe (segments sent within RACK.rtt still count in it).
             self.rtx_first = true;
-            // A probe follows if that one is lost too (see `arm_tlp`),
-            // rather than a backed-off RTO.
-            self.tlp_used = false;
-            self.arm_tlp(env.now);
+            // No loss probe in RTO recovery (RFC 8985 7.2): the next
+            // expiry, backed off, resends the head once more (5.4-5.6).
         } else {
             self.snd_nxt = self.snd_una;
         }

@@ -71,6 +71,11 @@ impl RttEstimator {
             .min(self.max_rto)
     }
 
+    /// The RTO without backoff, clamped to [min, max].
+    pub fn base_rto(&self) -> Duration {
+        self.base_rto.clamp(self.min_rto, self.max_rto)
+    }
+
     /// RFC 6298 5.5: double the RTO (bounded by max). The count keeps
     /// rising past the bound so callers can count retries with it.
     pub fn backoff(&mut self) {

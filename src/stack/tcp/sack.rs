@@ -210,6 +210,29 @@ impl Scoreboard {
     }
 }
 
+/// The receiver's pending D-SACK (RFC 2883): the sequence range of the
+/// latest duplicate segment, reported once, in the first SACK block of
+/// the next segment we send.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DsackReport {
+    range: Option<(Seq, Seq)>,
+}
+
+impl DsackReport {
+    /// A duplicate `[start, end)` arrived (RFC 2883 4: the latest one is
+    /// the one reported).
+    pub fn note(&mut self, start: Seq, end: Seq) {
+        if start.lt(end) {
+            self.range = Some((start, end));
+        }
+    }
+
+    /// The block to report now, if any; reported once.
+    pub fn take(&mut self) -> Option<(Seq, Seq)> {
+        self.range.take()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use super::cc::{CongestionControl, new_congestion_control};
 use super::config::TcpConfig;
 use super::rack::Rack;
 use super::rtt::RttEstimator;
-use super::sack::Scoreboard;
+use super::sack::{DsackReport, Scoreboard};
 use super::seq::Seq;
 use super::state::TcpState;
 use crate::stack::counters::Counters;
@@ -22,6 +22,9 @@ use crate::stack::time::Instant;
 pub const TS_OVERHEAD: usize = 12;
 /// RFC 9293 3.7.1: default send MSS when the peer sends no MSS option.
 pub const DEFAULT_MSS: usize = 536;
+/// RFC 8985 7.2 WCDelAckT: the longest a peer may delay its ACK of one
+/// segment (200 ms recommended; Linux's TCP_DELACK_MAX).
+pub const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 /// Bound of out-of-order ranges kept per connection.
 pub const MAX_OOO_RANGES: usize = 32;
 
@@ -126,6 +129,8 @@ pub struct Tcb {
     pub rcv_adv: Seq,
     pub rx: RingBuffer,
     pub asm: Assembler,
+    /// D-SACK to report (RFC 2883), from duplicates `input.rs` sees.
+    pub dsack: DsackReport,
     pub fin_received: bool,
     /// A FIN seen beyond a hole, applied when RCV.NXT reaches it.
     pub ooo_fin: Option<Seq>,
@@ -192,6 +197,9 @@ pub struct Tcb {
 
     pub rtx_segs: u64,
     pub rtx_bytes: u64,
+    /// End of the highest range ever retransmitted: a D-SACK below it
+    /// reports a spurious retransmission (RFC 2883 / RFC 3708).
+    pub rtx_high: Seq,
 
     pub error: Option<ErrorKind>,
     pub error_taken: bool,
@@ -236,6 +244,7 @@ impl Tcb {
             rcv_adv: Seq(0),
             rx: RingBuffer::new(opts.rx_buffer),
             asm: Assembler::new(MAX_OOO_RANGES),
+            dsack: DsackReport::default(),
             fin_received: false,
             ooo_fin: None,
             read_closed: false,
@@ -282,6 +291,7 @@ impl Tcb {
             rack: Rack::new(),
             rtx_segs: 0,
             rtx_bytes: 0,
+            rtx_high: iss,
             error: None,
             error_taken: false,
             soft_error: None,
@@ -427,32 +437,40 @@ impl Tcb {
         }
     }
 
-    /// RFC 8985 7.2: schedule a probe timeout (PTO) of 2*SRTT (at least
-    /// 1 ms, the timer granularity RFC 9002 6.1.2 assumes; plus the peer's
-    /// delayed-ACK time when one segment is in flight) so a lost tail is
+    /// RFC 8985 7.2: schedule a probe timeout (PTO) so a lost tail is
     /// found at RTT scale instead of by the retransmission timer (200 ms
-    /// at best, ~4000 RTTs on a TAP).
+    /// at best, ~4000 RTTs on a TAP). PTO = 2*SRTT (at least 1 ms, the
+    /// timer granularity RFC 9002 6.1.2 assumes), plus WCDelAckT when one
+    /// segment is in flight: the peer may hold its ACK of a lone segment
+    /// that long (Linux's delayed ACK grows to 200 ms), and a probe before
+    /// it is a spurious retransmission. A PTO at or past the RTO is not
+    /// armed: the RTO resends the head once (RFC 6298 5.4).
     ///
-    /// With RACK the probe is armed in loss recovery too, where RFC 8985
-    /// 7.2 does not: when every segment in flight is lost (a small window
-    /// at a few percent loss: the retransmission and what followed it),
+    /// As RFC 8985 7.2 asks: only with SACK, and never in RTO recovery.
+    /// With RACK the probe is armed in fast recovery, where RFC 8985 7.2
+    /// does not: when every segment in flight is lost (a small window at a
+    /// few percent loss: the retransmission and what followed it),
     /// nothing is left to deliver for RACK to reason from, and only the
-    /// RTO would be left, ~4000 RTTs on a TAP. A probe that gets through
-    /// lets RACK mark the rest lost (as QUIC's PTO, RFC 9002 6.2, which
-    /// runs in recovery). In recovery the receiver has a hole and ACKs at
-    /// once (RFC 5681 4.2), so no delayed-ACK allowance is added.
+    /// RTO would be left. A probe that gets through lets RACK mark the
+    /// rest lost (as QUIC's PTO, RFC 9002 6.2, which runs in recovery). In
+    /// recovery the receiver has a hole and ACKs at once (RFC 5681 4.2),
+    /// so no delayed-ACK allowance is added.
     pub fn arm_tlp(&mut self, now: Instant) {
         self.tlp_at = None;
-        let recovering = self.recovery.is_some();
-        if self.tlp_used || (recovering && !self.rack_ok) || self.snd_max == self.snd_una {
+        let fast_recovery = match self.recovery {
+            None => false,
+            Some(r) if r.kind == RecoveryKind::Fast && self.rack_ok => true,
+            Some(_) => return,
+        };
+        if !self.sack_ok || self.tlp_used || self.snd_max == self.snd_una {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
         let mut pto = (srtt * 2).max(Duration::from_millis(1));
-        if self.bytes_in_flight() <= self.mss && !recovering {
-            pto += Duration::from_millis(40);
+        if self.bytes_in_flight() <= self.mss && !fast_recovery {
+            pto += WC_DEL_ACK_T;
         }
         let at = now + pto;
         if self.rtx_at.is_none_or(|rto| at < rto) {

@@ -42,8 +42,8 @@ impl Tcb {
         }
         if due(self.persist_at, now) {
             self.persist_at = None;
-            self.persist_backoff += 1;
             if self.snd_wnd == 0 {
+                self.persist_backoff += 1;
                 if !self.zero_window_probe(env) {
                     return;
                 }

@@ -5,4 +5,5 @@ mod harness;
 mod script;
 mod script_data;
 mod script_rack;
+mod script_timers;
 mod sim;

@@ -441,7 +441,9 @@ fn sim_rack_needs_fewer_rtos() {
     }
     let msg = format!("RTOs and time: RACK {rack:?}, RFC 6675 only {plain:?}");
     eprintln!("{msg}");
-    assert!(rack.0 * 5 < plain.0 && rack.1 * 5 < plain.1, "{msg}");
+    // RTO recovery sends no loss probes (RFC 8985 7.2), so RACK's own
+    // RTOs take their full time: 4x, not more.
+    assert!(rack.0 * 5 < plain.0 && rack.1 * 4 < plain.1, "{msg}");
 }
 
 /// Measurement aid: `SIM_LOSS=0.05 SIM_DELAY_US=25 SIM_SEED=1 cargo test
