@@ -7,3 +7,4 @@ mod script_data;
 mod script_rack;
 mod script_timers;
 mod sim;
+mod sim_short;

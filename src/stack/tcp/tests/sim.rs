@@ -12,8 +12,8 @@ use crate::stack::rng::Rng;
 use crate::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle, TcpLayer, TcpState};
 use crate::stack::time::Instant;
 
-const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+pub const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 #[derive(Clone, Copy)]
 pub struct Faults {
@@ -105,19 +105,24 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(seed: u64, faults: Faults, cfg: TcpConfig) -> Sim {
+        Sim::with_configs(seed, faults, cfg.clone(), cfg)
+    }
+
+    /// Endpoint A (10.0.0.1) runs `a`, B (10.0.0.2) runs `b`.
+    pub fn with_configs(seed: u64, faults: Faults, a: TcpConfig, b: TcpConfig) -> Sim {
         Sim {
             now: Instant::ZERO,
             a: TcpLayer::new(
                 TcpConfig {
                     seed: Some(seed),
-                    ..cfg.clone()
+                    ..a
                 },
                 A,
             ),
             b: TcpLayer::new(
                 TcpConfig {
                     seed: Some(seed + 1),
-                    ..cfg
+                    ..b
                 },
                 B,
             ),
@@ -146,9 +151,15 @@ impl Sim {
 
     /// One step: deliver due packets or jump to the next deadline.
     pub fn step(&mut self) -> bool {
+        self.step_until(None)
+    }
+
+    /// `step`, with the applications' own next deadline (`wake`) as one
+    /// more event to jump to.
+    pub fn step_until(&mut self, wake: Option<Instant>) -> bool {
         self.dispatch_all();
         let next_pkt = self.queue.iter().map(|p| (p.at, p.order)).min();
-        let next_timer = [self.a.poll_at(), self.b.poll_at()]
+        let next_timer = [self.a.poll_at(), self.b.poll_at(), wake]
             .into_iter()
             .flatten()
             .min();
@@ -181,7 +192,7 @@ impl Sim {
     }
 }
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut r = Rng::new(seed);
     let mut v = vec![0u8; len];
     r.fill(&mut v);
