@@ -95,20 +95,32 @@ impl Tcb {
             self.rtt.sample(rtt);
             return;
         }
-        if self.recovery.is_some() {
-            // During loss recovery the echoed timestamp is that of the last
-            // segment before the hole (RFC 7323 4.3), so a sample would
-            // include the whole recovery and inflate SRTT and the RTO.
-            return;
-        }
+        // During fast recovery the echoed timestamp may be that of the
+        // last segment before the hole (RFC 7323 4.3), so a sample would
+        // include the whole recovery and inflate SRTT and the RTO. After
+        // an RTO, an echo of a segment sent since is one round trip of a
+        // retransmission (4.3: the one that filled the hole) and ends the
+        // backoff (RFC 6298 5.7; as Linux, which samples from TSecr):
+        // else every ACK of the recovery covers retransmitted data, no
+        // sample comes, and the timer keeps doubling through a long
+        // recovery (the issue 13 stall's growing pauses).
+        let since = match self.recovery {
+            None => None,
+            Some(r) if r.kind == RecoveryKind::Rto => Some(self.ts_now(r.started)),
+            Some(_) => return,
+        };
         if self.ts_ok
             && let Some((_, ecr)) = seg.ts
         {
             let ms = self.ts_now(now).wrapping_sub(ecr);
-            if ecr != 0 && ms < 120_000 {
+            let fresh = since.is_none_or(|t| (ecr.wrapping_sub(t) as i32) >= 0);
+            if ecr != 0 && ms < 120_000 && fresh {
                 self.rtt.sample(Duration::from_millis(u64::from(ms)));
                 return;
             }
+        }
+        if since.is_some() {
+            return;
         }
         if let Some((s, at)) = self.timed
             && ack.gt(s)
@@ -179,6 +191,7 @@ impl Tcb {
         self.recover = self.snd_max;
         self.recovery = Some(Recovery {
             kind: RecoveryKind::Fast,
+            started: env.now,
             recover: self.snd_max,
             high_rxt: self.snd_una,
         });
@@ -246,11 +259,16 @@ impl Tcb {
         if self.rtt.backoff_count() == 0 {
             let flight = self.bytes_outstanding();
             self.cc.on_retransmission_timeout(env.now, flight);
+        } else {
+            // Without this, ACKs between two expiries grew cwnd again and
+            // the second expiry sent a burst of everything marked lost.
+            self.cc.on_repeated_timeout(env.now);
         }
         self.rtt.backoff();
         self.recover = self.snd_max;
         self.recovery = Some(Recovery {
             kind: RecoveryKind::Rto,
+            started: env.now,
             recover: self.snd_max,
             high_rxt: self.snd_una,
         });
@@ -258,9 +276,15 @@ impl Tcb {
         self.dupacks = 0;
         self.rtx_first = false;
         self.timed = None;
-        if self.rtt.backoff_count() >= 2 {
-            // Repeated timeouts: the receiver may have reneged on SACKed
-            // data (RFC 2018 8, RFC 6675 5.1), so forget the scoreboard.
+        if self.sb.is_sacked(self.snd_una) {
+            // The cumulative ACK stopped at data the receiver had SACKed:
+            // it reneged (RFC 2018 8), so forget the scoreboard (Linux
+            // tcp_check_sack_reneging). Otherwise SACKed data stays SACKed
+            // through timeouts (RFC 8985 6.3): forgetting it on repeated
+            // timeouts resent it in bursts, and a receiver reports only its
+            // newest three blocks, so most was never learnt again (the
+            // issue 13 stall).
+            env.counters.inc("tcp.sack_reneging");
             self.sb.clear();
             self.rack.clear_sacked();
         }

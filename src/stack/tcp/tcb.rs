@@ -69,6 +69,8 @@ pub enum RecoveryKind {
 #[derive(Copy, Clone, Debug)]
 pub struct Recovery {
     pub kind: RecoveryKind,
+    /// When it began.
+    pub started: Instant,
     /// RFC 6582 "recover" / RFC 6675 RecoveryPoint: SND.MAX at entry.
     pub recover: Seq,
     /// RFC 6675 HighRxt.

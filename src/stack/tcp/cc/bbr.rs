@@ -423,6 +423,10 @@ impl CongestionControl for Bbr {
     /// As Linux after an RTO: one segment, growth by delivery from there
     /// (packet conservation, then towards the target), the prior window
     /// restored when recovery ends; the timeout also ends a round.
+    fn on_repeated_timeout(&mut self, _now: Instant) {
+        self.cwnd = self.mss;
+    }
+
     fn on_retransmission_timeout(&mut self, _now: Instant, _bytes_in_flight: usize) {
         self.save_cwnd();
         self.cwnd = self.mss;

@@ -177,6 +177,10 @@ impl CongestionControl for Cubic {
         self.compute_k(self.segments());
     }
 
+    fn on_repeated_timeout(&mut self, _now: Instant) {
+        self.cwnd = self.mss as f64;
+    }
+
     fn on_retransmission_timeout(&mut self, _now: Instant, bytes_in_flight: usize) {
         self.reduce(bytes_in_flight);
         self.cwnd = self.mss as f64;

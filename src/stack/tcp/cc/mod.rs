@@ -74,6 +74,10 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     /// RTO fired: ssthresh as on a congestion event (once per loss episode
     /// is the caller's concern), cwnd = 1 SMSS (RFC 5681 3.1 loss window).
     fn on_retransmission_timeout(&mut self, now: Instant, bytes_in_flight: usize);
+    /// A further RTO in the same loss episode: cwnd = 1 SMSS again (RFC
+    /// 5681 3.1: on every timeout), ssthresh held (eq. 4: the segment was
+    /// already retransmitted).
+    fn on_repeated_timeout(&mut self, now: Instant);
     /// Leaving fast recovery (full ACK): cwnd = ssthresh (RFC 6582 / 6675).
     fn on_recovery_exit(&mut self, now: Instant);
     fn set_mss(&mut self, mss: usize);

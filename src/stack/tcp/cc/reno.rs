@@ -81,6 +81,10 @@ impl CongestionControl for Reno {
         self.initial = false;
     }
 
+    fn on_repeated_timeout(&mut self, _now: Instant) {
+        self.cwnd = self.mss;
+    }
+
     fn on_retransmission_timeout(&mut self, now: Instant, bytes_in_flight: usize) {
         self.on_congestion_event(now, bytes_in_flight);
         // RFC 5681 3.1: loss window of one segment.

@@ -282,3 +282,159 @@ fn dsack_counts_spurious_retransmission_and_widens_reo_wnd() {
     assert_eq!(h.next_deadline(), ms(5));
     assert_eq!(h.one().seq, seq(4));
 }
+
+/// Ten segments ACKed one by one (slow start sends twenty more), of
+/// which the odd ones are lost: the peer gets segment 10 and the even ones and
+/// SACKs them as a receiver does (RFC 2018 4: the newest block first,
+/// three blocks). Returns the SACKed segments.
+fn odd_segments_lost(h: &mut Harness, c: TcpHandle) -> Vec<usize> {
+    assert_eq!(write(h, c, 30).len(), 10);
+    h.advance(RTT);
+    let mut next = 10;
+    for i in 1..=10 {
+        next += ack(h, i, &[]).len();
+    }
+    assert_eq!(next, 30, "slow start: two segments per ACK");
+    h.advance(RTT);
+    ack(h, 11, &[]);
+    let mut sacked = Vec::new();
+    for k in (12..30).step_by(2) {
+        sacked.push(k);
+        let blocks: Vec<(usize, usize)> =
+            sacked.iter().rev().take(3).map(|&s| (s, s + 1)).collect();
+        ack(h, 11, &blocks);
+    }
+    sacked
+}
+
+/// Issue 13 stall: after a second RTO the stack forgot what the peer had
+/// SACKed (the "reneging" guess of RFC 2018 8) and resent it in bursts;
+/// the peer reports only its three newest blocks, so the rest was never
+/// learnt again. RFC 8985 6.3 keeps SACKed segments through an RTO; only
+/// an ACK that stops at SACKed data shows reneging.
+#[test]
+fn sacked_data_is_not_resent_after_repeated_rtos() {
+    let mut h = Harness::new(TcpConfig {
+        rack: true,
+        ..sack_config()
+    });
+    let c = establish(&mut h, true);
+    let sacked = odd_segments_lost(&mut h, c);
+    // Everything sent from here is lost until two RTOs have passed.
+    let mut rtos = 0;
+    for _ in 0..20 {
+        h.next_deadline();
+        h.sent();
+        rtos = h.layer.counters.get("tcp.rto");
+        if rtos == 2 {
+            break;
+        }
+    }
+    assert_eq!(rtos, 2);
+    // The head arrives; the peer reports its three newest blocks only.
+    let blocks: Vec<(usize, usize)> = sacked.iter().rev().take(3).map(|&s| (s, s + 1)).collect();
+    let mut sent = ack(&mut h, 13, &blocks);
+    h.advance(Duration::from_secs(3));
+    sent.extend(h.sent());
+    let resent: Vec<u32> = sent
+        .iter()
+        .map(|s| s.seq)
+        .filter(|&q| sacked.iter().any(|&k| seq(k) == q))
+        .collect();
+    assert!(resent.is_empty(), "SACKed segments resent: {resent:?}");
+}
+
+/// RFC 5681 3.1: every expiry sets cwnd to the loss window, also a
+/// second one in the same episode after ACKs grew it again.
+#[test]
+fn every_rto_expiry_sends_one_segment() {
+    let mut h = Harness::new(TcpConfig {
+        rack: true,
+        ..sack_config()
+    });
+    let c = establish(&mut h, true);
+    assert_eq!(write(&mut h, c, 10).len(), 10);
+    // All lost: the probe, then the RTO resends segment 0.
+    assert_eq!(h.next_deadline(), 2 * RTT);
+    h.sent();
+    assert_eq!(h.next_deadline(), ms(180));
+    assert_eq!(h.one().seq, seq(0));
+    // It arrives: cwnd grows and more retransmissions leave, all lost.
+    h.advance(RTT);
+    let r = ack(&mut h, 1, &[]);
+    assert!(r.len() >= 2, "{r:?}");
+    let waited = h.next_deadline();
+    assert!(waited >= ms(200), "{waited:?}");
+    let r = h.sent();
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert_eq!(r[0].seq, seq(1));
+}
+
+/// RFC 2018 8: a receiver may discard data it SACKed. An ACK that stops
+/// at SACKed data shows it did; then the RTO forgets the scoreboard and
+/// resends that data first, rather than data above it.
+#[test]
+fn reneged_sack_is_forgotten_at_the_rto() {
+    let mut h = Harness::new(TcpConfig {
+        rack: true,
+        ..sack_config()
+    });
+    let c = establish(&mut h, true);
+    assert_eq!(write(&mut h, c, 4).len(), 4);
+    h.advance(RTT);
+    ack(&mut h, 1, &[(2, 3)]);
+    // Segment 1 arrives late; the receiver has dropped segment 2.
+    ack(&mut h, 2, &[]);
+    h.advance(Duration::from_secs(1));
+    let first = h.sent().into_iter().find(|s| s.seq >= seq(2));
+    assert_eq!(first.map(|s| s.seq), Some(seq(2)));
+    assert_eq!(h.layer.counters.get("tcp.sack_reneging"), 1);
+}
+
+/// After an RTO, the ACK of the retransmission echoes its timestamp: a
+/// valid RTT sample (RFC 7323 4.3) that ends the backoff (RFC 6298 5.7),
+/// so the next expiry is one RTO after it, not a doubled one.
+#[test]
+fn timestamp_echo_of_a_retransmission_ends_the_backoff() {
+    let mut h = Harness::new(TcpConfig {
+        rack: true,
+        timestamps: true,
+        ..sack_config()
+    });
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    let mut syn = Seg::peer(IRS, None).syn().ts(100, 0);
+    syn.sack_perm = true;
+    syn.mss = Some(MSS as u16);
+    h.send(syn);
+    let synack = h.one();
+    h.advance(RTT);
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).ts(110, synack.ts.unwrap().0));
+    let c = h.layer.accept(l).unwrap().0;
+    h.layer.set_nodelay(c, true).unwrap();
+    h.layer.send(c, &vec![7u8; 4 * 1448]).unwrap();
+    h.dispatch();
+    assert_eq!(h.sent().len(), 4);
+    // All lost: the probe, then the RTO resends the head.
+    h.next_deadline();
+    h.sent();
+    h.next_deadline();
+    let rtx = h.one();
+    assert_eq!(h.layer.counters.get("tcp.rto"), 1);
+    h.advance(RTT);
+    let mut a = Seg::peer(IRS + 1, Some(rtx.seq + 1448)).ts(500, rtx.ts.unwrap().0);
+    a.window = 65535;
+    h.send(a);
+    h.sent();
+    // The rest is lost again: the next expiry comes one (un-backed-off)
+    // RTO after that ACK: the 200 ms floor.
+    let mut waited = Duration::ZERO;
+    for _ in 0..10 {
+        waited += h.next_deadline();
+        h.sent();
+        if h.layer.counters.get("tcp.rto") == 2 {
+            break;
+        }
+    }
+    assert_eq!(h.layer.counters.get("tcp.rto"), 2);
+    assert_eq!(waited, ms(200));
+}
