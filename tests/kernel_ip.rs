@@ -106,6 +106,7 @@ fn pcap_is_valid_for_tcpdump() {
     if !require_root() {
         return;
     }
+    need_tool("tcpdump");
     let ns = Netns::new("pcap");
     let file = scratch(&format!("{}.pcap", ns.name));
     let _ = std::fs::remove_file(&file);
@@ -273,6 +274,7 @@ fn cli_error_without_cap_net_admin() {
     if !require_root() {
         return;
     }
+    need_tool("setpriv");
     let ns = Netns::new("nocap");
     assert_cli_error(
         Some(&ns),

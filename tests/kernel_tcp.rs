@@ -197,6 +197,7 @@ const NFT_TABLE: &str = "tsloss";
 
 impl Routed {
     fn new(name: &str) -> Routed {
+        need_tool("nft");
         let client = Netns::new(&format!("{name}c"));
         let router = Netns::new(&format!("{name}r"));
         let pid = std::process::id();

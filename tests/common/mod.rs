@@ -65,6 +65,63 @@ pub fn require_root() -> bool {
     false
 }
 
+/// Panics, naming `tool` and the package that has it, unless `tool` is a
+/// program on PATH: a missing tool must fail the test by name, not as a
+/// timeout further on (a `ping` that cannot run looks like a stack that
+/// does not answer).
+pub fn need_tool(tool: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    });
+    if !found {
+        panic!(
+            "this test needs `{tool}`, which is not on PATH: install {} \
+             (sudo scripts/test.sh installs everything scripts/deps.txt lists)",
+            package_of(tool)
+        );
+    }
+}
+
+/// Panics, naming `module`, unless python3 can import it.
+pub fn need_python_module(module: &str) {
+    need_tool("python3");
+    let out = run_cmd(
+        Command::new_with("python3", &["-c", &format!("import {module}")]),
+        b"",
+        Duration::from_secs(20),
+    );
+    if !out.success() {
+        panic!(
+            "this test needs the python module `{module}`, which python3 cannot import: \
+             install {} (sudo scripts/test.sh installs everything scripts/deps.txt lists)",
+            package_of(module)
+        );
+    }
+}
+
+/// Where `name` comes from, per scripts/deps.txt (`KIND NAME PACKAGE`).
+fn package_of(name: &str) -> String {
+    let deps = std::fs::read_to_string(format!("{}/scripts/deps.txt", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_default();
+    deps.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["cmd", n, pkg, ..] if *n == name => Some(format!("Debian package {pkg}")),
+                ["py", n, pkg, ..] if *n == name => Some(format!("pip install '{pkg}'")),
+                ["cargo", n, pkg, ..] if *n == name => Some(format!("cargo install {pkg}")),
+                _ => None,
+            }
+        })
+        .unwrap_or_else(|| format!("it (and add it to scripts/deps.txt)"))
+}
+
 /// The effective uid, from /proc (the second field of `Uid:`).
 fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -199,8 +256,12 @@ impl Netns {
     }
 
     /// `ip netns exec NAME args...` as a Command (the program is exec'd
-    /// directly, so the child's pid is the program's pid).
+    /// directly, so the child's pid is the program's pid). A program not on
+    /// PATH fails the test here, by name.
     pub fn command(&self, args: &[&str]) -> Command {
+        if let Some(prog) = args.first().filter(|p| !p.contains('/')) {
+            need_tool(prog);
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).args(args);
         cmd
