@@ -119,7 +119,7 @@ fn package_of(name: &str) -> String {
                 _ => None,
             }
         })
-        .unwrap_or_else(|| format!("it (and add it to scripts/deps.txt)"))
+        .unwrap_or_else(|| "it (and add it to scripts/deps.txt)".to_string())
 }
 
 /// The effective uid, from /proc (the second field of `Uid:`).
