@@ -53,7 +53,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// True if the kernel tests can run. Under `CI=true` they must run, so
 /// not being root is a failure there; elsewhere the test is skipped.
 pub fn require_root() -> bool {
-    if effective_uid() == Some(0) {
+    if is_root() {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -120,6 +120,11 @@ fn package_of(name: &str) -> String {
             }
         })
         .unwrap_or_else(|| "it (and add it to scripts/deps.txt)".to_string())
+}
+
+/// Whether we run as root (the kernel tests need it).
+pub fn is_root() -> bool {
+    effective_uid() == Some(0)
 }
 
 /// The effective uid, from /proc (the second field of `Uid:`).
