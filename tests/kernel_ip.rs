@@ -432,3 +432,72 @@ fn cli_error_without_cap_net_admin() {
         "run with sudo",
     );
 }
+
+/// An ordinary user runs the stack on a TAP an administrator made for them
+/// (`ip tuntap add ... user NAME`, kernel side set up once) with
+/// `--no-host-config`: no root, no capability. /dev/net/tun is 0666 on a
+/// usual Debian host; where it is not (as in some containers), a private
+/// mount namespace gives the test such a node without touching the host.
+#[test]
+fn ordinary_user_on_an_admin_made_tap() {
+    if !require_root() {
+        return;
+    }
+    need_tool("setpriv");
+    need_tool("unshare");
+    let ns = Netns::new("unpriv");
+    let tap = "tu0";
+    let owner = ["user", "65534"];
+    for cmd in [
+        [
+            &["ip", "tuntap", "add", "dev", tap, "mode", "tap"][..],
+            &owner,
+        ]
+        .concat(),
+        vec!["ip", "addr", "add", "10.0.0.1/24", "dev", tap],
+        vec!["ip", "link", "set", tap, "up"],
+    ] {
+        let out = ns.run(&cmd, SECS(10));
+        assert!(out.success(), "{cmd:?}: {out:#?}");
+    }
+    let as_nobody = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o mode=755 tmpfs /dev/net && mknod -m 666 /dev/net/tun c 10 200 \
+         && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\"",
+        "sh",
+    ];
+    let mut stack = StackProc::spawn_via(&ns, &as_nobody, tap, &["--no-host-config", "echo"]);
+    stack.wait_ready(&ns);
+    let pid = stack.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"; 4],
+        "tapstack is not running as nobody: {uid}"
+    );
+    let cap = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert!(cap.ends_with("0000000000000000"), "{cap}");
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "5", "-i", "0.05", "-W", "2"],
+        SECS(10),
+    );
+    let echo = ns.run_stdin(
+        &["nc", "-N", "-w", "5", STACK_IP, "7"],
+        b"as nobody\n",
+        SECS(10),
+    );
+    assert_eq!(echo.stdout, "as nobody\n", "{echo:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    // The administrator's TAP and its address outlive the stack.
+    let addr = ns.run(&["ip", "-o", "-4", "addr", "show", "dev", tap], SECS(5));
+    assert!(addr.stdout.contains("10.0.0.1/24"), "{addr:#?}");
+}

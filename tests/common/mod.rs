@@ -460,11 +460,19 @@ impl StackProc {
     /// Spawns `tapstack --tap TAP <args...>` in `ns` without waiting.
     /// `args` are global flags followed by the subcommand.
     pub fn spawn(ns: &Netns, tap: &str, args: &[&str]) -> StackProc {
+        StackProc::spawn_via(ns, &[], tap, args)
+    }
+
+    /// As `spawn`, started through `prefix` (e.g. `setpriv ...`), which
+    /// must exec tapstack so that the child's pid is tapstack's.
+    pub fn spawn_via(ns: &Netns, prefix: &[&str], tap: &str, args: &[&str]) -> StackProc {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let stderr_path = scratch(&format!("{}-{tap}-{n}.stderr", ns.name));
         let file = std::fs::File::create(&stderr_path).expect("create stderr file");
-        let mut cmd = ns.command(&[bin(), "--tap", tap]);
+        let mut argv = prefix.to_vec();
+        argv.extend_from_slice(&[bin(), "--tap", tap]);
+        let mut cmd = ns.command(&argv);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -515,6 +523,11 @@ impl StackProc {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn is_running(&mut self) -> bool {
