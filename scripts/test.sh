@@ -116,8 +116,16 @@ if ! $is_root; then
     echo "test.sh: not root: kernel tests will be skipped (run: sudo scripts/test.sh)" >&2
 fi
 
-cargo build --release
-if cargo test --release "$@"; then
+# `bench` adds the benchmark helpers (tapbench, smoltcp-baseline), so they
+# are built and checked too; the tests use the same features, so one build
+# serves both.
+FEATURES=(--features bench)
+cargo build --release "${FEATURES[@]}"
+# The library alone, as a dependent crate builds it (no CLI, no apps).
+cargo build --release --quiet --no-default-features --lib
+# The library example (two stacks over an in-memory link, no root).
+cargo run --release --quiet "${FEATURES[@]}" --example echo_inmem
+if cargo test --release "${FEATURES[@]}" "$@"; then
     echo "test.sh: ALL TESTS PASSED"
 else
     status=$?

@@ -69,6 +69,7 @@ pub struct StackConfig {
 impl StackConfig {
     /// Defaults for everything but the link identity: MTU 1500, default
     /// UDP/TCP/reassembly bounds, Linux's ICMP rate, random seed.
+    /// `EthernetAddress` and `Ipv4Cidr` are re-exported at the crate root.
     pub fn new(mac: smoltcp::wire::EthernetAddress, cidr: smoltcp::wire::Ipv4Cidr) -> StackConfig {
         StackConfig {
             iface: IfaceConfig {
