@@ -16,7 +16,7 @@ pub mod stack;
 pub mod trace;
 
 pub use api::{Net, TcpListener, TcpStream, UdpSocket};
-pub use stack::StackConfig;
 /// The link-layer and subnet types `StackConfig` takes (smoltcp's,
 /// re-exported so that a user need not depend on smoltcp).
 pub use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+pub use stack::StackConfig;
