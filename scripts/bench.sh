@@ -35,7 +35,7 @@ for pkg in nft:nftables ethtool:ethtool; do
     fi
 done
 
-cargo build --release --quiet --bins
+cargo build --release --quiet --bins --features bench
 BIN="${BENCH_TAPSTACK:-$CARGO_TARGET_DIR/release/tapstack}"  # override for an A/B
 SMOLTCP="$CARGO_TARGET_DIR/release/smoltcp-baseline"
 TAPBENCH="$CARGO_TARGET_DIR/release/tapbench"

@@ -106,6 +106,7 @@ fn pcap_is_valid_for_tcpdump() {
     if !require_root() {
         return;
     }
+    need_tool("tcpdump");
     let ns = Netns::new("pcap");
     let file = scratch(&format!("{}.pcap", ns.name));
     let _ = std::fs::remove_file(&file);
@@ -186,8 +187,8 @@ fn pcap_is_valid_for_tcpdump() {
 
 /// Runs the binary (in `ns` if given) and checks the error contract: a
 /// non-zero exit, exactly one line `tapstack: ...` on stderr mentioning
-/// `hint`, no panic.
-fn assert_cli_error(ns: Option<&Netns>, prefix: &[&str], args: &[&str], hint: &str) {
+/// `hint`, no panic. Returns that line.
+fn assert_cli_error(ns: Option<&Netns>, prefix: &[&str], args: &[&str], hint: &str) -> String {
     let mut argv: Vec<&str> = prefix.to_vec();
     argv.push(bin());
     argv.extend_from_slice(args);
@@ -215,6 +216,150 @@ fn assert_cli_error(ns: Option<&Netns>, prefix: &[&str], args: &[&str], hint: &s
         "{what}: stderr does not mention {hint:?}: {out:#?}"
     );
     assert_no_panic(&out.stderr);
+    lines[0].to_string()
+}
+
+/// Runs as `nobody` when we are root (so the test shows that no privilege
+/// is needed), as ourselves otherwise.
+fn unprivileged() -> &'static [&'static str] {
+    if is_root() {
+        need_tool("setpriv");
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]
+    } else {
+        &[]
+    }
+}
+
+/// Usage errors keep clap's whole message (the missing `<TARGET>`, the
+/// "similar subcommand" tip) on one line with the usage as the hint; a bad
+/// `connect` target is refused before any TAP exists, so without root.
+#[test]
+fn cli_usage_errors_keep_clap_message_and_need_no_root() {
+    let user = unprivileged();
+    let line = assert_cli_error(None, user, &["connect"], "<TARGET>");
+    assert!(
+        line.contains("not provided") && line.contains("usage: tapstack connect <TARGET>"),
+        "{line}"
+    );
+    assert!(line.contains("tapstack connect --help"), "{line}");
+    let line = assert_cli_error(None, user, &["conect", "10.0.0.1:9"], "conect");
+    assert!(
+        line.contains("a similar subcommand exists: 'connect'"),
+        "{line}"
+    );
+    assert_cli_error(None, user, &["connect", "10.0.0.1:99999"], "65535");
+    assert_cli_error(None, user, &["connect", "-u", "10.0.0.1"], "IPV4:PORT");
+    assert_cli_error(None, user, &["connect", "example.org:80"], "no DNS");
+    assert_cli_error(
+        None,
+        user,
+        &["connect", "-q", "soon", "10.0.0.1:9"],
+        "--quit-after",
+    );
+}
+
+/// Help: options grouped under headings, a subcommand's own flags first,
+/// and the warning that the stack needs root and changes the current
+/// network namespace, with how to run it in its own or without root.
+#[test]
+fn help_groups_options_and_says_what_it_changes() {
+    let help = |args: &[&str]| {
+        let mut c = std::process::Command::new(bin());
+        c.args(args);
+        let out = run_cmd(c, b"", SECS(10));
+        assert!(out.success(), "{args:?}: {out:#?}");
+        out.stdout
+    };
+    let top = help(&["--help"]);
+    let at = |text: &str, what: &str| {
+        text.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in help:\n{text}"))
+    };
+    let headings = ["Interface:", "Capture:", "Faults:", "TCP:"].map(|h| at(&top, h));
+    assert!(headings.is_sorted(), "{top}");
+    assert!(at(&top, "--tap <NAME>") > headings[0] && at(&top, "--tap <NAME>") < headings[1]);
+    assert!(at(&top, "--pcap <FILE>") > headings[1] && at(&top, "--pcap <FILE>") < headings[2]);
+    assert!(at(&top, "--loss <P>") > headings[2] && at(&top, "--loss <P>") < headings[3]);
+    assert!(at(&top, "--cc <ALG>") > headings[3], "{top}");
+    for want in [
+        "Needs root",
+        "CURRENT network namespace",
+        "ip netns exec demo tapstack echo",
+        "ip tuntap add dev tap0 mode tap user",
+        "--no-host-config echo",
+    ] {
+        at(&top, want);
+    }
+    for (sub, own) in [("connect", "--udp"), ("echo", "--ws-port <PORT>")] {
+        let text = help(&[sub, "--help"]);
+        assert!(at(&text, own) < at(&text, "Interface:"), "{text}");
+        at(&text, "CURRENT network namespace");
+    }
+}
+
+/// A server stopped by SIGTERM says nothing but its counters, and lists
+/// only the ones that moved; `connect` prints none.
+#[test]
+fn clean_exit_prints_only_non_zero_counters() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("quietexit");
+    let stack = StackProc::echo(&ns, &[]);
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "2", "-i", "0.05", "-W", "2"],
+        SECS(10),
+    );
+    let closed = ns.run_stdin(
+        &[
+            bin(),
+            "--tap",
+            "tq1",
+            "--addr",
+            "10.0.1.2/24",
+            "--host-addr",
+            "10.0.1.1/24",
+            "connect",
+            "10.0.1.1:9",
+        ],
+        b"",
+        SECS(20),
+    );
+    assert!(!closed.success(), "{closed:#?}");
+    assert!(
+        !closed.stderr.contains("counters"),
+        "connect printed counters: {closed:#?}"
+    );
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    let mut lines = stderr.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("tapstack: echo (7)")),
+        "{stderr}"
+    );
+    assert_eq!(lines.next(), Some("tapstack: counters"), "{stderr}");
+    let listed: Vec<&str> = lines.collect();
+    assert!(!listed.is_empty(), "{stderr}");
+    for l in listed {
+        let value = l
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(
+            value.is_some_and(|v| v > 0),
+            "not a non-zero counter line: {l:?} in\n{stderr}"
+        );
+    }
+    assert!(counter(&stderr, "icmp.echo_replied") >= 2, "{stderr}");
 }
 
 #[test]
@@ -273,6 +418,7 @@ fn cli_error_without_cap_net_admin() {
     if !require_root() {
         return;
     }
+    need_tool("setpriv");
     let ns = Netns::new("nocap");
     assert_cli_error(
         Some(&ns),
@@ -285,4 +431,73 @@ fn cli_error_without_cap_net_admin() {
         &["--tap", TAP, "up"],
         "run with sudo",
     );
+}
+
+/// An ordinary user runs the stack on a TAP an administrator made for them
+/// (`ip tuntap add ... user NAME`, kernel side set up once) with
+/// `--no-host-config`: no root, no capability. /dev/net/tun is 0666 on a
+/// usual Debian host; where it is not (as in some containers), a private
+/// mount namespace gives the test such a node without touching the host.
+#[test]
+fn ordinary_user_on_an_admin_made_tap() {
+    if !require_root() {
+        return;
+    }
+    need_tool("setpriv");
+    need_tool("unshare");
+    let ns = Netns::new("unpriv");
+    let tap = "tu0";
+    let owner = ["user", "65534"];
+    for cmd in [
+        [
+            &["ip", "tuntap", "add", "dev", tap, "mode", "tap"][..],
+            &owner,
+        ]
+        .concat(),
+        vec!["ip", "addr", "add", "10.0.0.1/24", "dev", tap],
+        vec!["ip", "link", "set", tap, "up"],
+    ] {
+        let out = ns.run(&cmd, SECS(10));
+        assert!(out.success(), "{cmd:?}: {out:#?}");
+    }
+    let as_nobody = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o mode=755 tmpfs /dev/net && mknod -m 666 /dev/net/tun c 10 200 \
+         && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\"",
+        "sh",
+    ];
+    let mut stack = StackProc::spawn_via(&ns, &as_nobody, tap, &["--no-host-config", "echo"]);
+    stack.wait_ready(&ns);
+    let pid = stack.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["65534"; 4],
+        "tapstack is not running as nobody: {uid}"
+    );
+    let cap = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert!(cap.ends_with("0000000000000000"), "{cap}");
+    assert_ping_all(
+        &ns,
+        STACK_IP,
+        &["-c", "5", "-i", "0.05", "-W", "2"],
+        SECS(10),
+    );
+    let echo = ns.run_stdin(
+        &["nc", "-N", "-w", "5", STACK_IP, "7"],
+        b"as nobody\n",
+        SECS(10),
+    );
+    assert_eq!(echo.stdout, "as nobody\n", "{echo:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    // The administrator's TAP and its address outlive the stack.
+    let addr = ns.run(&["ip", "-o", "-4", "addr", "show", "dev", tap], SECS(5));
+    assert!(addr.stdout.contains("10.0.0.1/24"), "{addr:#?}");
 }

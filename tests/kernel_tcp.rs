@@ -197,6 +197,7 @@ const NFT_TABLE: &str = "tsloss";
 
 impl Routed {
     fn new(name: &str) -> Routed {
+        need_tool("nft");
         let client = Netns::new(&format!("{name}c"));
         let router = Netns::new(&format!("{name}r"));
         let pid = std::process::id();
@@ -645,8 +646,9 @@ fn slow_reader_gets_prompt_window_updates() {
     assert_eq!(out.num("received"), bytes, "{out:#?}\n{stderr}");
     assert_eq!(out.kv()["sha"], stream_sha(bytes, 5), "{out:#?}\n{sent:#?}");
     assert_no_panic(&stderr);
-    let updates = counter(&stderr, "tcp.window_update");
-    assert!(updates > 0, "no window updates counted:\n{stderr}");
+    // `connect` prints no counters: the window updates are judged on the
+    // wire below (without them the kernel waits for its persist timer,
+    // a gap of ~200 ms).
 
     let gaps = tcp_py(
         &ns,
@@ -664,7 +666,7 @@ fn slow_reader_gets_prompt_window_updates() {
     let resumed: f64 = out.kv()["resumed_at"].parse().unwrap();
     let last: f64 = kv["last_data_at"].parse().unwrap();
     eprintln!(
-        "slow reader: {updates} window updates; {:.0} Mbit/s after the pause; gaps >= 150 ms: [{}]",
+        "slow reader: {:.0} Mbit/s after the pause; gaps >= 150 ms: [{}]",
         mbit(bytes, last - resumed),
         kv["gaps"]
     );

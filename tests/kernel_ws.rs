@@ -17,6 +17,7 @@ fn url() -> String {
 
 /// Runs `tests/py/ws_client.py args...` in `ns`; asserts a clean exit.
 fn ws_py(ns: &Netns, args: &[&str], timeout: Duration) -> Output {
+    need_python_module("websockets.sync.client");
     let script = py("ws_client.py");
     let mut argv = vec!["python3", script.as_str()];
     argv.extend_from_slice(args);

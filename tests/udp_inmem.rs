@@ -256,34 +256,35 @@ fn bsd_server_and_client_flow() {
     let p = Pair::new();
     let server_addr = SocketAddrV4::new(B, 7007);
     let sfd = bsd::socket(&p.b, Domain::Inet, Type::Dgram).unwrap();
-    bsd::setsockopt(sfd, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
+    bsd::setsockopt(&p.b, sfd, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
     // server: socket() -> bind() -> recvfrom() -> sendto()
-    bsd::bind(sfd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7007)).unwrap();
+    bsd::bind(&p.b, sfd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7007)).unwrap();
+    let nb = p.b.clone();
     let server = std::thread::spawn(move || -> Result<SocketAddrV4, Errno> {
         let mut buf = [0u8; 1500];
-        let (n, from) = bsd::recvfrom(sfd, &mut buf, 0)?;
+        let (n, from) = bsd::recvfrom(&nb, sfd, &mut buf, 0)?;
         buf[..n].reverse();
-        bsd::sendto(sfd, &buf[..n], 0, from)?;
-        bsd::close(sfd)?;
+        bsd::sendto(&nb, sfd, &buf[..n], 0, from)?;
+        bsd::close(&nb, sfd)?;
         Ok(from)
     });
     // client: socket() -> connect() -> send() -> recvfrom() -> close()
     let cfd = bsd::socket(&p.a, Domain::Inet, Type::Dgram).unwrap();
-    bsd::setsockopt(cfd, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
-    bsd::connect(cfd, server_addr).unwrap();
-    assert_eq!(bsd::getpeername(cfd), Ok(server_addr));
-    let local = bsd::getsockname(cfd).unwrap();
+    bsd::setsockopt(&p.a, cfd, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
+    bsd::connect(&p.a, cfd, server_addr).unwrap();
+    assert_eq!(bsd::getpeername(&p.a, cfd), Ok(server_addr));
+    let local = bsd::getsockname(&p.a, cfd).unwrap();
     assert_eq!(*local.ip(), A);
     assert_ne!(local.port(), 0);
-    assert_eq!(bsd::send(cfd, b"olleh", 0), Ok(5));
+    assert_eq!(bsd::send(&p.a, cfd, b"olleh", 0), Ok(5));
     let mut buf = [0u8; 64];
-    let (n, from) = bsd::recvfrom(cfd, &mut buf, 0).unwrap();
+    let (n, from) = bsd::recvfrom(&p.a, cfd, &mut buf, 0).unwrap();
     assert_eq!(&buf[..n], b"hello");
     assert_eq!(from, server_addr);
-    bsd::close(cfd).unwrap();
+    bsd::close(&p.a, cfd).unwrap();
     assert_eq!(server.join().unwrap(), Ok(local));
-    assert_eq!(bsd::close(cfd), Err(Errno::EBADF));
-    assert_eq!(bsd::close(sfd), Err(Errno::EBADF));
+    assert_eq!(bsd::close(&p.a, cfd), Err(Errno::EBADF));
+    assert_eq!(bsd::close(&p.b, sfd), Err(Errno::EBADF));
 }
 
 #[test]
@@ -302,44 +303,45 @@ fn bsd_errors_flags_and_poll() {
     let mut buf = [0u8; 16];
     // Unbound and unconnected.
     assert_eq!(
-        bsd::getsockname(fd),
+        bsd::getsockname(&p.a, fd),
         Ok(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
     );
-    assert_eq!(bsd::getpeername(fd), Err(Errno::ENOTCONN));
-    assert_eq!(bsd::send(fd, b"x", 0), Err(Errno::EDESTADDRREQ));
+    assert_eq!(bsd::getpeername(&p.a, fd), Err(Errno::ENOTCONN));
+    assert_eq!(bsd::send(&p.a, fd, b"x", 0), Err(Errno::EDESTADDRREQ));
     assert_eq!(
-        bsd::recv(fd, &mut buf, bsd::MSG_DONTWAIT),
+        bsd::recv(&p.a, fd, &mut buf, bsd::MSG_DONTWAIT),
         Err(Errno::EAGAIN)
     );
     let mut pf = [bsd::PollFd::new(fd, bsd::POLLIN | bsd::POLLOUT)];
-    assert_eq!(bsd::poll(&mut pf, Some(Duration::ZERO)), Ok(1));
+    assert_eq!(bsd::poll(&p.a, &mut pf, Some(Duration::ZERO)), Ok(1));
     assert_eq!(pf[0].revents, bsd::POLLOUT);
 
     // Lazy bind by the first sendto.
     let rx = bsd::socket(&p.b, Domain::Inet, Type::Dgram).unwrap();
-    bsd::bind(rx, SocketAddrV4::new(B, 7100)).unwrap();
-    bsd::setsockopt(rx, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
+    bsd::bind(&p.b, rx, SocketAddrV4::new(B, 7100)).unwrap();
+    bsd::setsockopt(&p.b, rx, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
     assert_eq!(
-        bsd::bind(rx, SocketAddrV4::new(B, 7101)),
+        bsd::bind(&p.b, rx, SocketAddrV4::new(B, 7101)),
         Err(Errno::EINVAL),
         "already bound"
     );
     let other = bsd::socket(&p.b, Domain::Inet, Type::Dgram).unwrap();
     assert_eq!(
-        bsd::bind(other, SocketAddrV4::new(B, 7100)),
+        bsd::bind(&p.b, other, SocketAddrV4::new(B, 7100)),
         Err(Errno::EADDRINUSE)
     );
     assert_eq!(
-        bsd::bind(other, SocketAddrV4::new(A, 7100)),
+        bsd::bind(&p.b, other, SocketAddrV4::new(A, 7100)),
         Err(Errno::EADDRNOTAVAIL)
     );
     let dst = SocketAddrV4::new(B, 7100);
     assert_eq!(
-        bsd::sendto(fd, &vec![0; 65_508], 0, dst),
+        bsd::sendto(&p.a, fd, &vec![0; 65_508], 0, dst),
         Err(Errno::EMSGSIZE)
     );
     assert_eq!(
         bsd::sendto(
+            &p.a,
             fd,
             b"x",
             0,
@@ -347,8 +349,8 @@ fn bsd_errors_flags_and_poll() {
         ),
         Err(Errno::EACCES)
     );
-    assert_eq!(bsd::sendto(fd, b"peekaboo", 0, dst), Ok(8));
-    assert_ne!(bsd::getsockname(fd).unwrap().port(), 0);
+    assert_eq!(bsd::sendto(&p.a, fd, b"peekaboo", 0, dst), Ok(8));
+    assert_ne!(bsd::getsockname(&p.a, fd).unwrap().port(), 0);
 
     // poll waits for the datagram; MSG_PEEK leaves it queued.
     let mut pf = [
@@ -359,45 +361,53 @@ fn bsd_errors_flags_and_poll() {
     let mut n = 0;
     let deadline = Instant::now() + WAIT;
     while pf[0].revents == 0 && Instant::now() < deadline {
-        n = bsd::poll(&mut pf, Some(Duration::from_millis(200))).unwrap();
+        n = bsd::poll(&p.b, &mut pf, Some(Duration::from_millis(200))).unwrap();
     }
     assert_eq!(n, 2);
     assert_eq!(
         [pf[0].revents, pf[1].revents, pf[2].revents],
         [bsd::POLLIN, 0, bsd::POLLNVAL]
     );
-    let (k, from) = bsd::recvfrom(rx, &mut buf, bsd::MSG_PEEK).unwrap();
-    let port = bsd::getsockname(fd).unwrap().port();
+    let (k, from) = bsd::recvfrom(&p.b, rx, &mut buf, bsd::MSG_PEEK).unwrap();
+    let port = bsd::getsockname(&p.a, fd).unwrap().port();
     assert_eq!(
         (&buf[..k], from),
         (&b"peekaboo"[..], SocketAddrV4::new(A, port))
     );
-    assert_eq!(bsd::recv(rx, &mut buf[..4], 0), Ok(4), "truncated");
+    assert_eq!(bsd::recv(&p.b, rx, &mut buf[..4], 0), Ok(4), "truncated");
     assert_eq!(&buf[..4], b"peek");
     let t = Instant::now();
     assert_eq!(
-        bsd::recv(rx, &mut buf, bsd::MSG_DONTWAIT),
+        bsd::recv(&p.b, rx, &mut buf, bsd::MSG_DONTWAIT),
         Err(Errno::EAGAIN)
     );
     assert!(t.elapsed() < Duration::from_secs(1), "MSG_DONTWAIT waited");
     // Options set before binding survive the lazy bind.
-    bsd::setsockopt(other, SockOpt::RcvTimeo(Some(Duration::from_millis(100)))).unwrap();
-    bsd::bind(other, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    bsd::setsockopt(
+        &p.b,
+        other,
+        SockOpt::RcvTimeo(Some(Duration::from_millis(100))),
+    )
+    .unwrap();
+    bsd::bind(&p.b, other, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
     let t = Instant::now();
-    assert_eq!(bsd::recv(other, &mut buf, 0), Err(Errno::EAGAIN));
+    assert_eq!(bsd::recv(&p.b, other, &mut buf, 0), Err(Errno::EAGAIN));
     assert!(t.elapsed() >= Duration::from_millis(100));
-    bsd::setsockopt(other, SockOpt::NonBlocking(true)).unwrap();
-    assert_eq!(bsd::recv(other, &mut buf, 0), Err(Errno::EAGAIN));
-    assert_eq!(bsd::recv(other, &mut buf, 0x1), Err(Errno::EOPNOTSUPP));
+    bsd::setsockopt(&p.b, other, SockOpt::NonBlocking(true)).unwrap();
+    assert_eq!(bsd::recv(&p.b, other, &mut buf, 0), Err(Errno::EAGAIN));
+    assert_eq!(
+        bsd::recv(&p.b, other, &mut buf, 0x1),
+        Err(Errno::EOPNOTSUPP)
+    );
 
     // A closed port: the connected socket's next recv is refused.
-    bsd::connect(fd, SocketAddrV4::new(B, 1)).unwrap();
-    bsd::setsockopt(fd, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
-    bsd::send(fd, b"knock", 0).unwrap();
-    assert_eq!(bsd::recv(fd, &mut buf, 0), Err(Errno::ECONNREFUSED));
+    bsd::connect(&p.a, fd, SocketAddrV4::new(B, 1)).unwrap();
+    bsd::setsockopt(&p.a, fd, SockOpt::RcvTimeo(Some(WAIT))).unwrap();
+    bsd::send(&p.a, fd, b"knock", 0).unwrap();
+    assert_eq!(bsd::recv(&p.a, fd, &mut buf, 0), Err(Errno::ECONNREFUSED));
 
-    for f in [fd, rx, other] {
-        bsd::close(f).unwrap();
+    for (net, f) in [(&p.a, fd), (&p.b, rx), (&p.b, other)] {
+        bsd::close(net, f).unwrap();
     }
 }
 

@@ -58,6 +58,8 @@ pub use udp::UdpSocket;
 #[derive(Clone)]
 pub struct Net {
     pub(crate) shared: Arc<Shared>,
+    /// The BSD facade's descriptor table (crate-visible for `bsd`).
+    pub(crate) fds: Arc<bsd::Descriptors>,
 }
 
 impl Net {
@@ -69,12 +71,16 @@ impl Net {
     ) -> Result<Net, String> {
         let stack = Stack::new(config);
         let shared = runtime::start(device, stack, link)?;
-        Ok(Net { shared })
+        Ok(Net {
+            shared,
+            fds: Default::default(),
+        })
     }
 
     /// Stops the stack thread; blocked calls return an error.
     pub fn shutdown(&self) {
         runtime::stop(&self.shared);
+        self.fds.close_all();
     }
 
     /// Every counter of every layer.

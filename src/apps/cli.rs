@@ -1,6 +1,7 @@
 //! The `tapstack` command line: options shared by every subcommand, the
 //! TAP and kernel-side setup, and clean shutdown on SIGINT/SIGTERM.
 
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,64 +19,97 @@ use crate::stack::StackConfig;
 use crate::stack::iface::IfaceConfig;
 use crate::stack::tcp::{CcAlgorithm, TcpConfig};
 
+/// Said by every help page: what running the stack does to the machine.
+const AFTER_HELP: &str = "\
+Needs root (CAP_NET_ADMIN): it creates the TAP and sets up its kernel side
+in the CURRENT network namespace (an interface, an address and a route
+appear there). To leave the host untouched, run it in its own namespace:
+  sudo ip netns add demo
+  sudo ip netns exec demo tapstack echo
+  sudo ip netns exec demo ping 10.0.0.2        # from another terminal
+  sudo ip netns del demo                       # afterwards
+Without root: an administrator makes a TAP for you and sets up its kernel
+side once, then you run the stack on it with --no-host-config:
+  sudo ip tuntap add dev tap0 mode tap user $USER
+  sudo ip addr add 10.0.0.1/24 dev tap0 && sudo ip link set tap0 up
+  tapstack --tap tap0 --no-host-config echo";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tapstack",
     version,
     about = "A userspace TCP/IP stack on a Linux TAP device",
-    after_help = "Example: sudo tapstack echo   (then: ping 10.0.0.2; nc -u 10.0.0.2 7)"
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// TAP interface to use (created if missing, removed on exit if we created it)
-    #[arg(long, global = true, default_value = "tap0", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Interface",
+        default_value = "tap0",
+        value_name = "NAME"
+    )]
     pub tap: String,
     /// The stack's own address
-    #[arg(long, global = true, default_value = "10.0.0.2/24", value_name = "CIDR", value_parser = config::parse_cidr)]
+    #[arg(long, global = true, help_heading = "Interface", default_value = "10.0.0.2/24", value_name = "CIDR", value_parser = config::parse_cidr)]
     pub addr: Ipv4Cidr,
     /// Address given to the kernel side of the TAP
-    #[arg(long, global = true, default_value = "10.0.0.1/24", value_name = "CIDR", value_parser = config::parse_cidr)]
+    #[arg(long, global = true, help_heading = "Interface", default_value = "10.0.0.1/24", value_name = "CIDR", value_parser = config::parse_cidr)]
     pub host_addr: Ipv4Cidr,
     /// Leave the kernel side of the TAP alone (no address, MTU or link up)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Interface")]
     pub no_host_config: bool,
     /// Default gateway for destinations off the subnet
-    #[arg(long, global = true, value_name = "IP")]
+    #[arg(long, global = true, help_heading = "Interface", value_name = "IP")]
     pub gateway: Option<std::net::Ipv4Addr>,
     /// The stack's MAC address
-    #[arg(long, global = true, default_value = DEFAULT_MAC, value_name = "MAC", value_parser = config::parse_mac)]
+    #[arg(long, global = true, help_heading = "Interface", default_value = DEFAULT_MAC, value_name = "MAC", value_parser = config::parse_mac)]
     pub mac: EthernetAddress,
     /// Link MTU (the kernel side is set to the same)
-    #[arg(long, global = true, default_value_t = 1500, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
+    #[arg(long, global = true, help_heading = "Interface", default_value_t = 1500, value_name = "N", value_parser = clap::value_parser!(u16).range(576..))]
     pub mtu: u16,
     /// Write every frame in and out to FILE (pcap, for tcpdump/Wireshark)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "Capture", value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// Print one line per frame and every TCP state change
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Capture")]
     pub trace: bool,
     /// Plain frames on the TAP: no checksum/TSO offloads, no GSO super-frames
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Interface")]
     pub no_offload: bool,
     /// Drop each frame (both directions) with probability P (0.01 or 1%)
-    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub loss: f64,
     /// Duplicate each frame with probability P
-    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub dup: f64,
     /// Hold each frame back behind the next with probability P
-    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub reorder: f64,
     /// Flip one bit of each frame with probability P
-    #[arg(long, global = true, default_value = "0", value_name = "P", value_parser = config::parse_probability)]
+    #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub corrupt: f64,
     /// Seed for the fault injector and the stack's random choices
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, help_heading = "Faults", value_name = "N")]
     pub seed: Option<u64>,
     /// TCP congestion control: cubic, reno or bbr
-    #[arg(long, global = true, default_value = "cubic", value_name = "ALG")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "TCP",
+        default_value = "cubic",
+        value_name = "ALG"
+    )]
     pub cc: CcAlgorithm,
     /// TCP TIME-WAIT duration in seconds (2*MSL)
-    #[arg(long, global = true, default_value_t = 60.0, value_name = "SECS")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "TCP",
+        default_value_t = 60.0,
+        value_name = "SECS"
+    )]
     pub time_wait: f64,
     #[command(subcommand)]
     pub command: Command,
@@ -84,15 +118,18 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the stack only: it answers ARP and ping
+    #[command(after_help = AFTER_HELP)]
     Up,
     /// Run the stack with echo (7), discard (9) and chargen (19) on TCP and
     /// UDP, and a web page with a WebSocket echo
+    #[command(after_help = AFTER_HELP)]
     Echo {
         /// Port of the HTTP page and WebSocket echo (0 turns it off)
         #[arg(long, default_value_t = 8080, value_name = "PORT")]
         ws_port: u16,
     },
-    /// A netcat-like client over the stack: stdin to HOST:PORT, replies to stdout
+    /// A netcat-like client over the stack: stdin to IPV4:PORT, replies to stdout
+    #[command(after_help = AFTER_HELP)]
     Connect {
         /// Use UDP instead of TCP
         #[arg(short = 'u', long)]
@@ -100,8 +137,9 @@ pub enum Command {
         /// After stdin ends, wait this many seconds of quiet for replies (UDP)
         #[arg(short = 'q', long, default_value_t = 1.0, value_name = "SECS")]
         quit_after: f64,
-        /// Where to connect, e.g. 10.0.0.1:9000
-        target: String,
+        /// Where to connect: IPV4:PORT, e.g. 10.0.0.1:9000
+        #[arg(value_parser = config::parse_target)]
+        target: SocketAddrV4,
     },
 }
 
@@ -111,22 +149,51 @@ fn parse() -> Cli {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || matches!(
-                    e.kind(),
-                    ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                )
-            {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 e.exit();
             }
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!(
-                "tapstack: {} (see tapstack --help)",
-                first.trim_start_matches("error: ")
-            );
+            eprintln!("tapstack: {}", one_line(&e.render().to_string()));
             std::process::exit(2);
         }
+    }
+}
+
+/// clap's whole message on one line: what is wrong (with its `<ARG>`
+/// names and "a similar subcommand exists" tips), then the usage line as
+/// the hint. Its "For more information" line becomes the `--help` pointer.
+fn one_line(clap_message: &str) -> String {
+    let mut what = String::new();
+    let mut usage = None;
+    for line in clap_message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u);
+        } else if !line.starts_with("For more information") {
+            let sep = if line.starts_with("tip:") { "; " } else { " " };
+            if !what.is_empty() {
+                what.push_str(sep);
+            }
+            what.push_str(line.trim_start_matches("error: "));
+        }
+    }
+    match usage {
+        Some(u) => {
+            // "tapstack connect <TARGET>" -> help of "tapstack connect".
+            let cmd: Vec<&str> = u
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect();
+            format!("{what} (usage: {u}; see {} --help)", cmd.join(" "))
+        }
+        None => format!("{what} (see tapstack --help)"),
     }
 }
 
@@ -220,9 +287,12 @@ fn bring_up(cli: &Cli) -> Result<(Net, Arc<TapDevice>), String> {
     Ok((net, tap))
 }
 
+/// The counters a server prints at exit: only those that moved.
 fn report(net: &Net) {
     eprintln!("tapstack: counters");
-    eprint!("{}", net.counters());
+    for (name, value) in net.counters().iter().filter(|&(_, v)| v != 0) {
+        eprintln!("  {name:<40} {value}");
+    }
 }
 
 /// Entry point of the binary; returns the process exit code.
@@ -239,7 +309,9 @@ pub fn main() -> i32 {
     };
     let result = run(&cli, &net, &signals);
     net.shutdown();
-    report(&net);
+    if !matches!(cli.command, Command::Connect { .. }) {
+        report(&net);
+    }
     if tap.created {
         log::info!("removing TAP {}", tap.name());
     }
@@ -310,10 +382,11 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
                 stopper.shutdown();
                 std::process::exit(130);
             });
+            let target = target.to_string();
             if *udp {
-                super::connect::udp(net, target, linger)
+                super::connect::udp(net, &target, linger)
             } else {
-                super::connect::tcp(net, target)
+                super::connect::tcp(net, &target)
             }
         }
     }

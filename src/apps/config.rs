@@ -1,7 +1,7 @@
 //! Parsing and checking what the user typed (addresses, MACs, CIDRs), with
 //! error messages that say what to type instead.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
@@ -54,6 +54,27 @@ pub fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
         ));
     }
     Ok(mac)
+}
+
+/// `IPV4:PORT`, checked before any TAP exists (a typo needs no root).
+pub fn parse_target(s: &str) -> Result<SocketAddrV4, String> {
+    let Some((ip, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "{s:?} is not IPV4:PORT: write it like 10.0.0.1:9000"
+        ));
+    };
+    let ip: Ipv4Addr = ip.parse().map_err(|_| {
+        format!("{ip:?} is not an IPv4 address (the stack has no DNS): write it like 10.0.0.1:9000")
+    })?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("port {port:?} must be a number from 1 to 65535"))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(format!("{ip} cannot be connected to: give a host address"));
+    }
+    Ok(SocketAddrV4::new(ip, port))
 }
 
 pub fn parse_probability(s: &str) -> Result<f64, String> {
@@ -119,6 +140,15 @@ mod tests {
         assert!(parse_mac("02:00:00:00:00").is_err());
         assert!(parse_mac("02:00:00:00:00:zz").is_err());
         assert_eq!(parse_probability("5%").unwrap(), 0.05);
+        assert_eq!(parse_target("10.0.0.1:9000").unwrap().port(), 9000);
+        assert!(parse_target("10.0.0.1").unwrap_err().contains("IPV4:PORT"));
+        assert!(
+            parse_target("10.0.0.1:99999")
+                .unwrap_err()
+                .contains("65535")
+        );
+        assert!(parse_target("10.0.0.1:0").unwrap_err().contains("65535"));
+        assert!(parse_target("example:80").unwrap_err().contains("DNS"));
         assert!(parse_probability("1.5").is_err());
         let a = parse_cidr("10.0.0.2/24").unwrap();
         let h = parse_cidr("10.0.1.1/24").unwrap();

@@ -200,6 +200,8 @@ pub fn serve(acceptor: impl Acceptor, stats: StatsFn, config: WsConfig) {
     loop {
         let conn = match acceptor.accept_conn() {
             Ok(conn) => conn,
+            // The stack stopped (a clean shutdown): nothing more to accept.
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
             Err(e) => {
                 pause = (pause * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
                 log::warn!("ws: accept failed: {e}; retrying in {pause:?}");

@@ -158,7 +158,9 @@ fn open_vnet(name: &str) -> nix::Result<OwnedFd> {
 fn open_error(name: &str, e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(libc_eperm) if libc_eperm == 1 || libc_eperm == 13 => format!(
-            "permission denied opening TAP {name}: run with sudo (needs root or CAP_NET_ADMIN)"
+            "permission denied opening TAP {name}: run with sudo (needs root or CAP_NET_ADMIN), \
+             or have a TAP made for your user (ip tuntap add dev {name} mode tap user $USER) \
+             and run with --no-host-config"
         ),
         Some(16) => format!(
             "TAP {name} is busy (another process has it open): stop that process or choose another --tap"

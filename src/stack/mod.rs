@@ -69,6 +69,7 @@ pub struct StackConfig {
 impl StackConfig {
     /// Defaults for everything but the link identity: MTU 1500, default
     /// UDP/TCP/reassembly bounds, Linux's ICMP rate, random seed.
+    /// `EthernetAddress` and `Ipv4Cidr` are re-exported at the crate root.
     pub fn new(mac: smoltcp::wire::EthernetAddress, cidr: smoltcp::wire::Ipv4Cidr) -> StackConfig {
         StackConfig {
             iface: IfaceConfig {
@@ -107,7 +108,8 @@ impl Stack {
             .seed
             .unwrap_or_else(|| rng::Rng::from_entropy().next_u64());
         config.udp.seed = Some(seed ^ 0x5544_5000);
-        config.tcp.seed = Some(config.tcp.seed.unwrap_or(seed ^ 0x5443_5000));
+        // Unseeded, TCP draws its ISN/port secret from the OS itself.
+        config.tcp.seed = config.tcp.seed.or(config.seed.map(|s| s ^ 0x5443_5000));
         // RFC 9293 3.7.1: MSS = MTU - IP header - TCP header.
         config.tcp.mss = config.iface.mtu - 40;
         let tcp = TcpLayer::new(config.tcp, config.iface.cidr.address());

@@ -2,6 +2,18 @@
 //! and the fault injector need reproducible randomness from a seed; tests
 //! replay a failure by reusing its seed.
 
+/// 64 bits from the OS's random source (getrandom(2)). It fails only
+/// where the kernel has no getrandom and /dev/urandom cannot be opened;
+/// then std's per-process hash keys (themselves from the OS when it
+/// could give them) are better than stopping the stack.
+pub fn os_random_u64() -> u64 {
+    getrandom::u64().unwrap_or_else(|e| {
+        log::warn!("getrandom failed ({e}): falling back to std's hash keys");
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(0x7461_7073u64)
+    })
+}
+
 #[derive(Clone, Debug)]
 pub struct Rng {
     s: [u64; 4],
@@ -28,12 +40,10 @@ impl Rng {
         }
     }
 
-    /// A generator seeded from the OS's per-process hash keys (for ISN
-    /// secrets and port randomization outside tests).
+    /// A generator seeded from the OS's random source (getrandom(2)), for
+    /// the stack's random choices outside tests.
     pub fn from_entropy() -> Rng {
-        use std::hash::{BuildHasher, RandomState};
-        let seed = RandomState::new().hash_one(0x7461_7073u64);
-        Rng::new(seed)
+        Rng::new(os_random_u64())
     }
 
     pub fn next_u64(&mut self) -> u64 {

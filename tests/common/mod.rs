@@ -53,7 +53,7 @@ pub fn scratch(name: &str) -> PathBuf {
 /// True if the kernel tests can run. Under `CI=true` they must run, so
 /// not being root is a failure there; elsewhere the test is skipped.
 pub fn require_root() -> bool {
-    if effective_uid() == Some(0) {
+    if is_root() {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -63,6 +63,68 @@ pub fn require_root() -> bool {
     }
     println!("skipping: needs root (run: sudo scripts/test.sh)");
     false
+}
+
+/// Panics, naming `tool` and the package that has it, unless `tool` is a
+/// program on PATH: a missing tool must fail the test by name, not as a
+/// timeout further on (a `ping` that cannot run looks like a stack that
+/// does not answer).
+pub fn need_tool(tool: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(tool)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    });
+    if !found {
+        panic!(
+            "this test needs `{tool}`, which is not on PATH: install {} \
+             (sudo scripts/test.sh installs everything scripts/deps.txt lists)",
+            package_of(tool)
+        );
+    }
+}
+
+/// Panics, naming `module`, unless python3 can import it.
+pub fn need_python_module(module: &str) {
+    need_tool("python3");
+    let out = run_cmd(
+        Command::new_with("python3", &["-c", &format!("import {module}")]),
+        b"",
+        Duration::from_secs(20),
+    );
+    if !out.success() {
+        panic!(
+            "this test needs the python module `{module}`, which python3 cannot import: \
+             install {} (sudo scripts/test.sh installs everything scripts/deps.txt lists)",
+            package_of(module)
+        );
+    }
+}
+
+/// Where `name` comes from, per scripts/deps.txt (`KIND NAME PACKAGE`).
+fn package_of(name: &str) -> String {
+    let deps = std::fs::read_to_string(format!("{}/scripts/deps.txt", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_default();
+    deps.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["cmd", n, pkg, ..] if *n == name => Some(format!("Debian package {pkg}")),
+                ["py", n, pkg, ..] if *n == name => Some(format!("pip install '{pkg}'")),
+                ["cargo", n, pkg, ..] if *n == name => Some(format!("cargo install {pkg}")),
+                _ => None,
+            }
+        })
+        .unwrap_or_else(|| "it (and add it to scripts/deps.txt)".to_string())
+}
+
+/// Whether we run as root (the kernel tests need it).
+pub fn is_root() -> bool {
+    effective_uid() == Some(0)
 }
 
 /// The effective uid, from /proc (the second field of `Uid:`).
@@ -199,8 +261,12 @@ impl Netns {
     }
 
     /// `ip netns exec NAME args...` as a Command (the program is exec'd
-    /// directly, so the child's pid is the program's pid).
+    /// directly, so the child's pid is the program's pid). A program not on
+    /// PATH fails the test here, by name.
     pub fn command(&self, args: &[&str]) -> Command {
+        if let Some(prog) = args.first().filter(|p| !p.contains('/')) {
+            need_tool(prog);
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).args(args);
         cmd
@@ -394,11 +460,19 @@ impl StackProc {
     /// Spawns `tapstack --tap TAP <args...>` in `ns` without waiting.
     /// `args` are global flags followed by the subcommand.
     pub fn spawn(ns: &Netns, tap: &str, args: &[&str]) -> StackProc {
+        StackProc::spawn_via(ns, &[], tap, args)
+    }
+
+    /// As `spawn`, started through `prefix` (e.g. `setpriv ...`), which
+    /// must exec tapstack so that the child's pid is tapstack's.
+    pub fn spawn_via(ns: &Netns, prefix: &[&str], tap: &str, args: &[&str]) -> StackProc {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let stderr_path = scratch(&format!("{}-{tap}-{n}.stderr", ns.name));
         let file = std::fs::File::create(&stderr_path).expect("create stderr file");
-        let mut cmd = ns.command(&[bin(), "--tap", tap]);
+        let mut argv = prefix.to_vec();
+        argv.extend_from_slice(&[bin(), "--tap", tap]);
+        let mut cmd = ns.command(&argv);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -449,6 +523,11 @@ impl StackProc {
             }
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn is_running(&mut self) -> bool {

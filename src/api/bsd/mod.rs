@@ -11,47 +11,47 @@
 //! # fn udp_server(net: &Net) -> Result<(), Errno> {
 //! // UDP server: socket() -> bind() -> recvfrom() -> sendto()
 //! let fd = socket(net, Domain::Inet, Type::Dgram)?;
-//! bind(fd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7000))?;
+//! bind(net, fd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7000))?;
 //! let mut buf = [0u8; 1500];
-//! let (n, from) = recvfrom(fd, &mut buf, 0)?;
-//! sendto(fd, &buf[..n], 0, from)?;
-//! close(fd)?;
+//! let (n, from) = recvfrom(net, fd, &mut buf, 0)?;
+//! sendto(net, fd, &buf[..n], 0, from)?;
+//! close(net, fd)?;
 //! # Ok(()) }
 //! # fn udp_client(net: &Net) -> Result<(), Errno> {
 //! // UDP client: socket() -> connect() -> send() -> recvfrom() -> close()
 //! let fd = socket(net, Domain::Inet, Type::Dgram)?;
-//! connect(fd, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7000))?;
-//! send(fd, b"hello", 0)?;
+//! connect(net, fd, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7000))?;
+//! send(net, fd, b"hello", 0)?;
 //! let mut buf = [0u8; 1500];
-//! let (n, _from) = recvfrom(fd, &mut buf, 0)?;
-//! close(fd)?;
+//! let (n, _from) = recvfrom(net, fd, &mut buf, 0)?;
+//! close(net, fd)?;
 //! # let _ = n; Ok(()) }
 //! # fn tcp_server(net: &Net) -> Result<(), Errno> {
 //! // TCP echo server: socket() -> bind() -> listen() -> accept() -> recv()/send()
 //! let lfd = socket(net, Domain::Inet, Type::Stream)?;
-//! bind(lfd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7000))?;
-//! listen(lfd, 16)?;
-//! let (cfd, _peer) = accept(lfd)?;
+//! bind(net, lfd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7000))?;
+//! listen(net, lfd, 16)?;
+//! let (cfd, _peer) = accept(net, lfd)?;
 //! let mut buf = [0u8; 4096];
 //! loop {
-//!     let n = recv(cfd, &mut buf, 0)?;
+//!     let n = recv(net, cfd, &mut buf, 0)?;
 //!     if n == 0 {
 //!         break; // the client shut down its side
 //!     }
-//!     send(cfd, &buf[..n], 0)?;
+//!     send(net, cfd, &buf[..n], 0)?;
 //! }
-//! close(cfd)?;
-//! close(lfd)?;
+//! close(net, cfd)?;
+//! close(net, lfd)?;
 //! # Ok(()) }
 //! # fn tcp_client(net: &Net) -> Result<(), Errno> {
 //! // TCP client: socket() -> connect() -> send() -> shutdown() -> recv()
 //! let fd = socket(net, Domain::Inet, Type::Stream)?;
-//! connect(fd, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7000))?;
-//! send(fd, b"hello", 0)?;
-//! shutdown(fd, SHUT_WR)?;
+//! connect(net, fd, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 7000))?;
+//! send(net, fd, b"hello", 0)?;
+//! shutdown(net, fd, SHUT_WR)?;
 //! let mut buf = [0u8; 5];
-//! let n = recv(fd, &mut buf, 0)?;
-//! close(fd)?;
+//! let n = recv(net, fd, &mut buf, 0)?;
+//! close(net, fd)?;
 //! # let _ = n; Ok(()) }
 //! ```
 //!
@@ -61,8 +61,11 @@
 //!   port). A TCP one claims its port at `bind` (EADDRINUSE if another
 //!   descriptor holds it or a listener uses it) or, unbound, at `listen`
 //!   or `connect`; see `tcp.rs` for the stream errors.
-//! - Descriptors are process-wide (one table shared by every `Net`),
-//!   start at 3 and reuse the lowest free number, as `open(2)` does.
+//! - Every call names the `Net` (the stack, as a process would be implicit
+//!   in C): each `Net` has its own descriptor table, as each process has,
+//!   so stacks in one process (tests, several stacks) never see each
+//!   other's descriptors. Descriptors start at 3 and reuse the lowest free
+//!   number, as `open(2)` does.
 //! - `SO_RCVTIMEO` of zero means "no timeout" (as `setsockopt` does),
 //!   a timed-out `recv` or `accept` fails with `EAGAIN`.
 //! - `close()` while another thread is blocked in `recv` or `accept` on
@@ -90,7 +93,7 @@ mod udp;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use errno::Errno;
@@ -200,36 +203,36 @@ enum Socket {
     Tcp(TcpEntry),
 }
 
-impl Socket {
-    fn net(&self) -> &Net {
-        match self {
-            Socket::Udp(u) => &u.net,
-            Socket::Tcp(t) => &t.net,
-        }
-    }
-}
-
+#[derive(Default)]
 struct FdTable {
     map: HashMap<Fd, Socket>,
 }
 
-/// The process-wide descriptor table. Calls hold it only briefly (never
-/// across a blocking wait); its lock is always taken before a stack's.
-static TABLE: LazyLock<Mutex<FdTable>> = LazyLock::new(|| {
-    Mutex::new(FdTable {
-        map: HashMap::new(),
-    })
-});
+/// One `Net`'s descriptor table (every clone of the `Net` shares it).
+/// Calls hold it only briefly (never across a blocking wait); its lock is
+/// always taken before a stack's.
+#[derive(Default)]
+pub(crate) struct Descriptors(Mutex<FdTable>);
+
+impl Descriptors {
+    /// Closes every descriptor. The entries hold clones of their `Net`,
+    /// which holds this table: `Net::shutdown` calls this to break that
+    /// cycle.
+    pub(crate) fn close_all(&self) {
+        let map = std::mem::take(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()).map);
+        drop(map); // outside the table lock: closing locks the stack
+    }
+}
 
 /// Bound on open descriptors (like RLIMIT_NOFILE), reported as EMFILE.
 pub const MAX_FDS: usize = 1 << 20;
 
 /// The locked table, handed to the per-kind code that may release it
 /// before blocking.
-type Table = MutexGuard<'static, FdTable>;
+type Table<'a> = MutexGuard<'a, FdTable>;
 
-fn table() -> Table {
-    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+fn table(net: &Net) -> Table<'_> {
+    net.fds.0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl FdTable {
@@ -291,13 +294,13 @@ pub fn socket(net: &Net, domain: Domain, ty: Type) -> Result<Fd, Errno> {
         Type::Dgram => Socket::Udp(UdpEntry::new(net)),
         Type::Stream => Socket::Tcp(TcpEntry::new(net)),
     };
-    table().insert(s)
+    table(net).insert(s)
 }
 
 /// Binds to a local address (`0.0.0.0` = any; port 0 = ephemeral).
 /// A socket that is already bound fails with EINVAL, as on Linux.
-pub fn bind(fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
-    let mut t = table();
+pub fn bind(net: &Net, fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(u) => u.bind(addr),
         Socket::Tcp(_) => tcp::bind(&mut t, fd, addr),
@@ -306,8 +309,8 @@ pub fn bind(fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
 
 /// Starts accepting connections (TCP). An unbound socket is bound to an
 /// ephemeral port first; `backlog` is clamped to `SOMAXCONN`.
-pub fn listen(fd: Fd, backlog: i32) -> Result<(), Errno> {
-    let mut t = table();
+pub fn listen(net: &Net, fd: Fd, backlog: i32) -> Result<(), Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(_) => Err(Errno::EOPNOTSUPP),
         Socket::Tcp(_) => tcp::listen(&mut t, fd, backlog),
@@ -317,37 +320,37 @@ pub fn listen(fd: Fd, backlog: i32) -> Result<(), Errno> {
 /// Takes the next connection from a listening socket: a new descriptor
 /// and the peer's address. EINVAL if `fd` is not listening; EAGAIN when
 /// non-blocking (or after SO_RCVTIMEO) with none queued.
-pub fn accept(fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> {
-    let mut t = table();
+pub fn accept(net: &Net, fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(_) => Err(Errno::EOPNOTSUPP),
-        Socket::Tcp(_) => tcp::accept(t, fd),
+        Socket::Tcp(_) => tcp::accept(net, t, fd),
     }
 }
 
 /// UDP: sets the default destination (and the only source `recv`
 /// accepts), binding an unbound socket to an ephemeral port first.
 /// TCP: opens the connection (blocking unless O_NONBLOCK, see `tcp.rs`).
-pub fn connect(fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
+pub fn connect(net: &Net, fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
     if addr.port() == 0 || addr.ip().is_unspecified() {
         return Err(Errno::EINVAL);
     }
-    let mut t = table();
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(u) => u.connect(addr),
-        Socket::Tcp(_) => tcp::connect(t, fd, addr),
+        Socket::Tcp(_) => tcp::connect(net, t, fd, addr),
     }
 }
 
 /// Sends to the connected peer. UDP never blocks, so `MSG_DONTWAIT` is
 /// accepted and changes nothing there; TCP queues all of `buf` unless
 /// non-blocking.
-pub fn send(fd: Fd, buf: &[u8], flags: i32) -> Result<usize, Errno> {
+pub fn send(net: &Net, fd: Fd, buf: &[u8], flags: i32) -> Result<usize, Errno> {
     check_flags(flags, MSG_DONTWAIT | MSG_NOSIGNAL)?;
-    let mut t = table();
+    let mut t = table(net);
     let sock = match t.get_mut(fd)? {
         Socket::Udp(u) => u.connected()?,
-        Socket::Tcp(_) => return tcp::send(t, fd, buf, flags & MSG_DONTWAIT != 0),
+        Socket::Tcp(_) => return tcp::send(net, t, fd, buf, flags & MSG_DONTWAIT != 0),
     };
     drop(t);
     if buf.len() > MAX_DATAGRAM {
@@ -358,9 +361,15 @@ pub fn send(fd: Fd, buf: &[u8], flags: i32) -> Result<usize, Errno> {
 
 /// Sends to `addr`; an unbound UDP socket is first bound to an ephemeral
 /// port. On TCP the address is ignored, as Linux does for a stream.
-pub fn sendto(fd: Fd, buf: &[u8], flags: i32, addr: SocketAddrV4) -> Result<usize, Errno> {
+pub fn sendto(
+    net: &Net,
+    fd: Fd,
+    buf: &[u8],
+    flags: i32,
+    addr: SocketAddrV4,
+) -> Result<usize, Errno> {
     check_flags(flags, MSG_DONTWAIT | MSG_NOSIGNAL)?;
-    let mut t = table();
+    let mut t = table(net);
     let sock = match t.get_mut(fd)? {
         Socket::Udp(u) => {
             if buf.len() > MAX_DATAGRAM {
@@ -368,7 +377,7 @@ pub fn sendto(fd: Fd, buf: &[u8], flags: i32, addr: SocketAddrV4) -> Result<usiz
             }
             u.ensure_bound(any_port())?.clone()
         }
-        Socket::Tcp(_) => return tcp::send(t, fd, buf, flags & MSG_DONTWAIT != 0),
+        Socket::Tcp(_) => return tcp::send(net, t, fd, buf, flags & MSG_DONTWAIT != 0),
     };
     drop(t);
     Ok(sock.send_to(buf, addr)?)
@@ -377,16 +386,21 @@ pub fn sendto(fd: Fd, buf: &[u8], flags: i32, addr: SocketAddrV4) -> Result<usiz
 /// UDP: receives one datagram, truncated to `buf`, and its sender.
 /// TCP: receives what is there (up to `buf`), and the peer's address;
 /// Ok with 0 bytes is end of stream.
-pub fn recvfrom(fd: Fd, buf: &mut [u8], flags: i32) -> Result<(usize, SocketAddrV4), Errno> {
+pub fn recvfrom(
+    net: &Net,
+    fd: Fd,
+    buf: &mut [u8],
+    flags: i32,
+) -> Result<(usize, SocketAddrV4), Errno> {
     check_flags(flags, MSG_PEEK | MSG_DONTWAIT)?;
     let (peek, dontwait) = (flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0);
-    let mut t = table();
+    let mut t = table(net);
     // Cloned out of the table so other descriptors stay usable while this
     // call blocks.
     let sock = match t.get_mut(fd)? {
         Socket::Udp(u) => u.receiver(dontwait)?,
         Socket::Tcp(_) => {
-            let (n, stream) = tcp::recv(t, fd, buf, peek, dontwait)?;
+            let (n, stream) = tcp::recv(net, t, fd, buf, peek, dontwait)?;
             let peer = stream.peer_addr().ok().and_then(|a| v4(a).ok());
             return Ok((n, peer.unwrap_or_else(any_port)));
         }
@@ -397,21 +411,21 @@ pub fn recvfrom(fd: Fd, buf: &mut [u8], flags: i32) -> Result<(usize, SocketAddr
 }
 
 /// Receives one datagram (UDP) or what is there (TCP; 0 = end of stream).
-pub fn recv(fd: Fd, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
+pub fn recv(net: &Net, fd: Fd, buf: &mut [u8], flags: i32) -> Result<usize, Errno> {
     check_flags(flags, MSG_PEEK | MSG_DONTWAIT)?;
-    let mut t = table();
+    let mut t = table(net);
     if let Socket::Tcp(_) = t.get_mut(fd)? {
         let (peek, dontwait) = (flags & MSG_PEEK != 0, flags & MSG_DONTWAIT != 0);
-        return tcp::recv(t, fd, buf, peek, dontwait).map(|(n, _)| n);
+        return tcp::recv(net, t, fd, buf, peek, dontwait).map(|(n, _)| n);
     }
     drop(t);
-    recvfrom(fd, buf, flags).map(|(n, _)| n)
+    recvfrom(net, fd, buf, flags).map(|(n, _)| n)
 }
 
 /// Shuts down one or both directions (`SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`).
 /// TCP: `SHUT_WR` sends FIN once queued data is out; the peer reads EOF.
-pub fn shutdown(fd: Fd, how: i32) -> Result<(), Errno> {
-    let mut t = table();
+pub fn shutdown(net: &Net, fd: Fd, how: i32) -> Result<(), Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(u) if u.peername().is_ok() => Err(Errno::EOPNOTSUPP),
         Socket::Udp(_) => Err(Errno::ENOTCONN),
@@ -420,14 +434,14 @@ pub fn shutdown(fd: Fd, how: i32) -> Result<(), Errno> {
 }
 
 /// Releases the descriptor; the socket closes once no call is using it.
-pub fn close(fd: Fd) -> Result<(), Errno> {
-    let s = table().map.remove(&fd).ok_or(Errno::EBADF)?;
+pub fn close(net: &Net, fd: Fd) -> Result<(), Errno> {
+    let s = table(net).map.remove(&fd).ok_or(Errno::EBADF)?;
     drop(s); // outside the table lock: closing locks the stack
     Ok(())
 }
 
-pub fn setsockopt(fd: Fd, opt: SockOpt) -> Result<(), Errno> {
-    let mut t = table();
+pub fn setsockopt(net: &Net, fd: Fd, opt: SockOpt) -> Result<(), Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(u) => u.setsockopt(opt),
         Socket::Tcp(e) => e.setsockopt(opt),
@@ -435,8 +449,8 @@ pub fn setsockopt(fd: Fd, opt: SockOpt) -> Result<(), Errno> {
 }
 
 /// The local address: `0.0.0.0:0` while unbound.
-pub fn getsockname(fd: Fd) -> Result<SocketAddrV4, Errno> {
-    let mut t = table();
+pub fn getsockname(net: &Net, fd: Fd) -> Result<SocketAddrV4, Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(u) => u.sockname(),
         Socket::Tcp(e) => e.sockname(),
@@ -444,30 +458,10 @@ pub fn getsockname(fd: Fd) -> Result<SocketAddrV4, Errno> {
 }
 
 /// The peer's address; ENOTCONN if there is none.
-pub fn getpeername(fd: Fd) -> Result<SocketAddrV4, Errno> {
-    let mut t = table();
+pub fn getpeername(net: &Net, fd: Fd) -> Result<SocketAddrV4, Errno> {
+    let mut t = table(net);
     match t.get_mut(fd)? {
         Socket::Udp(u) => u.peername(),
         Socket::Tcp(e) => e.peername(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_descriptors_are_ebadf() {
-        let mut buf = [0u8; 4];
-        assert_eq!(close(-1), Err(Errno::EBADF));
-        assert_eq!(recv(1, &mut buf, 0), Err(Errno::EBADF));
-        assert_eq!(bind(2, any_port()), Err(Errno::EBADF));
-        assert_eq!(listen(2, 1), Err(Errno::EBADF));
-        assert_eq!(accept(2).map(|_| ()), Err(Errno::EBADF));
-        assert_eq!(shutdown(2, SHUT_WR), Err(Errno::EBADF));
-        assert_eq!(getsockname(i32::MAX), Err(Errno::EBADF));
-        let mut p = [PollFd::new(-5, POLLIN)];
-        assert_eq!(poll(&mut p, Some(Duration::ZERO)), Ok(1));
-        assert_eq!(p[0].revents, POLLNVAL);
     }
 }

@@ -1,6 +1,5 @@
 //! `poll(2)` over descriptors of every kind, on the API's `Poll`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Errno, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PollFd, Socket, table};
@@ -29,12 +28,11 @@ impl Source for Watched {
 /// limit, `Some(ZERO)` = just check). Sets each `revents` and returns how
 /// many entries have a non-zero one. A descriptor that is not open gets
 /// `POLLNVAL`; `POLLERR`/`POLLHUP` are reported whatever `events` asks,
-/// as poll(2) does. Every open descriptor in one call must belong to the
-/// same `Net` (EINVAL otherwise): one `Poll` waits on one stack.
-pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errno> {
+/// as poll(2) does.
+pub fn poll(net: &Net, fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errno> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    let (net, watched, ready_now) = classify(fds)?;
-    let Some(net) = net.filter(|_| !watched.is_empty()) else {
+    let (watched, ready_now) = classify(net, fds);
+    if watched.is_empty() {
         if ready_now > 0 {
             return Ok(ready_now);
         }
@@ -45,8 +43,8 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> Result<usize, Errn
             }
             None => Err(Errno::EINVAL),
         };
-    };
-    let registry = Poll::new(&net);
+    }
+    let registry = Poll::new(net);
     let mut registered = 0;
     for (i, sock) in &watched {
         let ev = fds[*i].events;
@@ -107,19 +105,15 @@ fn revents(e: &Event, asked: i16) -> i16 {
     r
 }
 
-/// The `Net` of the watched sockets, (index, socket) pairs, ready count.
-type Classified = (Option<Net>, Vec<(usize, Watched)>, usize);
-
 /// Answers at once for descriptors that need no waiting (invalid, unbound,
-/// closed) and lists the sockets to watch, all of one `Net`. Returns that
-/// `Net`, the (index, socket) pairs to watch, and how many are ready now.
-fn classify(fds: &mut [PollFd]) -> Result<Classified, Errno> {
-    let mut net: Option<Net> = None;
+/// closed) and lists the sockets to watch. Returns the (index, socket)
+/// pairs to watch and how many are ready now.
+fn classify(net: &Net, fds: &mut [PollFd]) -> (Vec<(usize, Watched)>, usize) {
     // (index into fds, socket to watch)
     let mut watched: Vec<(usize, Watched)> = Vec::new();
     let mut ready_now = 0;
     {
-        let mut t = table();
+        let mut t = table(net);
         for (i, p) in fds.iter_mut().enumerate() {
             p.revents = 0;
             let Ok(s) = t.get_mut(p.fd) else {
@@ -127,11 +121,6 @@ fn classify(fds: &mut [PollFd]) -> Result<Classified, Errno> {
                 ready_now += 1;
                 continue;
             };
-            match &net {
-                Some(n) if !Arc::ptr_eq(&n.shared, &s.net().shared) => return Err(Errno::EINVAL),
-                Some(_) => {}
-                None => net = Some(s.net().clone()),
-            }
             let watch = match s {
                 Socket::Udp(u) => u.sock.clone().map(Watched::Udp),
                 Socket::Tcp(e) => e.watch(),
@@ -152,5 +141,5 @@ fn classify(fds: &mut [PollFd]) -> Result<Classified, Errno> {
             }
         }
     }
-    Ok((net, watched, ready_now))
+    (watched, ready_now)
 }

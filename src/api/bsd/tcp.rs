@@ -259,10 +259,10 @@ pub(super) fn listen(t: &mut FdTable, fd: Fd, backlog: i32) -> Result<(), Errno>
 /// Waits (per O_NONBLOCK and SO_RCVTIMEO) for a connection. The new
 /// descriptor inherits the listener's socket options but not O_NONBLOCK,
 /// which is a file flag (accept(2)).
-pub(super) fn accept(mut t: Table, fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> {
+pub(super) fn accept(net: &Net, mut t: Table, fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> {
     let e = entry(&mut t, fd)?;
-    let (listener, net, opts) = match &e.state {
-        State::Listening(l) => (l.clone(), e.net.clone(), e.opts),
+    let (listener, opts) = match &e.state {
+        State::Listening(l) => (l.clone(), e.opts),
         _ => return Err(Errno::EINVAL),
     };
     drop(t);
@@ -272,8 +272,8 @@ pub(super) fn accept(mut t: Table, fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> 
         ..opts
     };
     apply_stream(&stream, &opts)?;
-    let new = table().insert(Socket::Tcp(TcpEntry {
-        net,
+    let new = table(net).insert(Socket::Tcp(TcpEntry {
+        net: net.clone(),
         bound: None,
         state: State::Connected(stream),
         opts,
@@ -284,13 +284,19 @@ pub(super) fn accept(mut t: Table, fd: Fd) -> Result<(Fd, SocketAddrV4), Errno> 
 /// Records how a wait for the handshake ended, if `fd` still holds that
 /// connection (it may have been closed, or reused, meanwhile). A wait
 /// that ran out gives `pending`.
-fn settle(fd: Fd, stream: &TcpStream, r: io::Result<()>, pending: Errno) -> Result<(), Errno> {
+fn settle(
+    net: &Net,
+    fd: Fd,
+    stream: &TcpStream,
+    r: io::Result<()>,
+    pending: Errno,
+) -> Result<(), Errno> {
     if r.as_ref()
         .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock)
     {
         return Err(pending);
     }
-    let mut t = table();
+    let mut t = table(net);
     if let Ok(Socket::Tcp(e)) = t.get_mut(fd)
         && matches!(&e.state, State::Connecting(s) if s.id() == stream.id())
     {
@@ -307,7 +313,7 @@ fn settle(fd: Fd, stream: &TcpStream, r: io::Result<()>, pending: Errno) -> Resu
     r.map_err(Errno::from)
 }
 
-pub(super) fn connect(mut t: Table, fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
+pub(super) fn connect(net: &Net, mut t: Table, fd: Fd, addr: SocketAddrV4) -> Result<(), Errno> {
     let e = entry(&mut t, fd)?;
     let (stream, pending) = match &e.state {
         State::Listening(_) | State::Connected(_) => return Err(Errno::EISCONN),
@@ -328,12 +334,13 @@ pub(super) fn connect(mut t: Table, fd: Fd, addr: SocketAddrV4) -> Result<(), Er
     let (blocking, timeout) = (!e.opts.nonblocking, e.opts.sndtimeo);
     drop(t);
     let r = stream.wait_connected(blocking, timeout, io::ErrorKind::WouldBlock);
-    settle(fd, &stream, r, pending)
+    settle(net, fd, &stream, r, pending)
 }
 
 /// The stream to send or receive on. A connect in progress is waited for
 /// (or EAGAIN without blocking); never connected: `idle_errno`.
 fn established(
+    net: &Net,
     mut t: Table,
     fd: Fd,
     dontwait: bool,
@@ -349,15 +356,21 @@ fn established(
     let timeout = e.opts.sndtimeo;
     drop(t);
     let r = stream.wait_connected(blocking, timeout, io::ErrorKind::WouldBlock);
-    settle(fd, &stream, r, Errno::EAGAIN)?;
+    settle(net, fd, &stream, r, Errno::EAGAIN)?;
     Ok(stream)
 }
 
 /// Queues all of `buf` (blocking mode) or what fits (non-blocking). As on
 /// Linux, an error after some bytes were queued returns that count; the
 /// error comes with the next call. SO_SNDTIMEO bounds each wait for room.
-pub(super) fn send(t: Table, fd: Fd, buf: &[u8], dontwait: bool) -> Result<usize, Errno> {
-    let stream = established(t, fd, dontwait, Errno::EPIPE)?;
+pub(super) fn send(
+    net: &Net,
+    t: Table,
+    fd: Fd,
+    buf: &[u8],
+    dontwait: bool,
+) -> Result<usize, Errno> {
+    let stream = established(net, t, fd, dontwait, Errno::EPIPE)?;
     if buf.is_empty() {
         return Ok(0);
     }
@@ -375,13 +388,14 @@ pub(super) fn send(t: Table, fd: Fd, buf: &[u8], dontwait: bool) -> Result<usize
 
 /// One receive (or peek). Ok(0) is end of stream.
 pub(super) fn recv(
+    net: &Net,
     t: Table,
     fd: Fd,
     buf: &mut [u8],
     peek: bool,
     dontwait: bool,
 ) -> Result<(usize, TcpStream), Errno> {
-    let stream = established(t, fd, dontwait, Errno::ENOTCONN)?;
+    let stream = established(net, t, fd, dontwait, Errno::ENOTCONN)?;
     let n = stream.recv_with(buf, peek, dontwait)?;
     Ok((n, stream))
 }

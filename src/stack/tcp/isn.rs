@@ -3,26 +3,34 @@
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddrV4;
 
-use crate::stack::rng::Rng;
+use crate::stack::rng::{Rng, os_random_u64};
 use crate::stack::time::Instant;
 
-/// Keyed hash of a 4-tuple. `DefaultHasher` is SipHash-1-3; keying it by
-/// hashing the secret first gives a PRF adequate for RFC 6528's F().
+/// Keyed hash of a 4-tuple: SipHash-2-4 under a 128-bit secret, the PRF
+/// Linux uses for RFC 6528's F() (secure_tcp_seq) and RFC 6056's ports.
 #[derive(Clone, Debug)]
 pub struct Secret {
     key: [u64; 2],
 }
 
 impl Secret {
+    /// A secret drawn from `rng` (seeded stacks: reproducible).
     pub fn new(rng: &mut Rng) -> Secret {
         Secret {
             key: [rng.next_u64(), rng.next_u64()],
         }
     }
 
+    /// A secret straight from the OS's random source (getrandom(2)): all
+    /// 128 bits unpredictable, as RFC 6528 section 3 asks.
+    pub fn from_os() -> Secret {
+        Secret {
+            key: [os_random_u64(), os_random_u64()],
+        }
+    }
+
     pub fn hash<T: Hash>(&self, value: &T) -> u64 {
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new_with_keys(self.key[0], self.key[1]);
+        let mut h = siphasher::sip::SipHasher24::new_with_keys(self.key[0], self.key[1]);
         value.hash(&mut h);
         h.finish()
     }
@@ -58,4 +66,38 @@ pub fn pick_ephemeral(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple() -> (SocketAddrV4, SocketAddrV4) {
+        (
+            "10.0.0.2:40000".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+        )
+    }
+
+    /// Unseeded secrets come from the OS: two never agree (2^-128), so
+    /// neither do their ISNs for the same 4-tuple at the same instant.
+    #[test]
+    fn os_secrets_differ_and_key_the_isn() {
+        let (a, b) = (Secret::from_os(), Secret::from_os());
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.key, [0, 0]);
+        let (l, r) = tuple();
+        let now = Instant::ZERO;
+        assert_ne!(a.isn(now, l, r), b.isn(now, l, r));
+        // The same secret gives the same F(): only M moves the ISN.
+        assert_eq!(a.isn(now, l, r), a.isn(now, l, r));
+    }
+
+    /// Seeded secrets are reproducible (tests replay a seed).
+    #[test]
+    fn seeded_secrets_repeat() {
+        let (a, b) = (Secret::new(&mut Rng::new(9)), Secret::new(&mut Rng::new(9)));
+        let (l, r) = tuple();
+        assert_eq!(a.hash(&(l, r)), b.hash(&(l, r)));
+    }
 }

@@ -114,11 +114,13 @@ pub struct TcpLayer {
 
 impl TcpLayer {
     pub fn new(config: TcpConfig, local_addr: Ipv4Addr) -> TcpLayer {
-        let mut rng = match config.seed {
-            Some(s) => Rng::new(s),
-            None => Rng::from_entropy(),
+        let (secret, mut rng) = match config.seed {
+            Some(s) => {
+                let mut rng = Rng::new(s);
+                (Secret::new(&mut rng), rng)
+            }
+            None => (Secret::from_os(), Rng::from_entropy()),
         };
-        let secret = Secret::new(&mut rng);
         TcpLayer {
             config,
             local_addr,
