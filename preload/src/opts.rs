@@ -91,6 +91,16 @@ pub fn set(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: sockle
         }
         return 0;
     }
+    match (level, name) {
+        // unix(7) sockets refuse these; the stack has one socket per port
+        // and no devices to bind to: accepted.
+        (libc::SOL_SOCKET, libc::SO_REUSEPORT | libc::SO_BINDTODEVICE) => 0,
+        _ => set_generic(fd, level, name, val, len),
+    }
+}
+
+fn set_generic(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+    let f = real!(setsockopt: fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int);
     match level {
         // Buffers, timeouts, SO_REUSEADDR/SO_REUSEPORT, SO_BROADCAST...:
         // the descriptor's own.
