@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod client;
 pub mod daemon;
 pub mod device;
 pub mod runtime;

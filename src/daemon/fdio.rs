@@ -63,13 +63,22 @@ pub struct Received {
 }
 
 pub fn recv_with_fd(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Received> {
+    recv_flags(sock, buf, MsgFlags::MSG_DONTWAIT)
+}
+
+/// As `recv_with_fd`, waiting as the descriptor's mode says.
+pub fn recv_blocking(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Received> {
+    recv_flags(sock, buf, MsgFlags::empty())
+}
+
+fn recv_flags(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> nix::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; 2]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
         Some(&mut space),
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        flags | MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let mut first = None;
     let truncated = msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);

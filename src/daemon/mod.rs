@@ -32,6 +32,7 @@ use nix::sys::socket::{
 };
 
 use crate::api::Net;
+pub(crate) use fdio::recv_blocking;
 
 /// Where and to whom the control socket is offered.
 #[derive(Clone, Debug)]
@@ -90,6 +91,19 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sets or clears O_NONBLOCK (for the client library's descriptors).
+pub(crate) fn set_blocking_mode(fd: &OwnedFd, nonblocking: bool) -> std::io::Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let fl = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    let fl = if nonblocking {
+        fl | OFlag::O_NONBLOCK
+    } else {
+        fl - OFlag::O_NONBLOCK
+    };
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(fl))?;
+    Ok(())
 }
 
 /// Every client socket costs the daemon one descriptor: use the hard

@@ -369,6 +369,7 @@ impl Server {
                 )
             }
             op::SOCKET => self.new_socket(cid, m.a),
+            o if !(op::BIND..=op::EOF_CHECK).contains(&o) => err(o, E::EINVAL.code()),
             _ => {
                 let Some(fd) = fd else {
                     return err(m.op, E::EBADF.code());
