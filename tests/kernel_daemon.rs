@@ -293,7 +293,7 @@ fn iperf3_server_under_run() {
         return;
     }
     let d = Daemon::start("diperf");
-    let mut srv = d.spawn(&["iperf3", "-s", "-4", "-1", "-p", "5201"]);
+    let mut srv = d.spawn(&["iperf3", "-s", "-4", "-1", "--forceflush", "-p", "5201"]);
     srv.wait_line("Server listening", Duration::from_secs(10));
     let out = d.ns.run(
         &["iperf3", "-c", STACK_IP, "-p", "5201", "-t", "5"],

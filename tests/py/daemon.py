@@ -107,7 +107,8 @@ def errors(host, closed, rst, drop):
         s.connect((host, rst))
         s.sendall(b"x")
         try:
-            s.recv(100)
+            got = s.recv(100)
+            print(f"reset_recv={'EOF' if not got else 'DATA'}", flush=True)
         except OSError as e:
             print(f"reset_recv={errname(e.errno)}", flush=True)
         s.send(b"more")
