@@ -10,6 +10,8 @@
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod apps;
+pub mod client;
+pub mod daemon;
 pub mod device;
 pub mod runtime;
 pub mod stack;

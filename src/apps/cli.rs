@@ -111,6 +111,18 @@ pub struct Cli {
         value_name = "SECS"
     )]
     pub time_wait: f64,
+    /// TCP SYN retransmissions before a connect fails with ETIMEDOUT
+    #[arg(long, global = true, default_value_t = 6, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub syn_retries: u32,
+    /// The daemon's control socket [default: $TAPSTACK_API, else /run/tapstack/<TAP>.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub api: Option<PathBuf>,
+    /// Permission bits of the control socket, octal (0660 lets --api-group in)
+    #[arg(long, global = true, default_value = "0600", value_name = "MODE", value_parser = super::run::parse_mode)]
+    pub api_mode: u32,
+    /// Group (name or number) given the control socket, allowed to use the stack
+    #[arg(long, global = true, value_name = "GROUP", value_parser = super::run::parse_group)]
+    pub api_group: Option<nix::unistd::Gid>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -140,6 +152,12 @@ pub enum Command {
         /// Where to connect: IPV4:PORT, e.g. 10.0.0.1:9000
         #[arg(value_parser = config::parse_target)]
         target: SocketAddrV4,
+    },
+    /// Run PROGRAM with its AF_INET sockets on a running tapstack (LD_PRELOAD shim)
+    Run {
+        /// The program and its arguments (after --)
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+        program: Vec<std::ffi::OsString>,
     },
 }
 
@@ -221,6 +239,7 @@ impl Cli {
             tcp: TcpConfig {
                 cc: self.cc,
                 time_wait: Duration::from_secs_f64(self.time_wait.clamp(0.0, 240.0)),
+                syn_retries: self.syn_retries,
                 ..TcpConfig::default()
             },
             reassembly: Default::default(),
@@ -299,6 +318,9 @@ fn report(net: &Net) {
 pub fn main() -> i32 {
     let cli = parse();
     init_logging(cli.trace);
+    if let Command::Run { program } = &cli.command {
+        return super::run::main(&super::run::api_path(&cli), program);
+    }
     let signals = block_signals();
     let (net, tap) = match bring_up(&cli) {
         Ok(v) => v,
@@ -307,7 +329,20 @@ pub fn main() -> i32 {
             return 1;
         }
     };
+    let daemon = match &cli.command {
+        Command::Up | Command::Echo { .. } => match start_daemon(&cli, &net) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                eprintln!("tapstack: {e}");
+                net.shutdown();
+                return 1;
+            }
+        },
+        _ => None,
+    };
     let result = run(&cli, &net, &signals);
+    // Clients' descriptors close first: programs see an error, not a hang.
+    drop(daemon);
     net.shutdown();
     if !matches!(cli.command, Command::Connect { .. }) {
         report(&net);
@@ -323,6 +358,15 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+fn start_daemon(cli: &Cli, net: &Net) -> Result<crate::daemon::Daemon, String> {
+    let opts = crate::daemon::ApiOptions {
+        path: super::run::api_path(cli),
+        mode: cli.api_mode,
+        group: cli.api_group,
+    };
+    crate::daemon::Daemon::start(net, &opts)
 }
 
 fn wait_for_signal(signals: &SigSet) {
@@ -365,6 +409,7 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
             wait_for_signal(signals);
             Ok(())
         }
+        Command::Run { .. } => Ok(()),
         Command::Connect {
             udp,
             quit_after,

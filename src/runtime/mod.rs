@@ -38,6 +38,10 @@ pub struct PollState {
     /// Sockets that had an event since the last `poll`, or were ready then
     /// (level-triggered: they are checked again).
     pub hints: HashSet<SocketId>,
+    /// Also signalled on an event (the daemon's epoll loop waits on it):
+    /// written once until the owner drains the hints (`take_hints`).
+    notify: Option<Arc<EventFd>>,
+    notified: bool,
 }
 
 pub struct Core {
@@ -152,6 +156,25 @@ impl Core {
         self.next_poll
     }
 
+    /// A registry whose events are also signalled on `fd`, for an owner
+    /// that waits in epoll rather than on the condition.
+    pub fn new_poll_notify(&mut self, fd: Arc<EventFd>) -> PollId {
+        let p = self.new_poll();
+        if let Some(state) = self.polls.get_mut(&p) {
+            state.notify = Some(fd);
+        }
+        p
+    }
+
+    /// Moves the sockets that had events into `out` and re-arms the
+    /// eventfd signal.
+    pub fn take_hints(&mut self, p: PollId, out: &mut Vec<SocketId>) {
+        if let Some(state) = self.polls.get_mut(&p) {
+            out.extend(state.hints.drain());
+            state.notified = false;
+        }
+    }
+
     pub fn drop_poll(&mut self, p: PollId) {
         if let Some(state) = self.polls.remove(&p) {
             for id in state.registered.keys() {
@@ -208,6 +231,12 @@ impl Core {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
                         defer_wake(wakes, &state.cond);
+                        if let Some(fd) = &state.notify
+                            && !state.notified
+                        {
+                            state.notified = true;
+                            let _ = fd.write(1);
+                        }
                     }
                 }
             }

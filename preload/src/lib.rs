@@ -1,0 +1,776 @@
+//! `libtapstack_preload.so`: with `LD_PRELOAD`, a program's AF_INET
+//! sockets live on a running tapstack daemon (`TAPSTACK_API`, default
+//! `/run/tapstack/tap0.sock`); everything else goes to libc untouched.
+//!
+//! Each socket is a real descriptor (a Unix socketpair end the daemon
+//! hands over), so read/write/poll/epoll/select/fork/dup need no help.
+//! Hooked: the calls that need the daemon (socket, bind, listen, accept,
+//! connect, get{sock,peer}name, {set,get}sockopt), the receive calls of a
+//! TCP socket (to turn end-of-file after a reset into ECONNRESET), UDP's
+//! send/receive calls (an address header per datagram), and close/dup
+//! (the descriptor table). AF_INET6 sockets fail with EAFNOSUPPORT (the
+//! stack is IPv4-only; programs then use IPv4); 127.0.0.0/8 stays on the
+//! kernel's loopback (the socket becomes a kernel socket at its first
+//! bind/connect/sendto there).
+
+#[path = "../../src/daemon/proto.rs"]
+#[allow(dead_code)]
+mod proto;
+
+mod addr;
+mod ctl;
+mod opts;
+mod sys;
+mod table;
+mod udp;
+
+use std::net::SocketAddrV4;
+
+use libc::{c_int, c_void, iovec, msghdr, size_t, sockaddr, socklen_t, ssize_t};
+
+use proto::{Msg, op};
+use sys::{real, set_errno};
+use table::Kind;
+
+/// Returns -1 with errno `e`.
+fn fail(e: c_int) -> c_int {
+    set_errno(e);
+    -1
+}
+
+fn fail_s(e: c_int) -> ssize_t {
+    set_errno(e);
+    -1
+}
+
+/// The socket moves to the kernel (loopback traffic): a fresh kernel
+/// socket takes its descriptor number, with SO_REUSEADDR carried over.
+fn move_to_kernel(fd: c_int, ty: c_int) -> Result<(), c_int> {
+    let new = sys::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0)?;
+    let mut v: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: plain getsockopt/setsockopt on ints we own.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_getsockopt,
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &mut v as *mut c_int,
+            &mut len as *mut socklen_t,
+        ) == 0
+        {
+            libc::syscall(
+                libc::SYS_setsockopt,
+                new,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                &v as *const c_int,
+                len,
+            );
+        }
+    }
+    sys::replace(fd, new)?;
+    table::set(fd, Kind::None);
+    Ok(())
+}
+
+fn is_loopback(a: &SocketAddrV4) -> bool {
+    a.ip().is_loopback()
+}
+
+// ---- socket, bind, listen, accept, connect
+
+/// # Safety
+/// As socket(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    let real_socket = real!(socket: fn(c_int, c_int, c_int) -> c_int);
+    let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let kind = match (domain, base, protocol) {
+        (libc::AF_INET, libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => proto::TCP,
+        (libc::AF_INET, libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => proto::UDP,
+        // The stack speaks IPv4 only: programs fall back to AF_INET.
+        (libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_DGRAM, _) => {
+            return fail(libc::EAFNOSUPPORT);
+        }
+        // AF_UNIX, raw and ICMP sockets, netlink: the kernel's.
+        // SAFETY: libc's socket with the caller's arguments.
+        _ => return unsafe { real_socket(domain, ty, protocol) },
+    };
+    let (_, fd) = match ctl::call(
+        Msg {
+            op: op::SOCKET,
+            a: kind,
+            ..Msg::default()
+        },
+        -1,
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    if fd < 0 {
+        return fail(libc::EPROTO);
+    }
+    // Received close-on-exec; the program's flags decide.
+    if ty & libc::SOCK_CLOEXEC == 0 {
+        let _ = sys::fcntl(fd, libc::F_SETFD, 0);
+    }
+    if ty & libc::SOCK_NONBLOCK != 0 {
+        let _ = sys::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK as libc::c_long);
+    }
+    table::set(
+        fd,
+        if kind == proto::TCP {
+            Kind::Tcp
+        } else {
+            Kind::UdpFresh
+        },
+    );
+    fd
+}
+
+/// # Safety
+/// As bind(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bind(fd: c_int, a: *const sockaddr, len: socklen_t) -> c_int {
+    let real_bind = real!(bind: fn(c_int, *const sockaddr, socklen_t) -> c_int);
+    let kind = table::get(fd);
+    if !matches!(kind, Kind::Tcp | Kind::UdpFresh | Kind::Udp) {
+        // SAFETY: libc's bind with the caller's arguments.
+        return unsafe { real_bind(fd, a, len) };
+    }
+    let local = match addr::read(a, len) {
+        Ok(Some(l)) => l,
+        Ok(None) => return fail(libc::EAFNOSUPPORT),
+        Err(e) => return fail(e),
+    };
+    if is_loopback(&local) {
+        let ty = if kind == Kind::Tcp {
+            libc::SOCK_STREAM
+        } else {
+            libc::SOCK_DGRAM
+        };
+        if let Err(e) = move_to_kernel(fd, ty) {
+            return fail(e);
+        }
+        // SAFETY: as above, now on a kernel socket.
+        return unsafe { real_bind(fd, a, len) };
+    }
+    match ctl::ask(op::BIND, fd, 0, 0, Some(local)) {
+        Ok(_) => {
+            if kind == Kind::UdpFresh {
+                table::set(fd, Kind::Udp);
+            }
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// # Safety
+/// As listen(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    let kind = table::get(fd);
+    if !matches!(kind, Kind::Tcp | Kind::Listener) {
+        let real_listen = real!(listen: fn(c_int, c_int) -> c_int);
+        // SAFETY: libc's listen with the caller's arguments.
+        return unsafe { real_listen(fd, backlog) };
+    }
+    // Linux: a negative or too large backlog means SOMAXCONN.
+    let backlog = if backlog < 0 { 4096 } else { backlog as u32 };
+    let req = Msg {
+        op: op::LISTEN,
+        a: backlog,
+        ..Msg::default()
+    };
+    match ctl::call(req, fd) {
+        Ok((_, new)) if new >= 0 => {
+            if let Err(e) = sys::replace(fd, new) {
+                return fail(e);
+            }
+            table::set(fd, Kind::Listener);
+            0
+        }
+        Ok(_) => 0,
+        Err(e) => fail(e),
+    }
+}
+
+/// # Safety
+/// As accept4(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    a: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    if table::get(fd) != Kind::Listener {
+        let real_accept4 = real!(accept4: fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int);
+        // SAFETY: libc's accept4 with the caller's arguments.
+        return unsafe { real_accept4(fd, a, len, flags) };
+    }
+    let real_recvmsg = real!(recvmsg: fn(c_int, *mut msghdr, c_int) -> ssize_t);
+    loop {
+        let mut rec = [0u8; proto::ACCEPT_REC];
+        let mut iov = iovec {
+            iov_base: rec.as_mut_ptr() as *mut c_void,
+            iov_len: rec.len(),
+        };
+        let mut cbuf = [0u64; 8];
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut m: msghdr = unsafe { std::mem::zeroed() };
+        m.msg_iov = &mut iov;
+        m.msg_iovlen = 1;
+        m.msg_control = cbuf.as_mut_ptr() as *mut c_void;
+        m.msg_controllen = std::mem::size_of_val(&cbuf);
+        let cloexec = if flags & libc::SOCK_CLOEXEC != 0 {
+            libc::MSG_CMSG_CLOEXEC
+        } else {
+            0
+        };
+        // Blocks (or not) as the listening descriptor is set: the
+        // program's own O_NONBLOCK and SO_RCVTIMEO apply.
+        // SAFETY: `m` points to our buffers.
+        let r = unsafe { real_recvmsg(fd, &mut m, cloexec) };
+        if r < 0 {
+            return -1;
+        }
+        let new = ctl::take_fd(&m);
+        if r == 0 && new < 0 {
+            // The daemon closed the listener (it stopped).
+            return fail(libc::EINVAL);
+        }
+        if new < 0 || (r as usize) < proto::ACCEPT_REC {
+            if new >= 0 {
+                sys::close(new);
+            }
+            continue;
+        }
+        // One byte back: the daemon counts connections waiting to be
+        // accepted against the backlog.
+        let ack = [proto::ACCEPT_ACK];
+        // SAFETY: a one-byte send on the listening descriptor.
+        unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd,
+                ack.as_ptr(),
+                1usize,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                std::ptr::null::<sockaddr>(),
+                0,
+            )
+        };
+        if flags & libc::SOCK_NONBLOCK != 0 {
+            let _ = sys::fcntl(new, libc::F_SETFL, libc::O_NONBLOCK as libc::c_long);
+        }
+        let (peer, _) = proto::parse_accept_record(&rec);
+        addr::write(peer, a, len);
+        table::set(new, Kind::Tcp);
+        return new;
+    }
+}
+
+/// # Safety
+/// As accept(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, a: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: same contract.
+    unsafe { accept4(fd, a, len, 0) }
+}
+
+/// # Safety
+/// As connect(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, a: *const sockaddr, len: socklen_t) -> c_int {
+    let real_connect = real!(connect: fn(c_int, *const sockaddr, socklen_t) -> c_int);
+    let kind = table::get(fd);
+    if !matches!(kind, Kind::Tcp) && !table::is_udp(kind) {
+        // SAFETY: libc's connect with the caller's arguments.
+        return unsafe { real_connect(fd, a, len) };
+    }
+    let dst = match addr::read(a, len) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    if let Some(d) = dst
+        && is_loopback(&d)
+        && matches!(kind, Kind::Tcp | Kind::UdpFresh)
+    {
+        let ty = if kind == Kind::Tcp {
+            libc::SOCK_STREAM
+        } else {
+            libc::SOCK_DGRAM
+        };
+        if let Err(e) = move_to_kernel(fd, ty) {
+            return fail(e);
+        }
+        // SAFETY: as above, now on a kernel socket.
+        return unsafe { real_connect(fd, a, len) };
+    }
+    if kind == Kind::Tcp && dst.is_none() {
+        return fail(libc::EAFNOSUPPORT);
+    }
+    let nonblock = u32::from(sys::nonblocking(fd));
+    match ctl::ask(op::CONNECT, fd, nonblock, 0, dst) {
+        Ok(_) => {
+            if table::is_udp(kind) {
+                table::set(
+                    fd,
+                    if dst.is_some() {
+                        Kind::UdpConnected
+                    } else {
+                        Kind::Udp
+                    },
+                );
+            }
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn name_of(which: u8, fd: c_int, a: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    match ctl::ask(which, fd, 0, 0, None) {
+        Ok(m) => {
+            let at = m
+                .addr
+                .unwrap_or(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0));
+            addr::write(at, a, len);
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// # Safety
+/// As getsockname(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockname(fd: c_int, a: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    if matches!(table::get(fd), Kind::None | Kind::Control) {
+        let f = real!(getsockname: fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int);
+        // SAFETY: libc's getsockname with the caller's arguments.
+        return unsafe { f(fd, a, len) };
+    }
+    name_of(op::GETSOCKNAME, fd, a, len)
+}
+
+/// # Safety
+/// As getpeername(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getpeername(fd: c_int, a: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    if matches!(table::get(fd), Kind::None | Kind::Control) {
+        let f = real!(getpeername: fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int);
+        // SAFETY: libc's getpeername with the caller's arguments.
+        return unsafe { f(fd, a, len) };
+    }
+    name_of(op::GETPEERNAME, fd, a, len)
+}
+
+// ---- descriptors
+
+/// # Safety
+/// As close(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    table::set(fd, Kind::None);
+    let f = real!(close: fn(c_int) -> c_int);
+    // SAFETY: libc's close.
+    unsafe { f(fd) }
+}
+
+/// # Safety
+/// As dup(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    let f = real!(dup: fn(c_int) -> c_int);
+    // SAFETY: libc's dup.
+    let r = unsafe { f(fd) };
+    if r >= 0 {
+        table::copy(fd, r);
+    }
+    r
+}
+
+/// # Safety
+/// As dup2(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    let f = real!(dup2: fn(c_int, c_int) -> c_int);
+    // SAFETY: libc's dup2.
+    let r = unsafe { f(old, new) };
+    if r >= 0 && old != new {
+        table::copy(old, new);
+    }
+    r
+}
+
+/// # Safety
+/// As dup3(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    let f = real!(dup3: fn(c_int, c_int, c_int) -> c_int);
+    // SAFETY: libc's dup3.
+    let r = unsafe { f(old, new, flags) };
+    if r >= 0 {
+        table::copy(old, new);
+    }
+    r
+}
+
+// ---- receiving
+
+/// After a TCP receive returned end-of-file: the reason, if the
+/// connection ended in an error (reset, timeout), as -1 and errno once.
+fn tcp_eof(fd: c_int) -> ssize_t {
+    match ctl::ask(op::EOF_CHECK, fd, 0, 0, None) {
+        Err(e) if e != libc::ENETDOWN && e != libc::EPROTO => fail_s(e),
+        _ => 0,
+    }
+}
+
+fn one_iov(buf: *mut c_void, n: size_t) -> iovec {
+    iovec {
+        iov_base: buf,
+        iov_len: n,
+    }
+}
+
+/// # Safety
+/// As read(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    let kind = table::get(fd);
+    if table::is_udp(kind) {
+        let v = one_iov(buf, n);
+        return udp::recv(fd, &v, 1, 0, std::ptr::null_mut(), std::ptr::null_mut(), None);
+    }
+    let f = real!(read: fn(c_int, *mut c_void, size_t) -> ssize_t);
+    // SAFETY: libc's read with the caller's arguments.
+    let r = unsafe { f(fd, buf, n) };
+    if r == 0 && n > 0 && kind == Kind::Tcp {
+        return tcp_eof(fd);
+    }
+    r
+}
+
+/// # Safety
+/// As __read_chk (a _FORTIFY_SOURCE read).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+    if n > buflen {
+        let f = real!(__read_chk: fn(c_int, *mut c_void, size_t, size_t) -> ssize_t);
+        // SAFETY: libc's own check reports the overflow.
+        return unsafe { f(fd, buf, n, buflen) };
+    }
+    // SAFETY: same contract as read.
+    unsafe { read(fd, buf, n) }
+}
+
+/// # Safety
+/// As readv(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    let kind = table::get(fd);
+    if table::is_udp(kind) {
+        return udp::recv(fd, iov, cnt, 0, std::ptr::null_mut(), std::ptr::null_mut(), None);
+    }
+    let f = real!(readv: fn(c_int, *const iovec, c_int) -> ssize_t);
+    // SAFETY: libc's readv with the caller's arguments.
+    let r = unsafe { f(fd, iov, cnt) };
+    if r == 0 && kind == Kind::Tcp {
+        return tcp_eof(fd);
+    }
+    r
+}
+
+/// # Safety
+/// As recv(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: same contract as recvfrom without an address.
+    unsafe { recvfrom(fd, buf, n, flags, std::ptr::null_mut(), std::ptr::null_mut()) }
+}
+
+/// # Safety
+/// As __recv_chk.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recv_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+) -> ssize_t {
+    if n > buflen {
+        let f = real!(__recv_chk: fn(c_int, *mut c_void, size_t, size_t, c_int) -> ssize_t);
+        // SAFETY: libc's own check reports the overflow.
+        return unsafe { f(fd, buf, n, buflen, flags) };
+    }
+    // SAFETY: same contract as recv.
+    unsafe { recv(fd, buf, n, flags) }
+}
+
+/// # Safety
+/// As recvfrom(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    a: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    let kind = table::get(fd);
+    if table::is_udp(kind) {
+        let v = one_iov(buf, n);
+        return udp::recv(fd, &v, 1, flags, a, alen, None);
+    }
+    let f = real!(recvfrom: fn(c_int, *mut c_void, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t);
+    if kind != Kind::Tcp {
+        // SAFETY: libc's recvfrom with the caller's arguments.
+        return unsafe { f(fd, buf, n, flags, a, alen) };
+    }
+    // TCP gives no address (Linux sets the length to 0).
+    // SAFETY: libc's recvfrom without an address.
+    let r = unsafe { f(fd, buf, n, flags, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if !alen.is_null() && r >= 0 {
+        // SAFETY: the caller's valid length pointer.
+        unsafe { *alen = 0 };
+    }
+    if r == 0 && n > 0 {
+        return tcp_eof(fd);
+    }
+    r
+}
+
+/// # Safety
+/// As __recvfrom_chk.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __recvfrom_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+    flags: c_int,
+    a: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    if n > buflen {
+        let f = real!(__recvfrom_chk: fn(c_int, *mut c_void, size_t, size_t, c_int, *mut sockaddr, *mut socklen_t) -> ssize_t);
+        // SAFETY: libc's own check reports the overflow.
+        return unsafe { f(fd, buf, n, buflen, flags, a, alen) };
+    }
+    // SAFETY: same contract as recvfrom.
+    unsafe { recvfrom(fd, buf, n, flags, a, alen) }
+}
+
+/// # Safety
+/// As recvmsg(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, m: *mut msghdr, flags: c_int) -> ssize_t {
+    let kind = table::get(fd);
+    let f = real!(recvmsg: fn(c_int, *mut msghdr, c_int) -> ssize_t);
+    if m.is_null() || !(kind == Kind::Tcp || table::is_udp(kind)) {
+        // SAFETY: libc's recvmsg with the caller's arguments.
+        return unsafe { f(fd, m, flags) };
+    }
+    // SAFETY: the caller's valid msghdr.
+    let msg = unsafe { &mut *m };
+    if table::is_udp(kind) {
+        let name = msg.msg_name as *mut sockaddr;
+        let mut namelen = msg.msg_namelen;
+        let mut out = 0;
+        let r = udp::recv(
+            fd,
+            msg.msg_iov,
+            msg.msg_iovlen as c_int,
+            flags,
+            name,
+            &mut namelen,
+            Some(&mut out),
+        );
+        if r >= 0 {
+            msg.msg_namelen = if name.is_null() { 0 } else { namelen };
+            // No ancillary data (IP_PKTINFO and the like) from the stack.
+            msg.msg_controllen = 0;
+            msg.msg_flags = out;
+        }
+        return r;
+    }
+    let mut copy = *msg;
+    copy.msg_name = std::ptr::null_mut();
+    copy.msg_namelen = 0;
+    // SAFETY: the caller's buffers, without an address.
+    let r = unsafe { f(fd, &mut copy, flags) };
+    msg.msg_namelen = 0;
+    msg.msg_controllen = copy.msg_controllen;
+    msg.msg_flags = copy.msg_flags;
+    let total: usize = (0..msg.msg_iovlen)
+        // SAFETY: the caller's iovec array.
+        .map(|i| unsafe { (*msg.msg_iov.add(i)).iov_len })
+        .sum();
+    if r == 0 && total > 0 {
+        return tcp_eof(fd);
+    }
+    r
+}
+
+// ---- sending
+
+/// # Safety
+/// As write(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    if table::is_udp(table::get(fd)) {
+        let v = one_iov(buf as *mut c_void, n);
+        return udp::send(fd, &v, 1, 0, None);
+    }
+    let f = real!(write: fn(c_int, *const c_void, size_t) -> ssize_t);
+    // SAFETY: libc's write with the caller's arguments.
+    unsafe { f(fd, buf, n) }
+}
+
+/// # Safety
+/// As writev(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    if table::is_udp(table::get(fd)) {
+        return udp::send(fd, iov, cnt, 0, None);
+    }
+    let f = real!(writev: fn(c_int, *const iovec, c_int) -> ssize_t);
+    // SAFETY: libc's writev with the caller's arguments.
+    unsafe { f(fd, iov, cnt) }
+}
+
+/// # Safety
+/// As send(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
+    if table::is_udp(table::get(fd)) {
+        let v = one_iov(buf as *mut c_void, n);
+        return udp::send(fd, &v, 1, flags, None);
+    }
+    let f = real!(send: fn(c_int, *const c_void, size_t, c_int) -> ssize_t);
+    // SAFETY: libc's send with the caller's arguments.
+    unsafe { f(fd, buf, n, flags) }
+}
+
+/// A UDP destination given with sendto/sendmsg: loopback moves a fresh
+/// socket to the kernel (Ok(None): the caller uses libc); otherwise the
+/// address to send to.
+fn udp_dst(fd: c_int, a: *const sockaddr, alen: socklen_t) -> Result<Option<SocketAddrV4>, c_int> {
+    if a.is_null() {
+        return Ok(None);
+    }
+    let Some(d) = addr::read(a, alen)? else {
+        return Err(libc::EAFNOSUPPORT);
+    };
+    if is_loopback(&d) {
+        if table::get(fd) == Kind::UdpFresh {
+            move_to_kernel(fd, libc::SOCK_DGRAM)?;
+            return Ok(None);
+        }
+        // Bound to the stack already: it has no loopback.
+        return Err(libc::ENETUNREACH);
+    }
+    Ok(Some(d))
+}
+
+/// # Safety
+/// As sendto(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    a: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
+    let f = real!(sendto: fn(c_int, *const c_void, size_t, c_int, *const sockaddr, socklen_t) -> ssize_t);
+    let kind = table::get(fd);
+    if table::is_udp(kind) {
+        let dst = match udp_dst(fd, a, alen) {
+            Ok(d) => d,
+            Err(e) => return fail_s(e),
+        };
+        if table::get(fd) == Kind::None {
+            // SAFETY: now a kernel socket: libc's sendto.
+            return unsafe { f(fd, buf, n, flags, a, alen) };
+        }
+        let v = one_iov(buf as *mut c_void, n);
+        return udp::send(fd, &v, 1, flags, dst);
+    }
+    if kind == Kind::Tcp {
+        // A connected TCP socket ignores the address, as Linux does.
+        // SAFETY: libc's sendto without an address.
+        return unsafe { f(fd, buf, n, flags, std::ptr::null(), 0) };
+    }
+    // SAFETY: libc's sendto with the caller's arguments.
+    unsafe { f(fd, buf, n, flags, a, alen) }
+}
+
+/// # Safety
+/// As sendmsg(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, m: *const msghdr, flags: c_int) -> ssize_t {
+    let f = real!(sendmsg: fn(c_int, *const msghdr, c_int) -> ssize_t);
+    let kind = table::get(fd);
+    if m.is_null() || !(kind == Kind::Tcp || table::is_udp(kind)) {
+        // SAFETY: libc's sendmsg with the caller's arguments.
+        return unsafe { f(fd, m, flags) };
+    }
+    // SAFETY: the caller's valid msghdr.
+    let msg = unsafe { *m };
+    if kind == Kind::Tcp {
+        let mut copy = msg;
+        copy.msg_name = std::ptr::null_mut();
+        copy.msg_namelen = 0;
+        copy.msg_control = std::ptr::null_mut();
+        copy.msg_controllen = 0;
+        // SAFETY: the caller's buffers, without address or ancillary data.
+        return unsafe { f(fd, &copy, flags) };
+    }
+    let dst = match udp_dst(fd, msg.msg_name as *const sockaddr, msg.msg_namelen) {
+        Ok(d) => d,
+        Err(e) => return fail_s(e),
+    };
+    if table::get(fd) == Kind::None {
+        // SAFETY: now a kernel socket: libc's sendmsg.
+        return unsafe { f(fd, m, flags) };
+    }
+    udp::send(fd, msg.msg_iov, msg.msg_iovlen as c_int, flags, dst)
+}
+
+// ---- options
+
+/// # Safety
+/// As setsockopt(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    opts::set(fd, level, name, val, len)
+}
+
+/// # Safety
+/// As getsockopt(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    opts::get(fd, level, name, val, len)
+}
