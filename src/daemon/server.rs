@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -213,11 +213,10 @@ impl Server {
     fn accept_clients(&mut self) {
         loop {
             let fd = match accept4(
-                self.listen_fd.as_raw_fd(),
+                &self.listen_fd,
                 SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
             ) {
-                // SAFETY: accept4 returned a new descriptor we now own.
-                Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+                Ok(fd) => fd,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
                 Err(e) => {
