@@ -314,7 +314,7 @@ impl TcpLayer {
         }
     }
 
-    fn free_conn(&mut self, raw: u32) {
+    pub(super) fn free_conn(&mut self, raw: u32) {
         if let Some(t) = self.tcb(raw) {
             let (key, parent) = ((t.local, t.remote), t.parent);
             if self.conns.get(&key) == Some(&raw) {
@@ -323,7 +323,7 @@ impl TcpLayer {
             if let Some(p) = parent
                 && let Some(l) = self.listener_mut(p)
             {
-                l.syn_queue.remove(&raw);
+                l.syn_queue_remove(raw);
                 l.accept_queue.retain(|&r| r != raw);
             }
         }
@@ -334,11 +334,7 @@ impl TcpLayer {
         let Some(l) = self.listener_mut(raw) else {
             return;
         };
-        let children: Vec<u32> = l
-            .syn_queue
-            .drain()
-            .chain(l.accept_queue.drain(..))
-            .collect();
+        let children = l.drain_children();
         let port = l.local.port();
         for c in children {
             self.abort(TcpHandle(c));
