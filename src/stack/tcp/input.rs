@@ -175,7 +175,7 @@ impl Tcb {
         }
         env.counters.inc("tcp.paws_rejected");
         self.trace_drop("PAWS");
-        self.ack_now = true;
+        self.ack_or_challenge(env, seg);
         true
     }
 
@@ -210,7 +210,7 @@ impl Tcb {
                 self.trace_drop("RST out of window");
                 return None;
             }
-            self.ack_now = true;
+            self.ack_or_challenge(env, seg);
             // 3.10.7.4: with a zero window, still process the ACK of a
             // segment at RCV.NXT (its data is dropped).
             if wnd == 0 && seg.seq == nxt {
@@ -262,6 +262,18 @@ impl Tcb {
             | TcpState::FinWait2
             | TcpState::CloseWait => self.fail(ErrorKind::ConnectionReset),
             _ => self.enter_closed(),
+        }
+    }
+
+    /// The ACK owed to an unacceptable segment (RFC 9293 3.10.7.4 first
+    /// check); for one with SYN a challenge ACK, whatever its sequence
+    /// number (RFC 5961 4.2; Linux tcp_validate_incoming syn_challenge).
+    fn ack_or_challenge(&mut self, env: &mut Env, seg: &InSeg) {
+        if seg.syn {
+            env.counters.inc("tcp.syn_out_of_window");
+            self.challenge_ack(env);
+        } else {
+            self.ack_now = true;
         }
     }
 

@@ -106,6 +106,13 @@ impl TcpLayer {
             self.counters.inc("tcp.listen_no_syn");
             return;
         }
+        if seg.fin {
+            // RFC 9293 3.10.7.2 would keep the FIN for SYN-RECEIVED; Linux
+            // (tcp_rcv_state_process) drops SYN+FIN here: no client sends
+            // it, scanners do, and it must not buy a SYN queue entry.
+            self.counters.inc("tcp.listen_syn_fin");
+            return;
+        }
         let syn_backlog = self.config.syn_backlog;
         let Some(l) = self.listener(lraw) else { return };
         if l.accept_queue_full() {

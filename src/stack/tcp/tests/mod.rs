@@ -5,5 +5,6 @@ mod harness;
 mod script;
 mod script_cookie;
 mod script_data;
+mod script_hostile;
 mod script_rack;
 mod sim;
