@@ -3,6 +3,7 @@
 
 mod harness;
 mod script;
+mod script_api;
 mod script_cookie;
 mod script_data;
 mod script_hostile;
