@@ -1,6 +1,7 @@
 //! Socket calls that fail have no side effects, and data buffered before
 //! a reset or a read shutdown stays readable (Linux's inet_shutdown and
-//! tcp_recvmsg): the two fuzz findings of issue 13.
+//! tcp_recvmsg): the two fuzz findings of issue 13; and the third, the
+//! TIME-WAIT ACK's window.
 
 use std::io::ErrorKind;
 use std::net::Shutdown;
@@ -77,4 +78,53 @@ fn reset_after_shutdown_read_gives_data_then_the_error() {
         recv(&mut h, c).unwrap_err().kind(),
         ErrorKind::ConnectionReset
     );
+}
+
+/// The window in TIME-WAIT ACKs is rounded up like the live path's, so
+/// the right edge they announce never lies left of an earlier one (with
+/// window scale 3 it moved left by up to 7 bytes).
+#[test]
+fn time_wait_ack_keeps_the_right_edge() {
+    let mut h = Harness::new(crate::stack::tcp::TcpConfig {
+        window_scaling: true,
+        rx_buffer: 256 * 1024,
+        ..plain_config()
+    });
+    let l = h
+        .layer
+        .listen(std::net::SocketAddrV4::new(LOCAL, LPORT), 8)
+        .unwrap();
+    let mut syn = Seg::peer(IRS, None).syn();
+    syn.wscale = Some(7);
+    h.send(syn);
+    assert_eq!(h.one().wscale, Some(3));
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
+    let (c, _) = h.layer.accept(l).unwrap();
+    let mut edges = Vec::new();
+    let mut record = |segs: Vec<Seg>| {
+        for s in segs {
+            edges.push(s.ack.unwrap().wrapping_add(u32::from(s.window) << 3));
+        }
+    };
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).data(b"12345"));
+    h.advance(std::time::Duration::from_millis(100));
+    record(h.sent());
+    h.layer.shutdown(c, Shutdown::Write).unwrap();
+    h.dispatch();
+    record(h.sent());
+    h.send(Seg::peer(IRS + 6, Some(ISS + 2)).fin());
+    assert_eq!(h.layer.state(c), TcpState::TimeWait);
+    record(h.sent());
+    // The peer's FIN again: the TIME-WAIT table answers.
+    h.send(Seg::peer(IRS + 6, Some(ISS + 2)).fin());
+    let tw_ack = h.one();
+    assert_eq!(tw_ack.ack, Some(IRS + 7));
+    record(vec![tw_ack]);
+    assert!(edges.len() >= 4, "{edges:?}");
+    for w in edges.windows(2) {
+        assert!(
+            w[1].wrapping_sub(w[0]) as i32 >= 0,
+            "edge moved left: {edges:?}"
+        );
+    }
 }
