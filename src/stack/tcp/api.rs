@@ -205,12 +205,11 @@ impl TcpLayer {
     }
 
     /// RECEIVE. Ok(0) is EOF. Opening the window by enough sends a window
-    /// update at once (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
+    /// update at once (receiver SWS avoidance, RFC 9293 3.8.6.2.2). Data
+    /// buffered before a reset or `shutdown(Read)` is still given first,
+    /// as Linux's tcp_recvmsg does.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
         let t = self.conn_mut(h)?;
-        if t.read_closed {
-            return Ok(0);
-        }
         if !t.rx.is_empty() {
             if buf.is_empty() {
                 return Ok(0);
@@ -226,12 +225,18 @@ impl TcpLayer {
         Self::recv_empty(t)
     }
 
+    /// What RECEIVE says once the buffer is empty: EOF after the peer's
+    /// FIN, else the error, else EOF after `shutdown(Read)` (the order of
+    /// Linux's tcp_recvmsg checks).
     fn recv_empty(t: &super::tcb::Tcb) -> io::Result<usize> {
         if t.fin_received {
             return Ok(0);
         }
         if let Some(e) = t.error {
             return Err(err(e));
+        }
+        if t.read_closed {
+            return Ok(0);
         }
         match t.state {
             TcpState::Closed | TcpState::TimeWait => Ok(0),
@@ -241,28 +246,33 @@ impl TcpLayer {
 
     pub fn peek(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
         let t = self.conn_ref(h)?;
-        if t.read_closed {
-            return Ok(0);
-        }
         if !t.rx.is_empty() {
             return Ok(t.rx.peek(0, buf));
         }
         Self::recv_empty(t)
     }
 
+    /// SHUTDOWN. A call that fails changes nothing, and reading shuts
+    /// off only what arrives later: data already buffered stays readable
+    /// (Linux's inet_shutdown and tcp_recvmsg).
     pub fn shutdown(&mut self, h: TcpHandle, how: Shutdown) -> io::Result<()> {
         let t = self.conn_mut(h)?;
+        // ENOTCONN on a closed socket, whatever `how` (on Linux a socket in
+        // TIME-WAIT is closed too; a mini-socket holds the state).
+        if matches!(
+            t.state,
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait
+        ) {
+            return Err(err(ErrorKind::NotConnected));
+        }
         if matches!(how, Shutdown::Read | Shutdown::Both) {
             t.read_closed = true;
-            let n = t.rx.len();
-            t.rx.discard(n);
+            // Out-of-order data beyond RCV.NXT is dropped; once the hole
+            // fills, `receive_data` acknowledges and discards what follows.
             t.asm.clear();
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
-            match t.state {
-                TcpState::Closed | TcpState::Listen => return Err(err(ErrorKind::NotConnected)),
-                _ => t.fin_queued = true,
-            }
+            t.fin_queued = true;
             match t.state {
                 TcpState::Established => t.set_state(TcpState::FinWait1),
                 TcpState::CloseWait => t.set_state(TcpState::LastAck),
@@ -314,7 +324,7 @@ impl TcpLayer {
         }
     }
 
-    fn free_conn(&mut self, raw: u32) {
+    pub(super) fn free_conn(&mut self, raw: u32) {
         if let Some(t) = self.tcb(raw) {
             let (key, parent) = ((t.local, t.remote), t.parent);
             if self.conns.get(&key) == Some(&raw) {
@@ -323,7 +333,7 @@ impl TcpLayer {
             if let Some(p) = parent
                 && let Some(l) = self.listener_mut(p)
             {
-                l.syn_queue.remove(&raw);
+                l.syn_queue_remove(raw);
                 l.accept_queue.retain(|&r| r != raw);
             }
         }
@@ -334,11 +344,7 @@ impl TcpLayer {
         let Some(l) = self.listener_mut(raw) else {
             return;
         };
-        let children: Vec<u32> = l
-            .syn_queue
-            .drain()
-            .chain(l.accept_queue.drain(..))
-            .collect();
+        let children = l.drain_children();
         let port = l.local.port();
         for c in children {
             self.abort(TcpHandle(c));

@@ -25,6 +25,9 @@ pub struct TcpConfig {
     pub delayed_ack: Duration,
     /// Bound of each listener's SYN queue.
     pub syn_backlog: usize,
+    /// Answer SYNs past a full SYN queue with SYN cookies (RFC 4987 3.6;
+    /// Linux net.ipv4.tcp_syncookies=1).
+    pub syncookies: bool,
     pub cc: CcAlgorithm,
     pub sack: bool,
     /// RACK-TLP loss detection (RFC 8985) on SACK connections; off, loss
@@ -61,6 +64,7 @@ impl Default for TcpConfig {
             max_rto: Duration::from_secs(120),
             delayed_ack: Duration::from_millis(40),
             syn_backlog: 256,
+            syncookies: true,
             cc: CcAlgorithm::default(),
             sack: true,
             rack: true,

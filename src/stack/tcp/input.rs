@@ -176,7 +176,7 @@ impl Tcb {
         }
         env.counters.inc("tcp.paws_rejected");
         self.trace_drop("PAWS");
-        self.ack_now = true;
+        self.ack_or_challenge(env, seg);
         true
     }
 
@@ -211,7 +211,7 @@ impl Tcb {
                 self.trace_drop("RST out of window");
                 return None;
             }
-            self.ack_now = true;
+            self.ack_or_challenge(env, seg);
             let data_start = seg.seq + usize::from(seg.syn);
             let data_end = data_start + seg.payload.len();
             if data_end.le(nxt) {
@@ -272,6 +272,18 @@ impl Tcb {
             | TcpState::FinWait2
             | TcpState::CloseWait => self.fail(ErrorKind::ConnectionReset),
             _ => self.enter_closed(),
+        }
+    }
+
+    /// The ACK owed to an unacceptable segment (RFC 9293 3.10.7.4 first
+    /// check); for one with SYN a challenge ACK, whatever its sequence
+    /// number (RFC 5961 4.2; Linux tcp_validate_incoming syn_challenge).
+    fn ack_or_challenge(&mut self, env: &mut Env, seg: &InSeg) {
+        if seg.syn {
+            env.counters.inc("tcp.syn_out_of_window");
+            self.challenge_ack(env);
+        } else {
+            self.ack_now = true;
         }
     }
 

@@ -27,6 +27,7 @@ mod output;
 mod rack;
 mod recovery;
 pub mod state;
+mod syncookie;
 mod tcb;
 mod timer;
 mod timewait;
@@ -630,13 +631,9 @@ impl TcpLayer {
         let Some(l) = self.listener_mut(p) else {
             return;
         };
-        if !l.syn_queue.contains(&raw) {
+        if state == TcpState::SynReceived || !l.syn_queue_remove(raw) {
             return;
         }
-        if state == TcpState::SynReceived {
-            return;
-        }
-        l.syn_queue.remove(&raw);
         if state != TcpState::Closed {
             l.accept_queue.push_back(raw);
             self.push_event(p);

@@ -5,13 +5,18 @@
 
 use std::net::Ipv4Addr;
 
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpAddress, IpProtocol, TcpControl, TcpPacket, TcpRepr, checksum};
+use smoltcp::wire::{IpAddress, IpProtocol, TcpPacket, checksum};
 
 use super::TcpConfig;
 use super::seq::Seq;
 use crate::stack::RxChecksum;
 use crate::stack::ip::IpSink;
+
+const FLAG_FIN: u8 = 0x01;
+const FLAG_SYN: u8 = 0x02;
+const FLAG_RST: u8 = 0x04;
+const FLAG_PSH: u8 = 0x08;
+const FLAG_ACK: u8 = 0x10;
 
 /// Why a segment could not be parsed (each maps to a counter).
 #[derive(Debug, PartialEq, Eq)]
@@ -44,40 +49,107 @@ pub struct InSeg<'a> {
 impl<'a> InSeg<'a> {
     /// A segment; its checksum is verified unless `csum` says the device
     /// vouches for it.
+    ///
+    /// Parsed here rather than by smoltcp's `TcpRepr`, which rejects a
+    /// segment with more than one of SYN, FIN and RST and one whose options
+    /// are malformed: TCP owes such segments its own answer (RFC 9293
+    /// 3.10.7, RFC 5961 4), and Linux (tcp_parse_options) ignores options
+    /// it cannot parse rather than the segment.
     pub fn parse(
         src: Ipv4Addr,
         dst: Ipv4Addr,
         bytes: &'a [u8],
         csum: RxChecksum,
     ) -> Result<InSeg<'a>, ParseError> {
-        let packet = TcpPacket::new_checked(bytes).map_err(|_| ParseError::Malformed)?;
-        let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
-        if csum == RxChecksum::Verify && !packet.verify_checksum(&s, &d) {
-            return Err(ParseError::BadChecksum);
+        if bytes.len() < 20 {
+            return Err(ParseError::Malformed);
         }
-        let repr = TcpRepr::parse(&packet, &s, &d, &ChecksumCapabilities::ignored())
-            .map_err(|_| ParseError::Malformed)?;
-        let mut sack = [None; 3];
-        for (o, i) in sack.iter_mut().zip(repr.sack_ranges.iter()) {
-            *o = i.map(|(l, r)| (Seq(l), Seq(r)));
+        let hlen = usize::from(bytes[12] >> 4) * 4;
+        if hlen < 20 || hlen > bytes.len() {
+            return Err(ParseError::Malformed);
         }
-        Ok(InSeg {
-            src_port: repr.src_port,
-            dst_port: repr.dst_port,
-            seq: Seq::from_smoltcp(repr.seq_number),
-            ack: repr.ack_number.map(Seq::from_smoltcp),
-            syn: repr.control == TcpControl::Syn,
-            fin: repr.control == TcpControl::Fin,
-            rst: repr.control == TcpControl::Rst,
-            psh: packet.psh(),
-            window: repr.window_len,
-            mss: repr.max_seg_size,
-            wscale: repr.window_scale,
-            sack_perm: repr.sack_permitted,
-            ts: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
-            sack,
-            payload: repr.payload,
-        })
+        if csum == RxChecksum::Verify {
+            let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
+            if !TcpPacket::new_unchecked(bytes).verify_checksum(&s, &d) {
+                return Err(ParseError::BadChecksum);
+            }
+        }
+        let be16 = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+        let be32 =
+            |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let (src_port, dst_port) = (be16(0), be16(2));
+        if src_port == 0 || dst_port == 0 {
+            // Port 0 names no socket (RFC 6335 6); no answer either.
+            return Err(ParseError::Malformed);
+        }
+        let flags = bytes[13];
+        let mut seg = InSeg {
+            src_port,
+            dst_port,
+            seq: Seq(be32(4)),
+            ack: (flags & FLAG_ACK != 0).then(|| Seq(be32(8))),
+            syn: flags & FLAG_SYN != 0,
+            fin: flags & FLAG_FIN != 0,
+            rst: flags & FLAG_RST != 0,
+            psh: flags & FLAG_PSH != 0,
+            window: be16(14),
+            mss: None,
+            wscale: None,
+            sack_perm: false,
+            ts: None,
+            sack: [None; 3],
+            payload: &bytes[hlen..],
+        };
+        seg.parse_options(&bytes[20..hlen]);
+        Ok(seg)
+    }
+
+    /// TCP options as Linux's tcp_parse_options reads them: EOL ends the
+    /// list, a length that is too short or runs past the header ends it
+    /// too (the rest is ignored, the segment kept), unknown kinds and known
+    /// kinds of the wrong length are skipped; MSS, window scale and
+    /// SACK-permitted count only on a SYN (RFC 9293 3.2, RFC 7323 2.2,
+    /// RFC 2018 2).
+    fn parse_options(&mut self, mut o: &[u8]) {
+        let mut blocks = 0;
+        while let Some(&kind) = o.first() {
+            match kind {
+                0 => break,
+                1 => {
+                    o = &o[1..];
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(len) = o.get(1).map(|&l| usize::from(l)) else {
+                break;
+            };
+            if len < 2 || len > o.len() {
+                break;
+            }
+            let body = &o[2..len];
+            let be32 =
+                |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+            match (kind, len) {
+                (2, 4) if self.syn => {
+                    let mss = u16::from_be_bytes([body[0], body[1]]);
+                    self.mss = (mss != 0).then_some(mss);
+                }
+                (3, 3) if self.syn => self.wscale = Some(body[0]),
+                (4, 2) if self.syn => self.sack_perm = true,
+                (8, 10) => self.ts = Some((be32(0), be32(4))),
+                (5, _) if len > 2 && (len - 2) % 8 == 0 => {
+                    for i in (0..len - 2).step_by(8) {
+                        if blocks < self.sack.len() {
+                            self.sack[blocks] = Some((Seq(be32(i)), Seq(be32(i + 4))));
+                            blocks += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            o = &o[len..];
+        }
     }
 
     /// SEG.LEN: payload plus SYN and FIN (RFC 9293 3.4).

@@ -32,7 +32,9 @@ impl TwEntry {
         TwEntry {
             snd_nxt: tcb.snd_max,
             rcv_nxt: tcb.rcv_nxt,
-            window: (tcb.rcv_wnd() >> tcb.rcv_wscale).min(65535) as u16,
+            // Rounded up as on the live path (`advertise_window`): the
+            // right edge never moves left (RFC 9293 3.8.6, RFC 7323 2.4).
+            window: tcb.rcv_wnd().div_ceil(1 << tcb.rcv_wscale).min(65535) as u16,
             ts: tcb.ts_ok.then_some((tcb.ts_recent, tcb.ts_offset)),
             expires,
             owner,

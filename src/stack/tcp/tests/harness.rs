@@ -37,6 +37,11 @@ pub struct Seg {
     pub ts: Option<(u32, u32)>,
     pub sack: Vec<(u32, u32)>,
     pub payload: Vec<u8>,
+    /// Raw flag bits ORed into the header as sent (URG, ECE, CWR, or
+    /// any combination the fields above cannot say).
+    pub extra_flags: u8,
+    /// Raw option bytes after the ones above (padded with EOL).
+    pub extra_options: Vec<u8>,
 }
 
 impl Seg {
@@ -82,6 +87,16 @@ impl Seg {
         self.window = w;
         self
     }
+    /// Sets the raw flag byte: SYN, FIN, RST, ACK from it, the rest raw.
+    /// ACK uses `ack` (or 0 when the segment had none).
+    pub fn flags(mut self, f: u8) -> Seg {
+        self.fin = f & 0x01 != 0;
+        self.syn = f & 0x02 != 0;
+        self.rst = f & 0x04 != 0;
+        self.ack = (f & 0x10 != 0).then(|| self.ack.unwrap_or(0));
+        self.extra_flags = f & !0x17;
+        self
+    }
     pub fn ts(mut self, val: u32, ecr: u32) -> Seg {
         self.ts = Some((val, ecr));
         self
@@ -104,9 +119,13 @@ impl Seg {
             ts: self.ts,
             sack: self.sack.iter().map(|&(l, r)| (Seq(l), Seq(r))).collect(),
         };
-        let hl = hdr.header_len();
+        let std_len = hdr.header_len();
+        let hl = (std_len + self.extra_options.len()).div_ceil(4) * 4;
         let mut buf = vec![0u8; hl + self.payload.len()];
         hdr.write(&mut buf);
+        buf[std_len..std_len + self.extra_options.len()].copy_from_slice(&self.extra_options);
+        buf[12] = ((hl / 4) as u8) << 4;
+        buf[13] |= self.extra_flags;
         buf[hl..].copy_from_slice(&self.payload);
         finish(&mut buf, src, dst, false);
         buf
@@ -130,6 +149,8 @@ impl Seg {
             ts: s.ts,
             sack: s.sack.iter().flatten().map(|(l, r)| (l.0, r.0)).collect(),
             payload: s.payload.to_vec(),
+            extra_flags: 0,
+            extra_options: Vec::new(),
         }
     }
 }

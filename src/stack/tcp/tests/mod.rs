@@ -3,7 +3,10 @@
 
 mod harness;
 mod script;
+mod script_api;
+mod script_cookie;
 mod script_data;
+mod script_hostile;
 mod script_rack;
 mod script_timers;
 mod sim;

@@ -331,6 +331,7 @@ fn paws_rejects_old_timestamp() {
 fn syn_queue_bound() {
     let mut h = Harness::new(TcpConfig {
         syn_backlog: 2,
+        syncookies: false,
         ..plain_config()
     });
     h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();

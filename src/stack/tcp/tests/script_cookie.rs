@@ -1,0 +1,189 @@
+//! SYN cookies (RFC 4987 3.6) and SYN queue eviction, as scripts.
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use super::harness::*;
+use crate::stack::tcp::{TcpConfig, TcpState};
+
+/// A SYN from the peer's port `port`.
+fn syn_from(port: u16, mss: u16) -> Seg {
+    let mut syn = Seg::peer(IRS, None).syn();
+    syn.src_port = port;
+    syn.mss = Some(mss);
+    syn
+}
+
+fn cookie_config() -> TcpConfig {
+    TcpConfig {
+        syn_backlog: 1,
+        ..plain_config()
+    }
+}
+
+#[test]
+fn full_syn_queue_answers_with_a_cookie_that_makes_the_connection() {
+    let mut h = Harness::new(cookie_config());
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    h.send(syn_from(41000, 1460));
+    assert_eq!(h.one().seq, ISS, "the first SYN gets state");
+    h.send(syn_from(41001, 1400));
+    let synack = h.one();
+    assert!(synack.syn && synack.ack == Some(IRS + 1));
+    assert_ne!(synack.seq, ISS, "a cookie, not the fixed ISN");
+    // No timestamps: MSS only (Linux clears the other options).
+    assert_eq!(synack.mss, Some(1460));
+    assert!(synack.wscale.is_none() && !synack.sack_perm && synack.ts.is_none());
+    assert_eq!(h.layer.counters.get("tcp.syncookies_sent"), 1);
+    assert_eq!(h.layer.active_connections(), 1, "the cookie kept no state");
+    h.layer.set_fixed_isn(None);
+    let cookie = synack.seq;
+    let mut ack = Seg::peer(IRS + 1, Some(cookie.wrapping_add(1))).data(b"hello");
+    ack.src_port = 41001;
+    h.send(ack);
+    assert_eq!(h.layer.counters.get("tcp.syncookies_validated"), 1);
+    let (c, peer) = h.layer.accept(l).unwrap();
+    assert_eq!(peer.port(), 41001);
+    assert_eq!(h.layer.state(c), TcpState::Established);
+    let mut buf = [0u8; 16];
+    assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    // The peer said 1400: the cookie can say 1300 (Linux's table).
+    assert_eq!(h.layer.info(c).unwrap().mss, 1300);
+    // Data flows both ways on the cookie's sequence numbers.
+    h.layer.send(c, b"back").unwrap();
+    h.advance(Duration::from_millis(50));
+    let out = h.sent();
+    let data = out.iter().find(|s| !s.payload.is_empty()).expect("data");
+    assert_eq!(data.seq, cookie.wrapping_add(1));
+    assert_eq!(data.ack, Some(IRS + 6));
+    assert_eq!(data.payload, b"back");
+}
+
+#[test]
+fn cookie_carries_window_scale_and_sack_in_the_timestamp() {
+    let mut h = Harness::new(TcpConfig {
+        syn_backlog: 1,
+        seed: Some(1),
+        ..TcpConfig::default()
+    });
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    h.send(syn_from(41000, 1460));
+    h.one();
+    let mut syn = syn_from(41001, 9000).ts(777, 0);
+    syn.wscale = Some(7);
+    syn.sack_perm = true;
+    h.send(syn);
+    let synack = h.one();
+    let now_ms = h.now.total_millis() as u32;
+    let (tsval, tsecr) = synack.ts.expect("timestamps kept");
+    assert_eq!(tsecr, 777);
+    assert_eq!(tsval & 63, 7 | 16, "wscale 7 and SACK in the low bits");
+    assert!(now_ms.wrapping_sub(tsval) < 64, "{tsval} vs {now_ms}");
+    assert_eq!(synack.wscale, Some(3));
+    assert!(synack.sack_perm);
+    let mut ack = Seg::peer(IRS + 1, Some(synack.seq.wrapping_add(1))).ts(778, tsval);
+    ack.src_port = 41001;
+    h.send(ack);
+    let (c, _) = h.layer.accept(l).unwrap();
+    let info = h.layer.info(c).unwrap();
+    assert!(info.sack && info.timestamps);
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 3));
+    assert_eq!(info.mss, 1460 - 12);
+    assert_eq!(info.srtt, None, "no RTT sample from a cookie's TSecr");
+}
+
+#[test]
+fn forged_or_unexpected_cookie_acks_are_reset() {
+    let mut h = Harness::new(cookie_config());
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    // No overflow yet: an ACK is not checked against cookies at all.
+    let mut stray = Seg::peer(IRS + 1, Some(1234));
+    stray.src_port = 41005;
+    h.send(stray.clone());
+    assert_eq!(h.one(), {
+        let mut r = Seg::ours(1234, None, 0).rst();
+        r.dst_port = 41005;
+        r
+    });
+    assert_eq!(h.layer.counters.get("tcp.syncookies_failed"), 0);
+    h.send(syn_from(41000, 1460));
+    h.one();
+    h.send(syn_from(41001, 1460));
+    let cookie = h.one().seq;
+    // Wrong cookie, wrong peer ISN, wrong port: each fails with a RST.
+    for (port, seq, ack) in [
+        (41001, IRS + 1, cookie.wrapping_add(2)),
+        (41001, IRS + 1001, cookie.wrapping_add(1)),
+        (41002, IRS + 1, cookie.wrapping_add(1)),
+    ] {
+        let mut a = Seg::peer(seq, Some(ack));
+        a.src_port = port;
+        h.send(a);
+        assert!(h.one().rst);
+    }
+    assert_eq!(h.layer.counters.get("tcp.syncookies_failed"), 3);
+    assert!(h.layer.accept(l).is_err());
+    // Two minutes on the cookie has expired.
+    h.now += Duration::from_secs(121);
+    let mut late = Seg::peer(IRS + 1, Some(cookie.wrapping_add(1)));
+    late.src_port = 41001;
+    h.send(late);
+    assert!(h.sent().iter().any(|s| s.rst && s.dst_port == 41001));
+    assert_eq!(h.layer.counters.get("tcp.syncookies_validated"), 0);
+}
+
+#[test]
+fn cookie_ack_waits_for_room_in_the_accept_queue() {
+    let mut h = Harness::new(cookie_config());
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 1).unwrap();
+    h.send(syn_from(41000, 1460));
+    h.one();
+    h.send(syn_from(41001, 1460));
+    let cookie = h.one().seq;
+    h.send(Seg {
+        src_port: 41000,
+        ..Seg::peer(IRS + 1, Some(ISS + 1))
+    });
+    // The accept queue (1) is full: the cookie ACK is dropped, no RST.
+    let mut ack = Seg::peer(IRS + 1, Some(cookie.wrapping_add(1)));
+    ack.src_port = 41001;
+    h.send(ack.clone());
+    h.nothing();
+    assert_eq!(h.layer.counters.get("tcp.syncookies_validated"), 0);
+    h.layer.accept(l).unwrap();
+    h.send(ack);
+    let (_, peer) = h.layer.accept(l).unwrap();
+    assert_eq!(peer.port(), 41001);
+}
+
+#[test]
+fn unanswered_half_open_entry_is_evicted_first() {
+    let mut h = Harness::new(cookie_config());
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    h.send(syn_from(41000, 1460));
+    h.one();
+    // Still young: the next SYN gets a cookie, the entry stays.
+    h.send(syn_from(41001, 1460));
+    assert_ne!(h.one().seq, ISS);
+    assert_eq!(h.layer.counters.get("tcp.syn_queue_evicted"), 0);
+    // Its SYN,ACK times out unanswered (1 s initial RTO) and is resent.
+    h.advance(Duration::from_millis(1100));
+    let rtx = h.one();
+    assert!(rtx.syn && rtx.dst_port == 41000);
+    h.send(syn_from(41002, 1460));
+    let synack = h.one();
+    assert_eq!(synack.seq, ISS, "state again: the stale entry made room");
+    assert_eq!(synack.dst_port, 41002);
+    assert_eq!(h.layer.counters.get("tcp.syn_queue_evicted"), 1);
+    assert_eq!(h.layer.active_connections(), 1);
+    // The evicted peer's late ACK finds nothing (no cookie either).
+    let mut late = Seg::peer(IRS + 1, Some(ISS + 1));
+    late.src_port = 41000;
+    h.send(late);
+    assert!(h.one().rst);
+    let mut ack = Seg::peer(IRS + 1, Some(ISS + 1));
+    ack.src_port = 41002;
+    h.send(ack);
+    assert_eq!(h.layer.accept(l).unwrap().1.port(), 41002);
+}
