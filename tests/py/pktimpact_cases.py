@@ -1,0 +1,771 @@
+"""The case scripts of pktimpact.py: each runs unchanged against tapstack
+and against Linux. A case gets `listen(port)` (a Conn to a service of the
+DUT: 7 echo, 9 discard, 19 chargen, 8080 HTTP that closes first, 1 closed)
+and `active()` (the DUT connects to us; the Conn starts after its SYN).
+
+Conn.x(label, flags, ...) sends one segment and records the replies;
+`seq`/`ack` default to what the tester has sent / seen. Numbers in the
+record are relative: d+N to the DUT's ISN, t+N to ours; "-" is silence.
+The section of RFC 9293 3.10.7 ("segment arrives") or the other RFC a
+case exercises is named in its docstring.
+"""
+
+import time
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+ECHO, DISCARD, CHARGEN, HTTP, CLOSED = 7, 9, 19, 8080, 1
+REQUEST = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+FAR = 400000  # beyond any receive window either DUT offers here
+
+CASES = []
+
+
+class CaseError(Exception):
+    """The script cannot go on (e.g. no SYN-ACK); recorded as a step."""
+
+
+def case(fn):
+    CASES.append((fn.__name__, fn))
+    return fn
+
+
+def handshake(c, quiet=0.2, rtt=0.0, **kw):
+    """SYN, SYN-ACK, ACK: the DUT ends in ESTABLISHED. `rtt` delays our
+    ACK, which sets the DUT's first RTT sample (and so its RTO)."""
+    c.syn(**kw)
+    c.obs("synack", until=SYN)
+    if c.disn is None:
+        raise CaseError("no SYN-ACK")
+    time.sleep(rtt)
+    c.ack()
+    c.obs("ack3", quiet=quiet)
+
+
+def alive(c, label="alive"):
+    """10 bytes of data: ACKed if the connection is still there."""
+    c.x(label, ACK, data=b"0123456789")
+
+
+# ---------------------------------------------------------------- LISTEN
+@case
+def listen_syn(listen, active):
+    """3.10.7.2 LISTEN, third: SYN -> SYN,ACK with our options echoed."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("rst", RST)
+
+
+@case
+def listen_ack(listen, active):
+    """3.10.7.2 LISTEN, second: any ACK -> <SEQ=SEG.ACK><CTL=RST>."""
+    c = listen(DISCARD)
+    c.disn = 0x55550000  # the anchor the RST's seq is measured from
+    c.x("ack", ACK, ack=c.disn)
+
+
+@case
+def listen_rst(listen, active):
+    """3.10.7.2 LISTEN, first: an incoming RST is ignored."""
+    c = listen(DISCARD)
+    c.x("rst", RST)
+    c.x("rst_ack", RST | ACK, ack=0x1234)
+
+
+@case
+def listen_no_flags(listen, active):
+    """3.10.7.2 LISTEN, fourth: other text or control -> drop."""
+    c = listen(DISCARD)
+    c.x("data", 0, data=b"hello", advance=False)
+    c.x("fin", FIN, advance=False)
+
+
+@case
+def listen_syn_fin(listen, active):
+    """SYN+FIN to a listener (no RFC rule; Linux drops it)."""
+    c = listen(DISCARD)
+    c.x("synfin", SYN | FIN, opts=[("mss", 1460), ("sackok", True),
+                                    ("ws", 0)])
+    if c.disn is not None:
+        c.x("rst", RST, seq=c.tisn + 1)
+
+
+@case
+def listen_syn_data(listen, active):
+    """3.10.7.2: SYN with text; without TFO the text is not ACKed, the
+    peer sends it again after the handshake."""
+    c = listen(DISCARD)
+    c.syn(data=b"early-data", advance=False)
+    c.snd_nxt = c.tisn + 1
+    c.obs("synack", until=SYN)
+    if c.disn is None:
+        raise CaseError("no SYN-ACK")
+    c.x("ack", ACK)
+    c.x("data", ACK, data=b"early-data")
+
+
+@case
+def listen_syn_no_options(listen, active):
+    """A SYN without options gets a SYN-ACK with no TS/SACK/WS (RFC 7323
+    3.2, RFC 2018: only if offered)."""
+    c = listen(DISCARD)
+    c.ts_on = False
+    c.syn(opts=[])
+    c.obs("synack", until=SYN)
+    c.x("rst", RST)
+
+
+# ----------------------------------------------------------- CLOSED port
+@case
+def closed_syn(listen, active):
+    """3.10.7.1 CLOSED: no ACK -> <SEQ=0><ACK=SEG.SEQ+SEG.LEN><RST,ACK>."""
+    c = listen(CLOSED)
+    c.syn()
+    c.obs("syn")
+
+
+@case
+def closed_syn_data(listen, active):
+    """3.10.7.1: SEG.LEN counts the SYN and the text."""
+    c = listen(CLOSED)
+    c.syn(data=b"0123456789")
+    c.obs("syn")
+
+
+@case
+def closed_ack(listen, active):
+    """3.10.7.1: ACK on -> <SEQ=SEG.ACK><CTL=RST>."""
+    c = listen(CLOSED)
+    c.disn = 0x66660000
+    c.x("ack", ACK, ack=c.disn)
+    c.x("fin", FIN | ACK, ack=c.disn)
+
+
+@case
+def closed_rst(listen, active):
+    """3.10.7.1: an incoming RST is discarded."""
+    c = listen(CLOSED)
+    c.x("rst", RST)
+    c.x("rst_ack", RST | ACK, ack=0x1234)
+
+
+@case
+def closed_data_no_ack(listen, active):
+    """3.10.7.1: text without ACK -> RST,ACK acking it."""
+    c = listen(CLOSED)
+    c.x("data", 0, data=b"hello")
+
+
+# ---------------------------------------------------------- SYN-RECEIVED
+@case
+def synrcvd_bad_ack(listen, active):
+    """3.10.7.4 SYN-RECEIVED, fifth: unacceptable ACK -> RST with
+    SEQ=SEG.ACK; the half-open connection stays."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    if c.disn is None:
+        raise CaseError("no SYN-ACK")
+    c.x("bad_ack", ACK, ack=c.disn + 1000)
+    c.x("good_ack", ACK)
+    alive(c)
+
+
+@case
+def synrcvd_rst(listen, active):
+    """3.10.7.4 SYN-RECEIVED, second: an acceptable RST from a passive
+    open returns to LISTEN (the connection is gone)."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("rst", RST)
+    c.x("ack", ACK)
+
+
+@case
+def synrcvd_dup_syn(listen, active):
+    """A retransmitted SYN (same ISN) gets the SYN,ACK again."""
+    c = listen(DISCARD)
+    c.drop_rtx = False
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("syn_again", SYN, seq=c.tisn, opts=[("mss", 1460), ("sackok", True),
+                                             ("ws", 0)])
+    c.x("rst", RST, seq=c.tisn + 1)
+
+
+@case
+def synrcvd_syn_in_window(listen, active):
+    """3.10.7.4 fourth / RFC 5961 4.2: a SYN with another sequence number
+    in the window -> challenge ACK, the connection stays."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("syn_other", SYN, seq=c.tisn + 100, opts=[("mss", 1460)])
+    c.x("ack", ACK, seq=c.tisn + 1)
+
+
+@case
+def synrcvd_synack_rtx(listen, active):
+    """SYN,ACK retransmission timing: RFC 6298 2.1 (1 s) and 5.5 (back
+    off): at ~1 s and ~3 s."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack_rtx", timed=True, dur=3.6)
+    c.x("rst", RST)
+
+
+@case
+def synrcvd_ack_with_data(listen, active):
+    """3.10.7.4: the ACK that completes the handshake may carry text."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("ack_data", ACK, data=b"x" * 20)
+
+
+# ----------------------------------------------------------- ESTABLISHED
+@case
+def est_data(listen, active):
+    """3.10.7.4 seventh: in-order text is ACKed."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("data", ACK, data=b"a" * 100)
+
+
+@case
+def est_out_of_order(listen, active):
+    """Text beyond a hole: immediate duplicate ACK with a SACK block (RFC
+    5681 4.2, RFC 2018 4); filling the hole ACKs both."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("ooo", ACK, seq=c.tisn + 101, data=b"b" * 100, advance=False)
+    c.x("hole", ACK, data=b"a" * 100)
+    c.snd_nxt = c.tisn + 201
+
+
+@case
+def est_old_data(listen, active):
+    """3.10.7.4 first: a segment wholly before RCV.NXT -> ACK (with a
+    D-SACK block, RFC 2883 4)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("data", ACK, data=b"a" * 100)
+    c.x("again", ACK, seq=c.tisn + 1, data=b"a" * 100)
+
+
+@case
+def est_seq_beyond_window(listen, active):
+    """3.10.7.4 first: not acceptable -> <SEQ=SND.NXT><ACK=RCV.NXT><ACK>."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("far", ACK, seq=c.tisn + 1 + FAR, data=b"z" * 10, advance=False)
+    alive(c)
+
+
+@case
+def est_ack_unsent(listen, active):
+    """3.10.7.4 fifth: SEG.ACK > SND.NXT -> send an ACK, drop the segment."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("ack_unsent", ACK, ack=c.disn + 1 + 1000, data=b"q" * 10,
+        advance=False)
+    alive(c)
+
+
+@case
+def est_ack_old(listen, active):
+    """3.10.7.4 fifth: SND.UNA - MAX.SND.WND =< SEG.ACK < SND.UNA (RFC 5961
+    5.2), within what was sent: an old ACK, ignored."""
+    c = listen(ECHO)
+    handshake(c)
+    c.x("data", ACK, data=b"e" * 100)
+    c.x("ack_echo", ACK)
+    c.x("ack_old", ACK, ack=c.disn + 1 + 50)
+
+
+@case
+def est_ack_before_iss(listen, active):
+    """An ACK below ISS+1 when nothing was sent yet: within MAX.SND.WND
+    (RFC 5961 5.2 accepts and ignores it); Linux caps the range at the
+    bytes acked so far and sends a challenge ACK."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("ack_old", ACK, ack=c.disn + 1 - 100)
+
+
+@case
+def est_ack_too_old(listen, active):
+    """RFC 5961 5.2: SEG.ACK < SND.UNA - MAX.SND.WND -> challenge ACK and
+    drop (the text is not taken)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("ack_too_old", ACK, ack=c.disn + 1 - 300000, data=b"q" * 10,
+        advance=False)
+    alive(c)
+
+
+@case
+def est_rst_exact(listen, active):
+    """RFC 5961 3.2: RST with SEQ = RCV.NXT resets; then the port is
+    closed for this connection (RST to an ACK)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst", RST)
+    alive(c, "after")
+
+
+@case
+def est_rst_in_window(listen, active):
+    """RFC 5961 3.2: RST in the window but not RCV.NXT -> challenge ACK."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst", RST, seq=c.tisn + 1 + 10)
+    alive(c)
+
+
+@case
+def est_rst_out_of_window(listen, active):
+    """RFC 5961 3.2: RST outside the window -> discarded silently."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst", RST, seq=c.tisn + 1 + FAR)
+    alive(c)
+
+
+@case
+def est_rst_ack_ignored(listen, active):
+    """3.10.7.4 second: the RST check uses the sequence number only; a
+    RST,ACK with an odd ACK at RCV.NXT still resets."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst_ack", RST | ACK, ack=c.disn + 12345)
+    alive(c, "after")
+
+
+@case
+def est_syn_in_window(listen, active):
+    """RFC 5961 4.2 (3.10.7.4 fourth): a SYN in a synchronized state ->
+    challenge ACK, the connection stays."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("syn", SYN, seq=c.tisn + 1, advance=False)
+    alive(c)
+
+
+@case
+def est_syn_old(listen, active):
+    """RFC 5961 4.2: a SYN whatever its sequence number -> challenge ACK."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("syn", SYN, seq=c.tisn - 100000, advance=False)
+    alive(c)
+
+
+@case
+def est_no_ack_flag(listen, active):
+    """3.10.7.4 fifth: ACK bit off -> drop the segment (its text is not
+    taken: the same text again is ACKed as new)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("no_ack", 0, data=b"0123456789", advance=False)
+    alive(c)
+
+
+@case
+def est_fin(listen, active):
+    """3.10.7.4 eighth: FIN -> ACK (CLOSE-WAIT); discard then closes
+    (LAST-ACK); our ACK of its FIN closes it; then RST to an ACK."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("fin", FIN | ACK)
+    c.x("ack_fin", ACK)
+    alive(c, "after")
+
+
+@case
+def est_paws_old_ts(listen, active):
+    """RFC 7323 5.3 R1: TSval older than TS.Recent -> ACK, drop; the ACK
+    echoes the last valid TSval."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("data", ACK, data=b"a" * 10)
+    c.x("old_ts", ACK, data=b"b" * 10, tsval=1, advance=False)
+    c.x("fresh", ACK, data=b"b" * 10)
+
+
+@case
+def est_paws_rst(listen, active):
+    """RFC 7323 5.3 / Linux: a RST is not subject to PAWS; at RCV.NXT it
+    resets even with an old TSval."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst_old_ts", RST, tsval=1)
+    alive(c, "after")
+
+
+@case
+def est_missing_ts(listen, active):
+    """RFC 7323 3.2: a non-RST segment without TSopt on a TS connection
+    SHOULD be dropped (Linux accepts it)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("no_ts", ACK, data=b"a" * 10, ts=False)
+    alive(c)
+
+
+@case
+def est_data_rto(listen, active):
+    """Retransmission of unACKed data: RFC 6298 5.4-5.6, RFC 8985 7.2
+    (one probe, then RTOs doubling); echo's reply is never ACKed."""
+    c = listen(ECHO)
+    handshake(c)
+    c.x("echo", ACK, data=b"r" * 10, timed=True, dur=1.2)
+
+
+@case
+def est_zero_window(listen, active):
+    """RFC 9293 3.8.6.1 / RFC 1122 4.2.2.17: peer's window 0 -> probes on
+    the persist timer, doubling; opening the window sends the data."""
+    c = listen(ECHO)
+    handshake(c)
+    c.x("data_win0", ACK, data=b"z" * 10, win=0, timed=True, dur=1.2)
+    c.x("open", ACK)
+
+
+@case
+def est_small_window(listen, active):
+    """RFC 9293 3.8.6.2.1: a small window re-offered after each segment:
+    SWS override timer of 0.1-1 s, no backoff (Linux ~0.2 s)."""
+    c = listen(ECHO)
+    c.win = 100
+    handshake(c)
+    c.x("data", ACK, data=b"s" * 1000)
+    for i in range(3):
+        c.x("reoffer%d" % i, ACK, timed=True)
+
+
+@case
+def est_dupacks(listen, active):
+    """RFC 5681 3.2: fast retransmit after the third duplicate ACK, not
+    the first (no SACK on this connection)."""
+    c = listen(CHARGEN)
+    c.win = 4 * 988
+    # An RTT of 0.1 s puts the DUT's RTO and loss probe well after the
+    # 0.15 s this script takes.
+    handshake(c, opts=[("mss", 1000), ("ws", 0)], quiet=0.05, rtt=0.1)
+    first = (c.disn + 1 + 988) & 0xFFFFFFFF
+    c.x("ack1", ACK, ack=first, quiet=0.03, limit=0.05)
+    c.x("dup1", ACK, ack=first, dur=0.03, timed=True)
+    c.x("dup2", ACK, ack=first, dur=0.03, timed=True)
+    c.x("dup3", ACK, ack=first, dur=0.06, timed=True)
+    c.x("rst", RST)
+
+
+# ------------------------------------------------------------ CLOSE-WAIT
+def close_wait(listen):
+    """chargen with a zero window: our FIN leaves it in CLOSE-WAIT with
+    data it cannot send (its probes are left out of the record)."""
+    c = listen(CHARGEN)
+    c.win = 0
+    c.drop_probes = True
+    # Our FIN goes well before its first probe (~0.2 s).
+    handshake(c, quiet=0.05)
+    c.x("fin", FIN | ACK)
+    return c
+
+
+@case
+def closewait_fin_again(listen, active):
+    """3.10.7.4 first: a retransmitted FIN is old -> ACK."""
+    c = close_wait(listen)
+    c.x("fin_again", FIN | ACK, seq=c.tisn + 1)
+
+
+@case
+def closewait_rst_in_window(listen, active):
+    """RFC 5961 3.2 in CLOSE-WAIT -> challenge ACK."""
+    c = close_wait(listen)
+    c.x("rst", RST, seq=c.snd_nxt + 5)
+
+
+@case
+def closewait_syn(listen, active):
+    """RFC 5961 4.2 in CLOSE-WAIT -> challenge ACK."""
+    c = close_wait(listen)
+    c.x("syn", SYN, seq=c.snd_nxt, advance=False)
+
+
+@case
+def closewait_data(listen, active):
+    """3.10.7.4 seventh, CLOSE-WAIT: text after our FIN is ignored."""
+    c = close_wait(listen)
+    c.x("data", ACK, data=b"late", advance=False)
+
+
+@case
+def closewait_rst_exact(listen, active):
+    """RFC 5961 3.2: RST at RCV.NXT in CLOSE-WAIT resets."""
+    c = close_wait(listen)
+    c.x("rst", RST)
+    c.x("after", ACK)
+
+
+# -------------------------------------------------------------- LAST-ACK
+def last_ack(listen):
+    """echo: our FIN -> its ACK and FIN: LAST-ACK (FIN retransmissions
+    are left out of the record except in lastack_fin_rtx)."""
+    c = listen(ECHO)
+    # RTT 0.1 s: its RTO (>= 0.3 s) comes after the steps (0.1 s each).
+    handshake(c, rtt=0.1)
+    c.quiet = 0.1
+    c.x("fin", FIN | ACK)
+    return c
+
+
+@case
+def lastack_ack(listen, active):
+    """3.10.7.4 LAST-ACK: the ACK of our FIN closes; then RST to an ACK."""
+    c = last_ack(listen)
+    c.x("ack_fin", ACK)
+    c.x("after", ACK)
+
+
+@case
+def lastack_rst_in_window(listen, active):
+    """RFC 5961 3.2 in LAST-ACK -> challenge ACK."""
+    c = last_ack(listen)
+    c.x("rst", RST, seq=c.snd_nxt + 5)
+
+
+@case
+def lastack_syn(listen, active):
+    """RFC 5961 4.2 in LAST-ACK -> challenge ACK."""
+    c = last_ack(listen)
+    c.x("syn", SYN, seq=c.snd_nxt, advance=False)
+
+
+@case
+def lastack_rst_exact(listen, active):
+    """3.10.7.4 second: RST at RCV.NXT in LAST-ACK -> CLOSED."""
+    c = last_ack(listen)
+    c.x("rst", RST)
+    c.x("after", ACK)
+
+
+@case
+def lastack_fin_rtx(listen, active):
+    """FIN retransmission timing: RFC 6298 5.5 doubling from ~0.2 s."""
+    c = listen(ECHO)
+    handshake(c)
+    c.x("fin", FIN | ACK, timed=True, dur=1.2)
+
+
+# ------------------------------------------- FIN-WAIT-1/2, CLOSING, TIME-WAIT
+def fin_wait_1(listen):
+    """HTTP: our request -> response and FIN (FIN-WAIT-1 until ACKed);
+    retransmissions are left out of the record."""
+    c = listen(HTTP)
+    # RTT 0.1 s: its RTO (>= 0.3 s) comes after the steps (0.1 s each).
+    handshake(c, rtt=0.1)
+    c.quiet = 0.1
+    c.x("request", ACK, data=REQUEST)
+    if c.rcv_nxt == (c.disn + 1) & 0xFFFFFFFF:
+        raise CaseError("no response")
+    return c
+
+
+def time_wait(listen):
+    c = fin_wait_1(listen)
+    c.x("ack_all", ACK)
+    c.x("fin", FIN | ACK)
+    return c
+
+
+@case
+def finwait1_data(listen, active):
+    """3.10.7.4 seventh, FIN-WAIT-1: text is still taken and ACKed."""
+    c = fin_wait_1(listen)
+    c.x("data", ACK, data=b"more", ack=c.disn + 1)
+
+
+@case
+def finwait1_simultaneous_close(listen, active):
+    """Simultaneous close (RFC 9293 Figure 13): our FIN not ACKing theirs
+    -> ACK (CLOSING); our ACK -> TIME-WAIT; our FIN again -> ACK."""
+    c = fin_wait_1(listen)
+    c.x("fin_no_ack", FIN | ACK, ack=c.disn + 1)
+    c.x("ack_all", ACK)
+    c.x("fin_again", FIN | ACK, seq=c.snd_nxt - 1, advance=False)
+
+
+@case
+def finwait1_rst_in_window(listen, active):
+    """RFC 5961 3.2 in FIN-WAIT-1 -> challenge ACK."""
+    c = fin_wait_1(listen)
+    c.x("rst", RST, seq=c.snd_nxt + 5)
+
+
+@case
+def finwait2_fin(listen, active):
+    """FIN-WAIT-1 -> (ACK of its FIN) FIN-WAIT-2 -> (our FIN) ACK."""
+    c = fin_wait_1(listen)
+    c.x("ack_all", ACK)
+    c.x("fin", FIN | ACK)
+
+
+@case
+def finwait2_data(listen, active):
+    """3.10.7.4 seventh, FIN-WAIT-2: text is taken and ACKed."""
+    c = fin_wait_1(listen)
+    c.x("ack_all", ACK)
+    c.x("data", ACK, data=b"more")
+
+
+@case
+def finwait2_rst_exact(listen, active):
+    """3.10.7.4 second: RST at RCV.NXT in FIN-WAIT-2 -> CLOSED."""
+    c = fin_wait_1(listen)
+    c.x("ack_all", ACK)
+    c.x("rst", RST)
+    c.x("after", ACK)
+
+
+@case
+def finwait2_rst_in_window(listen, active):
+    """RFC 5961 3.2 in FIN-WAIT-2 -> challenge ACK."""
+    c = fin_wait_1(listen)
+    c.x("ack_all", ACK)
+    c.x("rst", RST, seq=c.snd_nxt + 5)
+
+
+@case
+def closing_rst_in_window(listen, active):
+    """RFC 5961 3.2 in CLOSING -> challenge ACK."""
+    c = fin_wait_1(listen)
+    c.x("fin_no_ack", FIN | ACK, ack=c.disn + 1)
+    c.x("rst", RST, seq=c.snd_nxt + 5, ack=c.disn + 1)
+
+
+@case
+def timewait_fin_again(listen, active):
+    """3.10.7.4 TIME-WAIT: a retransmitted FIN -> ACK it (restart 2MSL)."""
+    c = time_wait(listen)
+    c.x("fin_again", FIN | ACK, seq=c.snd_nxt - 1, advance=False)
+
+
+@case
+def timewait_syn_reuse(listen, active):
+    """RFC 6191 / RFC 9293 3.10.7.4 TIME-WAIT note: a new SYN with a
+    higher sequence number (and TSval) reopens the pair -> SYN,ACK."""
+    c = time_wait(listen)
+    c.disn = None
+    c.tisn = (c.snd_nxt + 100000) & 0xFFFFFFFF
+    c.snd_nxt = c.tisn
+    c.syn()
+    c.obs("new_syn")
+    if c.disn is not None:
+        c.x("ack", ACK)
+        c.x("data", ACK, data=b"again")
+
+
+@case
+def timewait_syn_old(listen, active):
+    """RFC 5961 4.2 / RFC 6191: a SYN at an old sequence number with an
+    old TSval in TIME-WAIT is not a new connection -> ACK."""
+    c = time_wait(listen)
+    c.x("old_syn", SYN, seq=c.tisn, tsval=1, advance=False)
+
+
+@case
+def timewait_rst(listen, active):
+    """RFC 1337 (TIME-WAIT assassination): Linux (tcp_rfc1337=0) ends
+    TIME-WAIT on a RST; the next ACK tells which."""
+    c = time_wait(listen)
+    c.x("rst", RST)
+    c.x("after", ACK, seq=c.snd_nxt)
+
+
+@case
+def timewait_data(listen, active):
+    """3.10.7.4 TIME-WAIT, seventh: text is ignored, the segment ACKed."""
+    c = time_wait(listen)
+    c.x("data", ACK, data=b"late", advance=False)
+
+
+# -------------------------------------------------------------- SYN-SENT
+STD = [("mss", 1460), ("sackok", True), ("ws", 0)]
+
+
+@case
+def synsent_synack(listen, active):
+    """3.10.7.3 SYN-SENT fourth: SYN,ACK -> ACK (ESTABLISHED); the SYN's
+    options are in step `syn`."""
+    c = active()
+    c.x("synack", SYN | ACK, opts=STD)
+    alive(c)
+
+
+@case
+def synsent_bad_ack(listen, active):
+    """3.10.7.3 first: SEG.ACK =< ISS or > SND.NXT -> <SEQ=SEG.ACK><RST>;
+    the SYN-SENT connection stays."""
+    c = active()
+    disn = c.disn
+    c.x("bad_synack", SYN | ACK, ack=disn + 1000, opts=STD, advance=False)
+    c.disn = disn
+    c.x("synack", SYN | ACK, opts=STD)
+
+
+@case
+def synsent_rst_ack(listen, active):
+    """3.10.7.3 second: RST with an acceptable ACK -> connection reset
+    (nothing is sent)."""
+    c = active()
+    c.x("rst_ack", RST | ACK)
+
+
+@case
+def synsent_rst_no_ack(listen, active):
+    """3.10.7.3 second: RST without ACK -> drop; SYN,ACK still works."""
+    c = active()
+    c.x("rst", RST, ack=0)
+    c.x("synack", SYN | ACK, opts=STD)
+
+
+@case
+def synsent_rst_bad_ack(listen, active):
+    """3.10.7.3 first: bad ACK with RST -> drop; SYN,ACK still works."""
+    c = active()
+    c.x("rst_bad", RST | ACK, ack=c.disn + 1000)
+    c.x("synack", SYN | ACK, opts=STD)
+
+
+@case
+def synsent_ack_only(listen, active):
+    """3.10.7.3: bad ACK alone -> RST; acceptable ACK without SYN -> drop
+    (fifth); SYN,ACK still works."""
+    c = active()
+    disn = c.disn
+    c.x("bad_ack", ACK, ack=disn + 1000, advance=False)
+    c.disn = disn
+    c.x("good_ack", ACK, advance=False)
+    c.x("synack", SYN | ACK, opts=STD)
+
+
+@case
+def synsent_simultaneous_open(listen, active):
+    """3.10.7.3 fourth, simultaneous open: SYN -> SYN,ACK (SYN-RECEIVED);
+    our ACK -> ESTABLISHED."""
+    c = active()
+    c.x("syn", SYN, opts=STD)
+    c.x("ack", ACK)
+    alive(c)
+
+
+@case
+def synsent_syn_rtx(listen, active):
+    """SYN retransmission timing: RFC 6298 2.1 (1 s) and 5.5 doubling."""
+    c = active()
+    c.t_send = c.syn_at
+    c.obs("syn_rtx", timed=True, dur=3.6)
