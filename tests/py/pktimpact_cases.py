@@ -462,6 +462,22 @@ def est_dupacks(listen, active):
     c.x("rst", RST)
 
 
+@case
+def est_dupacks_sack(listen, active):
+    """RFC 6675 5 / RFC 8985: on a SACK connection, duplicate ACKs without
+    SACK blocks are no evidence of loss: no fast retransmit."""
+    c = listen(CHARGEN)
+    c.win = 4 * 988
+    handshake(c, opts=[("mss", 1000), ("sackok", True), ("ws", 0)],
+              quiet=0.05, rtt=0.1)
+    first = (c.disn + 1 + 988) & 0xFFFFFFFF
+    c.x("ack1", ACK, ack=first, quiet=0.03, limit=0.05)
+    c.x("dup1", ACK, ack=first, dur=0.03, timed=True)
+    c.x("dup2", ACK, ack=first, dur=0.03, timed=True)
+    c.x("dup3", ACK, ack=first, dur=0.06, timed=True)
+    c.x("rst", RST)
+
+
 # ------------------------------------------------------------ CLOSE-WAIT
 def close_wait(listen):
     """chargen with a zero window: our FIN leaves it in CLOSE-WAIT with
