@@ -81,6 +81,15 @@ def listen_no_flags(listen, active):
 
 
 @case
+def listen_synack(listen, active):
+    """3.10.7.2 LISTEN, second: a SYN,ACK carries an ACK -> RST with
+    SEQ=SEG.ACK."""
+    c = listen(DISCARD)
+    c.disn = 0x57570000
+    c.x("synack", SYN | ACK, ack=c.disn, opts=[("mss", 1460)])
+
+
+@case
 def listen_syn_fin(listen, active):
     """SYN+FIN to a listener (no RFC rule; Linux drops it)."""
     c = listen(DISCARD)
@@ -154,6 +163,7 @@ def closed_data_no_ack(listen, active):
     """3.10.7.1: text without ACK -> RST,ACK acking it."""
     c = listen(CLOSED)
     c.x("data", 0, data=b"hello")
+    c.x("fin", FIN, seq=c.tisn + 100)
 
 
 # ---------------------------------------------------------- SYN-RECEIVED
@@ -322,6 +332,16 @@ def est_rst_in_window(listen, active):
     handshake(c)
     c.x("rst", RST, seq=c.tisn + 1 + 10)
     alive(c)
+
+
+@case
+def est_rst_twice(listen, active):
+    """RFC 5961 7: challenge ACKs SHOULD be throttled; two in-window RSTs
+    back to back."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst1", RST, seq=c.tisn + 1 + 10, quiet=0.1)
+    c.x("rst2", RST, seq=c.tisn + 1 + 20, quiet=0.1)
 
 
 @case
@@ -686,6 +706,25 @@ def timewait_syn_reuse(listen, active):
 
 
 @case
+def timewait_syn_reuse_ts(listen, active):
+    """RFC 6191 2: in TIME-WAIT a SYN with a lower sequence number but a
+    newer TSval is a new connection too -> SYN,ACK."""
+    c = time_wait(listen)
+    c.disn = None
+    c.tisn = (c.tisn - 100000) & 0xFFFFFFFF
+    c.snd_nxt = c.tisn
+    c.syn()
+    c.obs("new_syn")
+
+
+@case
+def timewait_ack(listen, active):
+    """3.10.7.4 TIME-WAIT: a plain ACK (nothing new) gets no reply."""
+    c = time_wait(listen)
+    c.x("ack", ACK)
+
+
+@case
 def timewait_syn_old(listen, active):
     """RFC 5961 4.2 / RFC 6191: a SYN at an old sequence number with an
     old TSval in TIME-WAIT is not a new connection -> ACK."""
@@ -720,6 +759,13 @@ def synsent_synack(listen, active):
     c = active()
     c.x("synack", SYN | ACK, opts=STD)
     alive(c)
+
+
+@case
+def synsent_synack_data(listen, active):
+    """3.10.7.3 fourth: text on the SYN,ACK is taken and ACKed."""
+    c = active()
+    c.x("synack_data", SYN | ACK, opts=STD, data=b"hello")
 
 
 @case
