@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases.py`, over 70
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 79
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,
@@ -155,6 +155,38 @@ const KNOWN: &[Diff] = &[
         stack: "-",
         linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
         why: "follows from the entries above",
+    },
+    Diff {
+        case: "est_small_window_reoffer",
+        step: "data",
+        stack: "A seq=d+11 ack=t+1011 w+ len=10 opt=ts ecr=#4 +~0.2s | A seq=d+11 ack=t+1011 w+ len=1000 opt=ts ecr=#4 +now*",
+        linux: "A seq=d+11 ack=t+1011 w+ len=10 opt=ts ecr=#4 +~0.2s",
+        why: "the 10-byte window is honoured once, then the loss probe sends 1000 bytes \
+              past it (as est_small_window; RFC 9293 3.8.6, RFC 8985 7.3)",
+    },
+    Diff {
+        case: "est_small_window_reoffer",
+        step: "reoffer0",
+        stack: "*",
+        linux: "A seq=d+21 ack=t+1011 w+ len=10 opt=ts ecr=#5 +~0.2s",
+        why: "issue 12 1(c): a small window re-offered after each segment must be used \
+              from the SWS override timer, 0.1-1 s without backoff (RFC 9293 3.8.6.2.1; \
+              backoff is for a zero window, RFC 1122 4.2.2.17); Linux sends every ~0.2 s, \
+              tapstack sends past the window (990 bytes) or backs off",
+    },
+    Diff {
+        case: "est_small_window_reoffer",
+        step: "reoffer1",
+        stack: "*",
+        linux: "A seq=d+31 ack=t+1011 w+ len=10 opt=ts ecr=#6 +~0.2s",
+        why: "as reoffer0",
+    },
+    Diff {
+        case: "est_small_window_reoffer",
+        step: "reoffer2",
+        stack: "*",
+        linux: "A seq=d+41 ack=t+1011 w+ len=10 opt=ts ecr=#7 +~0.2s",
+        why: "as reoffer0",
     },
     Diff {
         case: "est_dupacks_sack",

@@ -32,6 +32,7 @@ import threading
 import time
 
 import pktimpact_cases
+import pktimpact_cases_close  # noqa: F401 (registers its cases)
 from pktimpact_cases import ACK, FIN, RST, SYN, CaseError
 
 ETH_P_ALL = 0x0003
