@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 79
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 81
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,
@@ -107,20 +107,22 @@ const KNOWN: &[Diff] = &[
     Diff {
         case: "est_data_rto",
         step: "echo",
-        stack: "A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | *",
-        linux: "A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.2s | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.2s | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s",
-        why: "issue 12 1(a): the loss probe leaves ~42 ms after the one segment in flight \
-              (RFC 8985 7.2: PTO = 2*SRTT, plus WCDelAckT (200 ms) with one segment in \
-              flight) and every RTO expiry sends the segment twice (RFC 6298 5.4: \
-              \"Retransmit the earliest segment that has not been acknowledged\", once)",
+        stack: "A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.2s*",
+        linux: "A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s",
+        why: "issue 12 1(a), with an RTT of 0.15 s: the loss probe leaves at 2*SRTT \
+              (0.34 s) though one segment is in flight (RFC 8985 7.2 adds WCDelAckT, \
+              200 ms, then PTO is at most the RTO), the RTO still fires ~0.1 s after the \
+              probe (RFC 8985 7.3: re-arm the RTO after sending the probe), and the next \
+              copy ~0.3 s later, not after a doubled RTO (RFC 6298 5.5, once per expiry \
+              5.4); Linux: probe at the RTO (0.45 s), then the RTO 0.45 s later",
     },
     Diff {
         case: "lastack_fin_rtx",
         step: "fin",
-        stack: "FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | *",
-        linux: "FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.2s | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.2s | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s",
-        why: "issue 12 1(a) for a FIN: loss probe at ~42 ms, two copies per RTO expiry \
-              (RFC 8985 7.2, RFC 6298 5.4)",
+        stack: "FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.2s*",
+        linux: "FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s",
+        why: "issue 12 1(a) for a FIN: as est_data_rto (RFC 8985 7.2-7.3, RFC 6298 \
+              5.4-5.5)",
     },
     Diff {
         case: "est_small_window",

@@ -21,6 +21,8 @@ Standard library only (AF_PACKET raw sockets). Prints one line per step:
 and `done cases=N secs=S` at the end.
 """
 import argparse
+import array
+import fcntl
 import math
 import os
 import queue
@@ -28,6 +30,7 @@ import socket
 import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -149,6 +152,7 @@ class Link:
         self.sock.settimeout(0.2)
         self.lock = threading.Lock()
         self.queues = {}
+        self.busy = False
         self.stop = False
         threading.Thread(target=self._run, daemon=True).start()
         # Announce the tester (the DUT learns it from the request).
@@ -184,14 +188,25 @@ class Link:
                 continue
             except OSError:
                 return
+            self.busy = True
             at = time.monotonic()
             if addr[2] == PACKET_OUTGOING or len(frame) < 34:
+                self.busy = False
                 continue
             etype = struct.unpack("!H", frame[12:14])[0]
             if etype == 0x0806:
                 self._on_arp(frame)
             elif etype == 0x0800:
                 self._on_ip(frame, at)
+            self.busy = False
+
+    def backlog(self):
+        """True while frames that already arrived are not yet sorted into
+        the queues (the capture thread was not scheduled): a step does not
+        end on silence that is only our own lateness."""
+        buf = array.array("i", [0])
+        fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, buf)
+        return buf[0] > 0 or self.busy
 
     def _on_arp(self, frame):
         op = struct.unpack("!H", frame[20:22])[0]
@@ -254,6 +269,7 @@ class Conn:
         self.timed = False
         self.last_ack = None
         self.quiet = 0.3          # silence that ends a step
+        self.coalesce = True      # merge contiguous data (segmentation)
         self.syn_at = None
 
     # -- sending ---------------------------------------------------------
@@ -308,12 +324,18 @@ class Conn:
             wait = end - now
             if dur is None:
                 wait = min(wait, last + quiet - now)
-            if wait <= 0:
-                return out
             try:
-                seg = self.q.get(timeout=wait)
+                if wait > 0:
+                    seg = self.q.get(timeout=wait)
+                elif now < end and self.link.backlog():
+                    time.sleep(0.005)
+                    continue
+                else:
+                    seg = self.q.get_nowait()
             except queue.Empty:
-                continue
+                if wait > 0:
+                    continue
+                return out
             if self._skip(seg):
                 continue
             out.append(seg)
@@ -365,7 +387,7 @@ class Conn:
         segs = self.collect(**kw)
         prev = self.t_send
         items = []
-        for s in coalesce(segs):
+        for s in coalesce(segs, self.coalesce):
             items.append(self.norm(s, timed, prev))
             prev = s.at
         self.records.append((label, items))
@@ -429,7 +451,7 @@ class Conn:
         return " ".join(parts)
 
 
-def coalesce(segs):
+def coalesce(segs, merge_data=True):
     """Merges what differs only in how the DUT cut it: a pure ACK followed
     by a segment with the same seq and ack (e.g. ACK then FIN, or ACK then
     data) is dropped, and contiguous data/FIN segments with the same ack
@@ -445,7 +467,8 @@ def coalesce(segs):
                     and (s.data or s.flags & FIN):
                 out[-1] = s
                 continue
-            if same and p.data and not p.flags & (SYN | FIN | RST) and \
+            if merge_data and same and p.data and \
+                    not p.flags & (SYN | FIN | RST) and \
                     not s.flags & (SYN | RST) and \
                     s.seq == (p.seq + len(p.data)) & 0xFFFFFFFF and \
                     (s.data or s.flags & FIN) and abs(s.at - p.at) < 0.05:
@@ -637,7 +660,7 @@ def main():
     for w in workers:
         w.start()
     for w in workers:
-        w.join(timeout=max(1.0, 150 - (time.monotonic() - t0)))
+        w.join(timeout=max(1.0, 90 - (time.monotonic() - t0)))
     order = {n: i for i, n, _ in cases}
     out.sort(key=lambda l: order[l.split("\t")[1]])
     for line in out:

@@ -417,6 +417,25 @@ def est_paws_old_ts(listen, active):
 
 
 @case
+def est_paws_old_ack(listen, active):
+    """RFC 7323 5.3 R1 for a pure ACK: TSval older than TS.Recent (by more
+    than Linux's disordered-ACK allowance) -> ACK, drop."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("old_ts_ack", ACK, tsval=1)
+
+
+@case
+def est_small_mss(listen, active):
+    """RFC 9293 3.7.1 / RFC 6691: the peer's MSS of 100 bounds the data
+    plus TCP options (12 bytes of TSopt): 88-byte segments."""
+    c = listen(ECHO)
+    c.coalesce = False
+    handshake(c, opts=[("mss", 100), ("sackok", True), ("ws", 0)])
+    c.x("data", ACK, data=b"m" * 300, quiet=0.15)
+
+
+@case
 def est_paws_rst(listen, active):
     """RFC 7323 5.3 / Linux: a RST is not subject to PAWS; at RCV.NXT it
     resets even with an old TSval."""
@@ -441,7 +460,9 @@ def est_data_rto(listen, active):
     """Retransmission of unACKed data: RFC 6298 5.4-5.6, RFC 8985 7.2
     (one probe, then RTOs doubling); echo's reply is never ACKed."""
     c = listen(ECHO)
-    handshake(c)
+    # RTT 0.15 s: RTO (Linux 0.35 s) comes well before a loss probe (2*SRTT
+    # + 0.2 s), so which timer fires first is not a race.
+    handshake(c, rtt=0.15)
     c.x("echo", ACK, data=b"r" * 10, timed=True, dur=1.2)
 
 

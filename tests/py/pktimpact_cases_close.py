@@ -61,9 +61,10 @@ def last_ack(listen):
     """echo: our FIN -> its ACK and FIN: LAST-ACK (FIN retransmissions
     are left out of the record except in lastack_fin_rtx)."""
     c = listen(ECHO)
-    # RTT 0.1 s: its RTO (>= 0.3 s) comes after the steps (0.1 s each).
-    handshake(c, rtt=0.1)
-    c.quiet = 0.1
+    # RTT 0.25 s: its RTO and loss probe (> 0.5 s) come after the steps
+    # (0.2 s each), so they do not race them.
+    handshake(c, rtt=0.25)
+    c.quiet = 0.2
     c.x("fin", FIN | ACK)
     return c
 
@@ -102,7 +103,7 @@ def lastack_rst_exact(listen, active):
 def lastack_fin_rtx(listen, active):
     """FIN retransmission timing: RFC 6298 5.5 doubling from ~0.2 s."""
     c = listen(ECHO)
-    handshake(c)
+    handshake(c, rtt=0.15)  # as est_data_rto
     c.x("fin", FIN | ACK, timed=True, dur=1.2)
 
 
@@ -111,9 +112,9 @@ def fin_wait_1(listen):
     """HTTP: our request -> response and FIN (FIN-WAIT-1 until ACKed);
     retransmissions are left out of the record."""
     c = listen(HTTP)
-    # RTT 0.1 s: its RTO (>= 0.3 s) comes after the steps (0.1 s each).
-    handshake(c, rtt=0.1)
-    c.quiet = 0.1
+    # RTT 0.25 s, as in last_ack.
+    handshake(c, rtt=0.25)
+    c.quiet = 0.2
     c.x("request", ACK, data=REQUEST)
     if c.rcv_nxt == (c.disn + 1) & 0xFFFFFFFF:
         raise CaseError("no response")
