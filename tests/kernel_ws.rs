@@ -142,3 +142,163 @@ fn http_page_and_malformed_request() {
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);
 }
+
+/// Runs `tests/py/http_client.py args...` in `ns`; asserts a clean exit.
+fn http_py(ns: &Netns, args: &[&str], timeout: Duration) -> Output {
+    let script = py("http_client.py");
+    let mut argv = vec!["python3", script.as_str()];
+    argv.extend_from_slice(args);
+    let out = ns.run(&argv, timeout);
+    assert!(out.success(), "http_client.py {args:?} failed: {out:#?}");
+    out
+}
+
+/// Persistent connections (RFC 9112 section 9.3): many requests on one
+/// connection, each answered `Connection: keep-alive`; a request with
+/// `Connection: close` is answered and the connection closed.
+#[test]
+fn http_keep_alive_serves_many_requests_on_one_connection() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("httpka");
+    let stack = StackProc::echo(&ns, &[]);
+    let out = http_py(&ns, &["keepalive", STACK_IP, "8080", "20"], SECS(60));
+    assert_eq!(out.num("ok"), 20, "{out:#?}");
+    assert_eq!(out.num("last_status"), 404, "{out:#?}");
+    assert_eq!(out.kv()["last_connection"], "close", "{out:#?}");
+    assert_eq!(out.num("closed_after"), 1, "{out:#?}");
+    // ab -k (HTTP/1.0 with Connection: Keep-Alive) counts the persistent
+    // answers.
+    let ab = ns.run(
+        &[
+            "ab",
+            "-k",
+            "-n",
+            "500",
+            "-c",
+            "5",
+            &format!("http://{STACK_IP}:8080/"),
+        ],
+        SECS(60),
+    );
+    assert!(
+        ab.success(),
+        "ab failed (apache2-utils installed?): {ab:#?}"
+    );
+    let field = |name: &str| -> u64 {
+        ab.stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in ab's output: {ab:#?}"))
+    };
+    assert_eq!(field("Complete requests:"), 500, "{ab:#?}");
+    assert_eq!(field("Failed requests:"), 0, "{ab:#?}");
+    assert_eq!(field("Keep-Alive requests:"), 500, "{ab:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+}
+
+/// Pipelined requests are answered in order (RFC 9112 section 9.3.2);
+/// the absolute form of a target is accepted (section 3.2.2); two Host
+/// headers get 400 (section 3.2).
+#[test]
+fn http_pipelining_absolute_form_and_duplicate_host() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("httppipe");
+    let stack = StackProc::echo(&ns, &[]);
+    let out = http_py(&ns, &["pipeline", STACK_IP, "8080"], SECS(30));
+    assert_eq!(out.kv()["statuses"], "200,404,200,405", "{out:#?}");
+    let out = http_py(&ns, &["absolute", STACK_IP, "8080"], SECS(30));
+    assert_eq!(out.num("status"), 200, "{out:#?}");
+    assert_eq!(out.num("html"), 1, "{out:#?}");
+    let out = http_py(&ns, &["duphost", STACK_IP, "8080"], SECS(30));
+    assert_eq!(out.num("status"), 400, "{out:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+}
+
+/// 2,000 WebSocket clients at once over a limit of 1,024: every one gets
+/// an answer, its echo or 503; none is closed without one.
+#[test]
+fn ws_clients_over_the_limit_all_get_503() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("wslimit");
+    let stack = StackProc::echo(&ns, &[]);
+    let out = http_py(&ns, &["overlimit", &url(), "2000"], SECS(180));
+    assert_eq!(out.num("no_answer"), 0, "{out:#?}");
+    assert_eq!(out.num("bad_echo"), 0, "{out:#?}");
+    assert_eq!(out.num("served"), 1024, "{out:#?}");
+    assert_eq!(out.num("refused_503"), 976, "{out:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    // Refusals are logged once per second with a count, not per client.
+    let lines = stderr.lines().filter(|l| l.contains("refused")).count();
+    assert!(lines <= 5, "{lines} refusal lines:\n{stderr}");
+}
+
+/// SIGTERM: every WebSocket client gets close 1001 (going away) before
+/// the stack stops.
+#[test]
+fn ws_clients_get_1001_when_the_stack_stops() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("wsgoaway");
+    let stack = StackProc::echo(&ns, &[]);
+    let script = py("http_client.py");
+    let mut clients = ns.spawn(&["python3", &script, "goaway", &url(), "50"]);
+    clients.wait_line("ready", SECS(60));
+    let (status, stderr) = stack.stop();
+    let out = clients.finish(SECS(60));
+    assert!(out.success(), "{out:#?}");
+    assert_eq!(out.num("closed_1001"), 50, "{out:#?}");
+    assert_clean_exit(status, &stderr);
+}
+
+/// Autobahn|Testsuite (run by kosoku) against the pushless echo endpoint:
+/// every case passes, compression (12.*, 13.*) included.
+#[test]
+#[ignore = "compression cases (12.*, 13.*) still fail: next commit"]
+fn autobahn_every_case_passes() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("autobahn");
+    let stack = StackProc::echo(&ns, &[]);
+    let outdir = scratch(&format!("{}-autobahn", ns.name));
+    let echo = format!("ws://{STACK_IP}:8080/echo");
+    let out = ns.run(
+        &[
+            "python3",
+            "-c",
+            "import sys; from kosoku._cli import main; sys.argv[0] = 'kosoku'; main()",
+            "-p",
+            "4",
+            "-o",
+            outdir.to_str().unwrap(),
+            &echo,
+        ],
+        SECS(900),
+    );
+    let failed: Vec<&str> = out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .filter(|l| l.contains("behavior="))
+        .collect();
+    assert!(
+        out.success() && failed.is_empty(),
+        "Autobahn cases failed ({}):\n{}\n{out:#?}",
+        failed.len(),
+        failed.join("\n")
+    );
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+}

@@ -390,10 +390,13 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
         Command::Echo { ws_port } => {
             super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
             super::services::start_tcp(net).map_err(|e| format!("starting services: {e}"))?;
-            if *ws_port != 0 {
-                super::ws::start(net, *ws_port, Default::default())
+            let web = if *ws_port != 0 {
+                let server = super::ws::start(net, *ws_port, Default::default())
                     .map_err(|e| format!("starting the web page on port {ws_port}: {e}"))?;
-            }
+                Some(server)
+            } else {
+                None
+            };
             eprintln!(
                 "tapstack: echo (7), discard (9), chargen (19) on TCP and UDP at {}{}; Ctrl-C to stop",
                 cli.addr.address(),
@@ -407,6 +410,11 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
                 }
             );
             wait_for_signal(signals);
+            // Close 1001 (going away) to every WebSocket client while the
+            // stack still runs.
+            if let Some(web) = web {
+                web.stop();
+            }
             Ok(())
         }
         Command::Run { .. } => Ok(()),

@@ -1,16 +1,8 @@
-//! Just enough HTTP/1.1 for the WebSocket demo (RFC 9112): read one request
-//! head with a size and time bound, parse it with `httparse`, write a
-//! complete response, and close the connection without losing that
-//! response to a reset (a "lingering close").
-//!
-//! Every connection serves one request and then closes (`Connection:
-//! close`), except a WebSocket upgrade, which `ws` takes over.
-
-use std::io::{self, Write};
-use std::net::Shutdown;
-use std::time::{Duration, Instant};
-
-use super::ws::Conn;
+//! Just enough HTTP/1.1 for the WebSocket demo (RFC 9112): parse request
+//! heads with `httparse` (origin or absolute form, one Host), decide
+//! whether the connection persists, and write complete responses. The
+//! connection handling (keep-alive, pipelining, timeouts, the lingering
+//! close) is `ws::conn`'s.
 
 /// Header lines accepted in one request head; more is answered with 431.
 pub const MAX_HEADERS: usize = 64;
@@ -54,56 +46,13 @@ impl Request {
     }
 }
 
-/// Why no request head could be read.
+/// Why no request head could be parsed.
 #[derive(Debug)]
 pub enum HeadError {
     /// The head is larger than the bound, or has too many header lines.
     TooLarge,
     /// Not a well-formed HTTP/1.x request head.
     Malformed(String),
-    /// No complete head before the deadline.
-    Timeout,
-    /// The peer closed the connection before a complete head.
-    Closed,
-    Io(io::Error),
-}
-
-/// Reads one request head of at most `max_bytes` bytes within `timeout`.
-/// Returns the request and the bytes read past its end (the start of a
-/// body, or of the WebSocket frames that followed the upgrade request).
-pub fn read_head<C: Conn>(
-    conn: &mut C,
-    max_bytes: usize,
-    timeout: Duration,
-) -> Result<(Request, Vec<u8>), HeadError> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(HeadError::Timeout);
-        }
-        conn.set_read_timeout(Some(left)).map_err(HeadError::Io)?;
-        // Never hold more than one byte past the bound: enough to tell
-        // "too large" from "exactly at the bound".
-        let room = (max_bytes + 1 - buf.len()).min(chunk.len());
-        match conn.read(&mut chunk[..room]) {
-            Ok(0) => return Err(HeadError::Closed),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if is_retryable(&e) => continue,
-            Err(e) => return Err(HeadError::Io(e)),
-        }
-        if let Some((request, len)) = parse_head(&buf)? {
-            if len > max_bytes {
-                return Err(HeadError::TooLarge);
-            }
-            return Ok((request, buf.split_off(len)));
-        }
-        if buf.len() > max_bytes {
-            return Err(HeadError::TooLarge);
-        }
-    }
 }
 
 /// Parses a request head; `Ok(None)` while it is incomplete. On success
@@ -120,7 +69,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(HeadError::Malformed("incomplete request line".into()));
     };
-    let request = Request {
+    let mut request = Request {
         method: method.to_owned(),
         target: target.to_owned(),
         version,
@@ -130,15 +79,71 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             .map(|h| (h.name.to_owned(), h.value.to_vec()))
             .collect(),
     };
-    // RFC 9112 section 3.2: a client MUST send Host in HTTP/1.1 requests,
-    // and a server MUST answer 400 to a request without one.
-    if request.version == 1 && request.header("host").is_none() {
+    let hosts = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .count();
+    // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
+    // request without Host, and to any request with more than one.
+    if hosts > 1 {
+        return Err(HeadError::Malformed("more than one Host header".into()));
+    }
+    if request.version == 1 && hosts == 0 {
         return Err(HeadError::Malformed("HTTP/1.1 request without Host".into()));
+    }
+    // RFC 9112 section 3.2.2: a server MUST accept the absolute form (and
+    // then ignores Host: the authority is the target's); what we route is
+    // its path and query.
+    if let Some(origin) = origin_form(&request.target) {
+        request.target = origin;
     }
     Ok(Some((request, len)))
 }
 
-/// A complete response, always with `Connection: close`.
+/// The origin form (`/path?query`) of an absolute-form target
+/// (`http://host:port/path?query`); `None` for any other form.
+fn origin_form(target: &str) -> Option<String> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    // RFC 3986 section 3.2: the authority ends at the first '/', '?' or '#'.
+    let path_start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let path = &rest[path_start..];
+    Some(if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        // An empty path is "/" (RFC 9112 section 3.2.1).
+        format!("/{path}")
+    })
+}
+
+impl Request {
+    /// Whether the connection stays open after the response (RFC 9112
+    /// section 9.3): HTTP/1.1 unless the client says `close`, HTTP/1.0
+    /// only when it asks for `keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.header_has_token("connection", "close") {
+            return false;
+        }
+        self.version == 1 || self.header_has_token("connection", "keep-alive")
+    }
+
+    /// Whether a body follows the head (RFC 9112 section 6.3). Our
+    /// resources take none; the server closes such a connection after its
+    /// answer rather than read the body.
+    pub fn has_body(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+            || self
+                .header("content-length")
+                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 0))
+    }
+}
+
+/// A complete response.
 pub struct Response<'a> {
     pub status: u16,
     pub reason: &'a str,
@@ -164,65 +169,37 @@ impl<'a> Response<'a> {
         self
     }
 
-    /// The response bytes; without the body when answering HEAD.
-    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
-        let mut out = format!(
+    /// Appends the response bytes to `out`: without the body when
+    /// answering HEAD, and with `Connection: close` or `keep-alive` (the
+    /// latter is what HTTP/1.0 clients such as `ab -k` look for).
+    pub fn write_into(&self, out: &mut Vec<u8>, head_only: bool, keep_alive: bool) {
+        use std::io::Write as _;
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
-             Cache-Control: no-store\r\nConnection: close\r\n",
+             Cache-Control: no-store\r\nConnection: {connection}\r\n",
             self.status,
             self.reason,
             self.content_type,
             self.body.len()
         );
         for (name, value) in self.extra_headers {
-            out.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(out, "{name}: {value}\r\n");
         }
-        out.push_str("\r\n");
-        let mut out = out.into_bytes();
+        out.extend_from_slice(b"\r\n");
         if !head_only {
             out.extend_from_slice(self.body);
         }
+    }
+
+    /// The response bytes, with `Connection: close`.
+    pub fn to_bytes(&self, head_only: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_into(&mut out, head_only, false);
         out
     }
-
-    pub fn write_to(&self, conn: &mut impl Write, head_only: bool) -> io::Result<()> {
-        conn.write_all(&self.to_bytes(head_only))?;
-        conn.flush()
-    }
-}
-
-/// Closes a connection after the last response without losing it: stop
-/// sending (FIN), then read and discard what the peer still sends until it
-/// closes too, for at most `linger` and 1 MiB. Closing with unread data
-/// would send a reset, and a reset can make the peer drop the response
-/// before its application reads it.
-pub fn linger_close<C: Conn>(mut conn: C, linger: Duration) {
-    let _ = conn.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + linger;
-    let mut budget: usize = 1 << 20;
-    let mut chunk = [0u8; 2048];
-    while budget > 0 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || conn.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match conn.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => budget = budget.saturating_sub(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-}
-
-/// Errors after which a read may simply be tried again: a timeout (std
-/// reports `WouldBlock` for `SO_RCVTIMEO` on Unix, `TimedOut` elsewhere)
-/// or a signal.
-pub fn is_retryable(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 #[cfg(test)]
@@ -283,5 +260,68 @@ mod tests {
         assert!(s.ends_with("\r\n\r\nNot Found"));
         let head = String::from_utf8(r.to_bytes(true)).unwrap();
         assert!(head.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn duplicate_host_is_malformed() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n";
+        assert!(matches!(parse_head(raw), Err(HeadError::Malformed(_))));
+        // Also for HTTP/1.0, where Host is optional.
+        let raw = b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n";
+        assert!(matches!(parse_head(raw), Err(HeadError::Malformed(_))));
+    }
+
+    #[test]
+    fn absolute_form_target_is_routed_by_its_path() {
+        for (target, path, full) in [
+            ("http://10.0.0.2:8080/", "/", "/"),
+            ("HTTP://example.com/ws?x=1", "/ws", "/ws?x=1"),
+            ("http://example.com", "/", "/"),
+            ("http://example.com?q", "/", "/?q"),
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: other\r\n\r\n");
+            let (req, _) = parse_head(raw.as_bytes()).unwrap().unwrap();
+            assert_eq!(req.path(), path, "{target}");
+            assert_eq!(req.target, full, "{target}");
+        }
+        // Origin form is kept as sent.
+        let (req, _) = parse_head(b"GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.target, "/a?b");
+    }
+
+    #[test]
+    fn persistence_follows_version_and_connection_header() {
+        let keep = |raw: &[u8]| parse_head(raw).unwrap().unwrap().0.keep_alive();
+        assert!(keep(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!keep(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"
+        ));
+        assert!(!keep(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn body_is_detected() {
+        let body = |raw: &[u8]| parse_head(raw).unwrap().unwrap().0.has_body();
+        assert!(!body(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!body(
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        ));
+        assert!(body(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(body(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn keep_alive_response_says_so() {
+        let mut out = Vec::new();
+        Response::text(200, "OK").write_into(&mut out, false, true);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("\r\nConnection: keep-alive\r\n"), "{s}");
     }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod run;
+pub mod evloop;
 pub mod http;
 pub mod services;
 pub mod workers;
