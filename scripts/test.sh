@@ -125,7 +125,7 @@ cargo build --release "${FEATURES[@]}"
 cargo build --release --quiet --no-default-features --lib
 # The library example (two stacks over an in-memory link, no root).
 cargo run --release --quiet "${FEATURES[@]}" --example echo_inmem
-if cargo test --release "${FEATURES[@]}" "$@"; then
+if cargo test --release --no-fail-fast "${FEATURES[@]}" "$@"; then
     echo "test.sh: ALL TESTS PASSED"
 else
     status=$?
