@@ -23,3 +23,10 @@ else
     echo "test.sh: TESTS FAILED (exit $status)" >&2
     exit "$status"
 fi
+
+# Fuzzing (fuzz/, scripts/fuzz.sh): every target for FUZZ_SECS (60) after
+# the tests passed, as root or in CI, on a full run (no extra arguments).
+# FUZZ_SECS=0 skips it.
+if { [ "$(id -u)" -eq 0 ] || [ "${CI:-}" = true ]; } && [ $# -eq 0 ] && [ "${FUZZ_SECS:-60}" != 0 ]; then
+    scripts/fuzz.sh "${FUZZ_SECS:-60}"
+fi
