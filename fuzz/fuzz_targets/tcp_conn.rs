@@ -264,6 +264,46 @@ fn establish(inp: &mut Input) -> Option<World> {
     (w.layer.state(c) == TcpState::Established).then_some(w)
 }
 
+/// A segment from the peer: offset near RCV.NXT or anywhere, any flags,
+/// length, ACK, window, timestamp and SACK blocks.
+fn arbitrary_segment(w: &mut World, inp: &mut Input) -> PeerSeg {
+    let far = inp.u8();
+    let off = if far & 0x80 != 0 {
+        inp.u32()
+    } else {
+        w.read
+            .wrapping_add(u32::from(inp.u16()))
+            .wrapping_sub(u32::from(far) << 4)
+    };
+    let flags = inp.u8();
+    let len = usize::from(inp.u16() % 3000);
+    let ack_sel = inp.u8();
+    let ack = match ack_sel % 4 {
+        0 => ISS + 1 + w.written,
+        1 => inp.u32(),
+        _ => (ISS + 1).wrapping_add(u32::from(inp.u16())),
+    };
+    w.ts += u32::from(ack_sel >> 4);
+    let ts = (ack_sel & 4 != 0).then(|| (w.ts, inp.u32()));
+    let nsack = usize::from(flags >> 6 & ack_sel >> 6);
+    let sack = (0..nsack)
+        .map(|_| {
+            let l = (ISS + 1).wrapping_add(u32::from(inp.u16()));
+            (l, l.wrapping_add(u32::from(inp.u16())))
+        })
+        .collect();
+    PeerSeg {
+        seq: off.wrapping_add(IRS + 1),
+        ack,
+        flags,
+        window: inp.u16(),
+        ts,
+        wscale: None,
+        sack,
+        len,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input(data);
     let Some(mut w) = establish(&mut inp) else {
@@ -275,42 +315,7 @@ fuzz_target!(|data: &[u8]| {
         }
         match inp.u8() % 8 {
             0 | 1 => {
-                // A segment: offset near RCV.NXT or anywhere.
-                let far = inp.u8();
-                let off = if far & 0x80 != 0 {
-                    inp.u32()
-                } else {
-                    w.read
-                        .wrapping_add(u32::from(inp.u16()))
-                        .wrapping_sub(u32::from(far) << 4)
-                };
-                let flags = inp.u8();
-                let len = usize::from(inp.u16() % 3000);
-                let ack_sel = inp.u8();
-                let ack = match ack_sel % 4 {
-                    0 => ISS + 1 + w.written,
-                    1 => inp.u32(),
-                    _ => (ISS + 1).wrapping_add(u32::from(inp.u16())),
-                };
-                w.ts += u32::from(ack_sel >> 4);
-                let ts = (ack_sel & 4 != 0).then(|| (w.ts, inp.u32()));
-                let nsack = usize::from(flags >> 6 & ack_sel >> 6);
-                let sack = (0..nsack)
-                    .map(|_| {
-                        let l = (ISS + 1).wrapping_add(u32::from(inp.u16()));
-                        (l, l.wrapping_add(u32::from(inp.u16())))
-                    })
-                    .collect();
-                let seg = PeerSeg {
-                    seq: off.wrapping_add(IRS + 1),
-                    ack,
-                    flags,
-                    window: inp.u16(),
-                    ts,
-                    wscale: None,
-                    sack,
-                    len,
-                };
+                let seg = arbitrary_segment(&mut w, &mut inp);
                 w.feed(&seg);
             }
             2 => {
