@@ -50,7 +50,9 @@ fn client_net() -> &'static Net {
             ca.tcp.time_wait = Duration::from_millis(100);
             let a = Net::start(Arc::new(da), ca, &links).expect("client stack");
             let b = Net::start(Arc::new(db), config(SERVER, 2), &links).expect("server stack");
-            let _server = ws::start(&b, PORT, ws::WsConfig::default()).expect("web server");
+            // Serves for the whole run (a handle it may return is dropped:
+            // that leaves the server running).
+            ws::start(&b, PORT, ws::WsConfig::default()).expect("web server");
             (a, b)
         })
         .0
