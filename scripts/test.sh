@@ -125,10 +125,20 @@ cargo build --release "${FEATURES[@]}"
 cargo build --release --quiet --no-default-features --lib
 # The library example (two stacks over an in-memory link, no root).
 cargo run --release --quiet "${FEATURES[@]}" --example echo_inmem
-if cargo test --release --no-fail-fast "${FEATURES[@]}" "$@"; then
+status=0
+cargo test --release --no-fail-fast "${FEATURES[@]}" "$@" || status=$?
+
+# Fuzzing (fuzz/, scripts/fuzz.sh): every target for FUZZ_SECS (60) after
+# the tests passed, as root or in CI, on a full run (no extra arguments).
+# FUZZ_SECS=0 skips it.
+if [ "$status" -eq 0 ] && { $is_root || [ "${CI:-}" = true ]; } && [ $# -eq 0 ] &&
+    [ "${FUZZ_SECS:-60}" != 0 ]; then
+    scripts/fuzz.sh "${FUZZ_SECS:-60}" || status=$?
+fi
+
+if [ "$status" -eq 0 ]; then
     echo "test.sh: ALL TESTS PASSED"
 else
-    status=$?
     echo "test.sh: TESTS FAILED (exit $status)" >&2
     exit "$status"
 fi

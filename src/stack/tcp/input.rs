@@ -280,7 +280,7 @@ impl Tcb {
     /// number (RFC 5961 4.2; Linux tcp_validate_incoming syn_challenge).
     fn ack_or_challenge(&mut self, env: &mut Env, seg: &InSeg) {
         if seg.syn {
-            env.counters.inc("tcp.syn_out_of_window");
+            env.counters.inc("tcp.syn_unacceptable");
             self.challenge_ack(env);
         } else {
             self.ack_now = true;

@@ -160,6 +160,18 @@ impl TcpLayer {
         self.fixed_isn = isn;
     }
 
+    /// Fuzzing hook: lengths of the layer's internal queues (timer heap,
+    /// output queue, RST queue, readiness events), which must stay bounded.
+    #[doc(hidden)]
+    pub fn queue_lens(&self) -> [usize; 4] {
+        [
+            self.timers.len(),
+            self.pending.len(),
+            self.rst_queue.len(),
+            self.events.len(),
+        ]
+    }
+
     // ---- slot table
 
     fn raw_of(&self, idx: usize) -> u32 {

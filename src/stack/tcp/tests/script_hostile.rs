@@ -62,7 +62,7 @@ fn syn_out_of_window_gets_a_rate_limited_challenge_ack() {
     let (_, c) = h.establish();
     h.send(raw(IRS + 1_000_000, SYN | FIN));
     assert_ack(&h.one());
-    assert_eq!(h.layer.counters.get("tcp.syn_out_of_window"), 1);
+    assert_eq!(h.layer.counters.get("tcp.syn_unacceptable"), 1);
     // RFC 5961 7: the second within the second is not answered.
     h.send(raw(IRS + 2_000_000, SYN));
     h.nothing();
@@ -169,4 +169,30 @@ fn malformed_options_are_ignored_not_the_segment() {
     let (c, _) = h.layer.accept(l).unwrap();
     // The MSS before the bad option counts; nothing after it does.
     assert_eq!(h.layer.info(c).unwrap().mss, 1000);
+}
+
+#[test]
+fn paws_rejected_syn_gets_a_challenge_ack_other_segments_a_dupack() {
+    let mut h = Harness::new(TcpConfig {
+        timestamps: true,
+        challenge_ack_limit: 1,
+        ..plain_config()
+    });
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    h.send(Seg::peer(IRS, None).syn().ts(1000, 0));
+    let our_ts = h.one().ts.unwrap().0;
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).ts(1001, our_ts));
+    let (c, _) = h.layer.accept(l).unwrap();
+    // An old timestamp: a SYN among other bits gets the challenge ACK,
+    // which uses up this second's allowance of one...
+    h.send(raw(IRS + 1, SYN | FIN | ACK).ts(900, our_ts));
+    assert_eq!(h.one().ack, Some(IRS + 1));
+    assert_eq!(h.layer.counters.get("tcp.syn_unacceptable"), 1);
+    h.send(raw(IRS + 1, SYN | ACK).ts(901, our_ts));
+    h.nothing();
+    // ...while a plain segment rejected by PAWS still gets its ACK.
+    h.send(raw(IRS + 1, ACK).ts(902, our_ts).data(b"old"));
+    assert_eq!(h.one().ack, Some(IRS + 1));
+    assert_eq!(h.layer.counters.get("tcp.paws_rejected"), 3);
+    assert_eq!(h.layer.state(c), TcpState::Established);
 }
