@@ -7,6 +7,7 @@
 //! A library user needs only this crate: the address types `StackConfig`
 //! takes are re-exported here.
 
+#[deny(missing_docs)]
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod apps;
