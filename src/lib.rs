@@ -11,6 +11,7 @@
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod apps;
+#[deny(missing_docs)]
 pub mod device;
 pub mod runtime;
 pub mod stack;
