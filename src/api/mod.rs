@@ -7,26 +7,31 @@
 /// socket type; `$($field).+` is the path to its `SharedOptions`.
 macro_rules! timeout_methods {
     ($($field:ident).+) => {
+        /// Bounds each blocking read; `None` = no limit (zero is `InvalidInput`, as std).
         pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
             check_timeout(t)?;
             set_opts(&self.$($field).+, |o| o.read_timeout = t);
             Ok(())
         }
 
+        /// Bounds each blocking write; `None` = no limit (zero is `InvalidInput`).
         pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
             check_timeout(t)?;
             set_opts(&self.$($field).+, |o| o.write_timeout = t);
             Ok(())
         }
 
+        /// The read timeout.
         pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
             Ok(opts(&self.$($field).+).read_timeout)
         }
 
+        /// The write timeout.
         pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
             Ok(opts(&self.$($field).+).write_timeout)
         }
 
+        /// Non-blocking mode: calls that would wait fail with `WouldBlock`.
         pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
             set_opts(&self.$($field).+, |o| o.nonblocking = on);
             Ok(())
@@ -55,6 +60,44 @@ pub use udp::UdpSocket;
 
 /// A running stack: owns the stack thread. Clone it freely; call
 /// `shutdown` once to stop the thread.
+///
+/// On a TAP (needs root, or a TAP made for the user: see the README):
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tapstack::device::tap::TapDevice;
+/// use tapstack::runtime::link::LinkOptions;
+/// use tapstack::{EthernetAddress, Ipv4Cidr, Net, StackConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tap = TapDevice::open("tap0", true)?;
+/// let config = StackConfig::new(
+///     EthernetAddress([0x02, 0x74, 0x61, 0x70, 0, 2]),
+///     Ipv4Cidr::new([10, 0, 0, 2].into(), 24),
+/// );
+/// let net = Net::start(Arc::new(tap), config, &LinkOptions::default())?;
+/// assert_eq!(net.addr(), std::net::Ipv4Addr::new(10, 0, 0, 2));
+/// net.shutdown();
+/// # Ok(()) }
+/// ```
+///
+/// Two stacks in one process, joined by an in-memory link (no root):
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tapstack::{device::pair, runtime::link::LinkOptions};
+/// # use tapstack::{EthernetAddress, Ipv4Cidr, Net, StackConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (a, b) = pair::link()?; // two stacks on an in-memory link: no root
+/// # let cfg = |ip: [u8; 4], mac| StackConfig::new(EthernetAddress([2, 0, 0, 0, 0, mac]), Ipv4Cidr::new(ip.into(), 24));
+/// # let client = Net::start(Arc::new(a), cfg([10, 0, 0, 1], 1), &LinkOptions::default())?;
+/// # let server = Net::start(Arc::new(b), cfg([10, 0, 0, 2], 2), &LinkOptions::default())?;
+/// assert_eq!(server.addr(), std::net::Ipv4Addr::new(10, 0, 0, 2));
+/// assert!(client.stopped().is_none());
+/// # client.shutdown();
+/// # server.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Net {
     pub(crate) shared: Arc<Shared>,
@@ -93,6 +136,7 @@ impl Net {
         self.shared.lock().stack.tcp.active_connections()
     }
 
+    /// The stack's own IPv4 address.
     pub fn addr(&self) -> Ipv4Addr {
         self.shared.lock().stack.addr()
     }
@@ -114,8 +158,11 @@ impl Net {
 /// options of one kernel socket are shared by its duplicated fds).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Options {
+    /// SO_RCVTIMEO; `None` = block indefinitely.
     pub read_timeout: Option<Duration>,
+    /// SO_SNDTIMEO; `None` = block indefinitely.
     pub write_timeout: Option<Duration>,
+    /// O_NONBLOCK.
     pub nonblocking: bool,
 }
 

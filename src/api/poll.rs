@@ -15,9 +15,11 @@ use super::Net;
 use crate::runtime::PollId;
 use crate::stack::socket::{Readiness, SocketId};
 
+/// Names a registered socket in the events `Poll::poll` returns.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token(pub usize);
 
+/// What a registration waits for: readable, writable or both.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Interest {
     readable: bool,
@@ -25,14 +27,17 @@ pub struct Interest {
 }
 
 impl Interest {
+    /// Data (or a connection, or end of stream) to read.
     pub const READABLE: Interest = Interest {
         readable: true,
         writable: false,
     };
+    /// Room to send.
     pub const WRITABLE: Interest = Interest {
         readable: false,
         writable: true,
     };
+    /// Readable or writable.
     pub const BOTH: Interest = Interest {
         readable: true,
         writable: true,
@@ -49,6 +54,7 @@ impl std::ops::BitOr for Interest {
     }
 }
 
+/// One ready socket, as `Poll::poll` reports it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     token: Token,
@@ -56,15 +62,19 @@ pub struct Event {
 }
 
 impl Event {
+    /// The token the socket was registered with.
     pub fn token(&self) -> Token {
         self.token
     }
+    /// A read would not block.
     pub fn is_readable(&self) -> bool {
         self.readiness.readable
     }
+    /// A write would not block.
     pub fn is_writable(&self) -> bool {
         self.readiness.writable
     }
+    /// The socket has a pending error (`take_error` returns it).
     pub fn is_error(&self) -> bool {
         self.readiness.error
     }
@@ -74,6 +84,7 @@ impl Event {
     }
 }
 
+/// The events one `Poll::poll` call filled in.
 #[derive(Debug, Default)]
 pub struct Events {
     list: Vec<Event>,
@@ -81,18 +92,22 @@ pub struct Events {
 }
 
 impl Events {
+    /// Room for at most `capacity` events per call (at least 1).
     pub fn with_capacity(capacity: usize) -> Events {
         Events {
             list: Vec::with_capacity(capacity),
             capacity: capacity.max(1),
         }
     }
+    /// The events, in no particular order.
     pub fn iter(&self) -> std::slice::Iter<'_, Event> {
         self.list.iter()
     }
+    /// Whether no socket was ready.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+    /// How many sockets were ready.
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -108,6 +123,7 @@ impl<'a> IntoIterator for &'a Events {
 
 /// Something that can be registered: every socket type of the API.
 pub trait Source {
+    /// The stack's id of the socket (crate-internal).
     fn socket_id(&self) -> SocketId;
 }
 
@@ -117,12 +133,39 @@ impl Source for super::UdpSocket {
     }
 }
 
+/// Waits on many sockets of one `Net` at once, like `epoll`/`mio::Poll`
+/// (level-triggered).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tapstack::{device::pair, runtime::link::LinkOptions};
+/// # use tapstack::{EthernetAddress, Ipv4Cidr, Net, StackConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (a, b) = pair::link()?; // two stacks on an in-memory link: no root
+/// # let cfg = |ip: [u8; 4], mac| StackConfig::new(EthernetAddress([2, 0, 0, 0, 0, mac]), Ipv4Cidr::new(ip.into(), 24));
+/// # let client = Net::start(Arc::new(a), cfg([10, 0, 0, 1], 1), &LinkOptions::default())?;
+/// # let server = Net::start(Arc::new(b), cfg([10, 0, 0, 2], 2), &LinkOptions::default())?;
+/// use tapstack::UdpSocket;
+/// use tapstack::api::{Events, Interest, Poll, Token};
+///
+/// let sock = UdpSocket::bind(&server, "0.0.0.0:7")?;
+/// let poll = Poll::new(&server);
+/// poll.register(&sock, Token(1), Interest::READABLE)?;
+/// UdpSocket::bind(&client, "0.0.0.0:0")?.send_to(b"x", "10.0.0.2:7")?;
+/// let mut events = Events::with_capacity(8);
+/// poll.poll(&mut events, Some(std::time::Duration::from_secs(10)))?;
+/// assert_eq!(events.iter().next().map(|e| e.token()), Some(Token(1)));
+/// # client.shutdown();
+/// # server.shutdown();
+/// # Ok(()) }
+/// ```
 pub struct Poll {
     net: Net,
     id: PollId,
 }
 
 impl Poll {
+    /// A registry on `net`; it is removed when dropped.
     pub fn new(net: &Net) -> Poll {
         let id = net.shared.lock().new_poll();
         Poll {
@@ -131,6 +174,7 @@ impl Poll {
         }
     }
 
+    /// Starts watching `src` for `interest`; its events carry `token`.
     pub fn register(&self, src: &impl Source, token: Token, interest: Interest) -> io::Result<()> {
         let mut core = self.net.shared.lock();
         let id = src.socket_id();
@@ -138,6 +182,7 @@ impl Poll {
         Ok(())
     }
 
+    /// Changes the token or interest of a registered socket.
     pub fn reregister(
         &self,
         src: &impl Source,
@@ -147,6 +192,7 @@ impl Poll {
         self.register(src, token, interest)
     }
 
+    /// Stops watching `src`.
     pub fn deregister(&self, src: &impl Source) -> io::Result<()> {
         self.net.shared.lock().deregister(self.id, src.socket_id());
         Ok(())

@@ -90,16 +90,45 @@ impl Drop for Inner {
 
 /// A listening socket. It stays listening while connections are accepted;
 /// dropping it resets connections not yet accepted.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tapstack::{device::pair, runtime::link::LinkOptions};
+/// # use tapstack::{EthernetAddress, Ipv4Cidr, Net, StackConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (a, b) = pair::link()?; // two stacks on an in-memory link: no root
+/// # let cfg = |ip: [u8; 4], mac| StackConfig::new(EthernetAddress([2, 0, 0, 0, 0, mac]), Ipv4Cidr::new(ip.into(), 24));
+/// # let client = Net::start(Arc::new(a), cfg([10, 0, 0, 1], 1), &LinkOptions::default())?;
+/// # let server = Net::start(Arc::new(b), cfg([10, 0, 0, 2], 2), &LinkOptions::default())?;
+/// use std::io::{Read, Write};
+/// use tapstack::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind(&server, "0.0.0.0:7")?;
+/// let mut conn = TcpStream::connect(&client, "10.0.0.2:7")?;
+/// let (mut accepted, peer) = listener.accept()?;
+/// assert_eq!(peer, conn.local_addr()?);
+/// conn.write_all(b"ping")?;
+/// let mut buf = [0u8; 4];
+/// accepted.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+/// accepted.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"ping");
+/// # client.shutdown();
+/// # server.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TcpListener {
     inner: Arc<Inner>,
 }
 
 impl TcpListener {
+    /// Listens on `addr` (`0.0.0.0` = any; port 0 = ephemeral), with
+    /// Linux's default backlog.
     pub fn bind(net: &Net, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(net, addr, DEFAULT_BACKLOG)
     }
 
+    /// As `bind`, queueing at most `backlog` connections not yet accepted.
     pub fn bind_with_backlog(
         net: &Net,
         addr: impl ToSocketAddrs,
@@ -112,6 +141,7 @@ impl TcpListener {
         })
     }
 
+    /// Waits for the next connection (per the blocking mode) and its peer.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         self.accept_with(None)
     }
@@ -149,23 +179,28 @@ impl TcpListener {
         })
     }
 
+    /// Accepts connections for ever (as `std::net::TcpListener::incoming`).
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
         std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
     }
 
+    /// The address listened on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.tcp(|t, h| t.local_addr(h)).map(SocketAddr::V4)
     }
 
+    /// Non-blocking: `accept` fails with `WouldBlock` when none is queued.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         set_opts(&self.inner.options, |o| o.nonblocking = on);
         Ok(())
     }
 
+    /// Another handle on the same listener.
     pub fn try_clone(&self) -> io::Result<TcpListener> {
         Ok(self.clone())
     }
 
+    /// The pending error, if any, cleared by this call.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.inner.tcp(|t, h| t.take_error(h)))
     }
@@ -177,16 +212,45 @@ impl TcpListener {
 
 /// A TCP connection. Clones (`try_clone`) share the connection; dropping
 /// the last one closes it: FIN, or RST if received data was left unread.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tapstack::{device::pair, runtime::link::LinkOptions};
+/// # use tapstack::{EthernetAddress, Ipv4Cidr, Net, StackConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (a, b) = pair::link()?; // two stacks on an in-memory link: no root
+/// # let cfg = |ip: [u8; 4], mac| StackConfig::new(EthernetAddress([2, 0, 0, 0, 0, mac]), Ipv4Cidr::new(ip.into(), 24));
+/// # let client = Net::start(Arc::new(a), cfg([10, 0, 0, 1], 1), &LinkOptions::default())?;
+/// # let server = Net::start(Arc::new(b), cfg([10, 0, 0, 2], 2), &LinkOptions::default())?;
+/// use std::io::{Read, Write};
+/// use std::net::Shutdown;
+/// use tapstack::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind(&server, "0.0.0.0:9000")?;
+/// let mut conn = TcpStream::connect(&client, "10.0.0.2:9000")?;
+/// conn.write_all(b"hello")?;
+/// conn.shutdown(Shutdown::Write)?; // FIN: the server reads end of stream
+/// let (mut accepted, _) = listener.accept()?;
+/// let mut got = String::new();
+/// accepted.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+/// accepted.read_to_string(&mut got)?;
+/// assert_eq!(got, "hello");
+/// # client.shutdown();
+/// # server.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TcpStream {
     inner: Arc<Inner>,
 }
 
 impl TcpStream {
+    /// Opens a connection to `addr` and waits for the handshake.
     pub fn connect(net: &Net, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         TcpStream::connect_inner(net, addr, None)
     }
 
+    /// As `connect`, giving up after `timeout` (`TimedOut`).
     pub fn connect_timeout(
         net: &Net,
         addr: &SocketAddr,
@@ -261,14 +325,17 @@ impl TcpStream {
         self.inner.id()
     }
 
+    /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.tcp(|t, h| t.peer_addr(h)).map(SocketAddr::V4)
     }
 
+    /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.tcp(|t, h| t.local_addr(h)).map(SocketAddr::V4)
     }
 
+    /// Shuts down reading, writing (FIN once queued data is out), or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         let h = self.inner.handle;
         self.inner
@@ -277,10 +344,12 @@ impl TcpStream {
             .with_core(|core| core.stack.tcp.shutdown(h, how))
     }
 
+    /// Another handle on the same connection.
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         Ok(self.clone())
     }
 
+    /// TCP_NODELAY: send small segments at once instead of waiting (Nagle).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         let h = self.inner.handle;
         self.inner
@@ -289,6 +358,7 @@ impl TcpStream {
             .with_core(|core| core.stack.tcp.set_nodelay(h, on))
     }
 
+    /// Whether TCP_NODELAY is on.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.inner.tcp(|t, h| t.nodelay(h))
     }
@@ -316,6 +386,7 @@ impl TcpStream {
         }
     }
 
+    /// The congestion control of this connection (TCP_CONGESTION).
     pub fn set_congestion_control(&self, cc: CcAlgorithm) -> io::Result<()> {
         self.inner.tcp(|t, h| t.set_congestion_control(h, cc))
     }
@@ -327,10 +398,12 @@ impl TcpStream {
 
     super::timeout_methods!(inner.options);
 
+    /// The pending error, if any, cleared by this call.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.inner.tcp(|t, h| t.take_error(h)))
     }
 
+    /// Reads without removing the data from the receive queue.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_with(buf, true, false)
     }

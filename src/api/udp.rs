@@ -32,6 +32,34 @@ impl Drop for Inner {
 }
 
 /// A UDP socket on the stack. Dropping the last clone closes it.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use tapstack::{device::pair, runtime::link::LinkOptions};
+/// # use tapstack::{EthernetAddress, Ipv4Cidr, Net, StackConfig};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (a, b) = pair::link()?; // two stacks on an in-memory link: no root
+/// # let cfg = |ip: [u8; 4], mac| StackConfig::new(EthernetAddress([2, 0, 0, 0, 0, mac]), Ipv4Cidr::new(ip.into(), 24));
+/// # let client = Net::start(Arc::new(a), cfg([10, 0, 0, 1], 1), &LinkOptions::default())?;
+/// # let server = Net::start(Arc::new(b), cfg([10, 0, 0, 2], 2), &LinkOptions::default())?;
+/// use tapstack::UdpSocket;
+///
+/// let echo = UdpSocket::bind(&server, "0.0.0.0:7")?;
+/// let sock = UdpSocket::bind(&client, "0.0.0.0:0")?;
+/// for s in [&echo, &sock] {
+///     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+/// }
+/// sock.send_to(b"hi", "10.0.0.2:7")?;
+/// let mut buf = [0u8; 1500];
+/// let (n, from) = echo.recv_from(&mut buf)?;
+/// assert_eq!(&buf[..n], b"hi");
+/// assert_eq!(from.port(), sock.local_addr()?.port());
+/// echo.send_to(&buf[..n], from)?;
+/// assert_eq!(sock.recv(&mut buf)?, 2);
+/// # client.shutdown();
+/// # server.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct UdpSocket {
     inner: Arc<Inner>,
@@ -55,14 +83,17 @@ impl UdpSocket {
         SocketId::Udp(self.inner.handle.0)
     }
 
+    /// Another handle on the same socket.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(self.clone())
     }
 
+    /// The bound address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.udp(|u, h| u.local_addr(h)).map(SocketAddr::V4)
     }
 
+    /// The connected peer; `NotConnected` if there is none.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.inner.udp(|u, h| u.peer_addr(h)).map(SocketAddr::V4)
     }
@@ -89,10 +120,12 @@ impl UdpSocket {
         })
     }
 
+    /// Sends one datagram to `addr`.
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
         self.send_inner(buf, Some(to_v4(addr)?))
     }
 
+    /// Sends one datagram to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.send_inner(buf, None)
     }
@@ -125,28 +158,34 @@ impl UdpSocket {
             .map(|(n, from)| (n, SocketAddr::V4(from)))
     }
 
+    /// Receives one datagram (truncated to `buf`) and its sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.recv_inner(buf, false)
     }
 
+    /// As `recv_from`, leaving the datagram queued.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.recv_inner(buf, true)
     }
 
+    /// Receives one datagram from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_inner(buf, false).map(|(n, _)| n)
     }
 
+    /// As `recv`, leaving the datagram queued.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_inner(buf, true).map(|(n, _)| n)
     }
 
     super::timeout_methods!(inner.options);
 
+    /// SO_BROADCAST: allow sending to the subnet's broadcast address.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.inner.udp(|u, h| u.set_broadcast(h, on))
     }
 
+    /// Whether SO_BROADCAST is on.
     pub fn broadcast(&self) -> io::Result<bool> {
         self.inner.udp(|u, h| u.broadcast(h))
     }

@@ -15,10 +15,15 @@ pub const REORDER_HOLD: Duration = Duration::from_millis(2);
 /// Probabilities in `[0, 1]` per frame, and the seed for the decisions.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaultConfig {
+    /// Probability of dropping a frame.
     pub loss: f64,
+    /// Probability of sending a frame twice.
     pub dup: f64,
+    /// Probability of holding a frame back behind the next.
     pub reorder: f64,
+    /// Probability of flipping one bit of a frame.
     pub corrupt: f64,
+    /// Seed of the decisions (the same seed, the same faults).
     pub seed: u64,
 }
 
@@ -50,10 +55,15 @@ impl FaultConfig {
 /// not dropped (each once, even if duplicated or held for reordering).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultStats {
+    /// Frames not dropped.
     pub passed: u64,
+    /// Frames dropped.
     pub dropped: u64,
+    /// Frames sent twice.
     pub duplicated: u64,
+    /// Frames held back behind a later one.
     pub reordered: u64,
+    /// Frames with a flipped bit.
     pub corrupted: u64,
 }
 
@@ -74,6 +84,7 @@ pub struct FaultInjector {
 }
 
 impl FaultInjector {
+    /// An injector making the decisions of `config`.
     pub fn new(config: FaultConfig) -> Self {
         let rng = Rng::new(config.seed);
         FaultInjector {
@@ -87,6 +98,7 @@ impl FaultInjector {
         }
     }
 
+    /// The configuration in force.
     pub fn config(&self) -> &FaultConfig {
         &self.config
     }
@@ -147,6 +159,7 @@ impl FaultInjector {
         self.held_until
     }
 
+    /// What it did so far.
     pub fn stats(&self) -> FaultStats {
         self.stats
     }

@@ -11,6 +11,8 @@ use nix::sys::socket::{
 
 use super::Device;
 
+/// One end of an in-memory Ethernet link (see `link`): a `Device` like a
+/// TAP, for tests and for stacks talking to each other in one process.
 pub struct PairDevice {
     fd: OwnedFd,
     name: String,

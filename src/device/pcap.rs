@@ -62,6 +62,7 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(&frame[..incl_len as usize])
     }
 
+    /// Writes buffered records to the file.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

@@ -21,6 +21,8 @@ use tun_tap::{Iface, Mode};
 use super::Device;
 use super::vnet::{self, RxMeta, VNET_HDR_LEN, VnetHdr};
 
+/// A TAP interface opened on /dev/net/tun: Ethernet frames in and out,
+/// with virtio-net headers (checksum and TSO offloads) when available.
 pub struct TapDevice {
     fd: OwnedFd,
     name: String,
@@ -38,15 +40,18 @@ const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
 const TUN_F_TSO4: libc::c_ulong = 0x02;
 nix::ioctl_write_ptr_bad!(
+    /// TUNSETIFF: attach to (or create) the TAP named in the ifreq.
     tun_set_iff,
     nix::request_code_write!(b'T', 202, size_of::<libc::c_int>()),
     libc::ifreq
 );
 nix::ioctl_write_int_bad!(
+    /// TUNSETOFFLOAD: the offloads the stack accepts from the kernel.
     tun_set_offload,
     nix::request_code_write!(b'T', 208, size_of::<libc::c_uint>())
 );
 nix::ioctl_write_ptr_bad!(
+    /// TUNSETVNETHDRSZ: the virtio-net header length.
     tun_set_vnet_hdr_sz,
     nix::request_code_write!(b'T', 216, size_of::<libc::c_int>()),
     libc::c_int
@@ -55,6 +60,7 @@ nix::ioctl_write_ptr_bad!(
 /// Linux interface names are at most IFNAMSIZ - 1 = 15 bytes.
 const MAX_NAME: usize = 15;
 
+/// Whether a network interface `name` exists in this namespace.
 pub fn interface_exists(name: &str) -> bool {
     Path::new("/sys/class/net").join(name).exists()
 }

@@ -36,7 +36,9 @@ pub const VNET_HDR_LEN: usize = 10;
 pub const F_NEEDS_CSUM: u8 = 1;
 /// The kernel already verified the checksum.
 pub const F_DATA_VALID: u8 = 2;
+/// Not a GSO frame.
 pub const GSO_NONE: u8 = 0;
+/// A TCP/IPv4 super-frame to cut at `gso_size`.
 pub const GSO_TCPV4: u8 = 1;
 /// Added to a GSO type when the flow uses ECN (CWR on the first segment).
 pub const GSO_ECN: u8 = 0x80;
@@ -56,11 +58,17 @@ const TCP_PSH: u8 = 0x08;
 /// The header fields, in host order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VnetHdr {
+    /// F_NEEDS_CSUM / F_DATA_VALID.
     pub flags: u8,
+    /// GSO_NONE or GSO_TCPV4 (plus GSO_ECN).
     pub gso_type: u8,
+    /// Length of the headers before the payload (Ethernet to TCP).
     pub hdr_len: u16,
+    /// Payload bytes per segment (the MSS) of a super-frame.
     pub gso_size: u16,
+    /// Where the partially summed region starts.
     pub csum_start: u16,
+    /// Where the checksum field is, from `csum_start`.
     pub csum_offset: u16,
 }
 
@@ -78,6 +86,7 @@ impl VnetHdr {
         b
     }
 
+    /// Reads the header (host byte order, see `to_bytes`).
     pub fn from_bytes(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
         let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
         VnetHdr {
@@ -97,6 +106,7 @@ pub const PLAIN: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 /// What a received frame turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxKind {
+    /// An ordinary frame.
     Plain,
     /// A TCP/IPv4 super-frame (TSO) the kernel did not cut into segments.
     Gso,
@@ -115,13 +125,20 @@ pub enum RxCsum {
     /// sum only (CHECKSUM_PARTIAL): the kernel built the packet, or GRO
     /// merged segments whose sums it had checked. The offsets lie within
     /// the frame.
-    Partial { start: usize, offset: usize },
+    Partial {
+        /// Where the summed region starts.
+        start: usize,
+        /// Where the checksum field is, from `start`.
+        offset: usize,
+    },
 }
 
 /// A received frame's kind and checksum state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxMeta {
+    /// Plain, super-frame or dropped.
     pub kind: RxKind,
+    /// What is known of its transport checksum.
     pub csum: RxCsum,
 }
 
@@ -280,6 +297,7 @@ pub struct Coalescer {
 }
 
 impl Coalescer {
+    /// An empty coalescer.
     pub fn new() -> Coalescer {
         Coalescer::default()
     }
@@ -309,6 +327,7 @@ impl Coalescer {
         self.no_merge = true;
     }
 
+    /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.run.is_empty()
     }

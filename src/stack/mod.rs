@@ -54,6 +54,23 @@ struct Datagram<'a> {
     csum: RxChecksum,
 }
 
+/// Everything a stack is configured with. `new` fills in Linux-like
+/// defaults; change fields before `Net::start`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tapstack::{EthernetAddress, Ipv4Cidr, StackConfig};
+///
+/// let mut config = StackConfig::new(
+///     EthernetAddress([0x02, 0, 0, 0, 0, 1]),
+///     Ipv4Cidr::new([192, 168, 7, 2].into(), 24),
+/// );
+/// config.iface.gateway = Some([192, 168, 7, 1].into());
+/// config.iface.mtu = 9000;
+/// config.tcp.time_wait = Duration::from_secs(1);
+/// config.seed = Some(42); // reproducible ports, ISNs and IP ids
+/// assert_eq!(config.iface.cidr.prefix_len(), 24);
+/// ```
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     pub iface: IfaceConfig,

@@ -7,32 +7,59 @@ use std::io;
 /// errno values the facade returns. `code()` gives the Linux number.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Errno {
+    /// Not an open descriptor.
     EBADF,
+    /// Invalid argument, or the call does not fit the socket's state.
     EINVAL,
+    /// The local address is taken.
     EADDRINUSE,
+    /// The address is not the stack's own.
     EADDRNOTAVAIL,
+    /// The peer refused (RST to a SYN, or ICMP port unreachable).
     ECONNREFUSED,
+    /// The peer reset the connection.
     ECONNRESET,
+    /// The connection was aborted locally.
     ECONNABORTED,
+    /// Nothing ready without blocking, or a timeout ran out.
     EAGAIN,
+    /// The connection timed out (retransmissions or keepalive unanswered).
     ETIMEDOUT,
+    /// Not connected.
     ENOTCONN,
+    /// No destination: the socket is not connected.
     EDESTADDRREQ,
+    /// The datagram is too large.
     EMSGSIZE,
+    /// Sending to a broadcast address without SO_BROADCAST.
     EACCES,
+    /// No route to the host (ARP unanswered, or ICMP).
     EHOSTUNREACH,
+    /// The network is unreachable (off-link without a gateway).
     ENETUNREACH,
+    /// Sending on a stream that is shut down or never connected.
     EPIPE,
+    /// Address family not supported (the stack is IPv4-only).
     EAFNOSUPPORT,
+    /// Protocol not supported.
     EPROTONOSUPPORT,
+    /// Operation or flag not supported on this socket.
     EOPNOTSUPP,
+    /// Interrupted.
     EINTR,
+    /// Out of buffer space.
     ENOMEM,
+    /// Too many open descriptors (`MAX_FDS`).
     EMFILE,
+    /// A non-blocking connect has started.
     EINPROGRESS,
+    /// A connect is already in progress.
     EALREADY,
+    /// Already connected (or listening).
     EISCONN,
+    /// Option not available at this protocol level.
     ENOPROTOOPT,
+    /// Any other error (the network stack stopped).
     EIO,
 }
 

@@ -116,16 +116,22 @@ pub const MSG_DONTWAIT: i32 = 0x40;
 /// this is accepted and changes nothing (Linux value).
 pub const MSG_NOSIGNAL: i32 = 0x4000;
 
-/// `shutdown` directions (Linux values).
+/// `shutdown` directions (Linux values): shut down receiving.
 pub const SHUT_RD: i32 = 0;
+/// Shut down sending (FIN).
 pub const SHUT_WR: i32 = 1;
+/// Shut down both directions.
 pub const SHUT_RDWR: i32 = 2;
 
-/// `poll` event bits (Linux values).
+/// `poll` event bits (Linux values): readable.
 pub const POLLIN: i16 = 0x001;
+/// Writable.
 pub const POLLOUT: i16 = 0x004;
+/// An error is pending (always reported).
 pub const POLLERR: i16 = 0x008;
+/// Hung up: the connection is closed (always reported).
 pub const POLLHUP: i16 = 0x010;
+/// Not an open descriptor (always reported).
 pub const POLLNVAL: i16 = 0x020;
 
 /// The first descriptor handed out (0, 1 and 2 are stdio by convention).
@@ -182,12 +188,16 @@ pub enum SockOpt {
 /// One entry of the `poll` array, as `struct pollfd`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct PollFd {
+    /// The descriptor (a negative one is ignored by Linux; here POLLNVAL).
     pub fd: Fd,
+    /// The events asked for (POLLIN, POLLOUT).
     pub events: i16,
+    /// The events that happened, set by `poll`.
     pub revents: i16,
 }
 
 impl PollFd {
+    /// An entry asking for `events` on `fd`.
     pub fn new(fd: Fd, events: i16) -> PollFd {
         PollFd {
             fd,
@@ -440,6 +450,7 @@ pub fn close(net: &Net, fd: Fd) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Sets a socket option (see `SockOpt`).
 pub fn setsockopt(net: &Net, fd: Fd, opt: SockOpt) -> Result<(), Errno> {
     let mut t = table(net);
     match t.get_mut(fd)? {
