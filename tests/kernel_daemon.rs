@@ -239,6 +239,63 @@ fn nc_under_run_both_ways_with_half_close() {
     assert_eq!(s.stdout, "from kernel", "shim nc: {s:#?}");
 }
 
+/// A program whose stdin stays open (nc quits reading the network once
+/// its stdin ends): fed `input`, its stdout collected; killed on drop.
+struct Session {
+    child: std::process::Child,
+    _stdin: std::process::ChildStdin,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Session {
+    fn start(mut cmd: Command, input: &[u8]) -> Session {
+        use std::io::{Read, Write};
+        use std::process::Stdio;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start session");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Session {
+            child,
+            _stdin: stdin,
+            out,
+        }
+    }
+
+    /// Waits (bounded) until stdout contains `want`; returns all of it.
+    fn wait_for(&self, want: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.out.lock().unwrap().clone();
+            if got.contains(want) || Instant::now() >= deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn nc_udp_under_run_both_ways() {
     if !require_root() {
@@ -249,25 +306,24 @@ fn nc_udp_under_run_both_ways() {
     // nc under the shim as the client: a kernel UDP server answers.
     let mut ksrv = d.ns.spawn(&["python3", &script, "udpserver", "10.0.0.1", "9002"]);
     ksrv.wait_line("ready=1", Duration::from_secs(10));
-    let out = d.ns.run_stdin(
-        &d.run_args(&["nc", "-u", "-q", "2", "10.0.0.1", "9002"]),
+    let client = Session::start(
+        d.ns.command(&d.run_args(&["nc", "-u", "10.0.0.1", "9002"])),
         b"from shim",
-        T,
     );
+    let got = client.wait_for("from kernel", Duration::from_secs(10));
     let k = ksrv.finish(Duration::from_secs(5));
     assert!(k.stdout.contains("got=from shim"), "kernel side: {k:#?}");
-    assert!(out.stdout.contains("from kernel"), "shim side: {out:#?}");
+    assert_eq!(got, "from kernel", "shim nc's output");
 
     // nc under the shim as the server: it answers the first sender.
-    let ssrv = run_bg(
-        &d.ns.name,
-        owned(&d.run_args(&["nc", "-u", "-q", "2", "-l", "9003"])),
+    let server = Session::start(
+        d.ns.command(&d.run_args(&["nc", "-u", "-l", "9003"])),
         b"from shim",
     );
     let k = d.ns.run(&["python3", &script, "udpclient", STACK_IP, "9003"], T);
-    let s = ssrv.join().unwrap();
-    assert!(s.stdout.contains("from kernel"), "shim side: {s:#?}");
     assert_eq!(k.kv().get("reply").map(String::as_str), Some("from shim"), "{k:#?}");
+    let got = server.wait_for("from kernel", Duration::from_secs(10));
+    assert!(got.starts_with("from kernel"), "shim nc's output: {got:?}");
 }
 
 #[test]

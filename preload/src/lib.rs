@@ -373,6 +373,23 @@ pub unsafe extern "C" fn getpeername(fd: c_int, a: *mut sockaddr, len: *mut sock
 // ---- descriptors
 
 /// # Safety
+/// As shutdown(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    match table::get(fd) {
+        // A UDP socket's shutdown changes nothing on the wire; passed to
+        // the seqpacket it would look like a close to the daemon.
+        Kind::UdpConnected => 0,
+        Kind::UdpFresh | Kind::Udp => fail(libc::ENOTCONN),
+        _ => {
+            let f = real!(shutdown: fn(c_int, c_int) -> c_int);
+            // SAFETY: libc's shutdown with the caller's arguments.
+            unsafe { f(fd, how) }
+        }
+    }
+}
+
+/// # Safety
 /// As close(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {

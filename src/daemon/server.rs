@@ -476,13 +476,15 @@ impl Server {
         Ok(id)
     }
 
-    /// Starts watching a stack socket for `id`.
+    /// Starts watching a stack socket for `id`. Its events before now
+    /// reached no one (a SYN-ACK can beat the registration): pump it soon.
     fn watch(&mut self, id: u64, s: SocketId) {
         self.by_stack.insert(s, id);
         self.net
             .shared
             .lock()
             .register(self.poll, s, id as usize, true, true);
+        self.again.push(id);
     }
 
     fn udp_bind(&mut self, id: u64, local: SocketAddrV4) -> Result<(), i32> {

@@ -358,7 +358,8 @@ pub fn pump_udp(net: &Net, fd: &OwnedFd, u: &mut Udp, buf: &mut [u8]) -> Result<
             break;
         }
         let n = match fdio::read(fd.as_fd(), buf) {
-            Ok(0) => return Err(()),
+            // The client shut its side (a close shows as HUP).
+            Ok(0) => break,
             Ok(n) => n,
             Err(Errno::EAGAIN) => break,
             Err(_) => return Err(()),
