@@ -463,7 +463,15 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
     let kind = table::get(fd);
     if table::is_udp(kind) {
         let v = one_iov(buf, n);
-        return udp::recv(fd, &v, 1, 0, std::ptr::null_mut(), std::ptr::null_mut(), None);
+        return udp::recv(
+            fd,
+            &v,
+            1,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            None,
+        );
     }
     let f = real!(read: fn(c_int, *mut c_void, size_t) -> ssize_t);
     // SAFETY: libc's read with the caller's arguments.
@@ -477,7 +485,12 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
 /// # Safety
 /// As __read_chk (a _FORTIFY_SOURCE read).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+pub unsafe extern "C" fn __read_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    buflen: size_t,
+) -> ssize_t {
     if n > buflen {
         let f = real!(__read_chk: fn(c_int, *mut c_void, size_t, size_t) -> ssize_t);
         // SAFETY: libc's own check reports the overflow.
@@ -493,7 +506,15 @@ pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     let kind = table::get(fd);
     if table::is_udp(kind) {
-        return udp::recv(fd, iov, cnt, 0, std::ptr::null_mut(), std::ptr::null_mut(), None);
+        return udp::recv(
+            fd,
+            iov,
+            cnt,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            None,
+        );
     }
     let f = real!(readv: fn(c_int, *const iovec, c_int) -> ssize_t);
     // SAFETY: libc's readv with the caller's arguments.
@@ -509,7 +530,16 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, cnt: c_int) -> ssiz
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
     // SAFETY: same contract as recvfrom without an address.
-    unsafe { recvfrom(fd, buf, n, flags, std::ptr::null_mut(), std::ptr::null_mut()) }
+    unsafe {
+        recvfrom(
+            fd,
+            buf,
+            n,
+            flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// # Safety
@@ -554,7 +584,16 @@ pub unsafe extern "C" fn recvfrom(
     }
     // TCP gives no address (Linux sets the length to 0).
     // SAFETY: libc's recvfrom without an address.
-    let r = unsafe { f(fd, buf, n, flags, std::ptr::null_mut(), std::ptr::null_mut()) };
+    let r = unsafe {
+        f(
+            fd,
+            buf,
+            n,
+            flags,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
     if !alen.is_null() && r >= 0 {
         // SAFETY: the caller's valid length pointer.
         unsafe { *alen = 0 };

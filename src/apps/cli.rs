@@ -118,7 +118,12 @@ pub enum Command {
     /// Run PROGRAM with its AF_INET sockets on a running tapstack (LD_PRELOAD shim)
     Run {
         /// The program and its arguments (after --)
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM"
+        )]
         program: Vec<std::ffi::OsString>,
     },
 }

@@ -3,8 +3,8 @@
 pub mod cli;
 pub mod config;
 pub mod connect;
-pub mod run;
 pub mod http;
+pub mod run;
 pub mod services;
 pub mod workers;
 pub mod ws;

@@ -111,8 +111,14 @@ impl Server {
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
         )?);
         epoll.add(&listen_fd, EpollEvent::new(EpollFlags::EPOLLIN, T_LISTEN))?;
-        epoll.add(stack_fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, T_STACK))?;
-        epoll.add(stop_fd.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, T_STOP))?;
+        epoll.add(
+            stack_fd.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, T_STACK),
+        )?;
+        epoll.add(
+            stop_fd.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, T_STOP),
+        )?;
         let poll = net.shared.lock().new_poll_notify(stack_fd.clone());
         Ok(Server {
             net: net.clone(),
@@ -311,7 +317,8 @@ impl Server {
             let msg = match Msg::decode(&buf[..r.len]) {
                 Ok(m) => m,
                 Err(e) => {
-                    return self.drop_client(cid, &format!("sent a malformed message ({e:?}): closed"));
+                    return self
+                        .drop_client(cid, &format!("sent a malformed message ({e:?}): closed"));
                 }
             };
             match self.request(cid, msg, r.fd) {
@@ -693,10 +700,9 @@ impl Server {
                 let Some(dst) = m.addr else {
                     // AF_UNSPEC dissolves the association: rebind afresh
                     // on the same local address.
-                    let local = u
-                        .h
-                        .and_then(|h| net.shared.lock().stack.udp.local_addr(h).ok())
-                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+                    let local =
+                        u.h.and_then(|h| net.shared.lock().stack.udp.local_addr(h).ok())
+                            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
                     return match self.udp_bind(id, local) {
                         Ok(()) => ok(op::CONNECT),
                         Err(e) => err(op::CONNECT, e),
@@ -950,7 +956,10 @@ impl Server {
                 match fdio::read(s.fd.as_fd(), &mut acks) {
                     Ok(0) => break,
                     Ok(n) => {
-                        let k = acks[..n].iter().filter(|&&b| b == proto::ACCEPT_ACK).count();
+                        let k = acks[..n]
+                            .iter()
+                            .filter(|&&b| b == proto::ACCEPT_ACK)
+                            .count();
                         l.outstanding = l.outstanding.saturating_sub(k);
                     }
                     Err(_) => break,
