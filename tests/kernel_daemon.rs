@@ -713,3 +713,77 @@ fn c_and_python_examples_under_run() {
         msg,
     );
 }
+
+/// The Rust client library from this (host-namespace) process: only the
+/// control socket file is shared; all traffic is the stack's, inside
+/// the test's namespace.
+#[test]
+fn rust_client_library_talks_to_the_daemon() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use tapstack::client::{Api, TcpListener, TcpStream, UdpSocket};
+
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start("dclient");
+    let api = Api::connect(&d.api).expect("connect to the daemon");
+
+    // TcpStream to a kernel server: data, half-close, reply.
+    let mut ksrv =
+        d.ns.spawn(&["python3", &py("tcp.py"), "server", "7800", "20"]);
+    ksrv.wait_line("ready=1", Duration::from_secs(10));
+    let mut s = TcpStream::connect(&api, "10.0.0.1:7800").expect("connect");
+    assert!(s.as_raw_fd() >= 0);
+    assert_eq!(s.peer_addr().unwrap().to_string(), "10.0.0.1:7800");
+    s.write_all(b"from the client library").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "reply:from the client library");
+    assert_eq!(
+        ksrv.finish(Duration::from_secs(5)).kv()["eof_before_reply"],
+        "1"
+    );
+
+    // TcpListener: a kernel client's echo through an accepted stream.
+    let l = TcpListener::bind(&api, "0.0.0.0:7801").expect("bind");
+    let server = std::thread::spawn(move || {
+        let (mut c, peer) = l.accept().expect("accept");
+        let mut buf = Vec::new();
+        c.read_to_end(&mut buf).unwrap();
+        c.write_all(&buf).unwrap();
+        peer
+    });
+    let out = d.ns.run(
+        &[
+            "python3",
+            &py("tcp.py"),
+            "halfclose",
+            STACK_IP,
+            "7801",
+            "100000",
+            "3",
+        ],
+        T,
+    );
+    assert_eq!(out.num("equal"), 1, "{out:#?}");
+    assert_eq!(server.join().unwrap().ip().to_string(), HOST_IP);
+
+    // UdpSocket: a datagram to a kernel server and its answer.
+    let mut usrv =
+        d.ns.spawn(&["python3", &py("daemon.py"), "udpserver", "10.0.0.1", "7802"]);
+    usrv.wait_line("ready=1", Duration::from_secs(10));
+    let u = UdpSocket::bind(&api, "0.0.0.0:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.send_to(b"from rust", "10.0.0.1:7802").unwrap();
+    let mut buf = [0u8; 100];
+    let (n, from) = u.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"from kernel");
+    assert_eq!(from.to_string(), "10.0.0.1:7802");
+    assert!(
+        usrv.finish(Duration::from_secs(5))
+            .stdout
+            .contains("got=from rust")
+    );
+}
