@@ -787,3 +787,29 @@ fn rust_client_library_talks_to_the_daemon() {
             .contains("got=from rust")
     );
 }
+
+/// `tapstack echo` serves one demo service through its own daemon API
+/// (the client library, as another process would).
+#[test]
+fn echo_serves_a_service_through_the_daemon_api() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("dapiecho");
+    let api = format!("/tmp/{}.sock", ns.name);
+    let _stack = StackProc::echo(&ns, &["--api", &api]);
+    let out = kernel_client_ns(&ns, &["nc", "-N", STACK_IP, "2007"], b"through the api");
+    assert_eq!(out.stdout, "through the api", "{out:#?}");
+    let _ = std::fs::remove_file(&api);
+}
+
+fn kernel_client_ns(ns: &Netns, args: &[&str], stdin: &[u8]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns.run_stdin(args, stdin, T);
+        if out.success() || Instant::now() >= deadline || !out.stdout.is_empty() {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

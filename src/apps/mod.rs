@@ -1,5 +1,6 @@
 //! Demo services and the `tapstack` command line.
 
+pub mod api_echo;
 pub mod cli;
 pub mod config;
 pub mod connect;

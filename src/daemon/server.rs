@@ -31,7 +31,8 @@ const CLIENT_BIT: u64 = 1 << 62;
 /// Control connections at once; more are closed at accept (each costs
 /// a descriptor and a few hundred bytes).
 const MAX_CLIENTS: usize = 4096;
-/// Sockets at once, all clients together, and per client.
+/// Sockets at once, all clients together (also kept below the
+/// descriptor limit, see `Server::new`), and per client.
 const MAX_SOCKS: usize = 16_000;
 const MAX_SOCKS_PER_CLIENT: usize = 8192;
 /// Requests read from one client per turn (fairness).
@@ -96,6 +97,10 @@ pub struct Server {
     next_id: u64,
     again: Vec<u64>,
     udp_buf: Vec<u8>,
+    /// MAX_SOCKS, or fewer when the descriptor limit is lower: every
+    /// socket and client costs the daemon one descriptor, and running out
+    /// would leave connections on the control socket it cannot accept.
+    max_socks: usize,
     stopping: bool,
 }
 
@@ -120,6 +125,9 @@ impl Server {
             EpollEvent::new(EpollFlags::EPOLLIN, T_STOP),
         )?;
         let poll = net.shared.lock().new_poll_notify(stack_fd.clone());
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft as usize);
+        let max_socks = MAX_SOCKS.min(nofile.saturating_sub(MAX_CLIENTS + 256).max(64));
         Ok(Server {
             net: net.clone(),
             epoll,
@@ -136,6 +144,7 @@ impl Server {
             next_id: FIRST_ID,
             again: Vec::new(),
             udp_buf: vec![0u8; UDP_BUF],
+            max_socks,
             stopping: false,
         })
     }
@@ -414,7 +423,7 @@ impl Server {
         let Some(c) = self.clients.get(&cid) else {
             return Reply::Close;
         };
-        if self.socks.len() >= MAX_SOCKS || c.sockets >= MAX_SOCKS_PER_CLIENT {
+        if self.socks.len() >= self.max_socks || c.sockets >= MAX_SOCKS_PER_CLIENT {
             return err(op::SOCKET, E::EMFILE.code());
         }
         let (ty, kind) = match kind {
@@ -983,7 +992,7 @@ impl Server {
                     Err(_) => return self.remove(id, Some(Finish::Close)),
                 }
             }
-            if l.outstanding >= l.limit || self.socks.len() >= MAX_SOCKS {
+            if l.outstanding >= l.limit || self.socks.len() >= self.max_socks {
                 return;
             }
             let accepted = self.net.shared.with_core(|core| {

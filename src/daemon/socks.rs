@@ -33,9 +33,10 @@ pub fn errno_of(e: &std::io::Error) -> i32 {
         .unwrap_or_else(|| BsdErrno::from_kind(e.kind()).code())
 }
 
-/// One direction's bytes in transit.
+/// One direction's bytes in transit. The buffer is allocated at the
+/// first use, so idle and never-used sockets cost no staging memory.
 pub struct Stage {
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     start: usize,
     end: usize,
 }
@@ -43,7 +44,7 @@ pub struct Stage {
 impl Stage {
     fn new() -> Stage {
         Stage {
-            buf: vec![0u8; STAGE].into_boxed_slice(),
+            buf: Vec::new(),
             start: 0,
             end: 0,
         }
@@ -63,6 +64,9 @@ impl Stage {
     }
     /// Room to fill; only called when empty.
     fn space(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; STAGE];
+        }
         &mut self.buf[self.end..]
     }
     fn filled(&mut self, n: usize) {
