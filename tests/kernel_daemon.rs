@@ -813,3 +813,20 @@ fn kernel_client_ns(ns: &Netns, args: &[&str], stdin: &[u8]) -> Output {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Each thread has its own control connection; it closes when the thread
+/// ends (a thread-per-request server must not leak one per request).
+#[test]
+fn thread_control_connections_close_with_their_threads() {
+    if !require_root() {
+        return;
+    }
+    let d = Daemon::start("dthreads");
+    let out = d.run(&["python3", &py("daemon.py"), "threads", "100"], T);
+    assert!(out.success(), "{out:#?}");
+    let (before, after) = (out.num("fds_before"), out.num("fds_after"));
+    assert!(
+        after <= before + 2,
+        "descriptors grew from {before} to {after}"
+    );
+}
