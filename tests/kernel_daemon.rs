@@ -817,13 +817,21 @@ fn kernel_client_ns(ns: &Netns, args: &[&str], stdin: &[u8]) -> Output {
 /// Each thread has its own control connection; it closes when the thread
 /// ends (a thread-per-request server must not leak one per request).
 #[test]
-fn thread_control_connections_close_with_their_threads() {
+fn thread_control_connections_close_and_dups_work() {
     if !require_root() {
         return;
     }
     let d = Daemon::start("dthreads");
+    let mut usrv =
+        d.ns.spawn(&["python3", &py("daemon.py"), "udpserver", "10.0.0.1", "7999"]);
+    usrv.wait_line("ready=1", Duration::from_secs(10));
     let out = d.run(&["python3", &py("daemon.py"), "threads", "100"], T);
     assert!(out.success(), "{out:#?}");
+    assert_eq!(
+        out.kv()["dup_udp"],
+        "reply",
+        "a dup()ed UDP socket: {out:#?}"
+    );
     let (before, after) = (out.num("fds_before"), out.num("fds_after"));
     assert!(
         after <= before + 2,

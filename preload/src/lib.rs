@@ -438,6 +438,38 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     r
 }
 
+/// fcntl's duplicating commands (F_DUPFD, F_DUPFD_CLOEXEC: Python's
+/// `os.dup`) keep the table right; everything else is libc's. fcntl is
+/// variadic in C; its one optional argument is an int or a pointer, which
+/// the x86-64 and AArch64 Linux calling conventions pass exactly like a
+/// third fixed `unsigned long` argument.
+///
+/// # Safety
+/// As fcntl(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    let f = real!(fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int);
+    // SAFETY: libc's fcntl with the caller's arguments.
+    let r = unsafe { f(fd, cmd, arg) };
+    if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        table::copy(fd, r);
+    }
+    r
+}
+
+/// # Safety
+/// As fcntl(2) (the large-file name glibc programs link to).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int {
+    let f = real!(fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int);
+    // SAFETY: libc's fcntl64 with the caller's arguments.
+    let r = unsafe { f(fd, cmd, arg) };
+    if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+        table::copy(fd, r);
+    }
+    r
+}
+
 // ---- receiving
 
 /// After a TCP receive returned end-of-file: the reason, if the

@@ -234,6 +234,19 @@ def threads(n):
     def one():
         socket.socket().close()
 
+    # A duplicate (fcntl F_DUPFD_CLOEXEC underneath) of a UDP socket
+    # still speaks the address header.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v = u.dup()
+    v.settimeout(3)
+    v.sendto(b"dup", ("10.0.0.1", 7999))
+    try:
+        v.recvfrom(100)
+        print("dup_udp=reply")
+    except ConnectionRefusedError:
+        print("dup_udp=ECONNREFUSED")
+    except OSError as e:
+        print(f"dup_udp={errname(e.errno)}")
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(n):
         t = threading.Thread(target=one)
