@@ -101,6 +101,9 @@ pub struct Server {
     /// socket and client costs the daemon one descriptor, and running out
     /// would leave connections on the control socket it cannot accept.
     max_socks: usize,
+    /// A descriptor held in reserve for accepting (and closing) a client
+    /// when the limit is reached.
+    spare: Option<OwnedFd>,
     stopping: bool,
 }
 
@@ -145,6 +148,7 @@ impl Server {
             again: Vec::new(),
             udp_buf: vec![0u8; UDP_BUF],
             max_socks,
+            spare: spare_fd(),
             stopping: false,
         })
     }
@@ -235,6 +239,20 @@ impl Server {
                 Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return,
+                Err(e @ (Errno::EMFILE | Errno::ENFILE)) => {
+                    // Out of descriptors: the waiting connection would
+                    // wake the level-triggered epoll forever. Free the
+                    // spare, take it and close it (the client sees its
+                    // connection end), keep the spare for next time.
+                    log::warn!("daemon: cannot accept a client ({e}): refused");
+                    self.spare = None;
+                    if let Ok(fd) = accept4(self.listen_fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
+                        // SAFETY: accept4 returned a new descriptor we own.
+                        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                    self.spare = spare_fd();
+                    return;
+                }
                 Err(e) => {
                     log::warn!("daemon: accept failed: {e}");
                     return;
@@ -1110,6 +1128,10 @@ impl Server {
             }
         }
     }
+}
+
+fn spare_fd() -> Option<OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
 }
 
 /// Linux's TCP state numbers (include/net/tcp_states.h), for TCP_INFO.
