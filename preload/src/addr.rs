@@ -49,7 +49,11 @@ pub fn write(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen_t) {
     // that many.
     unsafe {
         let room = (*len as usize).min(full);
-        std::ptr::copy_nonoverlapping(&sin as *const sockaddr_in as *const u8, addr as *mut u8, room);
+        std::ptr::copy_nonoverlapping(
+            &sin as *const sockaddr_in as *const u8,
+            addr as *mut u8,
+            room,
+        );
         *len = full as socklen_t;
     }
 }

@@ -39,9 +39,23 @@ impl StackInfo {
 static INFO: OnceLock<StackInfo> = OnceLock::new();
 static WARNED: AtomicBool = AtomicBool::new(false);
 
+/// (pid, fd) of a thread's control connection; fd -1 = none. Closed when
+/// the thread ends: a server with a thread per request would otherwise
+/// keep one connection per finished thread.
+struct Ctl(Cell<(c_int, c_int)>);
+
+impl Drop for Ctl {
+    fn drop(&mut self) {
+        let (pid, fd) = self.0.get();
+        if fd >= 0 && pid == sys::getpid() && table::get(fd) == Kind::Control {
+            table::set(fd, Kind::None);
+            sys::close(fd);
+        }
+    }
+}
+
 thread_local! {
-    /// (pid, fd) of this thread's control connection; fd -1 = none.
-    static CTL: Cell<(c_int, c_int)> = const { Cell::new((0, -1)) };
+    static CTL: Ctl = const { Ctl(Cell::new((0, -1))) };
 }
 
 fn api_path() -> String {
@@ -87,17 +101,22 @@ fn open() -> Result<c_int, c_int> {
     Ok(fd)
 }
 
-/// This thread's connection, opened if needed.
-fn get() -> Result<c_int, c_int> {
+/// This thread's connection, opened if needed; `true` when it is a
+/// one-off (the thread's storage is already gone: a call from another
+/// thread-exit destructor) that the caller closes.
+fn get() -> Result<(c_int, bool), c_int> {
     let pid = sys::getpid();
-    let (p, fd) = CTL.with(Cell::get);
+    let Ok((p, fd)) = CTL.try_with(|c| c.0.get()) else {
+        let fd = open().inspect_err(|&e| warn(&api_path(), e))?;
+        return Ok((fd, true));
+    };
     // A program may have closed or replaced our descriptor (daemons close
     // everything): the table says whether it is still ours.
     if p == pid && fd >= 0 && table::get(fd) == Kind::Control {
-        return Ok(fd);
+        return Ok((fd, false));
     }
     let fd = open().inspect_err(|&e| warn(&api_path(), e))?;
-    CTL.with(|c| c.set((pid, fd)));
+    let _ = CTL.try_with(|c| c.0.set((pid, fd)));
     if INFO.get().is_none() {
         let r = exchange(fd, Msg::request(proto::op::HELLO), -1).map(|(m, _)| m);
         if let Ok(m) = r
@@ -111,11 +130,12 @@ fn get() -> Result<c_int, c_int> {
             });
         }
     }
-    Ok(fd)
+    Ok((fd, false))
 }
 
 fn forget() {
-    CTL.with(|c| {
+    let _ = CTL.try_with(|c| {
+        let c = &c.0;
         let (_, fd) = c.get();
         if fd >= 0 && table::get(fd) == Kind::Control {
             table::set(fd, Kind::None);
@@ -232,8 +252,13 @@ pub fn take_fd(msg: &libc::msghdr) -> c_int {
 /// connection. Err is an errno: the daemon's answer, or ENETDOWN/EACCES
 /// when there is no daemon.
 pub fn call(req: Msg, fd: c_int) -> Result<(Msg, c_int), c_int> {
-    let ctl = get().map_err(|e| if e == libc::EACCES { e } else { libc::ENETDOWN })?;
-    match exchange(ctl, req, fd) {
+    let (ctl, one_off) = get().map_err(|e| if e == libc::EACCES { e } else { libc::ENETDOWN })?;
+    let r = exchange(ctl, req, fd);
+    if one_off {
+        table::set(ctl, Kind::None);
+        sys::close(ctl);
+    }
+    match r {
         Ok((m, got)) if m.errno != 0 => {
             if got >= 0 {
                 sys::close(got);
@@ -244,7 +269,9 @@ pub fn call(req: Msg, fd: c_int) -> Result<(Msg, c_int), c_int> {
         Err(e) => {
             // The daemon went away (or spoke nonsense): start afresh next
             // time.
-            forget();
+            if !one_off {
+                forget();
+            }
             Err(if e == libc::EPROTO { e } else { libc::ENETDOWN })
         }
     }

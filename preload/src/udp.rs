@@ -14,7 +14,7 @@ const MAX_DATAGRAM: usize = 65_507;
 
 /// Gathers the header and the caller's buffers into one iovec list.
 fn iovs(hdr: &mut [u8; UDP_HDR], iov: *const iovec, cnt: c_int) -> Result<Vec<iovec>, c_int> {
-    if cnt < 0 || cnt > libc::UIO_MAXIOV || (cnt > 0 && iov.is_null()) {
+    if !(0..=libc::UIO_MAXIOV).contains(&cnt) || (cnt > 0 && iov.is_null()) {
         return Err(libc::EINVAL);
     }
     let mut v = Vec::with_capacity(cnt as usize + 1);

@@ -139,6 +139,9 @@ pub enum Command {
         /// Port of the HTTP page and WebSocket echo (0 turns it off)
         #[arg(long, default_value_t = 8080, value_name = "PORT")]
         ws_port: u16,
+        /// Port of a TCP echo served through the daemon's API (0 turns it off)
+        #[arg(long, default_value_t = 2007, value_name = "PORT")]
+        api_echo_port: u16,
     },
     /// A netcat-like client over the stack: stdin to IPV4:PORT, replies to stdout
     #[command(after_help = AFTER_HELP)]
@@ -156,7 +159,12 @@ pub enum Command {
     /// Run PROGRAM with its AF_INET sockets on a running tapstack (LD_PRELOAD shim)
     Run {
         /// The program and its arguments (after --)
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROGRAM"
+        )]
         program: Vec<std::ffi::OsString>,
     },
 }
@@ -332,6 +340,12 @@ pub fn main() -> i32 {
     let daemon = match &cli.command {
         Command::Up | Command::Echo { .. } => match start_daemon(&cli, &net) {
             Ok(d) => Some(d),
+            // The default path is per TAP name, not per network namespace:
+            // another stack may hold it. Only an asked-for path must work.
+            Err(e) if cli.api.is_none() && std::env::var_os("TAPSTACK_API").is_none() => {
+                log::warn!("daemon API off: {e}");
+                None
+            }
             Err(e) => {
                 eprintln!("tapstack: {e}");
                 net.shutdown();
@@ -340,7 +354,8 @@ pub fn main() -> i32 {
         },
         _ => None,
     };
-    let result = run(&cli, &net, &signals);
+    let api = daemon.as_ref().map(|d| d.path().to_path_buf());
+    let result = run(&cli, &net, &signals, api.as_deref());
     // Clients' descriptors close first: programs see an error, not a hang.
     drop(daemon);
     net.shutdown();
@@ -376,7 +391,12 @@ fn wait_for_signal(signals: &SigSet) {
     }
 }
 
-fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
+fn run(
+    cli: &Cli,
+    net: &Net,
+    signals: &SigSet,
+    api: Option<&std::path::Path>,
+) -> Result<(), String> {
     match &cli.command {
         Command::Up => {
             eprintln!(
@@ -387,7 +407,15 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
             wait_for_signal(signals);
             Ok(())
         }
-        Command::Echo { ws_port } => {
+        Command::Echo {
+            ws_port,
+            api_echo_port,
+        } => {
+            if let (Some(api), true) = (api, *api_echo_port != 0) {
+                super::api_echo::start(api, *api_echo_port).map_err(|e| {
+                    format!("starting the echo through the daemon on port {api_echo_port}: {e}")
+                })?;
+            }
             super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
             super::services::start_tcp(net).map_err(|e| format!("starting services: {e}"))?;
             let web = if *ws_port != 0 {

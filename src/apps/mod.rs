@@ -1,11 +1,12 @@
 //! Demo services and the `tapstack` command line.
 
+pub mod api_echo;
 pub mod cli;
 pub mod config;
 pub mod connect;
-pub mod run;
 pub mod evloop;
 pub mod http;
+pub mod run;
 pub mod services;
 pub mod workers;
 pub mod ws;

@@ -229,7 +229,9 @@ impl UdpSocket {
 
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         let dst = to_v4(addr)?;
-        self.api.ask(op::CONNECT, &self.fd, 0, Some(dst)).map(|_| ())
+        self.api
+            .ask(op::CONNECT, &self.fd, 0, Some(dst))
+            .map(|_| ())
     }
 
     fn send_inner(&self, buf: &[u8], dst: Option<SocketAddrV4>) -> io::Result<usize> {

@@ -81,7 +81,9 @@ fn recv_flags(sock: BorrowedFd<'_>, buf: &mut [u8], flags: MsgFlags) -> nix::Res
         flags | MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let mut first = None;
-    let truncated = msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+    let truncated = msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
     for c in msg.cmsgs().map_err(|_| Errno::EINVAL)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             for f in fds {

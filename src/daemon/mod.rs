@@ -122,8 +122,12 @@ fn open_control_socket(opts: &ApiOptions) -> Result<OwnedFd, String> {
         && !dir.as_os_str().is_empty()
         && !dir.exists()
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {} for the control socket: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create {} for the control socket: {e}",
+                dir.display()
+            )
+        })?;
     }
     let sock = || {
         socket(

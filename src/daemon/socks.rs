@@ -33,9 +33,10 @@ pub fn errno_of(e: &std::io::Error) -> i32 {
         .unwrap_or_else(|| BsdErrno::from_kind(e.kind()).code())
 }
 
-/// One direction's bytes in transit.
+/// One direction's bytes in transit. The buffer is allocated at the
+/// first use, so idle and never-used sockets cost no staging memory.
 pub struct Stage {
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     start: usize,
     end: usize,
 }
@@ -43,7 +44,7 @@ pub struct Stage {
 impl Stage {
     fn new() -> Stage {
         Stage {
-            buf: vec![0u8; STAGE].into_boxed_slice(),
+            buf: Vec::new(),
             start: 0,
             end: 0,
         }
@@ -63,6 +64,9 @@ impl Stage {
     }
     /// Room to fill; only called when empty.
     fn space(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; STAGE];
+        }
         &mut self.buf[self.end..]
     }
     fn filled(&mut self, n: usize) {
@@ -248,87 +252,14 @@ pub fn pump_conn(net: &Net, fd: &OwnedFd, c: &mut Conn) -> Pump {
         }
         return p;
     }
-    let h = c.h;
     for round in 0..ROUNDS {
         let mut progress = false;
-        if c.to_tcp.is_empty() && !c.fd_eof {
-            match fdio::read(fd.as_fd(), c.to_tcp.space()) {
-                Ok(0) => c.fd_eof = true,
-                Ok(n) => {
-                    c.to_tcp.filled(n);
-                    progress = true;
-                }
-                Err(Errno::EAGAIN) => {}
-                // The client closed with data we sent left unread
-                // (unix(7) sockets report that as ECONNRESET): as Linux
-                // does at process exit, RST.
-                Err(_) => {
-                    p.finish = Some(Finish::Abort);
-                    return p;
-                }
-            }
-        }
-        let mut failed = None;
-        net.shared.with_core(|core| {
-            let tcp = &mut core.stack.tcp;
-            if !c.to_tcp.is_empty() {
-                match tcp.send(h, c.to_tcp.data()) {
-                    Ok(n) => {
-                        c.to_tcp.consume(n);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => failed = Some(errno_of(&e)),
-                }
-            }
-            if c.fd_eof && c.to_tcp.is_empty() && !c.fin_sent && failed.is_none() {
-                c.fin_sent = true;
-                let _ = tcp.shutdown(h, Shutdown::Write);
-            }
-            if c.to_fd.is_empty() && !c.tcp_eof && failed.is_none() {
-                match tcp.recv(h, c.to_fd.space()) {
-                    Ok(0) => c.tcp_eof = true,
-                    Ok(n) => {
-                        c.to_fd.filled(n);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => failed = Some(errno_of(&e)),
-                }
-            }
-            if failed.is_none()
-                && let Some(e) = tcp.take_error(h)
-            {
-                failed = Some(errno_of(&e));
-            }
-        });
-        if let Some(e) = failed {
-            // EPIPE from send means the stack already closed after an
-            // error it reported; either way the connection is over.
-            p.finish = Some(Finish::Failed(e));
+        let step = fill_from_fd(fd, c, &mut progress)
+            .and_then(|()| exchange_tcp(net, c, &mut progress))
+            .and_then(|()| flush_to_fd(fd, c, &mut progress));
+        if let Err(f) = step {
+            p.finish = Some(f);
             return p;
-        }
-        if !c.to_fd.is_empty() {
-            match fdio::write(fd.as_fd(), c.to_fd.data()) {
-                Ok(n) => {
-                    c.to_fd.consume(n);
-                    progress = true;
-                }
-                Err(Errno::EAGAIN) => {}
-                // The client closed: data arriving for a closed socket
-                // gets RST (as Linux answers data for an orphan).
-                Err(_) => {
-                    p.finish = Some(Finish::Abort);
-                    return p;
-                }
-            }
-        }
-        if c.tcp_eof && c.to_fd.is_empty() && !c.fd_shut {
-            c.fd_shut = true;
-            let _ = nix::sys::socket::shutdown(
-                std::os::fd::AsRawFd::as_raw_fd(fd),
-                nix::sys::socket::Shutdown::Write,
-            );
         }
         if !progress {
             break;
@@ -347,20 +278,113 @@ pub fn pump_conn(net: &Net, fd: &OwnedFd, c: &mut Conn) -> Pump {
     p
 }
 
+/// Client bytes into the fd->TCP stage, once it is empty.
+fn fill_from_fd(fd: &OwnedFd, c: &mut Conn, progress: &mut bool) -> Result<(), Finish> {
+    if !c.to_tcp.is_empty() || c.fd_eof {
+        return Ok(());
+    }
+    match fdio::read(fd.as_fd(), c.to_tcp.space()) {
+        Ok(0) => c.fd_eof = true,
+        Ok(n) => {
+            c.to_tcp.filled(n);
+            *progress = true;
+        }
+        Err(Errno::EAGAIN) => {}
+        // The client closed with data we sent left unread (unix(7)
+        // sockets report that as ECONNRESET): as Linux does at process
+        // exit, RST.
+        Err(_) => return Err(Finish::Abort),
+    }
+    Ok(())
+}
+
+/// Under the lock: the stage into TCP's send buffer (then the FIN once
+/// the client shut its side), TCP's received bytes into the other stage.
+fn exchange_tcp(net: &Net, c: &mut Conn, progress: &mut bool) -> Result<(), Finish> {
+    let h = c.h;
+    let mut failed = None;
+    net.shared.with_core(|core| {
+        let tcp = &mut core.stack.tcp;
+        if !c.to_tcp.is_empty() {
+            match tcp.send(h, c.to_tcp.data()) {
+                Ok(n) => {
+                    c.to_tcp.consume(n);
+                    *progress = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => failed = Some(errno_of(&e)),
+            }
+        }
+        if c.fd_eof && c.to_tcp.is_empty() && !c.fin_sent && failed.is_none() {
+            c.fin_sent = true;
+            let _ = tcp.shutdown(h, Shutdown::Write);
+        }
+        if c.to_fd.is_empty() && !c.tcp_eof && failed.is_none() {
+            match tcp.recv(h, c.to_fd.space()) {
+                Ok(0) => c.tcp_eof = true,
+                Ok(n) => {
+                    c.to_fd.filled(n);
+                    *progress = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => failed = Some(errno_of(&e)),
+            }
+        }
+        if failed.is_none()
+            && let Some(e) = tcp.take_error(h)
+        {
+            failed = Some(errno_of(&e));
+        }
+    });
+    // EPIPE from send means the stack already closed after an error it
+    // reported; either way the connection is over.
+    failed.map_or(Ok(()), |e| Err(Finish::Failed(e)))
+}
+
+/// The TCP->fd stage into the client's descriptor; end-of-file after
+/// TCP's FIN once it is empty.
+fn flush_to_fd(fd: &OwnedFd, c: &mut Conn, progress: &mut bool) -> Result<(), Finish> {
+    if !c.to_fd.is_empty() {
+        match fdio::write(fd.as_fd(), c.to_fd.data()) {
+            Ok(n) => {
+                c.to_fd.consume(n);
+                *progress = true;
+            }
+            Err(Errno::EAGAIN) => {}
+            // The client closed: data arriving for a closed socket gets
+            // RST (as Linux answers data for an orphan).
+            Err(_) => return Err(Finish::Abort),
+        }
+    }
+    if c.tcp_eof && c.to_fd.is_empty() && !c.fd_shut {
+        c.fd_shut = true;
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            nix::sys::socket::Shutdown::Write,
+        );
+    }
+    Ok(())
+}
+
 /// Moves datagrams both ways. `buf` is scratch space for one datagram and
 /// its header. Returns whether more may be waiting, or that the client's
 /// descriptor is gone.
 pub fn pump_udp(net: &Net, fd: &OwnedFd, u: &mut Udp, buf: &mut [u8]) -> Result<bool, ()> {
-    let mut again = false;
-    for i in 0..=DATAGRAMS {
-        if i == DATAGRAMS {
-            again = true;
-            break;
-        }
+    // The server binds every UDP socket when it creates it.
+    let Some(h) = u.h else { return Ok(false) };
+    let more_in = udp_from_fd(net, fd, h, buf)?;
+    let more_out = udp_to_fd(net, fd, u, h, buf)?;
+    Ok(more_in || more_out)
+}
+
+/// The client's datagrams (header: destination) into the stack.
+fn udp_from_fd(net: &Net, fd: &OwnedFd, h: UdpHandle, buf: &mut [u8]) -> Result<bool, ()> {
+    for _ in 0..DATAGRAMS {
         let n = match fdio::read(fd.as_fd(), buf) {
-            Ok(0) => return Err(()),
+            // The client shut its side (a close shows as HUP).
+            Ok(0) => return Ok(false),
             Ok(n) => n,
-            Err(Errno::EAGAIN) => break,
+            Err(Errno::EAGAIN) => return Ok(false),
             Err(_) => return Err(()),
         };
         if n < UDP_HDR {
@@ -373,19 +397,6 @@ pub fn pump_udp(net: &Net, fd: &OwnedFd, u: &mut Udp, buf: &mut [u8]) -> Result<
         net.shared.with_core(|core| {
             let now = core.now();
             let stack = &mut core.stack;
-            let h = match u.h {
-                Some(h) => h,
-                None => match stack
-                    .udp
-                    .bind(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
-                {
-                    Ok(h) => {
-                        u.h = Some(h);
-                        h
-                    }
-                    Err(_) => return,
-                },
-            };
             let cidr = stack.iface.config.cidr;
             let is_bcast = |ip: std::net::Ipv4Addr| {
                 ip == std::net::Ipv4Addr::BROADCAST || Some(ip) == cidr.broadcast()
@@ -398,16 +409,23 @@ pub fn pump_udp(net: &Net, fd: &OwnedFd, u: &mut Udp, buf: &mut [u8]) -> Result<
             }
         });
     }
-    let Some(h) = u.h else { return Ok(again) };
-    for i in 0..=DATAGRAMS {
-        if i == DATAGRAMS {
-            again = true;
-            break;
-        }
+    Ok(true)
+}
+
+/// The stack's datagrams (header: source, or an errno) to the client; one
+/// the descriptor has no room for is held for the next turn.
+fn udp_to_fd(
+    net: &Net,
+    fd: &OwnedFd,
+    u: &mut Udp,
+    h: UdpHandle,
+    buf: &mut [u8],
+) -> Result<bool, ()> {
+    for _ in 0..DATAGRAMS {
         if let Some(held) = &u.held {
             match fdio::send_parts(fd.as_fd(), &[held], None) {
                 Ok(_) => u.held = None,
-                Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => break,
+                Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => return Ok(false),
                 Err(_) => return Err(()),
             }
         }
@@ -422,16 +440,18 @@ pub fn pump_udp(net: &Net, fd: &OwnedFd, u: &mut Udp, buf: &mut [u8]) -> Result<
                 Err(_) => None,
             }
         });
-        let Some((hdr, n)) = got else { break };
+        let Some((hdr, n)) = got else {
+            return Ok(false);
+        };
         buf[..UDP_HDR].copy_from_slice(&hdr);
         match fdio::send_parts(fd.as_fd(), &[&buf[..UDP_HDR + n]], None) {
             Ok(_) => {}
             Err(Errno::EAGAIN) | Err(Errno::ENOBUFS) => {
                 u.held = Some(buf[..UDP_HDR + n].to_vec());
-                break;
+                return Ok(false);
             }
             Err(_) => return Err(()),
         }
     }
-    Ok(again)
+    Ok(true)
 }

@@ -15,6 +15,8 @@ Prints key=value lines; every socket has a timeout, every mode ends.
                                       prints how it returned
   daemon.py udpserver HOST PORT      answers one datagram with b"from kernel"
   daemon.py udpclient HOST PORT      sends b"from kernel" until a reply
+  daemon.py threads N                (shim) N threads each open a socket;
+                                      prints the open descriptors after
   daemon.py listener PORT             (shim) listens, prints ready=1, sleeps
   daemon.py bindonce PORT             (shim) bind+listen once: bound=1
   daemon.py hostile PATH              malformed/oversized/hostile control
@@ -226,6 +228,34 @@ def udpclient(host, port):
     print("reply=NONE")
 
 
+def threads(n):
+    import threading
+
+    def one():
+        socket.socket().close()
+
+    # A duplicate (fcntl F_DUPFD_CLOEXEC underneath) of a UDP socket
+    # still speaks the address header.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v = u.dup()
+    v.settimeout(3)
+    v.sendto(b"dup", ("10.0.0.1", 7999))
+    try:
+        v.recvfrom(100)
+        print("dup_udp=reply")
+    except ConnectionRefusedError:
+        print("dup_udp=ECONNREFUSED")
+    except OSError as e:
+        print(f"dup_udp={errname(e.errno)}")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(n):
+        t = threading.Thread(target=one)
+        t.start()
+        t.join()
+    print(f"fds_before={before}")
+    print(f"fds_after={len(os.listdir('/proc/self/fd'))}")
+
+
 def listener(port):
     s = socket.socket()
     s.bind(("0.0.0.0", port))
@@ -341,6 +371,8 @@ def main():
         udpserver(a[1], int(a[2]))
     elif mode == "udpclient":
         udpclient(a[1], int(a[2]))
+    elif mode == "threads":
+        threads(int(a[1]))
     elif mode == "listener":
         listener(int(a[1]))
     elif mode == "bindonce":
