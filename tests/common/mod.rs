@@ -472,6 +472,13 @@ impl StackProc {
         let file = std::fs::File::create(&stderr_path).expect("create stderr file");
         let mut argv = prefix.to_vec();
         argv.extend_from_slice(&[bin(), "--tap", tap]);
+        // The default control socket path is per TAP name, and every test
+        // uses the same TAP name in its own namespace: give each stack its
+        // own path (in /tmp, which an unprivileged stack can write).
+        let api = format!("/tmp/tapstack-test-{}-{n}.sock", ns.name);
+        if !args.contains(&"--api") {
+            argv.extend_from_slice(&["--api", &api]);
+        }
         let mut cmd = ns.command(&argv);
         cmd.args(args)
             .stdin(Stdio::null())
