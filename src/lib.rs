@@ -7,6 +7,8 @@
 //! A library user needs only this crate: the address types `StackConfig`
 //! takes are re-exported here.
 
+#![warn(missing_docs)]
+
 #[deny(missing_docs)]
 pub mod api;
 #[cfg(feature = "cli")]

@@ -45,6 +45,7 @@ fn errno_err(e: i32) -> io::Error {
 }
 
 impl Api {
+    /// Connects to the daemon's control socket at `path` (`SOCK_SEQPACKET`).
     pub fn connect(path: impl AsRef<Path>) -> io::Result<Api> {
         let fd = socket(
             AddressFamily::Unix,

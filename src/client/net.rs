@@ -25,6 +25,8 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    /// Opens a TCP connection to `addr` through the daemon; blocks until the
+    /// handshake completes or fails (`ECONNREFUSED`, `ETIMEDOUT`, ...).
     pub fn connect(api: &Api, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let dst = to_v4(addr)?;
         let s = stream_of(api.socket(proto::TCP)?);
@@ -35,10 +37,12 @@ impl TcpStream {
         })
     }
 
+    /// The remote address of the connection.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         addr_of(&self.api.ask(op::GETPEERNAME, &self.s, 0, None)?)
     }
 
+    /// The local address of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         addr_of(&self.api.ask(op::GETSOCKNAME, &self.s, 0, None)?)
     }
@@ -48,6 +52,7 @@ impl TcpStream {
         self.s.shutdown(how)
     }
 
+    /// Turns Nagle's algorithm (RFC 896) off (`true`) or on, like `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         let req = proto::Msg {
             op: op::SETOPT,
@@ -58,23 +63,28 @@ impl TcpStream {
         self.api.call(req, Some(self.s.as_raw_fd())).map(|_| ())
     }
 
+    /// Sets `O_NONBLOCK` on the local end of the socketpair, as on a kernel socket.
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         self.s.set_nonblocking(on)
     }
 
+    /// Read timeout on the local socketpair end (`None` = block forever).
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.s.set_read_timeout(t)
     }
 
+    /// Write timeout on the local socketpair end (`None` = block forever).
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.s.set_write_timeout(t)
     }
 
+    /// The pending socket error (`SO_ERROR`), cleared by reading it.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         let m = self.api.ask(op::SO_ERROR, &self.s, 0, None)?;
         Ok((m.a != 0).then(|| io::Error::from_raw_os_error(m.a as i32)))
     }
 
+    /// Another handle to the same connection (the descriptor is `dup`ed).
     pub fn try_clone(&self) -> io::Result<TcpStream> {
         Ok(TcpStream {
             api: self.api.clone(),
@@ -135,10 +145,13 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
+    /// Listens on `addr` with a backlog of 128 connections.
     pub fn bind(api: &Api, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(api, addr, 128)
     }
 
+    /// Listens on `addr`; at most `backlog` established connections wait
+    /// unaccepted before new SYNs are dropped.
     pub fn bind_with_backlog(
         api: &Api,
         addr: impl ToSocketAddrs,
@@ -160,6 +173,7 @@ impl TcpListener {
         })
     }
 
+    /// Waits for the next connection; returns it and the peer's address.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         loop {
             let mut rec = [0u8; proto::ACCEPT_REC];
@@ -196,14 +210,17 @@ impl TcpListener {
         }
     }
 
+    /// The address the listener is bound to (with the real port if bound to 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         addr_of(&self.api.ask(op::GETSOCKNAME, &self.fd, 0, None)?)
     }
 
+    /// Makes `accept` return `WouldBlock` instead of waiting (`on` = true).
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         crate::daemon::set_blocking_mode(&self.fd, on)
     }
 
+    /// An endless iterator of `accept`ed streams (peer addresses dropped).
     pub fn incoming(&self) -> impl Iterator<Item = io::Result<TcpStream>> + '_ {
         std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
     }
@@ -217,6 +234,7 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
+    /// Opens a UDP socket bound to `addr` (port 0 = an ephemeral port).
     pub fn bind(api: &Api, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let local = to_v4(addr)?;
         let fd = api.socket(proto::UDP)?;
@@ -227,6 +245,8 @@ impl UdpSocket {
         })
     }
 
+    /// Sets the default destination for `send`/`recv` and filters received
+    /// datagrams to that peer; an all-zero `addr` dissolves the association.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         let dst = to_v4(addr)?;
         self.api
@@ -247,6 +267,7 @@ impl UdpSocket {
         Ok(n.saturating_sub(UDP_HDR))
     }
 
+    /// Sends one datagram of `buf` to `addr`; returns the bytes sent.
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
         self.send_inner(buf, Some(to_v4(addr)?))
     }
@@ -256,6 +277,8 @@ impl UdpSocket {
         self.send_inner(buf, None)
     }
 
+    /// Receives one datagram into `buf` (the excess of a longer one is
+    /// dropped, as on Linux); returns its length and sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
             let mut hdr = [0u8; UDP_HDR];
@@ -280,22 +303,28 @@ impl UdpSocket {
         }
     }
 
+    /// Receives one datagram from the connected peer; returns its length.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_from(buf).map(|(n, _)| n)
     }
 
+    /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         addr_of(&self.api.ask(op::GETSOCKNAME, &self.fd, 0, None)?)
     }
 
+    /// The connected peer (`ENOTCONN` if not connected).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         addr_of(&self.api.ask(op::GETPEERNAME, &self.fd, 0, None)?)
     }
 
+    /// Makes receives return `WouldBlock` instead of waiting (`on` = true).
     pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         crate::daemon::set_blocking_mode(&self.fd, on)
     }
 
+    /// Receive timeout (`None` = block forever); a timed-out receive fails
+    /// with `WouldBlock`, as `SO_RCVTIMEO` does.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         let tv = nix::sys::time::TimeVal::from(libc_timeval(t));
         nix::sys::socket::setsockopt(&self.fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)?;

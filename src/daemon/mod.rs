@@ -37,6 +37,7 @@ pub(crate) use fdio::recv_blocking;
 /// Where and to whom the control socket is offered.
 #[derive(Clone, Debug)]
 pub struct ApiOptions {
+    /// Filesystem path of the `AF_UNIX` control socket; an old file there is replaced.
     pub path: PathBuf,
     /// Permission bits of the socket file (0o600: root only).
     pub mode: u32,
@@ -53,6 +54,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Creates the control socket (mode and group from `opts`) and starts the
+    /// daemon thread serving it over `net`. Errors are one-line messages.
     pub fn start(net: &Net, opts: &ApiOptions) -> Result<Daemon, String> {
         raise_fd_limit();
         let listener = open_control_socket(opts)?;
@@ -74,10 +77,13 @@ impl Daemon {
         })
     }
 
+    /// The control socket's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Stops the daemon thread (waiting for it), which closes every client's
+    /// descriptors, and removes the socket file. Idempotent.
     pub fn stop(&mut self) {
         let _ = self.stop.write(1);
         if let Some(t) = self.thread.take() {

@@ -17,7 +17,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+/// First two bytes of every message: rejects a stray peer speaking another protocol.
 pub const MAGIC: [u8; 2] = *b"TS";
+/// Protocol version in byte 2; a mismatched client and daemon refuse each other.
 pub const VERSION: u8 = 1;
 /// Every request and reply is this long.
 pub const MSG_LEN: usize = 24;
@@ -30,6 +32,7 @@ pub mod op {
     pub const HELLO: u8 = 1;
     /// `a` = `TCP` or `UDP`; the reply carries the new socket's fd.
     pub const SOCKET: u8 = 2;
+    /// Bind the socket to `addr` (port 0 = an ephemeral port).
     pub const BIND: u8 = 3;
     /// `a` = backlog; the reply carries the listening fd that replaces the
     /// socket's (the client `dup2`s it over the old number).
@@ -37,7 +40,9 @@ pub mod op {
     /// `a` = 1 for a non-blocking connect (reply `EINPROGRESS` at once).
     /// `addr` all zero on UDP: dissolve the association (AF_UNSPEC).
     pub const CONNECT: u8 = 5;
+    /// The reply's `addr` is the socket's local address.
     pub const GETSOCKNAME: u8 = 6;
+    /// The reply's `addr` is the connected peer's address (`ENOTCONN` if none).
     pub const GETPEERNAME: u8 = 7;
     /// `a` = option (`opt::*`), `b` = value.
     pub const SETOPT: u8 = 8;
@@ -51,19 +56,24 @@ pub mod op {
     pub const EOF_CHECK: u8 = 11;
 }
 
-/// Socket kinds for `op::SOCKET`.
+/// `op::SOCKET` kind: a TCP stream socket.
 pub const TCP: u32 = 1;
+/// `op::SOCKET` kind: a UDP datagram socket.
 pub const UDP: u32 = 2;
 
 /// Options for `op::SETOPT` / `op::GETOPT`.
 pub mod opt {
+    /// value: 0 = Nagle on (RFC 896), else off.
     pub const TCP_NODELAY: u32 = 1;
     /// value: 0 off, else on.
     pub const SO_KEEPALIVE: u32 = 2;
     /// value: 0 = off, 1 = on with a zero timeout (abort on close).
     pub const SO_LINGER_ABORT: u32 = 3;
+    /// value: idle seconds before the first keepalive probe (RFC 1122 4.2.3.6).
     pub const TCP_KEEPIDLE: u32 = 4;
+    /// value: seconds between keepalive probes.
     pub const TCP_KEEPINTVL: u32 = 5;
+    /// value: probes unanswered before the connection is dropped.
     pub const TCP_KEEPCNT: u32 = 6;
     /// GETOPT only: the TCP state (Linux numbering, TCP_ESTABLISHED = 1).
     pub const TCP_STATE: u32 = 7;
@@ -72,22 +82,31 @@ pub mod opt {
 /// One message (request or reply). Replies use `errno` (0 = success).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Msg {
+    /// Operation, one of `op::*`; a reply carries its request's.
     pub op: u8,
+    /// Reply only: 0 = success, else a Linux errno value.
     pub errno: i32,
+    /// First operation-specific argument (see each `op::*`).
     pub a: u32,
+    /// Second operation-specific argument (see each `op::*`).
     pub b: u32,
+    /// Address argument or result; `None` is sent as all zero (0.0.0.0:0).
     pub addr: Option<SocketAddrV4>,
 }
 
 /// Why a packet is not a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BadMsg {
+    /// The packet is not `MSG_LEN` long or its length field disagrees.
     Length,
+    /// The first two bytes are not `MAGIC`.
     Magic,
+    /// The version byte is not `VERSION`.
     Version,
 }
 
 impl Msg {
+    /// A request for `op` with every other field zero.
     pub fn request(op: u8) -> Msg {
         Msg {
             op,
@@ -95,6 +114,7 @@ impl Msg {
         }
     }
 
+    /// The `MSG_LEN`-byte wire form of this message.
     pub fn encode(&self) -> [u8; MSG_LEN] {
         let mut b = [0u8; MSG_LEN];
         b[0..2].copy_from_slice(&MAGIC);
@@ -142,6 +162,8 @@ impl Msg {
 /// errno is an asynchronous error such as ECONNREFUSED, with no payload).
 pub const UDP_HDR: usize = 8;
 
+/// The header for a datagram to or from `addr` (`None` = the connected peer)
+/// with asynchronous error `errno` (0 = none).
 pub fn udp_header(addr: Option<SocketAddrV4>, errno: u16) -> [u8; UDP_HDR] {
     let mut h = [0u8; UDP_HDR];
     if let Some(a) = addr {
@@ -152,6 +174,7 @@ pub fn udp_header(addr: Option<SocketAddrV4>, errno: u16) -> [u8; UDP_HDR] {
     h
 }
 
+/// Splits a UDP header into its address (`None` if all zero) and errno.
 pub fn parse_udp_header(h: &[u8; UDP_HDR]) -> (Option<SocketAddrV4>, u16) {
     let ip = Ipv4Addr::new(h[0], h[1], h[2], h[3]);
     let port = u16::from_be_bytes([h[4], h[5]]);
@@ -164,8 +187,10 @@ pub fn parse_udp_header(h: &[u8; UDP_HDR]) -> (Option<SocketAddrV4>, u16) {
 /// The accepting side answers each with one byte (`ACCEPT_ACK`) so the
 /// daemon knows how many wait unaccepted (the backlog).
 pub const ACCEPT_REC: usize = 12;
+/// The byte the accepting side sends back for each `ACCEPT_REC` it takes.
 pub const ACCEPT_ACK: u8 = 0xAC;
 
+/// The record announcing an accepted connection from `peer` to `local`.
 pub fn accept_record(peer: SocketAddrV4, local: SocketAddrV4) -> [u8; ACCEPT_REC] {
     let mut r = [0u8; ACCEPT_REC];
     r[0..4].copy_from_slice(&peer.ip().octets());
@@ -175,6 +200,7 @@ pub fn accept_record(peer: SocketAddrV4, local: SocketAddrV4) -> [u8; ACCEPT_REC
     r
 }
 
+/// Splits an accept record into (peer, local).
 pub fn parse_accept_record(r: &[u8; ACCEPT_REC]) -> (SocketAddrV4, SocketAddrV4) {
     let peer = SocketAddrV4::new(
         Ipv4Addr::new(r[0], r[1], r[2], r[3]),

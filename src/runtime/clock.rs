@@ -4,17 +4,20 @@
 use crate::stack::Instant;
 
 #[derive(Clone, Copy, Debug)]
+/// The stack's clock: microseconds since the clock was created.
 pub struct Clock {
     origin: std::time::Instant,
 }
 
 impl Clock {
+    /// A clock starting at zero now.
     pub fn new() -> Clock {
         Clock {
             origin: std::time::Instant::now(),
         }
     }
 
+    /// Microseconds since `new`, as the core's `Instant`.
     pub fn now(&self) -> Instant {
         Instant::from_micros(self.origin.elapsed().as_micros() as u64)
     }

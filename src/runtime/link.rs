@@ -11,13 +11,17 @@ use crate::stack::Instant;
 use crate::trace::describe_frame;
 
 #[derive(Clone, Debug, Default)]
+/// What the link does to every frame besides passing it on.
 pub struct LinkOptions {
+    /// Write every frame, both directions, to this pcap file.
     pub pcap: Option<std::path::PathBuf>,
+    /// Log a one-line decode of every frame (target `TRACE_TARGET`).
     pub trace: bool,
     /// Applied to frames in both directions, with independent streams.
     pub fault: FaultConfig,
 }
 
+/// The per-frame taps and faults between the stack and the device.
 pub struct Link {
     pcap: Option<PcapWriter>,
     trace: bool,
@@ -25,9 +29,12 @@ pub struct Link {
     fault_tx: Option<FaultInjector>,
 }
 
+/// `log` target of the `--trace` lines, so they can be filtered apart.
 pub const TRACE_TARGET: &str = "tapstack::trace";
 
 impl Link {
+    /// Opens the pcap file (if any) and seeds the fault injectors; errors are
+    /// one-line messages.
     pub fn new(opts: &LinkOptions) -> Result<Link, String> {
         let pcap = match &opts.pcap {
             Some(path) => Some(open_pcap(path)?),
@@ -122,12 +129,14 @@ impl Link {
         }
     }
 
+    /// When a frame held back by a fault injector (delay) is due, if any.
     pub fn poll_at(&self) -> Option<Instant> {
         let rx = self.fault_rx.as_ref().and_then(FaultInjector::poll_at);
         let tx = self.fault_tx.as_ref().and_then(FaultInjector::poll_at);
         crate::stack::time::earliest(rx, tx)
     }
 
+    /// Flushes the pcap file so that a reader sees every frame so far.
     pub fn flush_capture(&mut self) {
         if let Some(p) = &mut self.pcap {
             let _ = p.flush();

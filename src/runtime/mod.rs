@@ -31,7 +31,9 @@ use link::Link;
 pub type PollId = u64;
 
 #[derive(Default)]
+/// One `Poll` registry: the sockets it watches and those with news.
 pub struct PollState {
+    /// Signalled when a registered socket has an event; `Poll::poll` waits on it.
     pub cond: Arc<Condvar>,
     /// socket -> (token, interest: readable, writable)
     pub registered: HashMap<SocketId, (usize, bool, bool)>,
@@ -44,13 +46,18 @@ pub struct PollState {
     notified: bool,
 }
 
+/// Everything behind the core mutex: the stack, its clock, the link and
+/// the wait registries. Locked briefly by every socket operation.
 pub struct Core {
+    /// The sans-I/O protocol core.
     pub stack: Stack,
+    /// The clock the core's timers run on.
     pub clock: Clock,
     link: Link,
     device: Arc<dyn Device>,
     /// One condition per socket: a blocked call waits on its socket only.
     waiters: HashMap<SocketId, Waiter>,
+    /// The `Poll` registries, by id.
     pub polls: HashMap<PollId, PollState>,
     socket_polls: HashMap<SocketId, Vec<PollId>>,
     next_poll: PollId,
@@ -102,7 +109,9 @@ struct Sleep {
     want_write: bool,
 }
 
+/// What the stack thread and the application threads share.
 pub struct Shared {
+    /// The core; lock it with `lock` (which survives a poisoned mutex).
     pub core: Mutex<Core>,
     wake: EventFd,
     join: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -116,6 +125,7 @@ fn stopped_error(why: &str) -> io::Error {
 }
 
 impl Core {
+    /// The current time on the core's clock.
     pub fn now(&self) -> Instant {
         self.clock.now()
     }
@@ -150,6 +160,7 @@ impl Core {
         }
     }
 
+    /// Creates an empty `Poll` registry and returns its id.
     pub fn new_poll(&mut self) -> PollId {
         self.next_poll += 1;
         self.polls.insert(self.next_poll, PollState::default());
@@ -175,6 +186,7 @@ impl Core {
         }
     }
 
+    /// Removes a `Poll` registry and all its registrations.
     pub fn drop_poll(&mut self, p: PollId) {
         if let Some(state) = self.polls.remove(&p) {
             for id in state.registered.keys() {
@@ -185,6 +197,8 @@ impl Core {
         }
     }
 
+    /// Registers `id` in poll `p` under `token`, for readable and/or writable
+    /// events. It is checked at once (hinted), as it may already be ready.
     pub fn register(&mut self, p: PollId, id: SocketId, token: usize, read: bool, write: bool) {
         if let Some(state) = self.polls.get_mut(&p) {
             state.registered.insert(id, (token, read, write));
@@ -196,6 +210,7 @@ impl Core {
         }
     }
 
+    /// Stops watching `id` in poll `p`.
     pub fn deregister(&mut self, p: PollId, id: SocketId) {
         if let Some(state) = self.polls.get_mut(&p) {
             state.registered.remove(&id);
@@ -206,6 +221,7 @@ impl Core {
         }
     }
 
+    /// What `id` is ready for now.
     pub fn readiness(&self, id: SocketId) -> Readiness {
         readiness_of(&self.stack, id)
     }
@@ -381,6 +397,8 @@ impl Core {
         crate::stack::time::earliest(self.stack.poll_at(), self.link.poll_at())
     }
 
+    /// Whether the stack thread is asleep in `poll()`, waiting for frames or
+    /// its next deadline (for tests of the wake-up logic).
     pub fn stack_thread_sleeping(&self) -> bool {
         self.sleeping.is_some()
     }
@@ -445,6 +463,8 @@ fn unlock_and_wake(shared: &Shared, mut core: MutexGuard<'_, Core>, wake_stack: 
 }
 
 impl Shared {
+    /// Locks the core. A poisoned mutex is taken anyway: the core is consistent
+    /// between operations, so one panicked thread must not stop every other.
     pub fn lock(&self) -> MutexGuard<'_, Core> {
         // A panic elsewhere must not turn every later call into a panic:
         // the core's state stays consistent between operations.
