@@ -14,6 +14,8 @@ use super::counters::Counters;
 use super::time::Instant;
 
 #[derive(Clone, Debug)]
+/// ARP cache timers and bounds (`IfaceConfig::arp`); every bound stops a
+/// flood of frames from growing memory.
 pub struct ArpConfig {
     /// How long an answer stays valid (Linux's base_reachable_time is 30 s,
     /// randomized; a fixed 60 s keeps behaviour predictable for learners).
@@ -25,8 +27,11 @@ pub struct ArpConfig {
     pub request_interval: Duration,
     /// Requests sent before the queued datagrams are dropped.
     pub max_requests: u32,
+    /// Most addresses cached; a new one beyond it evicts an old entry.
     pub max_entries: usize,
+    /// Frames queued per unresolved address; more are dropped (counted).
     pub max_pending_per_addr: usize,
+    /// Frames queued across all unresolved addresses.
     pub max_pending_total: usize,
     /// A different address for a known neighbour is ignored within this
     /// long of the last update (Linux's neigh locktime, 1 s): a stray or
@@ -69,12 +74,18 @@ struct Pending {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Resolution {
     /// Send to this MAC; if `refresh` is set, also send a request now.
-    Known { mac: EthernetAddress, refresh: bool },
+    Known {
+        /// The neighbour's link-layer address.
+        mac: EthernetAddress,
+        /// The entry is close to expiry: re-request it (RFC 1122 2.3.2.1).
+        refresh: bool,
+    },
     /// Queue the frame with `queue`; not resolved yet.
     Unknown,
 }
 
 #[derive(Debug, Default)]
+/// The neighbour table (RFC 826) and the frames waiting for an answer.
 pub struct ArpCache {
     config: ArpConfig,
     entries: HashMap<Ipv4Addr, Entry>,
@@ -83,6 +94,7 @@ pub struct ArpCache {
 }
 
 impl ArpCache {
+    /// An empty cache with bounds from `config`.
     pub fn new(config: ArpConfig) -> ArpCache {
         ArpCache {
             config,
@@ -90,6 +102,8 @@ impl ArpCache {
         }
     }
 
+    /// How to reach `ip` at `now`: its MAC (and whether to refresh the entry)
+    /// or `Unknown` (an expired entry counts as unknown).
     pub fn lookup(&mut self, now: Instant, ip: Ipv4Addr) -> Resolution {
         let Some(entry) = self.entries.get_mut(&ip) else {
             return Resolution::Unknown;
@@ -224,6 +238,7 @@ impl ArpCache {
         requests
     }
 
+    /// When the next request for a pending address is due.
     pub fn poll_at(&self) -> Option<Instant> {
         let interval = self.config.request_interval;
         self.pending
@@ -232,10 +247,12 @@ impl ArpCache {
             .min()
     }
 
+    /// Frames queued waiting for an answer, across all addresses.
     pub fn pending_frames(&self) -> usize {
         self.pending_frames
     }
 
+    /// The cached MAC of `ip`, whether or not the entry has expired.
     pub fn get(&self, ip: Ipv4Addr) -> Option<EthernetAddress> {
         self.entries.get(&ip).map(|e| e.mac)
     }

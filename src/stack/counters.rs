@@ -9,27 +9,33 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Default, Clone, Debug)]
+/// Event counters by `layer.reason` name; a counter never set reads 0.
 pub struct Counters {
     map: BTreeMap<&'static str, u64>,
 }
 
 impl Counters {
+    /// No counters set.
     pub fn new() -> Counters {
         Counters::default()
     }
 
+    /// Adds one to counter `name`.
     pub fn inc(&mut self, name: &'static str) {
         self.add(name, 1);
     }
 
+    /// Adds `n` to counter `name`.
     pub fn add(&mut self, name: &'static str, n: u64) {
         *self.map.entry(name).or_insert(0) += n;
     }
 
+    /// The value of counter `name` (0 if never set).
     pub fn get(&self, name: &str) -> u64 {
         self.map.get(name).copied().unwrap_or(0)
     }
 
+    /// Every counter that was set, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.map.iter().map(|(k, v)| (*k, *v))
     }

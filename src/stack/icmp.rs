@@ -12,14 +12,23 @@ use super::iface::Interface;
 use super::ip::IpSink;
 use super::time::Instant;
 
+/// ICMP type 0, Echo Reply (RFC 792).
 pub const TYPE_ECHO_REPLY: u8 = 0;
+/// ICMP type 3, Destination Unreachable (RFC 792).
 pub const TYPE_DEST_UNREACHABLE: u8 = 3;
+/// ICMP type 8, Echo Request (RFC 792).
 pub const TYPE_ECHO_REQUEST: u8 = 8;
+/// ICMP type 11, Time Exceeded (RFC 792).
 pub const TYPE_TIME_EXCEEDED: u8 = 11;
+/// ICMP type 12, Parameter Problem (RFC 792).
 pub const TYPE_PARAMETER_PROBLEM: u8 = 12;
+/// Destination Unreachable code 2: no handler for the IP protocol.
 pub const CODE_PROTOCOL_UNREACHABLE: u8 = 2;
+/// Destination Unreachable code 3: no socket on the UDP port.
 pub const CODE_PORT_UNREACHABLE: u8 = 3;
+/// Destination Unreachable code 4: fragmentation needed and DF set (RFC 1191).
 pub const CODE_FRAG_NEEDED: u8 = 4;
+/// Time Exceeded code 1: fragment reassembly timed out (RFC 792).
 pub const CODE_REASSEMBLY_TIME_EXCEEDED: u8 = 1;
 
 /// RFC 1812 4.3.2.3 / Linux: quote as much of the offending datagram as
@@ -37,6 +46,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// A full bucket of `burst` tokens, refilled at `per_sec` tokens a second.
     pub fn new(per_sec: u32, burst: u32) -> RateLimiter {
         RateLimiter {
             tokens: burst as f64,
@@ -46,6 +56,8 @@ impl RateLimiter {
         }
     }
 
+    /// Takes a token if one is left at `now` (after refilling for the time
+    /// since the last call); false = do not send this error.
     pub fn allow(&mut self, now: Instant) -> bool {
         let elapsed = (now - self.last).as_secs_f64();
         self.last = now;
@@ -62,7 +74,9 @@ impl RateLimiter {
 /// An ICMP error about a datagram we sent, for the transport it concerns.
 #[derive(Debug)]
 pub struct IcmpError<'a> {
+    /// ICMP type (`TYPE_*`).
     pub icmp_type: u8,
+    /// ICMP code (`CODE_*` for the type).
     pub code: u8,
     /// Next-hop MTU for "fragmentation needed" (RFC 1191), else 0.
     pub next_hop_mtu: u16,
@@ -72,16 +86,22 @@ pub struct IcmpError<'a> {
     pub quoted: &'a [u8],
     /// The quoted transport bytes (at least 8).
     pub quoted_payload: &'a [u8],
+    /// Destination of the quoted datagram (the peer the error is about).
     pub quoted_dst: Ipv4Addr,
 }
 
 #[derive(Debug)]
+/// Answers echo requests, generates rate-limited errors and parses errors
+/// about our own datagrams.
 pub struct IcmpLayer {
     limiter: RateLimiter,
+    /// Counters (`icmp.*`).
     pub counters: Counters,
 }
 
 impl IcmpLayer {
+    /// A layer whose generated errors are limited to `per_sec` a second with
+    /// bursts of `burst` (Linux: 1000 and 50).
     pub fn new(per_sec: u32, burst: u32) -> IcmpLayer {
         IcmpLayer {
             limiter: RateLimiter::new(per_sec, burst),

@@ -17,19 +17,27 @@ use super::ip::IpSink;
 use super::ipv4::fragment::fragment_ranges;
 use super::time::Instant;
 
+/// Ethernet II header length: destination, source, EtherType (no VLAN tag).
 pub const ETH_HEADER: usize = 14;
+/// IPv4 header length without options (RFC 791); we never send options.
 pub const IPV4_HEADER: usize = 20;
 /// Largest IPv4 datagram (RFC 791 total length field).
 pub const IPV4_MAX_TOTAL: usize = 65_535;
 const TTL: u8 = 64;
 
 #[derive(Clone, Debug)]
+/// The link identity and interface bounds (`StackConfig::iface`).
 pub struct IfaceConfig {
+    /// Our MAC address, the source of every frame.
     pub mac: EthernetAddress,
+    /// Our IPv4 address and the on-link subnet (its prefix decides what is
+    /// resolved directly and what goes to the gateway).
     pub cidr: Ipv4Cidr,
+    /// Next hop for destinations outside `cidr`; `None` = they are unreachable.
     pub gateway: Option<Ipv4Addr>,
     /// Link MTU: the largest IP datagram in one frame.
     pub mtu: usize,
+    /// ARP cache size and timers.
     pub arp: ArpConfig,
     /// Frames the outbox holds before it drops (the runtime drains it after
     /// every batch, so this only fills when the TAP pushes back).
@@ -45,6 +53,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// A zeroed buffer of `len` bytes, from the free list when one is there.
     pub fn alloc(&mut self, len: usize) -> Vec<u8> {
         let mut buf = self.free.pop().unwrap_or_default();
         buf.clear();
@@ -52,6 +61,7 @@ impl Outbox {
         buf
     }
 
+    /// Returns a buffer to the free list (at most 256 kept; the rest are freed).
     pub fn recycle(&mut self, buf: Vec<u8>) {
         if self.free.len() < 256 {
             self.free.push(buf);
@@ -67,6 +77,7 @@ impl Outbox {
         self.queue.push_back(frame);
     }
 
+    /// The oldest queued frame.
     pub fn pop(&mut self) -> Option<Vec<u8>> {
         self.queue.pop_front()
     }
@@ -76,10 +87,12 @@ impl Outbox {
         self.queue.push_front(frame);
     }
 
+    /// Number of frames queued.
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
+    /// Whether no frame is queued.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
@@ -96,9 +109,13 @@ struct Ipv4Fields {
 /// The link and network layers of the stack, minus the transports.
 #[derive(Debug)]
 pub struct Interface {
+    /// The configuration it was built with.
     pub config: IfaceConfig,
+    /// IPv4-to-MAC resolution (RFC 826) and packets waiting for it.
     pub arp: ArpCache,
+    /// Frames ready for the device.
     pub outbox: Outbox,
+    /// Drop and event counters for every layer (`layer.reason`).
     pub counters: Counters,
     next_ident: u16,
     /// Scratch space for datagrams that must be fragmented.
@@ -107,15 +124,20 @@ pub struct Interface {
 
 /// An IPv4 datagram addressed to us, ready for the transports.
 pub struct Datagram<'a> {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination: our address or a broadcast one.
     pub dst: Ipv4Addr,
+    /// Transport protocol (IPv4 protocol field).
     pub protocol: IpProtocol,
     /// IP header of the (first fragment of the) datagram, for ICMP errors.
     pub header: &'a [u8],
+    /// The transport header and data (reassembled if it was fragmented).
     pub payload: &'a [u8],
 }
 
 impl Interface {
+    /// An interface for `config`; `seed` seeds the IP identification counter.
     pub fn new(config: IfaceConfig, seed: u64) -> Interface {
         Interface {
             arp: ArpCache::new(config.arp.clone()),
@@ -130,10 +152,12 @@ impl Interface {
         }
     }
 
+    /// Our IPv4 address.
     pub fn addr(&self) -> Ipv4Addr {
         self.config.cidr.address()
     }
 
+    /// Whether `ip` is the limited (255.255.255.255) or our subnet's broadcast.
     pub fn is_broadcast(&self, ip: Ipv4Addr) -> bool {
         ip == Ipv4Addr::BROADCAST || Some(ip) == self.config.cidr.broadcast()
     }
@@ -220,6 +244,8 @@ impl Interface {
         }
     }
 
+    /// Queues an ARP packet (RFC 826) of operation `op` for `target`; a
+    /// request is broadcast, a reply goes to `target_mac`.
     pub fn send_arp(&mut self, op: ArpOperation, target_mac: EthernetAddress, target: Ipv4Addr) {
         let repr = ArpRepr::EthernetIpv4 {
             operation: op,
@@ -239,6 +265,7 @@ impl Interface {
         self.outbox.push(buf, &mut self.counters);
     }
 
+    /// Broadcasts an ARP request for `target` (counted in `arp.request_sent`).
     pub fn send_arp_request(&mut self, target: Ipv4Addr) {
         self.counters.inc("arp.request_sent");
         self.send_arp(ArpOperation::Request, EthernetAddress([0; 6]), target);

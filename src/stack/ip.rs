@@ -7,6 +7,8 @@ use smoltcp::wire::{IpProtocol, Ipv4Address};
 
 use super::time::Instant;
 
+/// Where a transport sends its datagrams: the IPv4 layer in the stack,
+/// `RecordingSink` in unit tests.
 pub trait IpSink {
     /// Sends one datagram from our address to `dst`. `fill` is called once
     /// with a zeroed buffer of exactly `payload_len` bytes to write the
@@ -32,12 +34,16 @@ pub trait IpSink {
 
 /// An `IpSink` that records what it is given, for unit tests of transports.
 pub struct RecordingSink {
+    /// Our address (the source of every datagram).
     pub local: Ipv4Address,
+    /// Link MTU: `max_payload_unfragmented` is this minus 20.
     pub mtu: usize,
+    /// Every datagram sent: (destination, protocol, payload).
     pub sent: Vec<(Ipv4Address, IpProtocol, Vec<u8>)>,
 }
 
 impl RecordingSink {
+    /// A sink with address `local` on a link of MTU `mtu`, nothing sent yet.
     pub fn new(local: Ipv4Address, mtu: usize) -> RecordingSink {
         RecordingSink {
             local,

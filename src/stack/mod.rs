@@ -73,9 +73,15 @@ struct Datagram<'a> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct StackConfig {
+    /// Link identity and interface bounds: MAC, address/prefix, gateway, MTU,
+    /// ARP cache and the outgoing frame queue.
     pub iface: IfaceConfig,
+    /// UDP bounds (sockets, queued datagrams per socket).
     pub udp: UdpConfig,
+    /// TCP behaviour and bounds (buffers, timers, congestion control).
     pub tcp: TcpConfig,
+    /// Bounds on IPv4 fragment reassembly (RFC 791 / RFC 815), against
+    /// memory exhaustion by fragments that never complete.
     pub reassembly: ReassemblyConfig,
     /// ICMP errors per second and burst (Linux: 1000 and 50).
     pub icmp_rate: (u32, u32),
@@ -106,11 +112,20 @@ impl StackConfig {
     }
 }
 
+/// The sans-I/O protocol core: frames in (`receive`), frames out
+/// (`poll_transmit`), timers driven by the caller's `now` (`poll_at`,
+/// `dispatch`). It never reads a clock or touches a device.
 pub struct Stack {
+    /// Ethernet, ARP and IPv4 in and out: routing, next-hop resolution, the
+    /// outgoing frame queue.
     pub iface: Interface,
+    /// Reassembles fragmented IPv4 datagrams before they reach a transport.
     pub reassembler: Reassembler,
+    /// ICMP: echo replies and rate-limited error messages (RFC 792, RFC 1122 3.2.2).
     pub icmp: IcmpLayer,
+    /// UDP sockets (RFC 768).
     pub udp: UdpLayer,
+    /// TCP sockets and connections (RFC 9293).
     pub tcp: TcpLayer,
     events: Vec<SocketId>,
     /// Reused while collecting each layer's events (no allocation per frame).
@@ -144,6 +159,7 @@ impl Stack {
         }
     }
 
+    /// The interface's IPv4 address.
     pub fn addr(&self) -> Ipv4Addr {
         self.iface.addr()
     }
@@ -323,6 +339,8 @@ impl Stack {
         self.iface.outbox.pop()
     }
 
+    /// Gives a sent frame's buffer back, so that later frames reuse it
+    /// instead of allocating.
     pub fn recycle(&mut self, frame: Vec<u8>) {
         self.iface.outbox.recycle(frame);
     }

@@ -15,6 +15,7 @@ pub fn os_random_u64() -> u64 {
 }
 
 #[derive(Clone, Debug)]
+/// xoshiro256** state; the same seed always gives the same sequence.
 pub struct Rng {
     s: [u64; 4],
 }
@@ -28,6 +29,8 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 impl Rng {
+    /// A generator seeded from `seed` (state expanded by SplitMix64, so any
+    /// seed, even 0, gives a usable state).
     pub fn new(seed: u64) -> Rng {
         let mut st = seed;
         Rng {
@@ -46,6 +49,7 @@ impl Rng {
         Rng::new(os_random_u64())
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;
@@ -58,6 +62,7 @@ impl Rng {
         result
     }
 
+    /// The next 32 random bits (the high half of `next_u64`, the better ones).
     pub fn next_u32(&mut self) -> u32 {
         (self.next_u64() >> 32) as u32
     }
@@ -80,6 +85,7 @@ impl Rng {
         lo + self.next_u64() % (hi - lo)
     }
 
+    /// Fills `buf` with random bytes.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             let v = self.next_u64().to_le_bytes();

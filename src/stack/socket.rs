@@ -18,6 +18,8 @@ pub struct Readiness {
 /// Identifies a socket across transports, for readiness events.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SocketId {
+    /// A UDP socket, by its handle in the UDP layer.
     Udp(u32),
+    /// A TCP socket (listener or connection), by its handle in the TCP layer.
     Tcp(u32),
 }

@@ -13,28 +13,34 @@ pub struct Instant {
 }
 
 impl Instant {
+    /// The clock's origin.
     pub const ZERO: Instant = Instant { micros: 0 };
 
+    /// The instant `micros` microseconds after the origin.
     pub const fn from_micros(micros: u64) -> Instant {
         Instant { micros }
     }
 
+    /// The instant `millis` milliseconds after the origin.
     pub const fn from_millis(millis: u64) -> Instant {
         Instant {
             micros: millis * 1000,
         }
     }
 
+    /// The instant `secs` seconds after the origin.
     pub const fn from_secs(secs: u64) -> Instant {
         Instant {
             micros: secs * 1_000_000,
         }
     }
 
+    /// Microseconds since the origin.
     pub const fn total_micros(self) -> u64 {
         self.micros
     }
 
+    /// Milliseconds since the origin, rounded down.
     pub const fn total_millis(self) -> u64 {
         self.micros / 1000
     }

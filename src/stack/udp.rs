@@ -22,11 +22,13 @@ const HEADER: usize = 8;
 pub const EPHEMERAL_PORTS: std::ops::Range<u16> = 32768..61000;
 
 #[derive(Clone, Debug)]
+/// Per-socket receive bounds of the UDP layer (`StackConfig::udp`).
 pub struct UdpConfig {
     /// Bytes of payload a socket queues before new datagrams are dropped.
     pub rx_queue_bytes: usize,
     /// Datagrams a socket queues before new ones are dropped.
     pub rx_queue_datagrams: usize,
+    /// Seed for ephemeral port choice; `None` = entropy.
     pub seed: Option<u64>,
 }
 
@@ -41,6 +43,7 @@ impl Default for UdpConfig {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+/// A UDP socket in the `UdpLayer` (an index, reused after `close`).
 pub struct UdpHandle(pub u32);
 
 #[derive(Debug)]
@@ -54,6 +57,8 @@ struct Socket {
 }
 
 #[derive(Debug)]
+/// The UDP sockets (RFC 768): port table, receive queues, and errors
+/// from ICMP.
 pub struct UdpLayer {
     config: UdpConfig,
     sockets: Vec<Option<Socket>>,
@@ -64,6 +69,7 @@ pub struct UdpLayer {
     /// Buffers of datagrams already read, reused for the next ones so the
     /// receive path does not allocate per datagram.
     spare: Vec<Vec<u8>>,
+    /// Counters (`udp.*`).
     pub counters: Counters,
 }
 
@@ -77,6 +83,7 @@ fn no_socket() -> io::Error {
 }
 
 impl UdpLayer {
+    /// A layer with no sockets.
     pub fn new(config: UdpConfig) -> UdpLayer {
         let rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
         UdpLayer {
@@ -156,6 +163,8 @@ impl UdpLayer {
         Ok(UdpHandle(idx))
     }
 
+    /// Closes the socket, freeing its port; queued datagrams are dropped.
+    /// A closed handle is ignored.
     pub fn close(&mut self, h: UdpHandle) {
         let Some(s) = self.sockets.get_mut(h.0 as usize).and_then(Option::take) else {
             return;
@@ -169,6 +178,8 @@ impl UdpLayer {
         self.free.push(h.0);
     }
 
+    /// Sets the socket's default peer and its receive filter; clears a
+    /// pending error.
     pub fn connect(&mut self, h: UdpHandle, remote: SocketAddrV4) -> io::Result<()> {
         let s = self.sock_mut(h)?;
         s.remote = Some(remote);
@@ -176,25 +187,30 @@ impl UdpLayer {
         Ok(())
     }
 
+    /// Allows sending to a broadcast address (`SO_BROADCAST`).
     pub fn set_broadcast(&mut self, h: UdpHandle, on: bool) -> io::Result<()> {
         self.sock_mut(h)?.broadcast = on;
         Ok(())
     }
 
+    /// Whether sending to a broadcast address is allowed.
     pub fn broadcast(&self, h: UdpHandle) -> io::Result<bool> {
         Ok(self.sock(h)?.broadcast)
     }
 
+    /// The socket's local address.
     pub fn local_addr(&self, h: UdpHandle) -> io::Result<SocketAddrV4> {
         Ok(self.sock(h)?.local)
     }
 
+    /// The connected peer (`NotConnected` if none).
     pub fn peer_addr(&self, h: UdpHandle) -> io::Result<SocketAddrV4> {
         self.sock(h)?
             .remote
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "socket is not connected"))
     }
 
+    /// The pending asynchronous error (e.g. ICMP port unreachable), cleared.
     pub fn take_error(&mut self, h: UdpHandle) -> io::Result<Option<io::Error>> {
         Ok(self.sock_mut(h)?.error.take().map(io::Error::from))
     }
@@ -289,6 +305,7 @@ impl UdpLayer {
         Ok((n, from))
     }
 
+    /// What the socket is ready for (a closed handle reads as hung up).
     pub fn readiness(&self, h: UdpHandle) -> Readiness {
         match self.sock(h) {
             Ok(s) => Readiness {
@@ -306,6 +323,7 @@ impl UdpLayer {
         }
     }
 
+    /// Moves the handles that had an event since the last call into `out`.
     pub fn take_events(&mut self, out: &mut Vec<UdpHandle>) {
         out.append(&mut self.events);
     }

@@ -14,9 +14,13 @@ use reassembly::FragKey;
 
 /// A validated IPv4 packet addressed to us.
 pub struct Ipv4Input<'a> {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination: ours or a broadcast one.
     pub dst: Ipv4Addr,
+    /// Transport protocol.
     pub protocol: IpProtocol,
+    /// The IP header, options included.
     pub header: &'a [u8],
     /// Payload without Ethernet padding (bounded by the total length).
     pub payload: &'a [u8],

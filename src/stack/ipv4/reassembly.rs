@@ -31,17 +31,25 @@ pub const FRAGMENT_OVERHEAD: usize = 64;
 /// destination, protocol and identification).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FragKey {
+    /// Source address.
     pub src: Ipv4Addr,
+    /// Destination address.
     pub dst: Ipv4Addr,
+    /// Identification field.
     pub id: u16,
+    /// Protocol field.
     pub protocol: u8,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// Bounds on reassembly (`StackConfig::reassembly`); fragments beyond
+/// them are dropped and counted.
 pub struct ReassemblyConfig {
     /// Bound on buffered bytes across all datagrams: payload plus
     /// `FRAGMENT_OVERHEAD` per fragment plus the saved first header.
     pub max_bytes: usize,
+    /// Most datagrams under reassembly at once; a new one beyond it evicts
+    /// the oldest.
     pub max_datagrams: usize,
     /// Reassembly timer, started by the first fragment to arrive.
     pub timeout: Duration,
@@ -59,7 +67,10 @@ impl Default for ReassemblyConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A datagram put together from its fragments, or (from `expire`) the
+/// start of one that timed out, for the ICMP time exceeded error.
 pub struct Reassembled {
+    /// Which datagram it is.
     pub key: FragKey,
     /// The full reassembled IP payload (from `expire`: up to its first 8
     /// bytes).
@@ -124,6 +135,8 @@ impl Datagram {
 }
 
 #[derive(Debug)]
+/// IPv4 fragment reassembly (RFC 791, holes as in RFC 815) under
+/// `ReassemblyConfig` bounds.
 pub struct Reassembler {
     config: ReassemblyConfig,
     datagrams: HashMap<FragKey, Datagram>,
@@ -139,6 +152,7 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// An empty reassembler.
     pub fn new(config: ReassemblyConfig) -> Self {
         Reassembler {
             config,
