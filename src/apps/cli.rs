@@ -41,6 +41,8 @@ side once, then you run the stack on it with --no-host-config:
     about = "A userspace TCP/IP stack on a Linux TAP device",
     after_help = AFTER_HELP
 )]
+/// The parsed command line: options shared by every subcommand, then the
+/// subcommand.
 pub struct Cli {
     /// TAP interface to use (created if missing, removed on exit if we created it)
     #[arg(
@@ -123,10 +125,16 @@ pub struct Cli {
     /// Group (name or number) given the control socket, allowed to use the stack
     #[arg(long, global = true, value_name = "GROUP", value_parser = super::run::parse_group)]
     pub api_group: Option<nix::unistd::Gid>,
+    // Not a `///` comment: clap would print it in the help text.
+    #[cfg_attr(doc, doc = "What to run on the stack.")]
+    #[cfg_attr(not(doc), allow(missing_docs))]
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Not a `///` comment: clap would print it as the program's `about`.
+#[cfg_attr(doc, doc = "The subcommands: which services run on the stack, or a client.")]
+#[cfg_attr(not(doc), allow(missing_docs))]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the stack only: it answers ARP and ping

@@ -8,6 +8,9 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 /// A fixed locally administered unicast address ("tap" in ASCII).
 pub const DEFAULT_MAC: &str = "02:74:61:70:00:02";
 
+/// Parses `IP/LEN` as the stack's or the host's interface address: a host
+/// address (not the subnet's network, broadcast, multicast, loopback or
+/// 0.0.0.0) with a prefix of 1 to 30 (so the subnet has room for two hosts).
 pub fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
     let Some((ip, len)) = s.split_once('/') else {
         return Err(format!("{s:?} is not a CIDR: write it like 10.0.0.2/24"));
@@ -32,6 +35,7 @@ pub fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
     Ok(cidr)
 }
 
+/// Parses `aa:bb:cc:dd:ee:ff` (six two-digit hex octets) as a unicast MAC.
 pub fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let bytes: Vec<u8> = parts
@@ -77,6 +81,8 @@ pub fn parse_target(s: &str) -> Result<SocketAddrV4, String> {
     Ok(SocketAddrV4::new(ip, port))
 }
 
+/// Parses a probability written as a fraction (`0.01`) or a percentage
+/// (`1%`); it must lie in [0, 1].
 pub fn parse_probability(s: &str) -> Result<f64, String> {
     let p: f64 = s
         .trim_end_matches('%')

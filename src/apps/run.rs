@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use super::cli::Cli;
 use crate::daemon::proto;
 
+/// File name of the LD_PRELOAD shim, looked for next to the `tapstack` binary.
 pub const SHIM: &str = "libtapstack_preload.so";
 
 /// `--api`, else `TAPSTACK_API`, else `/run/tapstack/<TAP>.sock`.
@@ -19,6 +20,8 @@ pub fn api_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(proto::default_path(&cli.tap)))
 }
 
+/// Parses `--api-mode`: octal permission bits, at most 0777, with or
+/// without `0o`.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
@@ -26,6 +29,8 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not a file mode: write it in octal like 0660"))
 }
 
+/// Parses `--api-group`: a group number, or a name looked up in the group
+/// database.
 pub fn parse_group(s: &str) -> Result<nix::unistd::Gid, String> {
     if let Ok(n) = s.parse::<u32>() {
         return Ok(nix::unistd::Gid::from_raw(n));
