@@ -87,6 +87,7 @@ impl Assembler {
         }
     }
 
+    /// Whether no out-of-order data is held.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
@@ -96,6 +97,7 @@ impl Assembler {
         self.ranges.len()
     }
 
+    /// Forgets every range.
     pub fn clear(&mut self) {
         self.ranges.clear();
     }

@@ -59,14 +59,17 @@ impl RingBuffer {
         }
     }
 
+    /// Most bytes it can hold.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Bytes held.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no byte is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

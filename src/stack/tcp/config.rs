@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use super::cc::CcAlgorithm;
 
 #[derive(Clone, Debug)]
+/// TCP behaviour and bounds for every connection (`StackConfig::tcp`).
 pub struct TcpConfig {
     /// Receive buffer per connection (bytes).
     pub rx_buffer: usize,
@@ -18,8 +19,11 @@ pub struct TcpConfig {
     pub syn_retries: u32,
     /// Data retransmissions before giving up (Linux tcp_retries2).
     pub max_retries: u32,
+    /// RTO before the first RTT sample (RFC 6298 2.1: 1 s).
     pub initial_rto: Duration,
+    /// Lower bound of the RTO (Linux: 200 ms; RFC 6298 2.4 says 1 s).
     pub min_rto: Duration,
+    /// Upper bound of the RTO, backoff included (RFC 6298 2.5; Linux: 120 s).
     pub max_rto: Duration,
     /// Delayed-ACK timeout (RFC 9293 3.8.6.3, RFC 5681 4.2).
     pub delayed_ack: Duration,
@@ -28,13 +32,18 @@ pub struct TcpConfig {
     /// Answer SYNs past a full SYN queue with SYN cookies (RFC 4987 3.6;
     /// Linux net.ipv4.tcp_syncookies=1).
     pub syncookies: bool,
+    /// Congestion control algorithm for new connections.
     pub cc: CcAlgorithm,
+    /// Offer and accept SACK (RFC 2018) and recover with it (RFC 6675).
     pub sack: bool,
     /// RACK-TLP loss detection (RFC 8985) on SACK connections; off, loss
     /// is found by RFC 6675 IsLost() and DupThresh (as Linux's
     /// net.ipv4.tcp_recovery).
     pub rack: bool,
+    /// Offer and accept timestamps (RFC 7323 3) for RTT samples and PAWS.
     pub timestamps: bool,
+    /// Offer and accept window scaling (RFC 7323 2), needed for windows over
+    /// 64 KiB.
     pub window_scaling: bool,
     /// Leave the checksum to the device: segments carry only the
     /// pseudo-header sum, as a NIC driver's CHECKSUM_PARTIAL packets do.

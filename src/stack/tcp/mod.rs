@@ -92,6 +92,7 @@ enum TimerKey {
 pub struct TcpLayer {
     config: TcpConfig,
     local_addr: Ipv4Addr,
+    /// Counters (`tcp.*`).
     pub counters: Counters,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
@@ -114,6 +115,8 @@ pub struct TcpLayer {
 }
 
 impl TcpLayer {
+    /// A layer with no sockets, sending from `local_addr`; the ISN secret and
+    /// ephemeral ports come from `config.seed` (or entropy).
     pub fn new(config: TcpConfig, local_addr: Ipv4Addr) -> TcpLayer {
         let (secret, mut rng) = match config.seed {
             Some(s) => {
@@ -144,6 +147,7 @@ impl TcpLayer {
         }
     }
 
+    /// The configuration it was built with.
     pub fn config(&self) -> &TcpConfig {
         &self.config
     }

@@ -82,26 +82,32 @@ impl RttEstimator {
         self.backoff = self.backoff.saturating_add(1);
     }
 
+    /// Forgets the backoff: the RTO is `base_rto` again.
     pub fn reset_backoff(&mut self) {
         self.backoff = 0;
     }
 
+    /// Smoothed RTT (RFC 6298 2.2/2.3); `None` before the first sample.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }
 
+    /// RTT variation (RFC 6298 2.2/2.3); `None` before the first sample.
     pub fn rttvar(&self) -> Option<Duration> {
         self.rttvar
     }
 
+    /// Smallest RTT sampled over the connection's life.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
     }
 
+    /// The most recent RTT sample.
     pub fn latest(&self) -> Option<Duration> {
         self.latest
     }
 
+    /// How many times the RTO has been doubled since the last reset.
     pub fn backoff_count(&self) -> u32 {
         self.backoff
     }

@@ -21,10 +21,12 @@ pub struct Scoreboard {
 }
 
 impl Scoreboard {
+    /// An empty scoreboard.
     pub fn new() -> Self {
         Scoreboard { ranges: Vec::new() }
     }
 
+    /// Forgets every SACKed range.
     pub fn clear(&mut self) {
         self.ranges.clear();
     }
@@ -57,6 +59,7 @@ impl Scoreboard {
         }
     }
 
+    /// Whether the byte at `seq` has been SACKed.
     pub fn is_sacked(&self, seq: Seq) -> bool {
         self.ranges.iter().any(|&(s, e)| seq.in_range(s, e))
     }
@@ -87,10 +90,12 @@ impl Scoreboard {
         cursor.lt(end).then_some((cursor, end))
     }
 
+    /// Bytes SACKed in total.
     pub fn sacked_bytes(&self) -> usize {
         self.ranges.iter().map(|&(s, e)| e.distance_from(s)).sum()
     }
 
+    /// Whether nothing is SACKed.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }

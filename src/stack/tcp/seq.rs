@@ -7,6 +7,8 @@ use std::fmt;
 use std::ops::{Add, AddAssign, Sub};
 
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
+/// A TCP sequence number; compare with the methods (modulo 2^32), never
+/// with `<` on the inner value.
 pub struct Seq(pub u32);
 
 impl Seq {
@@ -21,22 +23,28 @@ impl Seq {
         self.diff(other).max(0) as usize
     }
 
+    /// `self` comes before `other` in sequence space.
     pub fn lt(self, other: Seq) -> bool {
         self.diff(other) < 0
     }
+    /// `self` comes before or is `other`.
     pub fn le(self, other: Seq) -> bool {
         self.diff(other) <= 0
     }
+    /// `self` comes after `other`.
     pub fn gt(self, other: Seq) -> bool {
         self.diff(other) > 0
     }
+    /// `self` comes after or is `other`.
     pub fn ge(self, other: Seq) -> bool {
         self.diff(other) >= 0
     }
 
+    /// The later of the two in sequence space.
     pub fn max(self, other: Seq) -> Seq {
         if self.ge(other) { self } else { other }
     }
+    /// The earlier of the two in sequence space.
     pub fn min(self, other: Seq) -> Seq {
         if self.le(other) { self } else { other }
     }
@@ -46,10 +54,12 @@ impl Seq {
         self.ge(start) && self.lt(end)
     }
 
+    /// The same number as smoltcp's type (for building segments with smoltcp).
     pub fn to_smoltcp(self) -> smoltcp::wire::TcpSeqNumber {
         smoltcp::wire::TcpSeqNumber(self.0 as i32)
     }
 
+    /// From smoltcp's type.
     pub fn from_smoltcp(s: smoltcp::wire::TcpSeqNumber) -> Seq {
         Seq(s.0 as u32)
     }

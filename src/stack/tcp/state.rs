@@ -3,17 +3,30 @@
 use std::fmt;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+/// A connection's state (RFC 9293 3.3.2, figure 5).
 pub enum TcpState {
+    /// No connection (before open, or after it ended).
     Closed,
+    /// Waiting for a SYN (a listening socket).
     Listen,
+    /// Our SYN sent, waiting for the peer's SYN+ACK.
     SynSent,
+    /// SYN received and SYN+ACK sent, waiting for the ACK of it.
     SynReceived,
+    /// Open: data flows both ways.
     Established,
+    /// We closed (FIN sent), waiting for its ACK or the peer's FIN.
     FinWait1,
+    /// Our FIN acknowledged, waiting for the peer's FIN.
     FinWait2,
+    /// The peer closed (its FIN received); we may still send.
     CloseWait,
+    /// Both sides closed at once, waiting for the ACK of our FIN.
     Closing,
+    /// The peer closed first and we then sent our FIN, waiting for its ACK.
     LastAck,
+    /// Both FINs acknowledged; waiting 2*MSL so that stray segments of this
+    /// connection die out before its addresses are reused.
     TimeWait,
 }
 
