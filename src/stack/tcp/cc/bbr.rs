@@ -50,10 +50,16 @@ const EXTRA_ACKED_MAX: Duration = Duration::from_millis(100);
 const ACK_EPOCH_RESET: u64 = 1 << 20;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// BBR's state machine (draft section 4.3).
 pub enum Mode {
+    /// Doubling the sending rate each round until the bandwidth stops growing.
     Startup,
+    /// Emptying the queue that Startup built.
     Drain,
+    /// Steady state: cycling the pacing gain to probe for more bandwidth.
     ProbeBw,
+    /// Cutting the window to `MIN_CWND_SEGS` for a while to measure the
+    /// propagation RTT afresh.
     ProbeRtt,
 }
 
@@ -88,6 +94,7 @@ impl MaxBwFilter {
 }
 
 #[derive(Clone, Debug)]
+/// BBR v1 congestion control state for one connection.
 pub struct Bbr {
     mss: usize,
     cwnd: usize,
@@ -124,6 +131,8 @@ pub struct Bbr {
 }
 
 impl Bbr {
+    /// A controller for a connection of MSS `mss`, starting in Startup at `now`
+    /// with the initial window (RFC 6928).
     pub fn new(mss: usize, now: Instant) -> Self {
         let mss = super::clamp_mss(mss);
         Bbr {
@@ -156,6 +165,7 @@ impl Bbr {
         }
     }
 
+    /// The current state-machine mode.
     pub fn mode(&self) -> Mode {
         self.mode
     }
@@ -165,6 +175,7 @@ impl Bbr {
         self.bw.get(self.round)
     }
 
+    /// The min-RTT (RTprop) estimate; `None` before the first sample.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
     }

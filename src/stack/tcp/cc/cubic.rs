@@ -16,6 +16,7 @@ const BETA: f64 = 0.7;
 const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
 
 #[derive(Debug, Clone)]
+/// CUBIC congestion control state for one connection (RFC 9438).
 pub struct Cubic {
     mss: usize,
     /// Bytes.
@@ -36,6 +37,8 @@ pub struct Cubic {
 }
 
 impl Cubic {
+    /// A controller for a connection of MSS `mss`, in slow start with the
+    /// initial window (RFC 6928).
     pub fn new(mss: usize, _now: Instant) -> Self {
         let mss = super::clamp_mss(mss);
         Cubic {

@@ -14,10 +14,16 @@ use crate::stack::time::Instant;
 pub const INITIAL_WINDOW_SEGMENTS: usize = 10;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
+/// Which congestion control a new connection uses (`--cc`); CUBIC by
+/// default, as on Linux.
 pub enum CcAlgorithm {
+    /// NewReno (RFC 5681, RFC 6582): halve on loss, one segment per RTT in
+    /// congestion avoidance.
     Reno,
     #[default]
+    /// CUBIC (RFC 9438): Linux's default.
     Cubic,
+    /// BBR v1: rate from a bandwidth and min-RTT model, not from loss.
     Bbr,
 }
 
@@ -48,12 +54,16 @@ impl fmt::Display for CcAlgorithm {
     }
 }
 
+/// A congestion controller: the sender tells it about ACKs, losses and
+/// timeouts, and sends no more than `cwnd` bytes in flight.
 pub trait CongestionControl: Send + std::fmt::Debug {
+    /// The algorithm's name as `--cc` spells it (e.g. `"cubic"`).
     fn name(&self) -> &'static str;
     /// Congestion window in bytes.
     fn cwnd(&self) -> usize;
     /// Slow-start threshold in bytes (usize::MAX initially).
     fn ssthresh(&self) -> usize;
+    /// Whether cwnd < ssthresh (RFC 5681 3.1).
     fn in_slow_start(&self) -> bool;
     /// New data cumulatively ACKed outside loss recovery. `bytes_in_flight`
     /// before this ACK; `rtt` the latest smoothed RTT if any. Slow start
@@ -80,6 +90,8 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn on_repeated_timeout(&mut self, now: Instant);
     /// Leaving fast recovery (full ACK): cwnd = ssthresh (RFC 6582 / 6675).
     fn on_recovery_exit(&mut self, now: Instant);
+    /// The connection's MSS changed (e.g. after the handshake); windows kept in
+    /// segments follow it.
     fn set_mss(&mut self, mss: usize);
     /// Whether the controller wants `on_rate_sample` (the sender then
     /// keeps per-segment records even without RACK).

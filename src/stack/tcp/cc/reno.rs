@@ -19,6 +19,8 @@ pub struct Reno {
 }
 
 impl Reno {
+    /// A controller for a connection of MSS `mss`, in slow start with the
+    /// initial window (RFC 6928).
     pub fn new(mss: usize, _now: Instant) -> Self {
         let mss = super::clamp_mss(mss);
         Reno {
