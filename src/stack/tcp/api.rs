@@ -18,24 +18,45 @@ use crate::stack::time::Instant;
 /// Connection statistics (like Linux `struct tcp_info`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpInfo {
+    /// Connection state (RFC 9293 3.3.2).
     pub state: TcpState,
+    /// SND.UNA: oldest unacknowledged sequence number.
     pub snd_una: u32,
+    /// SND.NXT: next sequence number to send.
     pub snd_nxt: u32,
+    /// RCV.NXT: next sequence number expected from the peer.
     pub rcv_nxt: u32,
+    /// SND.WND: the peer's advertised window, scaled, in bytes.
     pub snd_wnd: usize,
+    /// RCV.WND: the window we advertise, in bytes.
     pub rcv_wnd: usize,
+    /// Congestion window, in bytes.
     pub cwnd: usize,
+    /// Slow-start threshold, in bytes (`usize::MAX` before the first loss).
     pub ssthresh: usize,
+    /// Smoothed RTT (RFC 6298); `None` before the first sample.
     pub srtt: Option<Duration>,
+    /// Current retransmission timeout, backoff included.
     pub rto: Duration,
+    /// Segments retransmitted over the connection's life.
     pub retransmitted_segments: u64,
+    /// Bytes retransmitted over the connection's life.
     pub retransmitted_bytes: u64,
+    /// SMSS: the largest segment payload we send, in bytes (from the peer's
+    /// MSS option, RFC 9293 3.7.1).
     pub mss: usize,
+    /// Shift the peer applies to the windows it advertises (RFC 7323 2.2).
     pub snd_wscale: u8,
+    /// Shift we apply to the windows we advertise (RFC 7323 2.2).
     pub rcv_wscale: u8,
+    /// SACK (RFC 2018) was negotiated.
     pub sack: bool,
+    /// Timestamps (RFC 7323) were negotiated.
     pub timestamps: bool,
+    /// Bytes in the network (RFC 6675 estimate): sent, not cumulatively
+    /// acknowledged, less what the peer SACKed.
     pub bytes_in_flight: usize,
+    /// Name of the congestion control in use (`"reno"`, `"cubic"`, `"bbr"`).
     pub congestion_control: &'static str,
 }
 
@@ -244,6 +265,8 @@ impl TcpLayer {
         }
     }
 
+    /// Copies received data into `buf` without consuming it; returns 0 at
+    /// end of stream and `WouldBlock` when nothing is buffered yet.
     pub fn peek(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
         let t = self.conn_ref(h)?;
         if !t.rx.is_empty() {
@@ -382,6 +405,8 @@ impl TcpLayer {
         self.free_conn(h.0);
     }
 
+    /// What the socket is ready for (an unknown handle reads as hung up with
+    /// an error).
     pub fn readiness(&self, h: TcpHandle) -> Readiness {
         let Some(idx) = self.slot_of(h.0) else {
             return Readiness {
@@ -415,6 +440,8 @@ impl TcpLayer {
         }
     }
 
+    /// The state of the socket (`Listen` for a listener, `Closed` for an
+    /// unknown handle).
     pub fn state(&self, h: TcpHandle) -> TcpState {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
             Some(Sock::Listener(_)) => TcpState::Listen,
@@ -423,6 +450,7 @@ impl TcpLayer {
         }
     }
 
+    /// The local address of a listener or connection.
     pub fn local_addr(&self, h: TcpHandle) -> io::Result<SocketAddrV4> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
             Some(Sock::Listener(l)) => Ok(l.local),
@@ -431,6 +459,7 @@ impl TcpLayer {
         }
     }
 
+    /// The peer's address (`NotConnected` for a listener or unknown handle).
     pub fn peer_addr(&self, h: TcpHandle) -> io::Result<SocketAddrV4> {
         Ok(self
             .conn_ref(h)
@@ -438,6 +467,8 @@ impl TcpLayer {
             .remote)
     }
 
+    /// Turns Nagle's algorithm (RFC 896, RFC 9293 3.7.4) off (`true`) or
+    /// on; a listener passes it on to the connections it accepts.
     pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) -> io::Result<()> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => l.opts.nodelay = on,
@@ -448,6 +479,7 @@ impl TcpLayer {
         Ok(())
     }
 
+    /// Whether Nagle's algorithm is off (`TCP_NODELAY`).
     pub fn nodelay(&self, h: TcpHandle) -> io::Result<bool> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
             Some(Sock::Listener(l)) => Ok(l.opts.nodelay),
@@ -456,6 +488,8 @@ impl TcpLayer {
         }
     }
 
+    /// Keepalive (RFC 1122 4.2.3.6): `Some((idle, interval, probes))` or
+    /// `None` = off; on a listener it is inherited by accepted connections.
     pub fn set_keepalive(
         &mut self,
         h: TcpHandle,
@@ -485,6 +519,8 @@ impl TcpLayer {
         Ok(())
     }
 
+    /// Switches the congestion control, restarting the controller if it
+    /// changes (as Linux's `TCP_CONGESTION`); a listener passes it on.
     pub fn set_congestion_control(&mut self, h: TcpHandle, cc: CcAlgorithm) -> io::Result<()> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => l.opts.cc = cc,
@@ -531,6 +567,7 @@ impl TcpLayer {
         Ok(())
     }
 
+    /// A snapshot of the connection's statistics (like Linux's `TCP_INFO`).
     pub fn info(&self, h: TcpHandle) -> io::Result<TcpInfo> {
         let t = self.conn_ref(h)?;
         Ok(TcpInfo {
