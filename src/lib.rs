@@ -7,15 +7,13 @@
 //! A library user needs only this crate: the address types `StackConfig`
 //! takes are re-exported here.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
-#[deny(missing_docs)]
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod apps;
 pub mod client;
 pub mod daemon;
-#[deny(missing_docs)]
 pub mod device;
 pub mod runtime;
 pub mod stack;

@@ -21,6 +21,7 @@ pub struct Slab<T> {
 }
 
 impl<T> Slab<T> {
+    /// An empty slab whose tokens start at `first`.
     pub fn new(first: usize) -> Slab<T> {
         Slab {
             first,
@@ -53,6 +54,7 @@ impl<T> Slab<T> {
             .filter(|i| *i < self.slots.len())
     }
 
+    /// The value at `token`, whatever its generation.
     pub fn get_mut(&mut self, token: Token) -> Option<&mut T> {
         let i = self.index(token)?;
         self.slots[i].1.as_mut()
@@ -65,10 +67,12 @@ impl<T> Slab<T> {
         (slot.0 == generation).then_some(slot.1.as_mut()).flatten()
     }
 
+    /// The generation of the slot at `token` (0 if there is no such slot).
     pub fn generation(&self, token: Token) -> u64 {
         self.index(token).map_or(0, |i| self.slots[i].0)
     }
 
+    /// Removes and returns the value at `token`, freeing its slot for reuse.
     pub fn remove(&mut self, token: Token) -> Option<T> {
         let i = self.index(token)?;
         let value = self.slots[i].1.take()?;
@@ -88,10 +92,12 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    /// Number of values held.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Whether no value is held.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -133,6 +139,7 @@ impl Timers {
         key
     }
 
+    /// Removes the deadline with this key, if any.
     pub fn cancel(&mut self, key: Option<(Instant, usize, u64)>) {
         if let Some(key) = key {
             self.queue.remove(&key);
@@ -164,6 +171,7 @@ pub struct RateLog {
 }
 
 impl RateLog {
+    /// A counter whose log line names the events `what`.
     pub fn new(what: &'static str) -> RateLog {
         RateLog {
             what,

@@ -11,11 +11,14 @@ pub const MAX_HEADERS: usize = 64;
 /// [`Request::header`], which ignores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The method (`GET`, `HEAD`, ...), as sent.
     pub method: String,
     /// The request target as sent, query string included.
     pub target: String,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version: u8,
+    /// Header fields in the order received: name as sent, raw value bytes
+    /// (RFC 9110 5.5: a value need not be UTF-8).
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -145,10 +148,15 @@ impl Request {
 
 /// A complete response.
 pub struct Response<'a> {
+    /// Status code (RFC 9110 15), e.g. 200.
     pub status: u16,
+    /// Reason phrase sent after the code, e.g. `OK`.
     pub reason: &'a str,
+    /// Value of the `Content-Type` header.
     pub content_type: &'a str,
+    /// Further header fields, sent as given.
     pub extra_headers: &'a [(&'a str, &'a str)],
+    /// The body; `Content-Length` is its length.
     pub body: &'a [u8],
 }
 
@@ -164,6 +172,7 @@ impl<'a> Response<'a> {
         }
     }
 
+    /// The same response with these further header fields.
     pub fn with_headers(mut self, extra_headers: &'a [(&'a str, &'a str)]) -> Response<'a> {
         self.extra_headers = extra_headers;
         self

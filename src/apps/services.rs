@@ -8,8 +8,11 @@ use super::workers::Workers;
 
 use crate::api::{Net, TcpListener, TcpStream, UdpSocket};
 
+/// Echo port (RFC 862): every byte received is sent back.
 pub const ECHO: u16 = 7;
+/// Discard port (RFC 863): everything received is thrown away.
 pub const DISCARD: u16 = 9;
+/// Character generator port (RFC 864): sends the pattern until closed.
 pub const CHARGEN: u16 = 19;
 
 /// The RFC 864 pattern: 72-character lines of the 95 printable ASCII
@@ -19,6 +22,7 @@ pub struct Chargen {
 }
 
 impl Chargen {
+    /// A generator at the first line of the pattern.
     pub fn new() -> Chargen {
         Chargen { line: 0 }
     }

@@ -13,6 +13,8 @@ const IDLE_LIFETIME: Duration = Duration::from_secs(30);
 
 type Handler<J> = dyn Fn(J, &mut [u8]) + Send + Sync;
 
+/// A bounded pool of worker threads serving jobs of type `J` with one
+/// handler; threads start on demand and end after `IDLE_LIFETIME` idle.
 pub struct Workers<J> {
     state: Mutex<State<J>>,
     work: Condvar,
