@@ -133,7 +133,7 @@ pub struct Cli {
 }
 
 // Not a `///` comment: clap would print it as the program's `about`.
-#[cfg_attr(doc, doc = "The subcommands: which services run on the stack, or a client.")]
+#[cfg_attr(doc, doc = "What to run: the stack alone, its services, or a client.")]
 #[cfg_attr(not(doc), allow(missing_docs))]
 #[derive(Subcommand, Debug)]
 pub enum Command {
