@@ -264,7 +264,6 @@ fn ws_clients_get_1001_when_the_stack_stops() {
 /// Autobahn|Testsuite (run by kosoku) against the pushless echo endpoint:
 /// every case passes, compression (12.*, 13.*) included.
 #[test]
-#[ignore = "compression cases (12.*, 13.*) still fail: next commit"]
 fn autobahn_every_case_passes() {
     if !require_root() {
         return;
@@ -279,7 +278,7 @@ fn autobahn_every_case_passes() {
             "-c",
             "import sys; from kosoku._cli import main; sys.argv[0] = 'kosoku'; main()",
             "-p",
-            "4",
+            "16",
             "-o",
             outdir.to_str().unwrap(),
             &echo,
