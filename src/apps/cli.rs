@@ -91,6 +91,13 @@ pub enum Command {
         /// Port of the HTTP page and WebSocket echo (0 turns it off)
         #[arg(long, default_value_t = 8080, value_name = "PORT")]
         ws_port: u16,
+        /// TCP connections the echo/discard/chargen services serve at once
+        /// (more are refused with RST)
+        #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: u64,
+        /// Connections the web page serves at once (more get 503)
+        #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        ws_max_connections: u64,
     },
     /// A netcat-like client over the stack: stdin to HOST:PORT, replies to stdout
     Connect {
@@ -271,11 +278,22 @@ fn run(cli: &Cli, net: &Net, signals: &SigSet) -> Result<(), String> {
             wait_for_signal(signals);
             Ok(())
         }
-        Command::Echo { ws_port } => {
-            super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
-            super::services::start_tcp(net).map_err(|e| format!("starting services: {e}"))?;
+        Command::Echo {
+            ws_port,
+            max_connections,
+            ws_max_connections,
+        } => {
+            let services = super::services::ServicesConfig {
+                max_connections: *max_connections as usize,
+                ..Default::default()
+            };
+            super::services::start(net, services).map_err(|e| format!("starting services: {e}"))?;
             let web = if *ws_port != 0 {
-                let server = super::ws::start(net, *ws_port, Default::default())
+                let config = super::ws::WsConfig {
+                    max_connections: *ws_max_connections as usize,
+                    ..Default::default()
+                };
+                let server = super::ws::start(net, *ws_port, config)
                     .map_err(|e| format!("starting the web page on port {ws_port}: {e}"))?;
                 Some(server)
             } else {
