@@ -3,9 +3,10 @@
 //! out. The connection (`conn`) moves the bytes; this file only speaks the
 //! protocol.
 //!
-//! permessage-deflate (RFC 7692) is negotiated when the client offers
-//! it (`deflate.rs`): the crate decompresses what the client sends, and
-//! our messages are compressed there.
+//! permessage-deflate (RFC 7692) is negotiated when the client offers it
+//! (`deflate.rs`, which also compresses our messages); what the client
+//! sends is inflated by `inbound.rs` before the crate sees it, so the
+//! crate itself only ever sees uncompressed frames.
 
 use shiguredo_websocket::{
     CloseCode, ConnectionEvent, ConnectionOutput, ConnectionState, Opcode, ServerConnectionOptions,
