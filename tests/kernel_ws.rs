@@ -278,7 +278,7 @@ fn autobahn_every_case_passes() {
             "-c",
             "import sys; from kosoku._cli import main; sys.argv[0] = 'kosoku'; main()",
             "-p",
-            "16",
+            "8",
             "-o",
             outdir.to_str().unwrap(),
             &echo,
