@@ -110,6 +110,13 @@ impl Deflater {
     /// Section 7.2.1: deflate with a sync flush, minus the empty stored
     /// block's 4 octets at its end.
     fn compress(&mut self, mut input: &[u8]) -> Vec<u8> {
+        if input.is_empty() {
+            // Section 7.2.3.6: an empty message is the single octet 0x00
+            // (an empty stored block without its trailer). A sync flush
+            // with nothing to flush would give no octet at all, which a
+            // client's inflater (Python's zlib) then fails on.
+            return vec![0x00];
+        }
         let mut out = Vec::with_capacity(input.len() / 2 + 64);
         loop {
             if out.capacity() - out.len() < 64 {
@@ -190,7 +197,9 @@ mod tests {
             let mut d = Deflater::new(&agreement);
             let mut inflate = Decompress::new_with_window_bits(false, bits);
             let mut x: u32 = 7;
-            for len in [0usize, 16, 131_072, 131_072, 65_536, 131_072, 300_000] {
+            for len in [
+                0usize, 0, 125, 0, 16, 131_072, 131_072, 65_536, 131_072, 300_000,
+            ] {
                 let msg: Vec<u8> = (0..len)
                     .map(|_| {
                         x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
@@ -210,5 +219,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Python's zlib (the `websockets` client) fails on an empty payload;
+    /// RFC 7692 section 7.2.3.6 gives 0x00.
+    #[test]
+    fn empty_message_is_one_zero_octet() {
+        let agreement = negotiate(&offers("permessage-deflate")).unwrap();
+        let mut d = Deflater::new(&agreement);
+        assert_eq!(d.compress(b""), [0x00]);
+        d.compress(b"some text first");
+        assert_eq!(d.compress(b""), [0x00]);
     }
 }
