@@ -150,6 +150,13 @@ pub enum Command {
         /// Port of a TCP echo served through the daemon's API (0 turns it off)
         #[arg(long, default_value_t = 2007, value_name = "PORT")]
         api_echo_port: u16,
+        /// TCP connections the echo/discard/chargen services serve at once
+        /// (more are refused with RST)
+        #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: u64,
+        /// Connections the web page serves at once (more get 503)
+        #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        ws_max_connections: u64,
     },
     /// A netcat-like client over the stack: stdin to IPV4:PORT, replies to stdout
     #[command(after_help = AFTER_HELP)]
@@ -418,16 +425,25 @@ fn run(
         Command::Echo {
             ws_port,
             api_echo_port,
+            max_connections,
+            ws_max_connections,
         } => {
             if let (Some(api), true) = (api, *api_echo_port != 0) {
                 super::api_echo::start(api, *api_echo_port).map_err(|e| {
                     format!("starting the echo through the daemon on port {api_echo_port}: {e}")
                 })?;
             }
-            super::services::start_udp(net).map_err(|e| format!("starting services: {e}"))?;
-            super::services::start_tcp(net).map_err(|e| format!("starting services: {e}"))?;
+            let services = super::services::ServicesConfig {
+                max_connections: *max_connections as usize,
+                ..Default::default()
+            };
+            super::services::start(net, services).map_err(|e| format!("starting services: {e}"))?;
             let web = if *ws_port != 0 {
-                let server = super::ws::start(net, *ws_port, Default::default())
+                let config = super::ws::WsConfig {
+                    max_connections: *ws_max_connections as usize,
+                    ..Default::default()
+                };
+                let server = super::ws::start(net, *ws_port, config)
                     .map_err(|e| format!("starting the web page on port {ws_port}: {e}"))?;
                 Some(server)
             } else {

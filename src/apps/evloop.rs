@@ -163,11 +163,15 @@ impl Timers {
 }
 
 /// Counts events (refused connections) and logs them at most once per
-/// second with the count, instead of a line per event.
+/// second with the count, instead of a line per event: the first event
+/// after a quiet second is logged at once, the rest of its second
+/// together when the second is over.
 pub struct RateLog {
     what: &'static str,
+    /// Events since the last line.
     count: u64,
-    since: Option<Instant>,
+    /// When the last line was logged, while its second lasts.
+    window: Option<Instant>,
 }
 
 impl RateLog {
@@ -176,37 +180,37 @@ impl RateLog {
         RateLog {
             what,
             count: 0,
-            since: None,
+            window: None,
         }
     }
 
-    /// Counts one event; logs the count if a second passed since the
-    /// first event not yet logged.
+    /// Counts one event: logged at once after a quiet second, else with
+    /// the rest of its second.
     pub fn hit(&mut self, now: Instant) {
         self.count += 1;
-        let since = *self.since.get_or_insert(now);
-        if now.duration_since(since) >= Duration::from_secs(1) {
-            self.flush();
+        match self.window {
+            None => self.flush(now),
+            Some(_) => self.tick(now),
         }
     }
 
-    /// Logs what was counted and not yet logged (call now and then, so the
-    /// last events of a burst are reported too).
+    /// Logs what was counted once its second is over (call now and then,
+    /// so the last events of a burst are reported too).
     pub fn tick(&mut self, now: Instant) {
-        if self
-            .since
-            .is_some_and(|s| now.duration_since(s) >= Duration::from_secs(1))
+        if let Some(start) = self.window
+            && now.duration_since(start) >= Duration::from_secs(1)
         {
-            self.flush();
+            self.window = None;
+            if self.count > 0 {
+                self.flush(now);
+            }
         }
     }
 
-    fn flush(&mut self) {
-        if self.count > 0 {
-            log::warn!("{}: {} in the last second", self.what, self.count);
-        }
+    fn flush(&mut self, now: Instant) {
+        log::warn!("{}: {}", self.what, self.count);
         self.count = 0;
-        self.since = None;
+        self.window = Some(now);
     }
 
     /// Events counted and not yet logged (for tests).
@@ -277,10 +281,15 @@ mod tests {
         for i in 0..1000 {
             r.hit(t0 + Duration::from_micros(i));
         }
-        assert_eq!(r.pending(), 1000);
+        // The first was logged at once; the rest wait for the second's end.
+        assert_eq!(r.pending(), 999);
         r.tick(t0 + Duration::from_millis(500));
-        assert_eq!(r.pending(), 1000);
+        assert_eq!(r.pending(), 999);
         r.tick(t0 + Duration::from_millis(1001));
+        assert_eq!(r.pending(), 0);
+        // A quiet second later, the next one is logged at once again.
+        r.tick(t0 + Duration::from_millis(2500));
+        r.hit(t0 + Duration::from_millis(2600));
         assert_eq!(r.pending(), 0);
     }
 }

@@ -1,12 +1,13 @@
 //! The classic small servers (RFC 862 echo, RFC 863 discard, RFC 864
-//! chargen), written against the public API as a user would write them.
+//! chargen), written against the public API as a user would write them:
+//! one thread and the stack's `Poll` for every socket.
 
 use std::io::{self, Read, Write};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use super::workers::Workers;
-
-use crate::api::{Net, TcpListener, TcpStream, UdpSocket};
+use super::evloop::{RateLog, Slab};
+use crate::api::{Events, Interest, Net, Poll, TcpListener, TcpStream, Token, UdpSocket};
 
 /// Echo port (RFC 862): every byte received is sent back.
 pub const ECHO: u16 = 7;
@@ -46,111 +47,266 @@ impl Default for Chargen {
     }
 }
 
-/// Serves one UDP service until the stack stops.
-fn serve_udp(sock: UdpSocket, port: u16) {
-    let mut buf = vec![0u8; 65_536];
-    let mut chargen = Chargen::new();
-    let mut reply = Vec::with_capacity(512);
-    loop {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-            Err(_) => return, // the stack stopped
-        };
-        let result = match port {
-            ECHO => sock.send_to(&buf[..n], from),
-            CHARGEN => {
-                // RFC 864: answer each datagram with 0..512 characters.
-                reply.clear();
-                chargen.fill(&mut reply, 512);
-                sock.send_to(&reply, from)
-            }
-            _ => Ok(0),
-        };
-        if let Err(e) = result {
-            log::debug!("udp/{port}: reply to {from} failed: {e}");
+/// Limits of the TCP services.
+#[derive(Debug, Clone)]
+pub struct ServicesConfig {
+    /// TCP connections served at once over the three services; more are
+    /// refused with RST (and counted in a log line once per second).
+    pub max_connections: usize,
+    /// Listen backlog of each service.
+    pub backlog: usize,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> ServicesConfig {
+        ServicesConfig {
+            max_connections: 100_000,
+            backlog: 1024,
         }
     }
 }
 
-/// Binds echo, discard and chargen on UDP and serves each in a thread.
-pub fn start_udp(net: &Net) -> io::Result<()> {
-    for port in [ECHO, DISCARD, CHARGEN] {
-        let sock = UdpSocket::bind(net, ("0.0.0.0", port))?;
-        thread::Builder::new()
-            .name(format!("udp-{port}"))
-            .spawn(move || serve_udp(sock, port))?;
-    }
-    Ok(())
+/// Nine periods of the RFC 864 pattern (95 lines of 74 bytes each): about
+/// one 64 KB super-frame per write, where a 7 KB write cost a TAP write
+/// (and the kernel's receive path) per 5 segments.
+fn chargen_block() -> Vec<u8> {
+    let mut block = Vec::with_capacity(9 * 74 * 95);
+    Chargen::new().fill(&mut block, 9 * 74 * 95);
+    block
 }
 
-/// Most TCP connections served at once; beyond it new ones are closed at
-/// once, so a flood of connections cannot exhaust threads.
-pub const MAX_TCP_CONNECTIONS: usize = 4096;
-fn serve_tcp_connection(mut stream: TcpStream, port: u16, buf: &mut [u8]) -> io::Result<()> {
-    match port {
-        ECHO => loop {
-            let n = stream.read(buf)?;
-            if n == 0 {
-                return Ok(()); // the client closed; dropping sends our FIN
+/// Most echo bytes a TCP connection holds back at once: reading stops
+/// while the client does not take what it sent.
+const ECHO_PENDING_MAX: usize = 64 * 1024;
+
+const PORTS: [u16; 3] = [ECHO, DISCARD, CHARGEN];
+/// Tokens 0..3 are the TCP listeners, 3..6 the UDP sockets.
+const FIRST_CONN: usize = 6;
+
+struct TcpConn {
+    stream: TcpStream,
+    port: u16,
+    /// Echo: bytes read and not yet sent back. Chargen: unused.
+    pending: Vec<u8>,
+    /// Chargen: where in the block the next write starts.
+    offset: usize,
+    /// The client sent its FIN: echo what is pending, then close.
+    eof: bool,
+    interest: Interest,
+}
+
+impl TcpConn {
+    fn interest(&self) -> Interest {
+        match self.port {
+            CHARGEN => Interest::BOTH,
+            ECHO if !self.pending.is_empty() => Interest::WRITABLE,
+            _ => Interest::READABLE,
+        }
+    }
+
+    /// Reads, answers and writes what it can; `false` once it is done.
+    fn serve(&mut self, scratch: &mut [u8], chargen: &[u8]) -> bool {
+        loop {
+            if !self.flush(chargen) {
+                return false;
             }
-            stream.write_all(&buf[..n])?;
-        },
-        DISCARD => loop {
-            if stream.read(buf)? == 0 {
-                return Ok(());
+            if self.eof {
+                // Echo: all sent back; discard or chargen: the client left.
+                return !self.pending.is_empty();
             }
-        },
-        _ => {
-            // RFC 864: send the pattern until the client closes; whatever it
-            // sends is discarded by a second thread so it never blocks us.
-            let reader = stream.try_clone()?;
-            thread::Builder::new()
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    let mut r = reader;
-                    let mut sink = [0u8; 4096];
-                    while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
-                })?;
-            // Nine periods of the pattern (95 lines of 74 bytes) per write:
-            // about one 64 KB super-frame, where a 7 KB write cost a TAP
-            // write (and the kernel's receive path) per 5 segments.
-            let mut chargen = Chargen::new();
-            let mut block = Vec::with_capacity(9 * 74 * 95);
-            chargen.fill(&mut block, 9 * 74 * 95);
-            loop {
-                stream.write_all(&block)?;
+            if !self.pending.is_empty() {
+                return true; // echo: wait until the client reads
+            }
+            let want = scratch.len().min(ECHO_PENDING_MAX);
+            match self.stream.read(&mut scratch[..want]) {
+                Ok(0) => self.eof = true,
+                Ok(n) if self.port == ECHO => self.pending.extend_from_slice(&scratch[..n]),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
             }
         }
     }
-}
 
-/// Binds echo, discard and chargen on TCP; each connection is served by a
-/// worker thread of its own, so a slow client never holds up the others.
-pub fn start_tcp(net: &Net) -> io::Result<()> {
-    let workers = Workers::new(
-        MAX_TCP_CONNECTIONS,
-        64 * 1024,
-        |(stream, port): (TcpStream, u16), buf: &mut [u8]| {
-            if let Err(e) = serve_tcp_connection(stream, port, buf) {
-                log::debug!("tcp/{port}: connection ended: {e}");
-            }
-        },
-    );
-    for port in [ECHO, DISCARD, CHARGEN] {
-        let listener = TcpListener::bind_with_backlog(net, ("0.0.0.0", port), 1024)?;
-        let workers = workers.clone();
-        thread::Builder::new()
-            .name(format!("tcp-{port}"))
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    let Ok(stream) = stream else { return }; // stack stopped
-                    if let Err(why) = workers.submit((stream, port)) {
-                        log::warn!("tcp/{port}: connection closed at once: {why:?}");
+    /// Sends pending echo bytes, or chargen's pattern until the socket is
+    /// full; `false` if the connection failed.
+    fn flush(&mut self, chargen: &[u8]) -> bool {
+        loop {
+            let buf = match self.port {
+                ECHO if !self.pending.is_empty() => &self.pending[..],
+                CHARGEN if !self.eof => &chargen[self.offset..],
+                _ => return true,
+            };
+            match self.stream.write(buf) {
+                Ok(n) if self.port == ECHO => {
+                    self.pending.drain(..n);
+                    if self.pending.is_empty() {
+                        self.pending = Vec::new(); // give memory back
                     }
                 }
-            })?;
+                Ok(n) => self.offset = (self.offset + n) % chargen.len(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
     }
+}
+
+/// Echo, discard and chargen on TCP and UDP, served by one thread over
+/// the stack's `Poll`: a connection costs its state (and any echo bytes
+/// the client has not read yet), not a thread.
+pub struct Services {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    udp: Vec<UdpSocket>,
+    conns: Slab<TcpConn>,
+    config: ServicesConfig,
+    refused: RateLog,
+    chargen: Vec<u8>,
+    udp_chargen: Chargen,
+}
+
+impl Services {
+    /// Binds the six services.
+    pub fn bind(net: &Net, config: ServicesConfig) -> io::Result<Services> {
+        let poll = Poll::new(net);
+        let mut listeners = Vec::new();
+        let mut udp = Vec::new();
+        for (i, port) in PORTS.into_iter().enumerate() {
+            let l = TcpListener::bind_with_backlog(net, ("0.0.0.0", port), config.backlog)?;
+            l.set_nonblocking(true)?;
+            poll.register(&l, Token(i), Interest::READABLE)?;
+            listeners.push(l);
+            let u = UdpSocket::bind(net, ("0.0.0.0", port))?;
+            u.set_nonblocking(true)?;
+            poll.register(&u, Token(3 + i), Interest::READABLE)?;
+            udp.push(u);
+        }
+        Ok(Services {
+            poll,
+            listeners,
+            udp,
+            conns: Slab::new(FIRST_CONN),
+            config,
+            refused: RateLog::new("tcp services: connections refused (connection limit)"),
+            chargen: chargen_block(),
+            udp_chargen: Chargen::new(),
+        })
+    }
+
+    /// TCP connections being served.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Serves until the stack stops.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut scratch = vec![0u8; 64 * 1024];
+        loop {
+            if let Err(e) = self.poll.poll(&mut events, Some(Duration::from_secs(1))) {
+                log::debug!("services: poll ended: {e}");
+                return;
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token().0 {
+                    i @ 0..3 => self.accept_all(i, now),
+                    i @ 3..6 => self.serve_udp(i - 3, &mut scratch),
+                    _ => self.serve_tcp(ev.token(), &mut scratch),
+                }
+            }
+            self.refused.tick(now);
+        }
+    }
+
+    fn accept_all(&mut self, i: usize, now: Instant) {
+        loop {
+            let stream = match self.listeners[i].accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::debug!("services: accept failed: {e}");
+                    return;
+                }
+            };
+            if self.conns.len() >= self.config.max_connections {
+                // Refused with an answer (RST), as Linux answers a port
+                // nobody serves.
+                let _ = stream.set_linger(Some(Duration::ZERO));
+                self.refused.hit(now);
+                continue;
+            }
+            let _ = stream.set_nonblocking(true);
+            let conn = TcpConn {
+                stream,
+                port: PORTS[i],
+                pending: Vec::new(),
+                offset: 0,
+                eof: false,
+                interest: Interest::READABLE,
+            };
+            let interest = conn.interest();
+            let (token, _) = self.conns.insert(conn);
+            if let Some(c) = self.conns.get_mut(token) {
+                c.interest = interest;
+                let _ = self.poll.register(&c.stream, token, interest);
+            }
+        }
+    }
+
+    fn serve_tcp(&mut self, token: Token, scratch: &mut [u8]) {
+        let Some(c) = self.conns.get_mut(token) else {
+            return;
+        };
+        if !c.serve(scratch, &self.chargen) {
+            let _ = self.poll.deregister(&c.stream);
+            self.conns.remove(token); // dropping the stream sends our FIN
+            return;
+        }
+        let interest = c.interest();
+        if interest != c.interest {
+            c.interest = interest;
+            let _ = self.poll.reregister(&c.stream, token, interest);
+        }
+    }
+
+    fn serve_udp(&mut self, i: usize, buf: &mut [u8]) {
+        let sock = &self.udp[i];
+        let port = PORTS[i];
+        let mut reply = Vec::new();
+        loop {
+            let (n, from) = match sock.recv_from(buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(_) => return, // WouldBlock, or the stack stopped
+            };
+            let result = match port {
+                ECHO => sock.send_to(&buf[..n], from),
+                CHARGEN => {
+                    // RFC 864: answer each datagram with 0..512 characters.
+                    reply.clear();
+                    self.udp_chargen.fill(&mut reply, 512);
+                    sock.send_to(&reply, from)
+                }
+                _ => Ok(0),
+            };
+            if let Err(e) = result {
+                log::debug!("udp/{port}: reply to {from} failed: {e}");
+            }
+        }
+    }
+}
+
+/// Binds echo, discard and chargen on TCP and UDP and serves them from
+/// one thread until the stack stops.
+pub fn start(net: &Net, config: ServicesConfig) -> io::Result<()> {
+    let services = Services::bind(net, config)?;
+    thread::Builder::new()
+        .name("services".into())
+        .spawn(move || services.run())?;
     Ok(())
 }
 

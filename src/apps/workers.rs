@@ -1,7 +1,7 @@
 //! A pool of threads that each serve one job (a connection) at a time and
 //! then wait for the next, so a new connection costs one wake-up instead of
-//! a thread creation. Used by the demo services and, so the comparison is
-//! fair, by the kernel-side benchmark servers.
+//! a thread creation. Used by the kernel-side benchmark servers (the demo
+//! services are event-driven now: `services.rs`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};

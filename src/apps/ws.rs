@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use super::http::{Request, Response};
 
-mod close_guard;
 mod conn;
+mod deflate;
+mod inbound;
 mod server;
 mod session;
 

@@ -4,17 +4,18 @@
 //! protocol.
 //!
 //! permessage-deflate (RFC 7692) is negotiated when the client offers it
-//! (every parameter of section 7; `server_max_window_bits` below 15 is
-//! declined, as the crate's compressor uses a 32 KiB window, and the
-//! client falls back to another offer or to no compression, section 5).
+//! (`deflate.rs`, which also compresses our messages); what the client
+//! sends is inflated by `inbound.rs` before the crate sees it, so the
+//! crate itself only ever sees uncompressed frames.
 
 use shiguredo_websocket::{
-    CloseCode, ConnectionEvent, ConnectionOutput, PerMessageDeflateConfig, ServerConnectionOptions,
-    WebSocketServerConnection,
+    CloseCode, ConnectionEvent, ConnectionOutput, ConnectionState, Opcode, ServerConnectionOptions,
+    ServerHandshakeResponse, WebSocketServerConnection,
 };
 
 use super::WsConfig;
-use super::close_guard::CloseGuard;
+use super::deflate::{self, Deflater};
+use super::inbound::{Fail, Inbound};
 
 /// Where a session stands after bytes or a push were handled.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,7 +34,12 @@ pub(super) struct Session {
     /// Our close frame is queued (we stopped, or the peer broke the
     /// protocol); the peer's reply is awaited until the close linger.
     closing: bool,
-    guard: CloseGuard,
+    /// Inflates and checks the client's frames before the crate sees them.
+    inbound: Inbound,
+    /// Compresses our messages once permessage-deflate is agreed.
+    deflater: Option<Deflater>,
+    /// The 101 answer as amended by `handshake`, not yet in the output.
+    pending_head: Option<Vec<u8>>,
 }
 
 impl Session {
@@ -46,23 +52,19 @@ impl Session {
         config: &WsConfig,
         out: &mut Vec<u8>,
     ) -> Session {
-        let mut options = ServerConnectionOptions::new()
+        let options = ServerConnectionOptions::new()
             .max_frame_size(config.max_message_bytes)
             .max_message_size(config.max_message_bytes)
             .max_decompressed_size(config.max_message_bytes);
-        if config.compression {
-            options = options.deflate(PerMessageDeflateConfig::new());
-        }
         let mut s = Session {
             ws: WebSocketServerConnection::new(options),
             status: Status::Open,
             closing: false,
-            guard: CloseGuard::default(),
+            inbound: Inbound::new(false, config.max_message_bytes),
+            deflater: None,
+            pending_head: None,
         };
-        let accepted =
-            s.ws.feed_recv_buf(head)
-                .and_then(|()| s.ws.accept_handshake_auto());
-        if let Err(e) = accepted {
+        if let Err(e) = s.handshake(head, config) {
             // The crate's validator is stricter than `check_upgrade` in
             // some corner: it queued its 400/426 answer.
             log::debug!("ws: handshake refused: {e}");
@@ -75,25 +77,59 @@ impl Session {
         s
     }
 
+    /// Reads the request head and queues the 101 answer, with the
+    /// permessage-deflate agreement if an offer is taken.
+    fn handshake(
+        &mut self,
+        head: &[u8],
+        config: &WsConfig,
+    ) -> Result<(), shiguredo_websocket::Error> {
+        self.ws.feed_recv_buf(head)?;
+        let offers = match self.ws.handshake_request() {
+            Some(req) if config.compression => req.extensions.clone(),
+            _ => Vec::new(),
+        };
+        self.ws.accept_handshake(ServerHandshakeResponse::new())?;
+        if let Some(a) = deflate::negotiate(&offers) {
+            // The crate knows nothing of the extension: its 101 gets the
+            // agreement added.
+            if let Some(ConnectionOutput::SendData(mut bytes)) = self.ws.poll_output()
+                && bytes.ends_with(b"\r\n\r\n")
+            {
+                bytes.truncate(bytes.len() - 2);
+                bytes.extend_from_slice(
+                    format!("Sec-WebSocket-Extensions: {}\r\n\r\n", a.response).as_bytes(),
+                );
+                self.pending_head = Some(bytes);
+                self.deflater = Some(Deflater::new(&a));
+                self.inbound = Inbound::new(true, config.max_message_bytes);
+            }
+        }
+        Ok(())
+    }
+
     /// Handles bytes from the peer: echoes data messages verbatim (the
     /// crate answers pings and close frames itself).
     pub(super) fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) -> &Status {
         if self.status == Status::Done {
             return &self.status;
         }
-        if let Some(at) = self.guard.scan(data) {
-            self.feed_crate(&data[..at], out);
-            if self.status == Status::Open {
-                // RFC 6455 section 7.4.1: 1002 for a protocol error.
-                let _ = self
-                    .ws
-                    .close(CloseCode::PROTOCOL_ERROR, "invalid close code");
-                self.drain(out);
-                self.status = Status::Done;
-            }
-            return &self.status;
+        let mut plain = Vec::new();
+        let checked = self.inbound.process(data, &mut plain);
+        self.feed_crate(&plain, out);
+        if let Err(fail) = checked
+            && self.status == Status::Open
+        {
+            let (code, reason) = match fail {
+                Fail::CloseCode => (CloseCode::PROTOCOL_ERROR, "invalid close code"),
+                Fail::TooBig => (CloseCode::MESSAGE_TOO_BIG, "message too big"),
+                Fail::BadData => (CloseCode::INVALID_PAYLOAD, "bad compressed data"),
+            };
+            // RFC 6455 section 7.1.7: fail the connection.
+            let _ = self.ws.close(code, reason);
+            self.drain(out);
+            self.status = Status::Done;
         }
-        self.feed_crate(data, out);
         &self.status
     }
 
@@ -108,22 +144,40 @@ impl Session {
             self.status = Status::Done;
         }
         while let Some(event) = self.ws.poll_event() {
-            let sent = match event {
-                ConnectionEvent::TextMessage(text) => self.ws.send_text(&text),
-                ConnectionEvent::BinaryMessage(data) => self.ws.send_binary(&data),
-                _ => Ok(()),
-            };
-            if let Err(e) = sent {
-                log::debug!("ws: echo failed: {e}");
+            match event {
+                ConnectionEvent::TextMessage(text) => self.send(Opcode::Text, text.as_bytes(), out),
+                ConnectionEvent::BinaryMessage(data) => self.send(Opcode::Binary, &data, out),
+                _ => {}
             }
+        }
+        self.drain(out);
+    }
+
+    /// Sends a data message (compressed if agreed) after what the crate
+    /// queued before it (pongs), so the order on the wire is kept.
+    fn send(&mut self, opcode: Opcode, payload: &[u8], out: &mut Vec<u8>) {
+        self.drain(out);
+        if self.ws.state() != ConnectionState::Connected {
+            return;
+        }
+        let sent = match (&mut self.deflater, opcode) {
+            (Some(d), _) => {
+                out.extend_from_slice(&d.frame(opcode, payload));
+                Ok(())
+            }
+            (None, Opcode::Text) => self.ws.send_text(&String::from_utf8_lossy(payload)),
+            (None, _) => self.ws.send_binary(payload),
+        };
+        if let Err(e) = sent {
+            log::debug!("ws: send failed: {e}");
         }
         self.drain(out);
     }
 
     /// Sends a text message (a stats push) if the session is open.
     pub(super) fn push(&mut self, text: &str, out: &mut Vec<u8>) {
-        if self.status == Status::Open && !self.closing && self.ws.send_text(text).is_ok() {
-            self.drain(out);
+        if self.status == Status::Open && !self.closing {
+            self.send(Opcode::Text, text.as_bytes(), out);
         }
     }
 
@@ -149,6 +203,9 @@ impl Session {
     /// Moves the crate's output into `out`. Its timers are not used: pings
     /// are off, and the close wait is the connection's own close linger.
     fn drain(&mut self, out: &mut Vec<u8>) {
+        if let Some(head) = self.pending_head.take() {
+            out.extend_from_slice(&head);
+        }
         while let Some(output) = self.ws.poll_output() {
             match output {
                 ConnectionOutput::SendData(bytes) => out.extend_from_slice(&bytes),

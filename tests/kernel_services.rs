@@ -1,0 +1,95 @@
+//! Kernel tests for the demo services under load (issue 13): 20,000
+//! concurrent echo connections, and the connection limit's refusals.
+//! Need root; see tests/common/mod.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Starts `processes` clients of `each` connections to echo (open files
+/// are capped at 20,000 per process here), lets them all open, then has
+/// every connection echo a message of its own. Returns the total opened
+/// and each process's output.
+fn many_echo(ns: &Netns, processes: usize, each: usize) -> (u64, Vec<Output>) {
+    let sysctl = ns.run(
+        &["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"],
+        SECS(10),
+    );
+    assert!(sysctl.success(), "{sysctl:#?}");
+    let go = scratch(&format!("{}-go", ns.name));
+    let _ = std::fs::remove_file(&go);
+    let script = py("many_echo.py");
+    let each = each.to_string();
+    let mut clients: Vec<Bg> = (0..processes)
+        .map(|i| {
+            let id = i.to_string();
+            ns.spawn(&[
+                "python3",
+                &script,
+                STACK_IP,
+                "7",
+                &each,
+                go.to_str().unwrap(),
+                &id,
+            ])
+        })
+        .collect();
+    let mut opened = 0;
+    for c in &mut clients {
+        let line = c.wait_line("open=", SECS(240));
+        opened += line.trim_start_matches("open=").parse::<u64>().unwrap();
+    }
+    // Every connection is open now; let them talk.
+    std::fs::write(&go, b"go").unwrap();
+    let outs = clients.iter_mut().map(|c| c.finish(SECS(240))).collect();
+    (opened, outs)
+}
+
+#[test]
+fn echo_serves_20000_concurrent_connections() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("echo20k");
+    let stack = StackProc::echo(&ns, &[]);
+    let (opened, outs) = many_echo(&ns, 4, 5000);
+    assert_eq!(opened, 20_000, "{outs:#?}");
+    let ok: u64 = outs.iter().map(|o| o.num("echo_ok")).sum();
+    for o in &outs {
+        assert!(o.success(), "{o:#?}");
+        assert_eq!(o.num("echo_bad"), 0, "{o:#?}");
+        assert_eq!(o.num("echo_missing"), 0, "{o:#?}");
+    }
+    assert_eq!(ok, 20_000, "{outs:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+}
+
+/// Over `--max-connections`, a connection is refused with RST and the
+/// refusals are logged once per second with a count.
+#[test]
+fn echo_refuses_over_the_limit_with_rst_and_one_log_line() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("echolimit");
+    let mut stack = StackProc::spawn(&ns, TAP, &["echo", "--max-connections", "100"]);
+    stack.wait_ready(&ns);
+    let (opened, outs) = many_echo(&ns, 1, 300);
+    let o = &outs[0];
+    assert!(o.success(), "{o:#?}");
+    // 100 are served; the other 200 are reset, during the handshake as
+    // the client sees it or before their echo.
+    assert_eq!(o.num("echo_ok"), 100, "{o:#?}");
+    assert_eq!(opened + o.num("connect_failed"), 300, "{o:#?}");
+    let refused = o.num("connect_failed") + o.num("echo_bad") + o.num("echo_missing");
+    assert_eq!(refused, 200, "{o:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+    let lines = stderr.lines().filter(|l| l.contains("refused")).count();
+    assert!((1..=3).contains(&lines), "{lines} refusal lines:\n{stderr}");
+}

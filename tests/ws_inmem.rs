@@ -1,0 +1,160 @@
+//! The web server on one in-memory stack, raw HTTP and WebSocket bytes
+//! from another: persistence, pipelining, timeouts, the limit's 503 and
+//! the goodbye on stop. No root. Every read is bounded by a timeout.
+
+mod inmem;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use tapstack::api::TcpStream;
+use tapstack::apps::ws::{self, WsConfig};
+
+const PORT: u16 = 8080;
+const IO: Duration = Duration::from_secs(10);
+
+fn config() -> WsConfig {
+    WsConfig {
+        push_interval: Duration::ZERO,
+        head_timeout: Duration::from_millis(400),
+        close_linger: Duration::from_millis(500),
+        ..WsConfig::default()
+    }
+}
+
+fn connect(pair: &inmem::Pair) -> TcpStream {
+    let s = TcpStream::connect(&pair.a, (inmem::B, PORT)).expect("connect");
+    s.set_read_timeout(Some(IO)).unwrap();
+    s.set_write_timeout(Some(IO)).unwrap();
+    s
+}
+
+/// Reads until `done(bytes)` or EOF; panics after IO.
+fn read_until(s: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + IO;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !done(&got) {
+        assert!(
+            Instant::now() < deadline,
+            "no answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    got
+}
+
+fn statuses(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| r[..3].to_string())
+        .collect()
+}
+
+#[test]
+fn pipelined_requests_on_a_persistent_connection_are_answered_in_order() {
+    let pair = inmem::Pair::new();
+    let server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut s = connect(&pair);
+    s.write_all(
+        b"GET /nope HTTP/1.1\r\nHost: b\r\n\r\n\
+          HEAD / HTTP/1.1\r\nHost: b\r\n\r\n\
+          GET http://b:8080/nope2 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET / HTTP/1.1\r\nHost: b\r\nHost: c\r\n\r\n",
+    )
+    .unwrap();
+    // The last request (two Host headers) gets 400 and closes.
+    let got = read_until(&mut s, |_| false);
+    assert_eq!(
+        statuses(&got),
+        ["404", "200", "404", "400"],
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("Connection: keep-alive").count(), 3, "{text}");
+    assert!(text.ends_with("Bad Request"), "{text}");
+    server.stop();
+}
+
+#[test]
+fn partial_head_gets_408_after_quiet_and_idle_connection_closes() {
+    let pair = inmem::Pair::new();
+    let server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut idle = connect(&pair);
+    let mut partial = connect(&pair);
+    partial.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    let t = Instant::now();
+    let got = read_until(&mut partial, |_| false);
+    assert_eq!(statuses(&got), ["408"]);
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    // An idle persistent connection is closed without an answer.
+    assert!(read_until(&mut idle, |_| false).is_empty());
+    server.stop();
+}
+
+#[test]
+fn connections_over_the_limit_get_503() {
+    let pair = inmem::Pair::new();
+    let cfg = WsConfig {
+        max_connections: 2,
+        ..config()
+    };
+    let server = ws::start(&pair.b, PORT, cfg).unwrap();
+    let _a = connect(&pair);
+    let _b = connect(&pair);
+    let mut third = connect(&pair);
+    let got = read_until(&mut third, |_| false);
+    assert_eq!(statuses(&got), ["503"], "{}", String::from_utf8_lossy(&got));
+    server.stop();
+}
+
+fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![first, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[test]
+fn websocket_echo_then_close_1001_when_the_server_stops() {
+    let pair = inmem::Pair::new();
+    let server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut s = connect(&pair);
+    let mut req = b"GET /ws HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    // A frame right behind the request head is served too.
+    req.extend(masked_frame(0x81, b"hello"));
+    s.write_all(&req).unwrap();
+    let echo = [0x81, 5, b'h', b'e', b'l', b'l', b'o'];
+    let got = read_until(&mut s, |g| g.ends_with(&echo));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+    assert!(
+        text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{text}"
+    );
+    // No compression was offered, so none is answered.
+    assert!(!text.contains("Sec-WebSocket-Extensions"), "{text}");
+    let stopper = std::thread::spawn(move || server.stop());
+    let close = read_until(&mut s, |g| g.len() >= 4);
+    assert_eq!(close[0], 0x88, "a close frame: {close:?}");
+    assert_eq!(u16::from_be_bytes([close[2], close[3]]), 1001, "{close:?}");
+    // Our close reply completes the handshake; stop returns.
+    s.write_all(&masked_frame(0x88, &1001u16.to_be_bytes()))
+        .unwrap();
+    stopper.join().unwrap();
+}
