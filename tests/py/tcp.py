@@ -14,8 +14,9 @@ every mode ends by itself.
   tcp.py refused HOST PORT        expects ConnectionRefusedError on connect
   tcp.py halfclose HOST PORT BYTES SEED
       sends BYTES, shutdown(SHUT_WR), then reads the whole echo and EOF
-  tcp.py many HOST PORT N BYTES SEED
-      N concurrent connections, each sends its own BYTES and checks its echo
+  tcp.py many HOST PORT N BYTES SEED [TIMEOUT [STALL]]
+      N concurrent connections, each sends its own BYTES and checks its
+      echo; with STALL a connection silent for STALL s fails
   tcp.py hold HOST PORT SECS      connects, prints ready=1, holds SECS
   tcp.py server PORT SECS         one connection: reads to EOF, then sends
                                   b"reply:"+data and closes
@@ -187,7 +188,10 @@ def halfclose(host, port, nbytes, seed, timeout=30.0):
     print(f"eof={eof}")
 
 
-def many(host, port, n, nbytes, seed, timeout=60.0):
+def many(host, port, n, nbytes, seed, timeout=60.0, stall=None):
+    """With STALL, a connection that moves no byte for STALL seconds
+    fails (its socket timeout); TIMEOUT bounds the whole run."""
+    stall = stall or timeout
     ok = [0] * n
     errors = []
     lock = threading.Lock()
@@ -197,6 +201,7 @@ def many(host, port, n, nbytes, seed, timeout=60.0):
         data = random.Random(seed * 7919 + i).randbytes(nbytes)
         try:
             s = connect(host, port, timeout)
+            s.settimeout(stall)
             try:
                 start_gate.wait()
             except threading.BrokenBarrierError:
@@ -204,7 +209,11 @@ def many(host, port, n, nbytes, seed, timeout=60.0):
 
             def send():
                 try:
-                    s.sendall(data)
+                    # sendall's timeout bounds the whole call (Python 3.5+):
+                    # per chunk it bounds a pause in progress instead.
+                    view = memoryview(data)
+                    for at in range(0, len(view), CHUNK):
+                        s.sendall(view[at:at + CHUNK])
                     s.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
@@ -401,7 +410,8 @@ def main():
     elif mode == "halfclose":
         halfclose(a[1], int(a[2]), int(a[3]), int(a[4]))
     elif mode == "many":
-        many(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]))
+        many(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5]),
+             *[float(x) for x in a[6:8]])
     elif mode == "hold":
         hold(a[1], int(a[2]), float(a[3]))
     elif mode == "server":

@@ -420,13 +420,15 @@ impl CongestionControl for Bbr {
         self.save_cwnd();
     }
 
-    /// As Linux after an RTO: one segment, growth by delivery from there
-    /// (packet conservation, then towards the target), the prior window
-    /// restored when recovery ends; the timeout also ends a round.
+    /// Each further expiry: one segment again (the prior window stays
+    /// saved from the first).
     fn on_repeated_timeout(&mut self, _now: Instant) {
         self.cwnd = self.mss;
     }
 
+    /// As Linux after an RTO: one segment, growth by delivery from there
+    /// (packet conservation, then towards the target), the prior window
+    /// restored when recovery ends; the timeout also ends a round.
     fn on_retransmission_timeout(&mut self, _now: Instant, _bytes_in_flight: usize) {
         self.save_cwnd();
         self.cwnd = self.mss;
