@@ -42,6 +42,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
+SO_TIMESTAMPNS = 35
 TESTER_IP = "10.0.0.3"
 DUT_IP = "10.0.0.2"
 TESTER_MAC = bytes.fromhex("020000000003")
@@ -149,6 +150,8 @@ class Link:
         # has the no-op qdisc until linkwatch runs (up to a second), which
         # would drop our first ARP reply.
         self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        # The kernel's receive time, so delays are not our own lateness.
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.settimeout(0.2)
         self.lock = threading.Lock()
         self.queues = {}
@@ -183,13 +186,18 @@ class Link:
     def _run(self):
         while not self.stop:
             try:
-                frame, addr = self.sock.recvfrom(65536)
+                frame, anc, _, addr = self.sock.recvmsg(
+                    65536, socket.CMSG_SPACE(16))
             except socket.timeout:
                 continue
             except OSError:
                 return
             self.busy = True
-            at = time.monotonic()
+            at = time.time()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    at = sec + nsec / 1e9
             if addr[2] == PACKET_OUTGOING or len(frame) < 34:
                 self.busy = False
                 continue
@@ -234,13 +242,13 @@ class Link:
 
 def time_class(t):
     """Coarse classes of the gap before a reply (since the previous reply
-    of the step, or the send), a factor of two wide: now (<0.1 s), ~0.2s,
-    ~0.4s, ~0.8s, ~1.6s, ~3.2s: load on the machine does not flip them,
-    but an RTO of 0.2 s and one of 1 s, or a doubling, differ."""
-    if t < 0.1:
+    of the step, or the send): now (< 0.09 s), then a factor of two wide,
+    centred on 0.125 s * 2^k (~0.25s, ~0.5s, ~1s, ~2s, ~4s): the usual
+    timer values (0.2 s, 1 s, 2 s) sit far from the edges, so load on the
+    machine does not flip them, but an RTO and its double differ."""
+    if t < 0.09:
         return "now"
-    k = max(1, round(math.log2(t / 0.1)))
-    return "~%gs" % (0.1 * 2 ** k)
+    return "~%gs" % (0.125 * 2 ** round(math.log2(t / 0.125)))
 
 
 class Conn:
@@ -261,6 +269,7 @@ class Conn:
         self.ts_recent = 0        # the DUT's latest TSval
         self.q = link.subscribe(self.tport)
         self.t_send = time.monotonic()
+        self.t_wall = time.time()  # the clock of Seg.at (kernel stamps)
         self.records = []
         self.handle = None
         self.drop_rtx = True      # leave out repeats in untimed steps
@@ -297,6 +306,7 @@ class Conn:
             if ((end - self.snd_nxt) & 0xFFFFFFFF) < 1 << 31:
                 self.snd_nxt = end & 0xFFFFFFFF
         self.t_send = time.monotonic()
+        self.t_wall = time.time()
         self.link.send(frame)
 
     def syn(self, opts=None, **kw):
@@ -385,7 +395,7 @@ class Conn:
         a timed step records retransmissions and each reply's delay."""
         self.timed = timed
         segs = self.collect(**kw)
-        prev = self.t_send
+        prev = self.t_wall
         items = []
         for s in coalesce(segs, self.coalesce):
             items.append(self.norm(s, timed, prev))
@@ -448,6 +458,8 @@ class Conn:
             parts.append("rtx")
         if timed:
             parts.append("+" + time_class(s.at - start))
+            if os.environ.get("PKTIMPACT_RAW"):  # debugging: the seconds
+                parts.append("(%.3f)" % (s.at - start))
         return " ".join(parts)
 
 
@@ -578,11 +590,11 @@ class Runner:
         c = Conn(self.side, handle.link, name, index, 0)
         c.handle = handle
         c.drop_rtx = False  # SYN repeats are what SYN-SENT cases compare
-        c.t_send = time.monotonic()
+        c.t_send, c.t_wall = time.monotonic(), time.time()
         segs = c.obs("syn", quiet=0.05, limit=5.0, first=5.0)
         if not segs or not segs[0].flags & SYN:
             raise CaseError("no SYN from the DUT")
-        c.syn_at = segs[0].at
+        c.syn_at = segs[0].at  # wall clock, as Seg.at
         return c
 
 

@@ -18,6 +18,9 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 ECHO, DISCARD, CHARGEN, HTTP, CLOSED = 7, 9, 19, 8080, 1
 REQUEST = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
 FAR = 400000  # beyond any receive window either DUT offers here
+# An RTT that puts a DUT's RTO (3 RTT on both) at ~1 s, after the steps
+# of a case and in the middle of a delay class.
+SLOW_RTT = 0.33
 
 CASES = []
 
@@ -342,8 +345,8 @@ def est_rst_twice(listen, active):
     back to back."""
     c = listen(DISCARD)
     handshake(c)
-    c.x("rst1", RST, seq=c.tisn + 1 + 10, quiet=0.1)
-    c.x("rst2", RST, seq=c.tisn + 1 + 20, quiet=0.1)
+    c.x("rst1", RST, seq=c.tisn + 1 + 10, quiet=0.2)
+    c.x("rst2", RST, seq=c.tisn + 1 + 20, quiet=0.2)
 
 
 @case
@@ -460,10 +463,9 @@ def est_data_rto(listen, active):
     """Retransmission of unACKed data: RFC 6298 5.4-5.6, RFC 8985 7.2
     (one probe, then RTOs doubling); echo's reply is never ACKed."""
     c = listen(ECHO)
-    # RTT 0.15 s: RTO (Linux 0.35 s) comes well before a loss probe (2*SRTT
-    # + 0.2 s), so which timer fires first is not a race.
-    handshake(c, rtt=0.15)
-    c.x("echo", ACK, data=b"r" * 10, timed=True, dur=1.2)
+    # SLOW_RTT: the probe and the RTO come at ~1 s, the next at ~2 s.
+    handshake(c, rtt=SLOW_RTT)
+    c.x("echo", ACK, data=b"r" * 10, timed=True, dur=2.5)
 
 
 @case
@@ -471,8 +473,8 @@ def est_zero_window(listen, active):
     """RFC 9293 3.8.6.1 / RFC 1122 4.2.2.17: peer's window 0 -> probes on
     the persist timer, doubling; opening the window sends the data."""
     c = listen(ECHO)
-    handshake(c)
-    c.x("data_win0", ACK, data=b"z" * 10, win=0, timed=True, dur=1.2)
+    handshake(c, rtt=SLOW_RTT)  # first probe at ~1 s, the next 2 s on
+    c.x("data_win0", ACK, data=b"z" * 10, win=0, timed=True, dur=1.6)
     c.x("open", ACK)
 
 
@@ -494,14 +496,14 @@ def est_small_window_reoffer(listen, active):
     each segment; RFC 9293 3.8.6.2.1 SWS override timer (0.1-1 s), with
     no backoff (backoff is for a zero window); Linux sends every ~0.2 s."""
     c = listen(ECHO)
-    handshake(c)
-    c.x("echo", ACK, data=b"e" * 10, quiet=0.1)
+    handshake(c, rtt=SLOW_RTT)
+    c.x("echo", ACK, data=b"e" * 10, quiet=0.2)
     c.win = 10
-    c.x("shrink", ACK, quiet=0.1)
-    # 0.33 s: the first send (~0.2 s) but not its retransmission (>0.4 s).
-    c.x("data", ACK, data=b"w" * 1000, timed=True, dur=0.33)
+    c.x("shrink", ACK, quiet=0.2)
+    # 1.6 s: the first send (~1 s) but not its repeat (~2 s later).
+    c.x("data", ACK, data=b"w" * 1000, timed=True, dur=1.6)
     for i in range(3):
-        c.x("reoffer%d" % i, ACK, timed=True, dur=0.33)
+        c.x("reoffer%d" % i, ACK, timed=True, dur=1.6)
 
 
 @case
@@ -510,14 +512,14 @@ def est_dupacks(listen, active):
     the first (no SACK on this connection)."""
     c = listen(CHARGEN)
     c.win = 4 * 988
-    # An RTT of 0.1 s puts the DUT's RTO and loss probe well after the
-    # 0.15 s this script takes.
-    handshake(c, opts=[("mss", 1000), ("ws", 0)], quiet=0.05, rtt=0.1)
+    # An RTT of 0.8 s puts the DUT's loss probe and RTO (> 1.6 s) after
+    # the ~1.1 s this script takes.
+    handshake(c, opts=[("mss", 1000), ("ws", 0)], quiet=0.3, rtt=0.8)
     first = (c.disn + 1 + 988) & 0xFFFFFFFF
-    c.x("ack1", ACK, ack=first, quiet=0.03, limit=0.05)
-    c.x("dup1", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup2", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup3", ACK, ack=first, dur=0.06, timed=True)
+    c.x("ack1", ACK, ack=first, quiet=0.3, limit=0.4)
+    c.x("dup1", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup2", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup3", ACK, ack=first, dur=0.2, timed=True)
     c.x("rst", RST)
 
 
@@ -528,10 +530,10 @@ def est_dupacks_sack(listen, active):
     c = listen(CHARGEN)
     c.win = 4 * 988
     handshake(c, opts=[("mss", 1000), ("sackok", True), ("ws", 0)],
-              quiet=0.05, rtt=0.1)
+              quiet=0.3, rtt=0.8)  # as est_dupacks
     first = (c.disn + 1 + 988) & 0xFFFFFFFF
-    c.x("ack1", ACK, ack=first, quiet=0.03, limit=0.05)
-    c.x("dup1", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup2", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup3", ACK, ack=first, dur=0.06, timed=True)
+    c.x("ack1", ACK, ack=first, quiet=0.3, limit=0.4)
+    c.x("dup1", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup2", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup3", ACK, ack=first, dur=0.2, timed=True)
     c.x("rst", RST)

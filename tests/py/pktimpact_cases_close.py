@@ -3,8 +3,11 @@ LAST-ACK, FIN-WAIT-1/2, CLOSING, TIME-WAIT) and for active opens
 (SYN-SENT); the helpers and the rest are in pktimpact_cases.py.
 """
 
+import time
+
 from pktimpact_cases import (ACK, CHARGEN, ECHO, FIN, HTTP, REQUEST, RST,
-                             SYN, CaseError, alive, case, handshake)
+                             SLOW_RTT, SYN, CaseError, alive, case,
+                             handshake)
 
 
 # ------------------------------------------------------------ CLOSE-WAIT
@@ -14,8 +17,8 @@ def close_wait(listen):
     c = listen(CHARGEN)
     c.win = 0
     c.drop_probes = True
-    # Our FIN goes well before its first probe (~0.2 s).
-    handshake(c, quiet=0.05)
+    # Our FIN goes well before its first probe (~1 s).
+    handshake(c, rtt=SLOW_RTT)
     c.x("fin", FIN | ACK)
     return c
 
@@ -61,10 +64,9 @@ def last_ack(listen):
     """echo: our FIN -> its ACK and FIN: LAST-ACK (FIN retransmissions
     are left out of the record except in lastack_fin_rtx)."""
     c = listen(ECHO)
-    # RTT 0.25 s: its RTO and loss probe (> 0.5 s) come after the steps
-    # (0.2 s each), so they do not race them.
-    handshake(c, rtt=0.25)
-    c.quiet = 0.2
+    # RTT 0.4 s: its RTO and loss probe (> 0.8 s) come after the steps
+    # (0.3 s each), so they do not race them.
+    handshake(c, rtt=0.4)
     c.x("fin", FIN | ACK)
     return c
 
@@ -101,10 +103,11 @@ def lastack_rst_exact(listen, active):
 
 @case
 def lastack_fin_rtx(listen, active):
-    """FIN retransmission timing: RFC 6298 5.5 doubling from ~0.2 s."""
+    """FIN retransmission timing: RFC 8985 7 loss probe, RFC 6298 5.5
+    doubling."""
     c = listen(ECHO)
-    handshake(c, rtt=0.15)  # as est_data_rto
-    c.x("fin", FIN | ACK, timed=True, dur=1.2)
+    handshake(c, rtt=SLOW_RTT)  # as est_data_rto
+    c.x("fin", FIN | ACK, timed=True, dur=2.5)
 
 
 # ------------------------------------------- FIN-WAIT-1/2, CLOSING, TIME-WAIT
@@ -112,9 +115,8 @@ def fin_wait_1(listen):
     """HTTP: our request -> response and FIN (FIN-WAIT-1 until ACKed);
     retransmissions are left out of the record."""
     c = listen(HTTP)
-    # RTT 0.25 s, as in last_ack.
-    handshake(c, rtt=0.25)
-    c.quiet = 0.2
+    # RTT 0.4 s, as in last_ack.
+    handshake(c, rtt=0.4)
     c.x("request", ACK, data=REQUEST)
     if c.rcv_nxt == (c.disn + 1) & 0xFFFFFFFF:
         raise CaseError("no response")
@@ -339,5 +341,6 @@ def synsent_simultaneous_open(listen, active):
 def synsent_syn_rtx(listen, active):
     """SYN retransmission timing: RFC 6298 2.1 (1 s) and 5.5 doubling."""
     c = active()
-    c.t_send = c.syn_at
+    c.t_wall = c.syn_at  # delays from the first SYN, for 3.6 s from now
+    c.t_send = time.monotonic()
     c.obs("syn_rtx", timed=True, dur=3.6)
