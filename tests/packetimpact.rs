@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 81
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 82
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,
@@ -416,13 +416,12 @@ fn must(ns: &Netns, args: &[&str]) {
 
 /// Runs pktimpact.py in `ns` with `args`; returns its record.
 fn run_side(ns: &Netns, args: &[String]) -> (Record, Output) {
-    let script = py("pktimpact.py");
-    let mut argv: Vec<&str> = vec!["python3", &script];
-    argv.extend(args.iter().map(|s| s.as_str()));
+    let mut argv = vec!["python3".to_string(), py("pktimpact.py")];
+    argv.extend_from_slice(args);
     if let Ok(cases) = std::env::var("PKTIMPACT_CASES") {
-        argv.push("--cases");
-        argv.push(Box::leak(cases.into_boxed_str()));
+        argv.extend(["--cases".to_string(), cases]);
     }
+    let argv: Vec<&str> = argv.iter().map(|s| s.as_str()).collect();
     let out = ns.run(&argv, Duration::from_secs(100));
     assert!(
         out.success() && out.stdout.contains("\ndone cases="),

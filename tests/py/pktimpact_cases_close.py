@@ -281,6 +281,19 @@ def synsent_synack_data(listen, active):
 
 
 @case
+def active_close(listen, active):
+    """Our side as the passive closer: the DUT's application sends data,
+    then closes (FIN-WAIT-1); our ACK moves it to FIN-WAIT-2."""
+    c = active()
+    c.x("synack", SYN | ACK, opts=STD)
+    c.drop_rtx = True  # repeats of its data are not what this case is about
+    c.app("write", lambda: c.handle.write(b"hello\n"), first=2.0)
+    c.x("ack_data", ACK)
+    c.app("close", c.handle.shutdown, first=2.0)
+    c.x("ack_fin", ACK)
+
+
+@case
 def synsent_bad_ack(listen, active):
     """3.10.7.3 first: SEG.ACK =< ISS or > SND.NXT -> <SEQ=SEG.ACK><RST>;
     the SYN-SENT connection stays."""
