@@ -240,6 +240,14 @@ const KNOWN: &[Diff] = &[
     },
 ];
 
+/// Cases whose listed difference does not show in every run, so their
+/// entries are not reported stale when it does not: Linux re-sends its SYN
+/// at once after an unacceptable SYN,ACK or RST,ACK only while its
+/// retransmit timer has not fired and the first SYN has left the host
+/// (tcp_rcv_synsent_state_process, skb_still_in_host_queue); about one run
+/// in ten it waits for the RTO like tapstack.
+const INTERMITTENT: &[&str] = &["synsent_bad_ack", "synsent_ack_only", "synsent_rst_bad_ack"];
+
 /// A side's record: case -> steps (label, normalized replies).
 type Record = BTreeMap<String, Vec<(String, String)>>;
 
@@ -345,7 +353,7 @@ fn compare(
             .iter()
             .zip(&used)
             .any(|((e, _), u)| e.case == d.case && *u);
-        if ran && first_of_case && !case_used {
+        if ran && first_of_case && !case_used && !INTERMITTENT.contains(&d.case) {
             failures.push(format!(
                 "{list} entries for {} no longer occur: remove them (fixed?)\n    tapstack now: {:?}\n    linux now:    {:?}",
                 d.case, stack[d.case], linux[d.case],
