@@ -115,7 +115,8 @@ def tcp_frame(src_port, dst_port, seq, ack, flags, win, opts=b"", data=b""):
     sip, dip = socket.inet_aton(TESTER_IP), socket.inet_aton(DUT_IP)
     off = (20 + len(opts)) // 4
     seg = struct.pack("!HHIIBBHHH", src_port, dst_port, seq & 0xFFFFFFFF,
-                      ack & 0xFFFFFFFF, off << 4, flags, win, 0, 0) + opts + data
+                      ack & 0xFFFFFFFF, off << 4, flags, win, 0, 0)
+    seg += opts + data
     pseudo = sip + dip + struct.pack("!BBH", 0, 6, len(seg))
     seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0x4000, 64,
@@ -379,7 +380,9 @@ class Conn:
         seg.rtx = False
         if seg.seg_len() and not seg.flags & RST:
             end = (seg.seq + seg.seg_len()) & 0xFFFFFFFF
-            if self.hi is not None and ((self.hi - end) & 0xFFFFFFFF) < 1 << 31:
+            behind = self.hi is not None and \
+                ((self.hi - end) & 0xFFFFFFFF) < 1 << 31
+            if behind:
                 seg.rtx = True
                 # A repeat that ACKs nothing new tells nothing new.
                 if self.drop_rtx and not self.timed and \
@@ -480,10 +483,10 @@ class Conn:
 
 def coalesce(segs, merge_data=True):
     """Merges what differs only in how the DUT cut it: a pure ACK next to
-    a segment with the same seq and ack (e.g. ACK then FIN, or ACK then
-    data, or the reverse within 50 ms) is dropped, and contiguous data/FIN segments with the same ack
-    become one (Linux sends a response and its FIN in two segments where a
-    stack that queues both sends one)."""
+    a segment with the same seq and ack (ACK then FIN, ACK then data, or
+    the reverse within 50 ms) is dropped, and contiguous data/FIN segments
+    with the same ack become one (Linux sends a response and its FIN in
+    two segments where a stack that queues both sends one)."""
     out = []
     for s in segs:
         if out:
@@ -506,7 +509,8 @@ def coalesce(segs, merge_data=True):
                     s.seq == (p.seq + len(p.data)) & 0xFFFFFFFF and \
                     (s.data or s.flags & FIN) and abs(s.at - p.at) < 0.05:
                 m = Seg(p.at, p.sport, p.dport, p.seq, s.ack,
-                        p.flags | s.flags, s.win, dict(p.opts), p.data + s.data)
+                        p.flags | s.flags, s.win, dict(p.opts),
+                        p.data + s.data)
                 m.opts.update(s.opts)
                 m.rtx = p.rtx and s.rtx
                 out[-1] = m
