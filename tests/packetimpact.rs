@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 82
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 86
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,
@@ -103,6 +103,36 @@ const KNOWN: &[Diff] = &[
         stack: "A seq=d+1 ack=t+2 w+ opt=ts ecr=#2",
         linux: "A seq=d+1 ack=t+2 w+ opt=ts sack=t+1:t+2 ecr=#3",
         why: "no D-SACK for a duplicate FIN (RFC 2883 4); TSecr as in est_old_data",
+    },
+    Diff {
+        case: "est_overlap",
+        step: "overlap",
+        stack: "A seq=d+1 ack=t+16 w+ opt=ts ecr=#3",
+        linux: "A seq=d+1 ack=t+16 w+ opt=ts sack=t+6:t+11 ecr=#3",
+        why: "no D-SACK for the already-received part of a segment (RFC 2883 4.1.1: \
+              a D-SACK block for the duplicate part, also when the segment brings new \
+              data)",
+    },
+    Diff {
+        case: "est_ooo_fin",
+        step: "fin_after_hole",
+        stack: "A seq=d+1 ack=t+1 w+ opt=ts sack=t+11:t+21 ecr=#1",
+        linux: "A seq=d+1 ack=t+1 w+ opt=ts sack=t+11:t+22 ecr=#1",
+        why: "the SACK block for out-of-order data with a FIN stops before the FIN's \
+              sequence number; Linux's covers it (SACK blocks are sequence-space ranges, \
+              RFC 2018 3: the right edge is \"the sequence number immediately following \
+              the last sequence number of this block\"), so the sender learns the FIN \
+              arrived",
+    },
+    Diff {
+        case: "timewait_syn_old_ts",
+        step: "syn_old_ts",
+        stack: "SA seq=d+0 ack=t+100034 w+ opt=mss,ts ecr=#5",
+        linux: "A seq=d+141 ack=t+33 w+ opt=ts ecr=#4",
+        why: "TIME-WAIT takes a new SYN whose TSval is older than TS.Recent (only its \
+              sequence number is higher); RFC 6191 2 reopens only on a higher TSval when \
+              timestamps are in use, and RFC 7323 5.3 R1 (PAWS) rejects it; Linux answers \
+              with the TIME-WAIT ACK",
     },
     Diff {
         case: "est_data_rto",

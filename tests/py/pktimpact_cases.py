@@ -270,6 +270,37 @@ def est_old_data(listen, active):
 
 
 @case
+def est_overlap(listen, active):
+    """3.10.7.4 first/seventh: a segment starting before RCV.NXT and
+    ending after it is acceptable; its new part is taken."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("data", ACK, data=b"a" * 10)
+    c.x("overlap", ACK, seq=c.tisn + 1 + 5, data=b"b" * 10)
+
+
+@case
+def est_ooo_fin(listen, active):
+    """A FIN beyond a hole is held (3.10.7.4 eighth: FIN only when all
+    before it arrived): SACK block; filling the hole ACKs the FIN too."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("fin_after_hole", FIN | ACK, seq=c.tisn + 1 + 10, data=b"z" * 10,
+        advance=False)
+    c.x("hole", ACK, data=b"a" * 10)
+    c.snd_nxt = c.tisn + 22
+
+
+@case
+def est_keepalive_probe(listen, active):
+    """RFC 1122 4.2.3.6: a keep-alive probe (SEG.SEQ = RCV.NXT-1, no data)
+    is not acceptable (3.10.7.4 first) -> ACK."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("keepalive", ACK, seq=c.tisn, advance=False)
+
+
+@case
 def est_seq_beyond_window(listen, active):
     """3.10.7.4 first: not acceptable -> <SEQ=SND.NXT><ACK=RCV.NXT><ACK>."""
     c = listen(DISCARD)

@@ -230,6 +230,14 @@ def timewait_syn_reuse_ts(listen, active):
 
 
 @case
+def timewait_syn_old_ts(listen, active):
+    """RFC 6191 / RFC 7323 5.3: in TIME-WAIT a SYN with a higher sequence
+    number but an older TSval fails PAWS -> ACK, no new connection."""
+    c = time_wait(listen)
+    c.x("syn_old_ts", SYN, seq=c.snd_nxt + 100000, tsval=1, advance=False)
+
+
+@case
 def timewait_ack(listen, active):
     """3.10.7.4 TIME-WAIT: a plain ACK (nothing new) gets no reply."""
     c = time_wait(listen)
