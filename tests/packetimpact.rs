@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 86
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 91
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,

@@ -156,6 +156,14 @@ def closed_ack(listen, active):
 
 
 @case
+def closed_synack(listen, active):
+    """3.10.7.1: a SYN,ACK to a closed port -> <SEQ=SEG.ACK><CTL=RST>."""
+    c = listen(CLOSED)
+    c.disn = 0x68680000
+    c.x("synack", SYN | ACK, ack=c.disn, opts=[("mss", 1460)])
+
+
+@case
 def closed_rst(listen, active):
     """3.10.7.1: an incoming RST is discarded."""
     c = listen(CLOSED)
@@ -237,6 +245,29 @@ def synrcvd_ack_with_data(listen, active):
     c.syn()
     c.obs("synack", until=SYN)
     c.x("ack_data", ACK, data=b"x" * 20)
+
+
+@case
+def synrcvd_no_ack_data(listen, active):
+    """3.10.7.4 fifth, SYN-RECEIVED: text without ACK is dropped; the
+    connection stays half-open (our ACK then completes it)."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("no_ack", 0, data=b"x" * 10, advance=False)
+    c.x("ack", ACK)
+    alive(c)
+
+
+@case
+def synrcvd_ack_fin(listen, active):
+    """3.10.7.4: the ACK completing the handshake carries a FIN: ESTABLISHED
+    then CLOSE-WAIT; discard closes too (LAST-ACK)."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("ack_fin", FIN | ACK)
+    c.x("ack", ACK)
 
 
 # ----------------------------------------------------------- ESTABLISHED
@@ -359,6 +390,25 @@ def est_rst_exact(listen, active):
     handshake(c)
     c.x("rst", RST)
     alive(c, "after")
+
+
+@case
+def est_rst_with_data(listen, active):
+    """RFC 9293 3.5.3 / RFC 1122 4.2.2.12: a RST may carry data (a
+    diagnostic); at RCV.NXT it resets all the same."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst_data", RST, data=b"reason")
+    alive(c, "after")
+
+
+@case
+def est_window_update(listen, active):
+    """A pure window update (same seq and ack, new window) needs no
+    reply (RFC 9293 3.10.7.4 fifth: update SND.WND)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("update", ACK, win=30000)
 
 
 @case
