@@ -340,19 +340,25 @@ class Conn:
         return self.obs(label, **kw)
 
     # -- receiving -------------------------------------------------------
-    def collect(self, quiet=0.3, limit=1.5, dur=None, first=None, until=0):
+    def collect(self, quiet=0.3, limit=1.5, dur=None, first=None, until=0,
+                want=None):
         """Replies until `quiet` s pass with none (or for exactly `dur` s),
         at most `limit` s after the last send; the first reply may take
         up to `first` s; returns at once after a segment with a flag in
-        `until` (so the handshake's RTT is the machine's, not ours)."""
+        `until` (so the handshake's RTT is the machine's, not ours).
+        With `want`, silence does not end the step before the DUT has sent
+        up to ISN+want (its application's answer; a loaded machine may
+        take a while): then `limit` is at least 4 s."""
         out = []
         start = self.t_send
+        if want is not None:
+            limit = max(limit, 4.0)
         end = start + (dur if dur is not None else limit)
         last = start if first is None else start + first - quiet
         while True:
             now = time.monotonic()
             wait = end - now
-            if dur is None:
+            if dur is None and not self._wanting(want):
                 wait = min(wait, last + quiet - now)
             try:
                 if wait > 0:
@@ -374,10 +380,20 @@ class Conn:
             if seg.flags & until:
                 return out
 
+    def _wanting(self, want):
+        """True while the DUT has not yet sent up to ISN+want."""
+        if want is None or self.disn is None:
+            return False
+        return ((self.rcv_nxt - self.disn - want) & 0xFFFFFFFF) >= 1 << 31
+
     def _skip(self, seg):
         """Retransmissions and window probes in steps that are not about
         them (their timing is compared in the cases that are)."""
         seg.rtx = False
+        if seg.flags & SYN and not seg.flags & ACK and not self.timed and \
+                self.syn_at is not None and seg.at - self.syn_at > 0.9:
+            # The SYN's own RTO (1 s), not a reaction to this step.
+            return True
         if seg.seg_len() and not seg.flags & RST:
             end = (seg.seq + seg.seg_len()) & 0xFFFFFFFF
             behind = self.hi is not None and \
@@ -426,10 +442,10 @@ class Conn:
         return segs
 
     def x(self, label, flags, timed=False, quiet=None, limit=1.5, dur=None,
-          **kw):
+          want=None, **kw):
         """send() then obs(); `quiet` defaults to the Conn's."""
         self.send(flags, **kw)
-        return self.obs(label, timed=timed, limit=limit, dur=dur,
+        return self.obs(label, timed=timed, limit=limit, dur=dur, want=want,
                         quiet=self.quiet if quiet is None else quiet)
 
     # -- normalizing -------------------------------------------------------

@@ -266,7 +266,7 @@ def synrcvd_ack_fin(listen, active):
     c = listen(DISCARD)
     c.syn()
     c.obs("synack", until=SYN)
-    c.x("ack_fin", FIN | ACK)
+    c.x("ack_fin", FIN | ACK, want=2)
     c.x("ack", ACK)
 
 
@@ -356,7 +356,7 @@ def est_ack_old(listen, active):
     5.2), within what was sent: an old ACK, ignored."""
     c = listen(ECHO)
     handshake(c)
-    c.x("data", ACK, data=b"e" * 100)
+    c.x("data", ACK, data=b"e" * 100, want=101)
     c.x("ack_echo", ACK)
     c.x("ack_old", ACK, ack=c.disn + 1 + 50)
 
@@ -484,7 +484,7 @@ def est_fin(listen, active):
     (LAST-ACK); our ACK of its FIN closes it; then RST to an ACK."""
     c = listen(DISCARD)
     handshake(c)
-    c.x("fin", FIN | ACK)
+    c.x("fin", FIN | ACK, want=2)
     c.x("ack_fin", ACK)
     alive(c, "after")
 
@@ -516,7 +516,7 @@ def est_small_mss(listen, active):
     c = listen(ECHO)
     c.coalesce = False
     handshake(c, opts=[("mss", 100), ("sackok", True), ("ws", 0)])
-    c.x("data", ACK, data=b"m" * 300, quiet=0.15)
+    c.x("data", ACK, data=b"m" * 300, want=301)
 
 
 @case
@@ -556,7 +556,7 @@ def est_zero_window(listen, active):
     c = listen(ECHO)
     handshake(c, rtt=SLOW_RTT)  # first probe at ~1 s, the next 2 s on
     c.x("data_win0", ACK, data=b"z" * 10, win=0, timed=True, dur=1.6)
-    c.x("open", ACK)
+    c.x("open", ACK, want=11)
 
 
 @case
@@ -578,7 +578,7 @@ def est_small_window_reoffer(listen, active):
     no backoff (backoff is for a zero window); Linux sends every ~0.2 s."""
     c = listen(ECHO)
     handshake(c, rtt=SLOW_RTT)
-    c.x("echo", ACK, data=b"e" * 10, quiet=0.2)
+    c.x("echo", ACK, data=b"e" * 10, quiet=0.2, want=11)
     c.win = 10
     c.x("shrink", ACK, quiet=0.2)
     # 1.6 s: the first send (~1 s) but not its repeat (~2 s later).

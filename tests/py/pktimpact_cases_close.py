@@ -67,7 +67,7 @@ def last_ack(listen):
     # RTT 0.4 s: its RTO and loss probe (> 0.8 s) come after the steps
     # (0.3 s each), so they do not race them.
     handshake(c, rtt=0.4)
-    c.x("fin", FIN | ACK)
+    c.x("fin", FIN | ACK, want=2)
     return c
 
 
@@ -117,7 +117,7 @@ def fin_wait_1(listen):
     c = listen(HTTP)
     # RTT 0.4 s, as in last_ack.
     handshake(c, rtt=0.4)
-    c.x("request", ACK, data=REQUEST)
+    c.x("request", ACK, data=REQUEST, want=141)  # response and FIN
     if c.rcv_nxt == (c.disn + 1) & 0xFFFFFFFF:
         raise CaseError("no response")
     return c
@@ -295,9 +295,9 @@ def active_close(listen, active):
     c = active()
     c.x("synack", SYN | ACK, opts=STD)
     c.drop_rtx = True  # repeats of its data are not what this case is about
-    c.app("write", lambda: c.handle.write(b"hello\n"), first=2.0)
+    c.app("write", lambda: c.handle.write(b"hello\n"), want=7)
     c.x("ack_data", ACK)
-    c.app("close", c.handle.shutdown, first=2.0)
+    c.app("close", c.handle.shutdown, want=8)
     c.x("ack_fin", ACK)
 
 
