@@ -19,7 +19,9 @@
 //! all went away (remove its entries when the fix lands).
 //!
 //! Run one case: `PKTIMPACT_CASES=est_fin cargo test --release --test
-//! packetimpact`; `PKTIMPACT_TRACE=DIR` keeps `tapstack --trace` logs.
+//! packetimpact -- --nocapture`; `PKTIMPACT_TRACE=DIR` keeps `tapstack
+//! --trace` logs of the active opens; `PKTIMPACT_RAW=1` adds the seconds
+//! to timed replies (for looking only: timed steps then differ).
 
 mod common;
 
@@ -90,9 +92,9 @@ const KNOWN: &[Diff] = &[
         step: "again",
         stack: "A seq=d+1 ack=t+101 w+ opt=ts ecr=#2",
         linux: "A seq=d+1 ack=t+101 w+ opt=ts sack=t+1:t+101 ecr=#3",
-        why: "no D-SACK for a duplicate segment (RFC 2883 4: \"the first block in the SACK \
-              option should be a D-SACK block specifying the sequence numbers for the \
-              duplicate segment\"). The TSecr (#2 here, #3 on Linux) is allowed: RFC 7323 \
+        why: "no D-SACK for a duplicate segment (RFC 2883 4: the first SACK block \
+              reports the sequence numbers of the duplicate segment that triggered the \
+              ACK). The TSecr (#2 here, #3 on Linux) is allowed: RFC 7323 \
               5.3 R2 rejects the segment (it ends before RCV.NXT) before R3 would record \
               its TSval; Linux's window test accepts a segment ending at RCV.NXT. Add an \
               ALLOWED entry for that when D-SACK lands",
@@ -161,9 +163,9 @@ const KNOWN: &[Diff] = &[
         linux: "A seq=d+1 ack=t+1001 w+ len=100 opt=ts ecr=#2",
         why: "with the peer's window at 100 bytes the loss probe ~42 ms later sends 1000 \
               bytes from SND.UNA, past SND.UNA+SND.WND (RFC 9293 3.8.6: the window \
-              \"indicates an allowed number of octets that the sender may transmit\"; RFC \
-              8985 7.3: new data only \"if the receive window allows\", else retransmit \
-              the last segment sent)",
+              is the number of octets the sender may transmit beyond SND.UNA; RFC 8985 \
+              7.3: a probe sends new data only if the receive window allows it, else \
+              it retransmits the last segment sent)",
     },
     Diff {
         case: "est_small_window",
@@ -227,9 +229,9 @@ const KNOWN: &[Diff] = &[
         stack: "A seq=d+989 ack=t+1 w+ len=988 opt=ts ecr=#5 +now",
         linux: "-",
         why: "issue 12 1(b): on a SACK connection three duplicate ACKs without SACK \
-              blocks trigger a fast retransmit; RFC 6675 2 counts as \"DupAck\" only an \
-              ACK whose SACK block \"identifies previously unacknowledged and un-SACKed \
-              octets\", RFC 8985 needs SACK evidence; Linux does not retransmit",
+              blocks trigger a fast retransmit; RFC 6675 2 counts as a DupAck only an \
+              ACK whose SACK blocks report octets not yet acknowledged or SACKed, RFC \
+              8985 needs SACK evidence too; Linux does not retransmit",
     },
     Diff {
         case: "est_rst_twice",
