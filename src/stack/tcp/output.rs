@@ -93,6 +93,7 @@ impl Tcb {
             self.send_data(env, ip, self.snd_max, len, fin);
         } else if self.recovery.is_some() {
             self.retransmit_una(env, ip);
+            self.restart_rtx(env.now);
         } else {
             let fin = self.fin_queued && self.snd_max.gt(end);
             let len = end.distance_from(self.snd_una).min(self.mss);
@@ -100,6 +101,12 @@ impl Tcb {
                 return;
             }
             self.send_data(env, ip, end - len, len, fin);
+            // RFC 8985 7.3: the RTO is re-armed after the probe. As Linux
+            // (tcp_rearm_rto), it counts from the head's last send: from
+            // now when the probe was the head itself, else unchanged.
+            if end - len == self.snd_una {
+                self.restart_rtx(env.now);
+            }
         }
         self.snd_nxt = nxt.max(self.snd_nxt);
         self.tlp_high = self.snd_max;
