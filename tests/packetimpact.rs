@@ -80,24 +80,6 @@ const ALLOWED: &[Diff] = &[
 /// entry goes when its fix lands (the test then says it is stale).
 const KNOWN: &[Diff] = &[
     Diff {
-        case: "synrcvd_syn_in_window",
-        step: "syn_other",
-        stack: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#0",
-        linux: "RA seq=0 ack=t+101",
-        why: "a SYN with another ISN in SYN-RECEIVED (passive open) gets a challenge ACK \
-              and the half-open connection stays; RFC 9293 3.10.7.4 fourth: \
-              \"SYN-RECEIVED STATE: If the connection was initiated with a passive OPEN, \
-              then return this connection to the LISTEN state and return\" (RFC 5961 4.2 \
-              is for synchronized states); Linux resets it",
-    },
-    Diff {
-        case: "synrcvd_syn_in_window",
-        step: "ack",
-        stack: "-",
-        linux: "R seq=d+1",
-        why: "follows from the entry above: the half-open connection should be gone",
-    },
-    Diff {
         case: "closewait_fin_again",
         step: "fin_again",
         stack: "A seq=d+1 ack=t+2 w+ opt=ts ecr=#2",
@@ -114,16 +96,6 @@ const KNOWN: &[Diff] = &[
               RFC 2018 3: the right edge is \"the sequence number immediately following \
               the last sequence number of this block\"), so the sender learns the FIN \
               arrived",
-    },
-    Diff {
-        case: "timewait_syn_old_ts",
-        step: "syn_old_ts",
-        stack: "SA seq=d+0 ack=t+100034 w+ opt=mss,ts ecr=#5",
-        linux: "A seq=d+141 ack=t+33 w+ opt=ts ecr=#4",
-        why: "TIME-WAIT takes a new SYN whose TSval is older than TS.Recent (only its \
-              sequence number is higher); RFC 6191 2 reopens only on a higher TSval when \
-              timestamps are in use, and RFC 7323 5.3 R1 (PAWS) rejects it; Linux answers \
-              with the TIME-WAIT ACK",
     },
     Diff {
         case: "est_small_window",
