@@ -87,51 +87,6 @@ const KNOWN: &[Diff] = &[
         why: "no D-SACK for a duplicate FIN (RFC 2883 4); TSecr as in est_old_data (ALLOWED)",
     },
     Diff {
-        case: "est_ooo_fin",
-        step: "fin_after_hole",
-        stack: "A seq=d+1 ack=t+1 w+ opt=ts sack=t+11:t+21 ecr=#1",
-        linux: "A seq=d+1 ack=t+1 w+ opt=ts sack=t+11:t+22 ecr=#1",
-        why: "the SACK block for out-of-order data with a FIN stops before the FIN's \
-              sequence number; Linux's covers it (SACK blocks are sequence-space ranges, \
-              RFC 2018 3: the right edge is \"the sequence number immediately following \
-              the last sequence number of this block\"), so the sender learns the FIN \
-              arrived",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "data",
-        stack: "A seq=d+1 ack=t+1001 w+ len=100 opt=ts ecr=#2 | A seq=d+1 ack=t+1001 w+ len=1000 *",
-        linux: "A seq=d+1 ack=t+1001 w+ len=100 opt=ts ecr=#2",
-        why: "with the peer's window at 100 bytes the loss probe ~42 ms later sends 1000 \
-              bytes from SND.UNA, past SND.UNA+SND.WND (RFC 9293 3.8.6: the window \
-              is the number of octets the sender may transmit beyond SND.UNA; RFC 8985 \
-              7.3: a probe sends new data only if the receive window allows it, else \
-              it retransmits the last segment sent)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer0",
-        stack: "*",
-        linux: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now",
-        why: "the same past-the-window send from the retransmission path: 900 bytes \
-              into a 100-byte window (RFC 9293 3.8.6)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer1",
-        stack: "*",
-        linux: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now",
-        why: "follows from the entries above (the peer already holds bytes sent past its \
-              window, so the re-offered window does not open)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer2",
-        stack: "*",
-        linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
-        why: "follows from the entries above",
-    },
-    Diff {
         case: "est_dupacks_sack",
         step: "dup3",
         stack: "A seq=d+989 ack=t+1 w+ len=988 opt=ts ecr=#5 +now",
@@ -177,6 +132,32 @@ const KNOWN: &[Diff] = &[
         linux: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
         why: "as synsent_bad_ack: an unacceptable RST,ACK is dropped (RFC 9293 \
               3.10.7.3) and Linux repeats its SYN at once",
+    },
+    Diff {
+        case: "est_small_window",
+        step: "reoffer0",
+        stack: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now | *",
+        linux: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now",
+        why: "a loss probe (2*SRTT + WCDelAckT, ~0.2-0.3 s here) repeats the segment \
+              while the peer's 100-byte window, not cwnd, holds the rest back; Linux \
+              (tcp_schedule_loss_probe) probes only a connection limited by cwnd or by \
+              the application, and sends nothing until its RTO (> 0.3 s after the 0.3 s \
+              RTT sample of the step before). RFC 8985 7.2 arms the PTO after new data \
+              whatever limits it, so this is Linux's choice to follow",
+    },
+    Diff {
+        case: "est_small_window",
+        step: "reoffer1",
+        stack: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now | *",
+        linux: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now",
+        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
+    },
+    Diff {
+        case: "est_small_window",
+        step: "reoffer2",
+        stack: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now | *",
+        linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
+        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
     },
 ];
 
