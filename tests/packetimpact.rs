@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 81
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 91
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,
@@ -15,11 +15,13 @@
 //! TSecr, coarse delay classes). This file compares the two records step
 //! by step. A step that differs must be listed in [`ALLOWED`] (an RFC
 //! allows the difference; quoted) or in [`KNOWN`] (a bug to fix, with the
-//! RFC); anything else fails, and so does a listed difference that no
-//! longer occurs (remove its entry when the fix lands).
+//! RFC); anything else fails, and so does a case whose listed differences
+//! all went away (remove its entries when the fix lands).
 //!
 //! Run one case: `PKTIMPACT_CASES=est_fin cargo test --release --test
-//! packetimpact`; `PKTIMPACT_TRACE=DIR` keeps `tapstack --trace` logs.
+//! packetimpact -- --nocapture`; `PKTIMPACT_TRACE=DIR` keeps `tapstack
+//! --trace` logs of the active opens; `PKTIMPACT_RAW=1` adds the seconds
+//! to timed replies (for looking only: timed steps then differ).
 
 mod common;
 
@@ -45,11 +47,11 @@ const ALLOWED: &[Diff] = &[
     Diff {
         case: "synsent_syn_rtx",
         step: "syn_rtx",
-        stack: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~0.8s | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~1.6s",
-        linux: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~0.8s | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~0.8s | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~0.8s",
+        stack: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~1s | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~2s",
+        linux: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~1s | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~1s | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 +~1s",
         why: "Linux's net.ipv4.tcp_syn_linear_timeouts=4 repeats the SYN every 1 s four \
               times; RFC 6298 5.5: \"The host MUST set RTO <- RTO * 2 ('back off the \
-              timer')\" -- tapstack doubles (1 s, 2 s)",
+              timer')\" -- tapstack doubles (gaps of 1 s, 2 s)",
     },
     Diff {
         case: "est_ack_before_iss",
@@ -62,133 +64,27 @@ const ALLOWED: &[Diff] = &[
               SND.NXT\", and RFC 9293 3.10.7.4: \"If the ACK is a duplicate (SEG.ACK < \
               SND.UNA), it can be ignored\" -- tapstack ignores it",
     },
+    Diff {
+        case: "est_old_data",
+        step: "again",
+        stack: "A seq=d+1 ack=t+101 w+ opt=ts sack=t+1:t+101 ecr=#2",
+        linux: "A seq=d+1 ack=t+101 w+ opt=ts sack=t+1:t+101 ecr=#3",
+        why: "the TSecr of the ACK (with its D-SACK) for a duplicate segment: RFC 7323 \
+              5.3 R2 rejects the segment (it ends at RCV.NXT, before the window) before \
+              R3 would record its TSval, so TS.Recent stays the earlier one; Linux's \
+              window test accepts a segment ending at RCV.NXT and records it",
+    },
 ];
 
 /// Differences that are bugs in tapstack, to be fixed (issue 12): each
 /// entry goes when its fix lands (the test then says it is stale).
 const KNOWN: &[Diff] = &[
     Diff {
-        case: "synrcvd_syn_in_window",
-        step: "syn_other",
-        stack: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#0",
-        linux: "RA seq=0 ack=t+101",
-        why: "a SYN with another ISN in SYN-RECEIVED (passive open) gets a challenge ACK \
-              and the half-open connection stays; RFC 9293 3.10.7.4 fourth: \
-              \"SYN-RECEIVED STATE: If the connection was initiated with a passive OPEN, \
-              then return this connection to the LISTEN state and return\" (RFC 5961 4.2 \
-              is for synchronized states); Linux resets it",
-    },
-    Diff {
-        case: "synrcvd_syn_in_window",
-        step: "ack",
-        stack: "-",
-        linux: "R seq=d+1",
-        why: "follows from the entry above: the half-open connection should be gone",
-    },
-    Diff {
-        case: "est_old_data",
-        step: "again",
-        stack: "A seq=d+1 ack=t+101 w+ opt=ts ecr=#2",
-        linux: "A seq=d+1 ack=t+101 w+ opt=ts sack=t+1:t+101 ecr=#3",
-        why: "no D-SACK for a duplicate segment (RFC 2883 4: \"the first block in the SACK \
-              option should be a D-SACK block specifying the sequence numbers for the \
-              duplicate segment\"). The TSecr (#2 here, #3 on Linux) is allowed: RFC 7323 \
-              5.3 R2 rejects the segment (it ends before RCV.NXT) before R3 would record \
-              its TSval; Linux's window test accepts a segment ending at RCV.NXT. Add an \
-              ALLOWED entry for that when D-SACK lands",
-    },
-    Diff {
         case: "closewait_fin_again",
         step: "fin_again",
         stack: "A seq=d+1 ack=t+2 w+ opt=ts ecr=#2",
         linux: "A seq=d+1 ack=t+2 w+ opt=ts sack=t+1:t+2 ecr=#3",
-        why: "no D-SACK for a duplicate FIN (RFC 2883 4); TSecr as in est_old_data",
-    },
-    Diff {
-        case: "est_data_rto",
-        step: "echo",
-        stack: "A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.2s*",
-        linux: "A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +now | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s | A seq=d+1 ack=t+11 w+ len=10 opt=ts ecr=#2 +~0.4s",
-        why: "issue 12 1(a), with an RTT of 0.15 s: the loss probe leaves at 2*SRTT \
-              (0.34 s) though one segment is in flight (RFC 8985 7.2 adds WCDelAckT, \
-              200 ms, then PTO is at most the RTO), the RTO still fires ~0.1 s after the \
-              probe (RFC 8985 7.3: re-arm the RTO after sending the probe), and the next \
-              copy ~0.3 s later, not after a doubled RTO (RFC 6298 5.5, once per expiry \
-              5.4); Linux: probe at the RTO (0.45 s), then the RTO 0.45 s later",
-    },
-    Diff {
-        case: "lastack_fin_rtx",
-        step: "fin",
-        stack: "FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.2s*",
-        linux: "FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +now | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s | FA seq=d+1 ack=t+2 w+ opt=ts ecr=#2 +~0.4s",
-        why: "issue 12 1(a) for a FIN: as est_data_rto (RFC 8985 7.2-7.3, RFC 6298 \
-              5.4-5.5)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "data",
-        stack: "A seq=d+1 ack=t+1001 w+ len=100 opt=ts ecr=#2 | A seq=d+1 ack=t+1001 w+ len=1000 opt=ts ecr=#2",
-        linux: "A seq=d+1 ack=t+1001 w+ len=100 opt=ts ecr=#2",
-        why: "with the peer's window at 100 bytes the loss probe ~42 ms later sends 1000 \
-              bytes from SND.UNA, past SND.UNA+SND.WND (RFC 9293 3.8.6: the window \
-              \"indicates an allowed number of octets that the sender may transmit\"; RFC \
-              8985 7.3: new data only \"if the receive window allows\", else retransmit \
-              the last segment sent)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer0",
-        stack: "A seq=d+101 ack=t+1001 w+ len=900 opt=ts ecr=#3 +now*",
-        linux: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now",
-        why: "the same past-the-window send from the retransmission path: 900 bytes \
-              into a 100-byte window (RFC 9293 3.8.6)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer1",
-        stack: "-",
-        linux: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now",
-        why: "follows from the entries above (the peer already holds bytes sent past its \
-              window, so the re-offered window does not open)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer2",
-        stack: "-",
-        linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
-        why: "follows from the entries above",
-    },
-    Diff {
-        case: "est_small_window_reoffer",
-        step: "data",
-        stack: "A seq=d+11 ack=t+1011 w+ len=10 opt=ts ecr=#4 +~0.2s | A seq=d+11 ack=t+1011 w+ len=1000 opt=ts ecr=#4 +now*",
-        linux: "A seq=d+11 ack=t+1011 w+ len=10 opt=ts ecr=#4 +~0.2s",
-        why: "the 10-byte window is honoured once, then the loss probe sends 1000 bytes \
-              past it (as est_small_window; RFC 9293 3.8.6, RFC 8985 7.3)",
-    },
-    Diff {
-        case: "est_small_window_reoffer",
-        step: "reoffer0",
-        stack: "*",
-        linux: "A seq=d+21 ack=t+1011 w+ len=10 opt=ts ecr=#5 +~0.2s",
-        why: "issue 12 1(c): a small window re-offered after each segment must be used \
-              from the SWS override timer, 0.1-1 s without backoff (RFC 9293 3.8.6.2.1; \
-              backoff is for a zero window, RFC 1122 4.2.2.17); Linux sends every ~0.2 s, \
-              tapstack sends past the window (990 bytes) or backs off",
-    },
-    Diff {
-        case: "est_small_window_reoffer",
-        step: "reoffer1",
-        stack: "*",
-        linux: "A seq=d+31 ack=t+1011 w+ len=10 opt=ts ecr=#6 +~0.2s",
-        why: "as reoffer0",
-    },
-    Diff {
-        case: "est_small_window_reoffer",
-        step: "reoffer2",
-        stack: "*",
-        linux: "A seq=d+41 ack=t+1011 w+ len=10 opt=ts ecr=#7 +~0.2s",
-        why: "as reoffer0",
+        why: "no D-SACK for a duplicate FIN (RFC 2883 4); TSecr as in est_old_data (ALLOWED)",
     },
     Diff {
         case: "est_dupacks_sack",
@@ -196,9 +92,9 @@ const KNOWN: &[Diff] = &[
         stack: "A seq=d+989 ack=t+1 w+ len=988 opt=ts ecr=#5 +now",
         linux: "-",
         why: "issue 12 1(b): on a SACK connection three duplicate ACKs without SACK \
-              blocks trigger a fast retransmit; RFC 6675 2 counts as \"DupAck\" only an \
-              ACK whose SACK block \"identifies previously unacknowledged and un-SACKed \
-              octets\", RFC 8985 needs SACK evidence; Linux does not retransmit",
+              blocks trigger a fast retransmit; RFC 6675 2 counts as a DupAck only an \
+              ACK whose SACK blocks report octets not yet acknowledged or SACKed, RFC \
+              8985 needs SACK evidence too; Linux does not retransmit",
     },
     Diff {
         case: "est_rst_twice",
@@ -237,7 +133,41 @@ const KNOWN: &[Diff] = &[
         why: "as synsent_bad_ack: an unacceptable RST,ACK is dropped (RFC 9293 \
               3.10.7.3) and Linux repeats its SYN at once",
     },
+    Diff {
+        case: "est_small_window",
+        step: "reoffer0",
+        stack: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now | *",
+        linux: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now",
+        why: "a loss probe (2*SRTT + WCDelAckT, ~0.2-0.3 s here) repeats the segment \
+              while the peer's 100-byte window, not cwnd, holds the rest back; Linux \
+              (tcp_schedule_loss_probe) probes only a connection limited by cwnd or by \
+              the application, and sends nothing until its RTO (> 0.3 s after the 0.3 s \
+              RTT sample of the step before). RFC 8985 7.2 arms the PTO after new data \
+              whatever limits it, so this is Linux's choice to follow",
+    },
+    Diff {
+        case: "est_small_window",
+        step: "reoffer1",
+        stack: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now | *",
+        linux: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now",
+        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
+    },
+    Diff {
+        case: "est_small_window",
+        step: "reoffer2",
+        stack: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now | *",
+        linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
+        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
+    },
 ];
+
+/// Cases whose listed difference does not show in every run, so their
+/// entries are not reported stale when it does not: Linux re-sends its SYN
+/// at once after an unacceptable SYN,ACK or RST,ACK only while its
+/// retransmit timer has not fired and the first SYN has left the host
+/// (tcp_rcv_synsent_state_process, skb_still_in_host_queue); about one run
+/// in ten it waits for the RTO like tapstack.
+const INTERMITTENT: &[&str] = &["synsent_bad_ack", "synsent_ack_only", "synsent_rst_bad_ack"];
 
 /// A side's record: case -> steps (label, normalized replies).
 type Record = BTreeMap<String, Vec<(String, String)>>;
@@ -334,19 +264,61 @@ fn compare(
         }
         report.push(format!("  {case:32} {verdict}"));
     }
+    // Stale entries: a case whose listed differences all went away. (Per
+    // case, not per entry: a bug in timing may show in one step or the
+    // next from run to run.)
     for (k, (d, list)) in lists.iter().enumerate() {
         let ran = stack.contains_key(d.case) && linux.contains_key(d.case);
-        if ran && !used[k] {
+        let first_of_case = lists[..k].iter().all(|(e, _)| e.case != d.case);
+        let case_used = lists
+            .iter()
+            .zip(&used)
+            .any(|((e, _), u)| e.case == d.case && *u);
+        if ran && first_of_case && !case_used && !INTERMITTENT.contains(&d.case) {
             failures.push(format!(
-                "{list} entry {} / {} no longer occurs: remove it (fixed?)\n    tapstack now: {:?}\n    linux now:    {:?}",
-                d.case,
-                d.step,
-                stack[d.case].iter().find(|(s, _)| s == d.step),
-                linux[d.case].iter().find(|(s, _)| s == d.step),
+                "{list} entries for {} no longer occur: remove them (fixed?)\n    tapstack now: {:?}\n    linux now:    {:?}",
+                d.case, stack[d.case], linux[d.case],
             ));
         }
     }
     (report, failures)
+}
+
+/// The harness itself works: Linux's record (the reference) has the
+/// textbook answers in a few anchor steps, and most steps saw a reply, so
+/// two empty records cannot pass as equal.
+fn assert_harness_sees_replies(linux: &Record) {
+    let anchors = [
+        (
+            "listen_syn",
+            "synack",
+            "SA seq=d+0 ack=t+1 w+ opt=mss,sackok,ts,ws ecr=#0",
+        ),
+        ("closed_syn", "syn", "RA seq=0 ack=t+1"),
+        ("est_data", "data", "A seq=d+1 ack=t+101 w+ opt=ts ecr=#2"),
+        (
+            "est_rst_in_window",
+            "rst",
+            "A seq=d+1 ack=t+1 w+ opt=ts ecr=#1",
+        ),
+    ];
+    for (case, step, want) in anchors {
+        let Some(steps) = linux.get(case) else {
+            continue; // not run (PKTIMPACT_CASES)
+        };
+        let got = steps
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, o)| o.as_str());
+        assert_eq!(got, Some(want), "harness check: Linux's {case}/{step}");
+    }
+    let all: Vec<&String> = linux.values().flatten().map(|(_, o)| o).collect();
+    let answered = all.iter().filter(|o| o.as_str() != "-").count();
+    assert!(
+        answered * 2 > all.len(),
+        "harness check: only {answered} of {} steps saw a reply from Linux",
+        all.len()
+    );
 }
 
 /// Side A: tapstack's services on `ts0`, and spare TAPs `ts1..ts3` for
@@ -410,13 +382,12 @@ fn must(ns: &Netns, args: &[&str]) {
 
 /// Runs pktimpact.py in `ns` with `args`; returns its record.
 fn run_side(ns: &Netns, args: &[String]) -> (Record, Output) {
-    let script = py("pktimpact.py");
-    let mut argv: Vec<&str> = vec!["python3", &script];
-    argv.extend(args.iter().map(|s| s.as_str()));
+    let mut argv = vec!["python3".to_string(), py("pktimpact.py")];
+    argv.extend_from_slice(args);
     if let Ok(cases) = std::env::var("PKTIMPACT_CASES") {
-        argv.push("--cases");
-        argv.push(Box::leak(cases.into_boxed_str()));
+        argv.extend(["--cases".to_string(), cases]);
     }
+    let argv: Vec<&str> = argv.iter().map(|s| s.as_str()).collect();
     let out = ns.run(&argv, Duration::from_secs(100));
     assert!(
         out.success() && out.stdout.contains("\ndone cases="),
@@ -468,6 +439,7 @@ fn same_script_as_linux() {
             linux_rec.len()
         );
     }
+    assert_harness_sees_replies(&linux_rec);
     let (report, failures) = compare(&stack_rec, &linux_rec, ALLOWED, KNOWN);
     println!(
         "pktimpact: {} cases in {:.1} s",

@@ -42,6 +42,7 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
+SO_TIMESTAMPNS = 35
 TESTER_IP = "10.0.0.3"
 DUT_IP = "10.0.0.2"
 TESTER_MAC = bytes.fromhex("020000000003")
@@ -114,7 +115,8 @@ def tcp_frame(src_port, dst_port, seq, ack, flags, win, opts=b"", data=b""):
     sip, dip = socket.inet_aton(TESTER_IP), socket.inet_aton(DUT_IP)
     off = (20 + len(opts)) // 4
     seg = struct.pack("!HHIIBBHHH", src_port, dst_port, seq & 0xFFFFFFFF,
-                      ack & 0xFFFFFFFF, off << 4, flags, win, 0, 0) + opts + data
+                      ack & 0xFFFFFFFF, off << 4, flags, win, 0, 0)
+    seg += opts + data
     pseudo = sip + dip + struct.pack("!BBH", 0, 6, len(seg))
     seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0x4000, 64,
@@ -149,19 +151,31 @@ class Link:
         # has the no-op qdisc until linkwatch runs (up to a second), which
         # would drop our first ARP reply.
         self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        # The kernel's receive time, so delays are not our own lateness.
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.settimeout(0.2)
         self.lock = threading.Lock()
         self.queues = {}
         self.busy = False
+        self.arp_seen = threading.Event()
         self.stop = False
         threading.Thread(target=self._run, daemon=True).start()
-        # Announce the tester (the DUT learns it from the request).
-        self.send(self._arp(1, b"\xff" * 6, b"\0" * 6, DUT_IP))
 
     def _arp(self, op, eth_dst, tha, tpa):
         return (eth_dst + TESTER_MAC + b"\x08\x06" +
                 struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + TESTER_MAC +
                 socket.inet_aton(TESTER_IP) + tha + socket.inet_aton(tpa))
+
+    def resolve(self, timeout=3.0):
+        """Asks the DUT for its MAC until it answers: the DUT then knows
+        the tester too (RFC 826 learns from the request), so no case waits
+        on ARP. Returns whether it answered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send(self._arp(1, b"\xff" * 6, b"\0" * 6, DUT_IP))
+            if self.arp_seen.wait(0.2):
+                return True
+        return False
 
     def send(self, frame):
         """Sends a frame; a TAP with no reader yet refuses (ENOBUFS): a
@@ -183,13 +197,18 @@ class Link:
     def _run(self):
         while not self.stop:
             try:
-                frame, addr = self.sock.recvfrom(65536)
+                frame, anc, _, addr = self.sock.recvmsg(
+                    65536, socket.CMSG_SPACE(16))
             except socket.timeout:
                 continue
             except OSError:
                 return
             self.busy = True
-            at = time.monotonic()
+            at = time.time()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    at = sec + nsec / 1e9
             if addr[2] == PACKET_OUTGOING or len(frame) < 34:
                 self.busy = False
                 continue
@@ -210,6 +229,8 @@ class Link:
 
     def _on_arp(self, frame):
         op = struct.unpack("!H", frame[20:22])[0]
+        if op == 2 and frame[28:32] == socket.inet_aton(DUT_IP):
+            self.arp_seen.set()
         if op == 1 and frame[38:42] == socket.inet_aton(TESTER_IP):
             sha, spa = frame[22:28], frame[28:32]
             self.send(self._arp(2, sha, sha, socket.inet_ntoa(spa)))
@@ -234,21 +255,21 @@ class Link:
 
 def time_class(t):
     """Coarse classes of the gap before a reply (since the previous reply
-    of the step, or the send), a factor of two wide: now (<0.1 s), ~0.2s,
-    ~0.4s, ~0.8s, ~1.6s, ~3.2s: load on the machine does not flip them,
-    but an RTO of 0.2 s and one of 1 s, or a doubling, differ."""
-    if t < 0.1:
+    of the step, or the send): now (< 0.09 s), then a factor of two wide,
+    centred on 0.125 s * 2^k (~0.25s, ~0.5s, ~1s, ~2s, ~4s): the usual
+    timer values (0.2 s, 1 s, 2 s) sit far from the edges, so load on the
+    machine does not flip them, but an RTO and its double differ."""
+    if t < 0.09:
         return "now"
-    k = max(1, round(math.log2(t / 0.1)))
-    return "~%gs" % (0.1 * 2 ** k)
+    return "~%gs" % (0.125 * 2 ** round(math.log2(t / 0.125)))
 
 
 class Conn:
     """The tester's end of one case: its own tester port, the sequence
     state of both sides, and the record of normalized replies."""
 
-    def __init__(self, side, link, name, index, dut_port):
-        self.side, self.link, self.name = side, link, name
+    def __init__(self, link, name, index, dut_port):
+        self.link, self.name = link, name
         self.tport = 30000 + index
         self.dport = dut_port
         self.tisn = ((index + 1) * 0x01000193 + 0x10000) & 0xFFFFFFFF
@@ -261,6 +282,7 @@ class Conn:
         self.ts_recent = 0        # the DUT's latest TSval
         self.q = link.subscribe(self.tport)
         self.t_send = time.monotonic()
+        self.t_wall = time.time()  # the clock of Seg.at (kernel stamps)
         self.records = []
         self.handle = None
         self.drop_rtx = True      # leave out repeats in untimed steps
@@ -297,6 +319,7 @@ class Conn:
             if ((end - self.snd_nxt) & 0xFFFFFFFF) < 1 << 31:
                 self.snd_nxt = end & 0xFFFFFFFF
         self.t_send = time.monotonic()
+        self.t_wall = time.time()
         self.link.send(frame)
 
     def syn(self, opts=None, **kw):
@@ -309,20 +332,33 @@ class Conn:
     def ack(self, **kw):
         self.send(ACK, **kw)
 
+    def app(self, label, action, **kw):
+        """Has the DUT's application act (e.g. `c.handle.shutdown`) and
+        records what the DUT sends because of it."""
+        self.t_send, self.t_wall = time.monotonic(), time.time()
+        action()
+        return self.obs(label, **kw)
+
     # -- receiving -------------------------------------------------------
-    def collect(self, quiet=0.3, limit=1.5, dur=None, first=None, until=0):
+    def collect(self, quiet=0.3, limit=1.5, dur=None, first=None, until=0,
+                want=None):
         """Replies until `quiet` s pass with none (or for exactly `dur` s),
         at most `limit` s after the last send; the first reply may take
         up to `first` s; returns at once after a segment with a flag in
-        `until` (so the handshake's RTT is the machine's, not ours)."""
+        `until` (so the handshake's RTT is the machine's, not ours).
+        With `want`, silence does not end the step before the DUT has sent
+        up to ISN+want (its application's answer; a loaded machine may
+        take a while): then `limit` is at least 4 s."""
         out = []
         start = self.t_send
+        if want is not None:
+            limit = max(limit, 4.0)
         end = start + (dur if dur is not None else limit)
         last = start if first is None else start + first - quiet
         while True:
             now = time.monotonic()
             wait = end - now
-            if dur is None:
+            if dur is None and not self._wanting(want):
                 wait = min(wait, last + quiet - now)
             try:
                 if wait > 0:
@@ -344,13 +380,25 @@ class Conn:
             if seg.flags & until:
                 return out
 
+    def _wanting(self, want):
+        """True while the DUT has not yet sent up to ISN+want."""
+        if want is None or self.disn is None:
+            return False
+        return ((self.rcv_nxt - self.disn - want) & 0xFFFFFFFF) >= 1 << 31
+
     def _skip(self, seg):
         """Retransmissions and window probes in steps that are not about
         them (their timing is compared in the cases that are)."""
         seg.rtx = False
+        if seg.flags & SYN and not seg.flags & ACK and not self.timed and \
+                self.syn_at is not None and seg.at - self.syn_at > 0.9:
+            # The SYN's own RTO (1 s), not a reaction to this step.
+            return True
         if seg.seg_len() and not seg.flags & RST:
             end = (seg.seq + seg.seg_len()) & 0xFFFFFFFF
-            if self.hi is not None and ((self.hi - end) & 0xFFFFFFFF) < 1 << 31:
+            behind = self.hi is not None and \
+                ((self.hi - end) & 0xFFFFFFFF) < 1 << 31
+            if behind:
                 seg.rtx = True
                 # A repeat that ACKs nothing new tells nothing new.
                 if self.drop_rtx and not self.timed and \
@@ -385,7 +433,7 @@ class Conn:
         a timed step records retransmissions and each reply's delay."""
         self.timed = timed
         segs = self.collect(**kw)
-        prev = self.t_send
+        prev = self.t_wall
         items = []
         for s in coalesce(segs, self.coalesce):
             items.append(self.norm(s, timed, prev))
@@ -394,15 +442,11 @@ class Conn:
         return segs
 
     def x(self, label, flags, timed=False, quiet=None, limit=1.5, dur=None,
-          **kw):
+          want=None, **kw):
         """send() then obs(); `quiet` defaults to the Conn's."""
         self.send(flags, **kw)
-        return self.obs(label, timed=timed, limit=limit, dur=dur,
+        return self.obs(label, timed=timed, limit=limit, dur=dur, want=want,
                         quiet=self.quiet if quiet is None else quiet)
-
-    def note(self, label, value):
-        """Records a fact that is not a segment (e.g. what the app saw)."""
-        self.records.append((label, [str(value)]))
 
     # -- normalizing -------------------------------------------------------
     def num(self, v, anchors):
@@ -448,15 +492,17 @@ class Conn:
             parts.append("rtx")
         if timed:
             parts.append("+" + time_class(s.at - start))
+            if os.environ.get("PKTIMPACT_RAW"):  # debugging: the seconds
+                parts.append("(%.3f)" % (s.at - start))
         return " ".join(parts)
 
 
 def coalesce(segs, merge_data=True):
-    """Merges what differs only in how the DUT cut it: a pure ACK followed
-    by a segment with the same seq and ack (e.g. ACK then FIN, or ACK then
-    data) is dropped, and contiguous data/FIN segments with the same ack
-    become one (Linux sends a response and its FIN in two segments where a
-    stack that queues both sends one)."""
+    """Merges what differs only in how the DUT cut it: a pure ACK next to
+    a segment with the same seq and ack (ACK then FIN, ACK then data, or
+    the reverse within 50 ms) is dropped, and contiguous data/FIN segments
+    with the same ack become one (Linux sends a response and its FIN in
+    two segments where a stack that queues both sends one)."""
     out = []
     for s in segs:
         if out:
@@ -467,13 +513,20 @@ def coalesce(segs, merge_data=True):
                     and (s.data or s.flags & FIN):
                 out[-1] = s
                 continue
+            # The same pure ACK passed by the FIN on another CPU (Linux:
+            # the app's close and the softirq's ACK race).
+            s_pure = not s.data and not s.flags & (SYN | FIN | RST)
+            if s_pure and same and s.seq == p.seq and p.flags & FIN and \
+                    abs(s.at - p.at) < 0.05:
+                continue
             if merge_data and same and p.data and \
                     not p.flags & (SYN | FIN | RST) and \
                     not s.flags & (SYN | RST) and \
                     s.seq == (p.seq + len(p.data)) & 0xFFFFFFFF and \
                     (s.data or s.flags & FIN) and abs(s.at - p.at) < 0.05:
                 m = Seg(p.at, p.sport, p.dport, p.seq, s.ack,
-                        p.flags | s.flags, s.win, dict(p.opts), p.data + s.data)
+                        p.flags | s.flags, s.win, dict(p.opts),
+                        p.data + s.data)
                 m.opts.update(s.opts)
                 m.rtx = p.rtx and s.rtx
                 out[-1] = m
@@ -564,25 +617,25 @@ class LinuxActive:
 
 
 class Runner:
-    def __init__(self, side, link, dut):
-        self.side, self.link, self.dut = side, link, dut
+    def __init__(self, link, dut):
+        self.link, self.dut = link, dut
 
     def listen(self, name, index, port):
-        return Conn(self.side, self.link, name, index, port)
+        return Conn(self.link, name, index, port)
 
     def active(self, name, index):
         """A connection the DUT opens to our port; returns the Conn after
         the DUT's SYN is seen (recorded as step 'syn')."""
         tport = 30000 + index
         handle = self.dut.connect(name, index, tport)
-        c = Conn(self.side, handle.link, name, index, 0)
+        c = Conn(handle.link, name, index, 0)
         c.handle = handle
         c.drop_rtx = False  # SYN repeats are what SYN-SENT cases compare
-        c.t_send = time.monotonic()
+        c.t_send, c.t_wall = time.monotonic(), time.time()
         segs = c.obs("syn", quiet=0.05, limit=5.0, first=5.0)
         if not segs or not segs[0].flags & SYN:
             raise CaseError("no SYN from the DUT")
-        c.syn_at = segs[0].at
+        c.syn_at = segs[0].at  # wall clock, as Seg.at
         return c
 
 
@@ -629,16 +682,18 @@ def main():
     ap.add_argument("--tapstack", default="")
     ap.add_argument("--dut-ns", default="")
     ap.add_argument("--cases", default="")
-    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=6)
     args = ap.parse_args()
     t0 = time.monotonic()
     link = Link(args.iface)
+    if not link.resolve():
+        raise SystemExit("the DUT does not answer ARP on %s" % args.iface)
     if args.side == "stack":
         dut = StackDut(args.tapstack, [i for i in
                                        args.active_ifaces.split(",") if i])
     else:
         dut = LinuxDut(args.dut_ns, link)
-    runner = Runner(args.side, link, dut)
+    runner = Runner(link, dut)
     wanted = set(n for n in args.cases.split(",") if n)
     cases = [(i, n, f) for i, (n, f) in enumerate(pktimpact_cases.CASES)
              if not wanted or n in wanted]

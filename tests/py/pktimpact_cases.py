@@ -16,8 +16,13 @@ import time
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 ECHO, DISCARD, CHARGEN, HTTP, CLOSED = 7, 9, 19, 8080, 1
-REQUEST = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+# HTTP/1.0: the server answers and closes (RFC 9112 9.3: no persistence
+# unless asked), as tapstack's keep-alive web server and the Linux app do.
+REQUEST = b"GET /nope HTTP/1.0\r\nHost: x\r\n\r\n"
 FAR = 400000  # beyond any receive window either DUT offers here
+# An RTT that puts a DUT's RTO (3 RTT on both) at ~1 s, after the steps
+# of a case and in the middle of a delay class.
+SLOW_RTT = 0.33
 
 CASES = []
 
@@ -153,6 +158,14 @@ def closed_ack(listen, active):
 
 
 @case
+def closed_synack(listen, active):
+    """3.10.7.1: a SYN,ACK to a closed port -> <SEQ=SEG.ACK><CTL=RST>."""
+    c = listen(CLOSED)
+    c.disn = 0x68680000
+    c.x("synack", SYN | ACK, ack=c.disn, opts=[("mss", 1460)])
+
+
+@case
 def closed_rst(listen, active):
     """3.10.7.1: an incoming RST is discarded."""
     c = listen(CLOSED)
@@ -236,6 +249,29 @@ def synrcvd_ack_with_data(listen, active):
     c.x("ack_data", ACK, data=b"x" * 20)
 
 
+@case
+def synrcvd_no_ack_data(listen, active):
+    """3.10.7.4 fifth, SYN-RECEIVED: text without ACK is dropped; the
+    connection stays half-open (our ACK then completes it)."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("no_ack", 0, data=b"x" * 10, advance=False)
+    c.x("ack", ACK)
+    alive(c)
+
+
+@case
+def synrcvd_ack_fin(listen, active):
+    """3.10.7.4: the ACK completing the handshake carries a FIN: ESTABLISHED
+    then CLOSE-WAIT; discard closes too (LAST-ACK)."""
+    c = listen(DISCARD)
+    c.syn()
+    c.obs("synack", until=SYN)
+    c.x("ack_fin", FIN | ACK, want=2)
+    c.x("ack", ACK)
+
+
 # ----------------------------------------------------------- ESTABLISHED
 @case
 def est_data(listen, active):
@@ -267,6 +303,37 @@ def est_old_data(listen, active):
 
 
 @case
+def est_overlap(listen, active):
+    """3.10.7.4 first/seventh: a segment starting before RCV.NXT and
+    ending after it is acceptable; its new part is taken."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("data", ACK, data=b"a" * 10)
+    c.x("overlap", ACK, seq=c.tisn + 1 + 5, data=b"b" * 10)
+
+
+@case
+def est_ooo_fin(listen, active):
+    """A FIN beyond a hole is held (3.10.7.4 eighth: FIN only when all
+    before it arrived): SACK block; filling the hole ACKs the FIN too."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("fin_after_hole", FIN | ACK, seq=c.tisn + 1 + 10, data=b"z" * 10,
+        advance=False)
+    c.x("hole", ACK, data=b"a" * 10)
+    c.snd_nxt = c.tisn + 22
+
+
+@case
+def est_keepalive_probe(listen, active):
+    """RFC 1122 4.2.3.6: a keep-alive probe (SEG.SEQ = RCV.NXT-1, no data)
+    is not acceptable (3.10.7.4 first) -> ACK."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("keepalive", ACK, seq=c.tisn, advance=False)
+
+
+@case
 def est_seq_beyond_window(listen, active):
     """3.10.7.4 first: not acceptable -> <SEQ=SND.NXT><ACK=RCV.NXT><ACK>."""
     c = listen(DISCARD)
@@ -291,7 +358,7 @@ def est_ack_old(listen, active):
     5.2), within what was sent: an old ACK, ignored."""
     c = listen(ECHO)
     handshake(c)
-    c.x("data", ACK, data=b"e" * 100)
+    c.x("data", ACK, data=b"e" * 100, want=101)
     c.x("ack_echo", ACK)
     c.x("ack_old", ACK, ack=c.disn + 1 + 50)
 
@@ -328,6 +395,25 @@ def est_rst_exact(listen, active):
 
 
 @case
+def est_rst_with_data(listen, active):
+    """RFC 9293 3.5.3 / RFC 1122 4.2.2.12: a RST may carry data (a
+    diagnostic); at RCV.NXT it resets all the same."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("rst_data", RST, data=b"reason")
+    alive(c, "after")
+
+
+@case
+def est_window_update(listen, active):
+    """A pure window update (same seq and ack, new window) needs no
+    reply (RFC 9293 3.10.7.4 fifth: update SND.WND)."""
+    c = listen(DISCARD)
+    handshake(c)
+    c.x("update", ACK, win=30000)
+
+
+@case
 def est_rst_in_window(listen, active):
     """RFC 5961 3.2: RST in the window but not RCV.NXT -> challenge ACK."""
     c = listen(DISCARD)
@@ -342,8 +428,8 @@ def est_rst_twice(listen, active):
     back to back."""
     c = listen(DISCARD)
     handshake(c)
-    c.x("rst1", RST, seq=c.tisn + 1 + 10, quiet=0.1)
-    c.x("rst2", RST, seq=c.tisn + 1 + 20, quiet=0.1)
+    c.x("rst1", RST, seq=c.tisn + 1 + 10, quiet=0.2)
+    c.x("rst2", RST, seq=c.tisn + 1 + 20, quiet=0.2)
 
 
 @case
@@ -400,7 +486,7 @@ def est_fin(listen, active):
     (LAST-ACK); our ACK of its FIN closes it; then RST to an ACK."""
     c = listen(DISCARD)
     handshake(c)
-    c.x("fin", FIN | ACK)
+    c.x("fin", FIN | ACK, want=2)
     c.x("ack_fin", ACK)
     alive(c, "after")
 
@@ -432,7 +518,7 @@ def est_small_mss(listen, active):
     c = listen(ECHO)
     c.coalesce = False
     handshake(c, opts=[("mss", 100), ("sackok", True), ("ws", 0)])
-    c.x("data", ACK, data=b"m" * 300, quiet=0.15)
+    c.x("data", ACK, data=b"m" * 300, want=301)
 
 
 @case
@@ -460,10 +546,9 @@ def est_data_rto(listen, active):
     """Retransmission of unACKed data: RFC 6298 5.4-5.6, RFC 8985 7.2
     (one probe, then RTOs doubling); echo's reply is never ACKed."""
     c = listen(ECHO)
-    # RTT 0.15 s: RTO (Linux 0.35 s) comes well before a loss probe (2*SRTT
-    # + 0.2 s), so which timer fires first is not a race.
-    handshake(c, rtt=0.15)
-    c.x("echo", ACK, data=b"r" * 10, timed=True, dur=1.2)
+    # SLOW_RTT: the probe and the RTO come at ~1 s, the next at ~2 s.
+    handshake(c, rtt=SLOW_RTT)
+    c.x("echo", ACK, data=b"r" * 10, timed=True, dur=2.5)
 
 
 @case
@@ -471,9 +556,9 @@ def est_zero_window(listen, active):
     """RFC 9293 3.8.6.1 / RFC 1122 4.2.2.17: peer's window 0 -> probes on
     the persist timer, doubling; opening the window sends the data."""
     c = listen(ECHO)
-    handshake(c)
-    c.x("data_win0", ACK, data=b"z" * 10, win=0, timed=True, dur=1.2)
-    c.x("open", ACK)
+    handshake(c, rtt=SLOW_RTT)  # first probe at ~1 s, the next 2 s on
+    c.x("data_win0", ACK, data=b"z" * 10, win=0, timed=True, dur=1.6)
+    c.x("open", ACK, want=11)
 
 
 @case
@@ -494,14 +579,14 @@ def est_small_window_reoffer(listen, active):
     each segment; RFC 9293 3.8.6.2.1 SWS override timer (0.1-1 s), with
     no backoff (backoff is for a zero window); Linux sends every ~0.2 s."""
     c = listen(ECHO)
-    handshake(c)
-    c.x("echo", ACK, data=b"e" * 10, quiet=0.1)
+    handshake(c, rtt=SLOW_RTT)
+    c.x("echo", ACK, data=b"e" * 10, quiet=0.2, want=11)
     c.win = 10
-    c.x("shrink", ACK, quiet=0.1)
-    # 0.33 s: the first send (~0.2 s) but not its retransmission (>0.4 s).
-    c.x("data", ACK, data=b"w" * 1000, timed=True, dur=0.33)
+    c.x("shrink", ACK, quiet=0.2)
+    # 1.6 s: the first send (~1 s) but not its repeat (~2 s later).
+    c.x("data", ACK, data=b"w" * 1000, timed=True, dur=1.6)
     for i in range(3):
-        c.x("reoffer%d" % i, ACK, timed=True, dur=0.33)
+        c.x("reoffer%d" % i, ACK, timed=True, dur=1.6)
 
 
 @case
@@ -510,14 +595,14 @@ def est_dupacks(listen, active):
     the first (no SACK on this connection)."""
     c = listen(CHARGEN)
     c.win = 4 * 988
-    # An RTT of 0.1 s puts the DUT's RTO and loss probe well after the
-    # 0.15 s this script takes.
-    handshake(c, opts=[("mss", 1000), ("ws", 0)], quiet=0.05, rtt=0.1)
+    # An RTT of 0.8 s puts the DUT's loss probe and RTO (> 1.6 s) after
+    # the ~1.1 s this script takes.
+    handshake(c, opts=[("mss", 1000), ("ws", 0)], quiet=0.3, rtt=0.8)
     first = (c.disn + 1 + 988) & 0xFFFFFFFF
-    c.x("ack1", ACK, ack=first, quiet=0.03, limit=0.05)
-    c.x("dup1", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup2", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup3", ACK, ack=first, dur=0.06, timed=True)
+    c.x("ack1", ACK, ack=first, quiet=0.3, limit=0.4)
+    c.x("dup1", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup2", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup3", ACK, ack=first, dur=0.2, timed=True)
     c.x("rst", RST)
 
 
@@ -528,10 +613,10 @@ def est_dupacks_sack(listen, active):
     c = listen(CHARGEN)
     c.win = 4 * 988
     handshake(c, opts=[("mss", 1000), ("sackok", True), ("ws", 0)],
-              quiet=0.05, rtt=0.1)
+              quiet=0.3, rtt=0.8)  # as est_dupacks
     first = (c.disn + 1 + 988) & 0xFFFFFFFF
-    c.x("ack1", ACK, ack=first, quiet=0.03, limit=0.05)
-    c.x("dup1", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup2", ACK, ack=first, dur=0.03, timed=True)
-    c.x("dup3", ACK, ack=first, dur=0.06, timed=True)
+    c.x("ack1", ACK, ack=first, quiet=0.3, limit=0.4)
+    c.x("dup1", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup2", ACK, ack=first, dur=0.15, timed=True)
+    c.x("dup3", ACK, ack=first, dur=0.2, timed=True)
     c.x("rst", RST)

@@ -3,8 +3,11 @@ LAST-ACK, FIN-WAIT-1/2, CLOSING, TIME-WAIT) and for active opens
 (SYN-SENT); the helpers and the rest are in pktimpact_cases.py.
 """
 
+import time
+
 from pktimpact_cases import (ACK, CHARGEN, ECHO, FIN, HTTP, REQUEST, RST,
-                             SYN, CaseError, alive, case, handshake)
+                             SLOW_RTT, SYN, CaseError, alive, case,
+                             handshake)
 
 
 # ------------------------------------------------------------ CLOSE-WAIT
@@ -14,8 +17,8 @@ def close_wait(listen):
     c = listen(CHARGEN)
     c.win = 0
     c.drop_probes = True
-    # Our FIN goes well before its first probe (~0.2 s).
-    handshake(c, quiet=0.05)
+    # Our FIN goes well before its first probe (~1 s).
+    handshake(c, rtt=SLOW_RTT)
     c.x("fin", FIN | ACK)
     return c
 
@@ -61,11 +64,10 @@ def last_ack(listen):
     """echo: our FIN -> its ACK and FIN: LAST-ACK (FIN retransmissions
     are left out of the record except in lastack_fin_rtx)."""
     c = listen(ECHO)
-    # RTT 0.25 s: its RTO and loss probe (> 0.5 s) come after the steps
-    # (0.2 s each), so they do not race them.
-    handshake(c, rtt=0.25)
-    c.quiet = 0.2
-    c.x("fin", FIN | ACK)
+    # RTT 0.4 s: its RTO and loss probe (> 0.8 s) come after the steps
+    # (0.3 s each), so they do not race them.
+    handshake(c, rtt=0.4)
+    c.x("fin", FIN | ACK, want=2)
     return c
 
 
@@ -101,10 +103,11 @@ def lastack_rst_exact(listen, active):
 
 @case
 def lastack_fin_rtx(listen, active):
-    """FIN retransmission timing: RFC 6298 5.5 doubling from ~0.2 s."""
+    """FIN retransmission timing: RFC 8985 7 loss probe, RFC 6298 5.5
+    doubling."""
     c = listen(ECHO)
-    handshake(c, rtt=0.15)  # as est_data_rto
-    c.x("fin", FIN | ACK, timed=True, dur=1.2)
+    handshake(c, rtt=SLOW_RTT)  # as est_data_rto
+    c.x("fin", FIN | ACK, timed=True, dur=2.5)
 
 
 # ------------------------------------------- FIN-WAIT-1/2, CLOSING, TIME-WAIT
@@ -112,10 +115,9 @@ def fin_wait_1(listen):
     """HTTP: our request -> response and FIN (FIN-WAIT-1 until ACKed);
     retransmissions are left out of the record."""
     c = listen(HTTP)
-    # RTT 0.25 s, as in last_ack.
-    handshake(c, rtt=0.25)
-    c.quiet = 0.2
-    c.x("request", ACK, data=REQUEST)
+    # RTT 0.4 s, as in last_ack.
+    handshake(c, rtt=0.4)
+    c.x("request", ACK, data=REQUEST, want=141)  # response and FIN
     if c.rcv_nxt == (c.disn + 1) & 0xFFFFFFFF:
         raise CaseError("no response")
     return c
@@ -228,6 +230,14 @@ def timewait_syn_reuse_ts(listen, active):
 
 
 @case
+def timewait_syn_old_ts(listen, active):
+    """RFC 6191 / RFC 7323 5.3: in TIME-WAIT a SYN with a higher sequence
+    number but an older TSval fails PAWS -> ACK, no new connection."""
+    c = time_wait(listen)
+    c.x("syn_old_ts", SYN, seq=c.snd_nxt + 100000, tsval=1, advance=False)
+
+
+@case
 def timewait_ack(listen, active):
     """3.10.7.4 TIME-WAIT: a plain ACK (nothing new) gets no reply."""
     c = time_wait(listen)
@@ -276,6 +286,19 @@ def synsent_synack_data(listen, active):
     """3.10.7.3 fourth: text on the SYN,ACK is taken and ACKed."""
     c = active()
     c.x("synack_data", SYN | ACK, opts=STD, data=b"hello")
+
+
+@case
+def active_close(listen, active):
+    """Our side as the passive closer: the DUT's application sends data,
+    then closes (FIN-WAIT-1); our ACK moves it to FIN-WAIT-2."""
+    c = active()
+    c.x("synack", SYN | ACK, opts=STD)
+    c.drop_rtx = True  # repeats of its data are not what this case is about
+    c.app("write", lambda: c.handle.write(b"hello\n"), want=7)
+    c.x("ack_data", ACK)
+    c.app("close", c.handle.shutdown, want=8)
+    c.x("ack_fin", ACK)
 
 
 @case
@@ -339,5 +362,6 @@ def synsent_simultaneous_open(listen, active):
 def synsent_syn_rtx(listen, active):
     """SYN retransmission timing: RFC 6298 2.1 (1 s) and 5.5 doubling."""
     c = active()
-    c.t_send = c.syn_at
+    c.t_wall = c.syn_at  # delays from the first SYN, for 3.6 s from now
+    c.t_send = time.monotonic()
     c.obs("syn_rtx", timed=True, dur=3.6)

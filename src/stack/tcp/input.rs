@@ -118,6 +118,24 @@ impl Tcb {
             self.input_rst(env, seg);
             return None;
         }
+        if seg.syn && self.state == TcpState::SynReceived && self.parent.is_some() {
+            // RFC 9293 3.10.7.4 fourth, SYN-RECEIVED after a passive OPEN:
+            // back to LISTEN (RFC 5961 4.2 is for synchronized states).
+            // Linux (tcp_check_req, embryonic_reset) also resets the peer.
+            env.counters.inc("tcp.syn_received_syn");
+            self.orphaned = true;
+            self.enter_closed();
+            return Some(match seg.ack {
+                Some(ack) => RstReply {
+                    seq: ack,
+                    ack: None,
+                },
+                None => RstReply {
+                    seq: Seq(0),
+                    ack: Some(seg.seq + seg.seg_len()),
+                },
+            });
+        }
         if seg.syn {
             // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
             env.counters.inc("tcp.syn_in_window");

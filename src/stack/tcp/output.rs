@@ -93,13 +93,23 @@ impl Tcb {
             self.send_data(env, ip, self.snd_max, len, fin);
         } else if self.recovery.is_some() {
             self.retransmit_una(env, ip);
+            self.restart_rtx(env.now);
         } else {
+            // The last segment sent (RFC 8985 7.3), not the tail of what
+            // is queued: that may lie past the receiver's window.
             let fin = self.fin_queued && self.snd_max.gt(end);
-            let len = end.distance_from(self.snd_una).min(self.mss);
+            let top = if fin { end } else { self.snd_max };
+            let len = top.distance_from(self.snd_una).min(self.mss);
             if len == 0 && !fin {
                 return;
             }
-            self.send_data(env, ip, end - len, len, fin);
+            self.send_data(env, ip, top - len, len, fin);
+            // RFC 8985 7.3: the RTO is re-armed after the probe. As Linux
+            // (tcp_rearm_rto), it counts from the head's last send: from
+            // now when the probe was the head itself, else unchanged.
+            if top - len == self.snd_una {
+                self.restart_rtx(env.now);
+            }
         }
         self.snd_nxt = nxt.max(self.snd_nxt);
         self.tlp_high = self.snd_max;
@@ -120,10 +130,22 @@ impl Tcb {
 
     /// Retransmits the segment at SND.UNA (fast retransmit, partial ACK).
     fn retransmit_una(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
-        let data = self.data_end().distance_from(self.snd_una).min(self.mss);
-        let fin = self.fin_queued
-            && self.snd_una + data == self.data_end()
-            && self.snd_max.gt(self.data_end());
+        let end = self.data_end();
+        let sent = if self.snd_max.gt(end) {
+            end
+        } else {
+            self.snd_max
+        };
+        // Only what was sent, and never past the window the peer offers
+        // now (RFC 9293 3.8.6); as Linux (__tcp_retransmit_skb avail_wnd),
+        // a zero window still gets one segment.
+        let room = if self.snd_wnd == 0 {
+            self.mss
+        } else {
+            self.snd_wnd
+        };
+        let data = sent.distance_from(self.snd_una).min(self.mss).min(room);
+        let fin = self.fin_queued && self.snd_una + data == end && self.snd_max.gt(end);
         if data == 0 && !fin {
             return;
         }
@@ -170,12 +192,19 @@ impl Tcb {
         }
         let cwnd = self.cc.cwnd() + self.inflation;
         let usable = if rtx {
-            // Data already sent inside an earlier window: cwnd only, and
-            // at least one segment when nothing is in flight.
-            if in_flight == 0 {
+            // Data already sent inside an earlier window: cwnd, at least
+            // one segment when nothing is in flight, and never past the
+            // window offered now (RFC 9293 3.8.6; as Linux, a zero window
+            // still gets the segment at SND.UNA).
+            let u = if in_flight == 0 {
                 self.mss
             } else {
                 cwnd.saturating_sub(in_flight)
+            };
+            if self.snd_wnd == 0 && seq == self.snd_una {
+                u
+            } else {
+                u.min((self.snd_una + self.snd_wnd).distance_from(seq))
             }
         } else {
             cwnd.min(self.snd_wnd).saturating_sub(in_flight)
@@ -351,7 +380,14 @@ impl Tcb {
             hdr.sack.extend(dsack);
             let max = 3 - usize::from(dsack.is_some());
             for (s, e) in self.asm.sack_blocks(max) {
-                hdr.sack.push((self.rcv_nxt + s, self.rcv_nxt + e));
+                // A block is sequence space (RFC 2018 3): it covers a FIN
+                // held after its data, as Linux's, so the sender learns
+                // the FIN arrived.
+                let mut end = self.rcv_nxt + e;
+                if self.ooo_fin == Some(end) {
+                    end += 1;
+                }
+                hdr.sack.push((self.rcv_nxt + s, end));
             }
         }
         hdr

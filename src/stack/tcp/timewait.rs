@@ -96,11 +96,18 @@ impl TimeWaitTable {
             return TwVerdict::Drop;
         }
         if seg.syn && seg.ack.is_none() {
-            let newer_ts = match (e.ts, seg.ts) {
-                (Some((recent, _)), Some((tsval, _))) => (tsval.wrapping_sub(recent) as i32) > 0,
-                _ => false,
+            // RFC 6191 2: with timestamps on both sides the SYN's TSval
+            // decides; one older than TS.Recent is rejected by PAWS (RFC
+            // 7323 5.3 R1: ACK and drop), whatever its sequence number, as
+            // Linux (tcp_timewait_state_process: paws_reject).
+            let ts_age = match (e.ts, seg.ts) {
+                (Some((recent, _)), Some((tsval, _))) => tsval.wrapping_sub(recent) as i32,
+                _ => 0,
             };
-            if seg.seq.gt(e.rcv_nxt) || newer_ts {
+            if ts_age < 0 {
+                return TwVerdict::Ack;
+            }
+            if seg.seq.gt(e.rcv_nxt) || ts_age > 0 {
                 self.map.remove(key);
                 return TwVerdict::Reuse;
             }

@@ -7,6 +7,7 @@ mod script_api;
 mod script_cookie;
 mod script_data;
 mod script_hostile;
+mod script_pkt;
 mod script_rack;
 mod script_timers;
 mod sim;

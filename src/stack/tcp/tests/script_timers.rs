@@ -124,6 +124,34 @@ fn no_loss_probe_in_rto_recovery() {
     assert_eq!((c.get("tcp.tlp_probe"), c.get("tcp.rto")), (1, 4));
 }
 
+/// RFC 8985 7.3: the RTO is re-armed after a loss probe; when the probe
+/// resent the head (a lone segment) it counts from the probe, as Linux's
+/// tcp_rearm_rto does: a full RTO between the copies, not what was left
+/// of the first one.
+#[test]
+fn rto_counts_from_a_probe_that_resent_the_head() {
+    let mut h = Harness::new(sack_config());
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    let mut syn = Seg::peer(IRS, None).syn();
+    syn.sack_perm = true;
+    syn.mss = Some(MSS as u16);
+    h.send(syn);
+    h.one();
+    // One RTT of 330 ms: SRTT 330, RTO 990 ms; PTO 2*330 + 200 = 860 ms.
+    h.advance(ms(330));
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
+    let c = h.layer.accept(l).unwrap().0;
+    h.layer.send(c, b"hello").unwrap();
+    h.dispatch();
+    assert_eq!(h.one().payload, b"hello");
+    assert_eq!(h.next_deadline(), ms(860));
+    assert_eq!(h.one().payload, b"hello", "the probe");
+    assert_eq!(h.layer.counters.get("tcp.tlp_probe"), 1);
+    assert_eq!(h.next_deadline(), ms(990), "a full RTO after the probe");
+    assert_eq!(h.one().payload, b"hello");
+    assert_eq!(h.layer.counters.get("tcp.rto"), 1);
+}
+
 /// After an ACK leaves one segment in flight, the probe timeout allows
 /// for the peer's delayed ACK of it (WCDelAckT 200 ms): no probe before
 /// the RTO.
