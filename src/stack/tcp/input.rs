@@ -17,6 +17,24 @@ pub struct RstReply {
     pub ack: Option<Seq>,
 }
 
+impl RstReply {
+    /// The reset RFC 9293 3.10.7.1 sends for a segment no connection
+    /// accepts: `<SEQ=SEG.ACK><CTL=RST>` if it carries an ACK, else
+    /// `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
+    pub fn for_segment(seg: &InSeg) -> RstReply {
+        match seg.ack {
+            Some(ack) => RstReply {
+                seq: ack,
+                ack: None,
+            },
+            None => RstReply {
+                seq: Seq(0),
+                ack: Some(seg.seq + seg.seg_len()),
+            },
+        }
+    }
+}
+
 impl Tcb {
     /// Processes one segment addressed to this connection.
     pub fn input(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
@@ -125,16 +143,7 @@ impl Tcb {
             env.counters.inc("tcp.syn_received_syn");
             self.orphaned = true;
             self.enter_closed();
-            return Some(match seg.ack {
-                Some(ack) => RstReply {
-                    seq: ack,
-                    ack: None,
-                },
-                None => RstReply {
-                    seq: Seq(0),
-                    ack: Some(seg.seq + seg.seg_len()),
-                },
-            });
+            return Some(RstReply::for_segment(seg));
         }
         if seg.syn {
             // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.

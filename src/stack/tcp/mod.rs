@@ -349,16 +349,7 @@ impl TcpLayer {
             return self.counters.inc("tcp.closed_port_rst_ignored");
         }
         self.counters.inc("tcp.closed_port");
-        let reply = match seg.ack {
-            Some(ack) => RstReply {
-                seq: ack,
-                ack: None,
-            },
-            None => RstReply {
-                seq: Seq(0),
-                ack: Some(seg.seq + seg.seg_len()),
-            },
-        };
+        let reply = RstReply::for_segment(seg);
         self.send_rst(now, ip, local, remote, reply);
     }
 
