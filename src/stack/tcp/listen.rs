@@ -162,17 +162,21 @@ impl TcpLayer {
     }
 
     /// With the SYN queue full, the oldest half-open entry goes if its
-    /// SYN,ACK already timed out once unanswered (a spoofed SYN most
-    /// likely), making room for a SYN that gets real state. True if one
-    /// was evicted. Only the oldest is looked at: entries share one
-    /// initial RTO, so it is the first to have been retransmitted.
+    /// SYN,ACK and the retransmission after it both timed out unanswered
+    /// (a spoofed SYN most likely), making room for a SYN that gets real
+    /// state. True if one was evicted. Only the oldest is looked at:
+    /// entries share one initial RTO, so it is the first to time out.
+    ///
+    /// Not after the first timeout: a client whose ACK was lost has its
+    /// connection open and answers the retransmitted SYN,ACK; evicting the
+    /// entry before that answer arrives would reset a live connection.
     fn evict_unanswered(&mut self, lraw: u32) -> bool {
         let Some(&oldest) = self.listener(lraw).and_then(|l| l.syn_queue.front()) else {
             return false;
         };
         let stale = self
             .tcb(oldest)
-            .is_none_or(|t| t.state == TcpState::SynReceived && t.retries > 0);
+            .is_none_or(|t| t.state == TcpState::SynReceived && t.retries >= 2);
         if !stale {
             return false;
         }

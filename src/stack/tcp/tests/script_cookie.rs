@@ -167,8 +167,16 @@ fn unanswered_half_open_entry_is_evicted_first() {
     h.send(syn_from(41001, 1460));
     assert_ne!(h.one().seq, ISS);
     assert_eq!(h.layer.counters.get("tcp.syn_queue_evicted"), 0);
-    // Its SYN,ACK times out unanswered (1 s initial RTO) and is resent.
+    // Its SYN,ACK times out unanswered (1 s initial RTO) and is resent:
+    // the peer may have lost only its ACK, so the entry still stays.
     h.advance(Duration::from_millis(1100));
+    let rtx = h.one();
+    assert!(rtx.syn && rtx.dst_port == 41000);
+    h.send(syn_from(41001, 1460));
+    assert_ne!(h.one().seq, ISS, "a cookie again");
+    assert_eq!(h.layer.counters.get("tcp.syn_queue_evicted"), 0);
+    // The retransmission goes unanswered too (2 s): now it is stale.
+    h.advance(Duration::from_millis(2100));
     let rtx = h.one();
     assert!(rtx.syn && rtx.dst_port == 41000);
     h.send(syn_from(41002, 1460));
