@@ -170,6 +170,11 @@ impl World {
                 );
             }
         }
+        // A runtime drains readiness events after every call; so do we, or
+        // every connection the peer reopens would add one for good.
+        let mut events = Vec::new();
+        self.layer.take_events(&mut events);
+        assert!(events.len() <= 16, "{} readiness events in one step", events.len());
         let q = self.layer.queue_lens();
         assert!(q[0] <= MAX_TIMERS, "timer heap grew to {}", q[0]);
         assert!(q[1] <= 2 && q[2] <= 4096 && q[3] <= 4, "queues {q:?}");
