@@ -452,10 +452,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_i
     let f = real!(fcntl: fn(c_int, c_int, libc::c_ulong) -> c_int);
     // SAFETY: libc's fcntl with the caller's arguments.
     let r = unsafe { f(fd, cmd, arg) };
-    if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
-        table::copy(fd, r);
-    }
-    r
+    after_fcntl(fd, cmd, r)
 }
 
 /// # Safety
@@ -465,6 +462,12 @@ pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c
     let f = real!(fcntl64: fn(c_int, c_int, libc::c_ulong) -> c_int);
     // SAFETY: libc's fcntl64 with the caller's arguments.
     let r = unsafe { f(fd, cmd, arg) };
+    after_fcntl(fd, cmd, r)
+}
+
+/// fcntl and fcntl64 share this: a duplicating command's new descriptor
+/// names the same socket as `fd`.
+fn after_fcntl(fd: c_int, cmd: c_int, r: c_int) -> c_int {
     if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
         table::copy(fd, r);
     }
