@@ -88,8 +88,22 @@ impl TcpLayer {
         }
     }
 
+    /// A connection and the layer's buffer pool, borrowed together.
+    fn conn_and_pool(
+        &mut self,
+        h: TcpHandle,
+    ) -> io::Result<(&mut super::tcb::Tcb, &mut super::buffer::BufferPool)> {
+        let idx = self
+            .slot_of(h.0)
+            .ok_or_else(|| err(ErrorKind::NotConnected))?;
+        match self.slots[idx].sock.as_mut() {
+            Some(Sock::Conn(t)) => Ok((t, &mut self.pool)),
+            _ => Err(err(ErrorKind::InvalidInput)),
+        }
+    }
+
     fn port_in_use(&self, port: u16) -> bool {
-        self.listeners.contains_key(&port) || self.conns.keys().any(|(l, _)| l.port() == port)
+        self.listeners.contains_key(&port) || self.local_ports.contains_key(&port)
     }
 
     /// Passive OPEN. Port 0 picks an ephemeral port.
@@ -162,17 +176,17 @@ impl TcpLayer {
         }
         if local.port() == 0 {
             let mut counter = self.port_counter;
-            let (conns, tw, listeners) = (&self.conns, &self.time_wait.map, &self.listeners);
+            let (conns, tw, listeners) = (&self.conns, &self.time_wait, &self.listeners);
             let ip = *local.ip();
             let port = pick_ephemeral(&self.secret, &mut counter, &(ip, remote), |p| {
                 let key = (SocketAddrV4::new(ip, p), remote);
-                !conns.contains_key(&key) && !tw.contains_key(&key) && !listeners.contains_key(&p)
+                !conns.contains_key(&key) && tw.get(&key).is_none() && !listeners.contains_key(&p)
             })
             .ok_or_else(|| err(ErrorKind::AddrNotAvailable))?;
             self.port_counter = counter;
             local.set_port(port);
         } else if self.conns.contains_key(&(local, remote))
-            || self.time_wait.map.contains_key(&(local, remote))
+            || self.time_wait.get(&(local, remote)).is_some()
         {
             return Err(err(ErrorKind::AddrInUse));
         }
@@ -200,7 +214,7 @@ impl TcpLayer {
 
     /// SEND: queues data; it leaves on the next `dispatch`.
     pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> io::Result<usize> {
-        let t = self.conn_mut(h)?;
+        let (t, pool) = self.conn_and_pool(h)?;
         if let Some(e) = t.error {
             return Err(err(e));
         }
@@ -212,6 +226,7 @@ impl TcpLayer {
                 if data.is_empty() {
                     return Ok(0);
                 }
+                t.tx.provide(pool);
                 let n = t.tx.enqueue(data);
                 if n == 0 {
                     return Err(err(ErrorKind::WouldBlock));
@@ -230,12 +245,13 @@ impl TcpLayer {
     /// buffered before a reset or `shutdown(Read)` is still given first,
     /// as Linux's tcp_recvmsg does.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
-        let t = self.conn_mut(h)?;
+        let (t, pool) = self.conn_and_pool(h)?;
         if !t.rx.is_empty() {
             if buf.is_empty() {
                 return Ok(0);
             }
             let n = t.rx.dequeue(buf);
+            t.rx.release_if_idle(pool);
             if t.state.is_synchronized() && t.window_update_due() {
                 t.ack_now = true;
                 self.counters.inc("tcp.window_update");
@@ -350,9 +366,7 @@ impl TcpLayer {
     pub(super) fn free_conn(&mut self, raw: u32) {
         if let Some(t) = self.tcb(raw) {
             let (key, parent) = ((t.local, t.remote), t.parent);
-            if self.conns.get(&key) == Some(&raw) {
-                self.conns.remove(&key);
-            }
+            self.unregister(key, raw);
             if let Some(p) = parent
                 && let Some(l) = self.listener_mut(p)
             {
@@ -501,18 +515,11 @@ impl TcpLayer {
                 t.opts.keepalive = ka;
                 t.ka_at = None;
                 t.ka_probes = 0;
-                let raw = h.0;
-                // Re-register the timer structure on the next event; arm now
-                // relative to the last segment received.
+                // Armed relative to the last segment received.
                 let last = t.last_rx;
                 t.arm_keepalive(last);
-                if let Some(d) = t.poll_at()
-                    && t.timer_registered.is_none_or(|r| d < r)
-                {
-                    t.timer_registered = Some(d);
-                    self.timers
-                        .push(std::cmp::Reverse((d, super::TimerKey::Conn(raw))));
-                }
+                let deadline = t.poll_at();
+                self.timers.schedule(h.0, deadline);
             }
             None => return Err(err(ErrorKind::NotConnected)),
         }

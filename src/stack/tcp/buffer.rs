@@ -4,48 +4,74 @@
 //! the end (`write_at`) and makes them readable once the hole closes
 //! (`commit`), so reassembly needs no second copy.
 
-use std::sync::Mutex;
-
-/// Storage of closed connections' buffers, reused by new ones: a fresh
-/// 256 KiB buffer costs a zero-fill (or page faults) per connection, a
-/// large part of a short connection's life. Bounded in count; the ring
-/// never reads bytes it has not written, so old contents are harmless.
-static SPARE_STORAGE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-const SPARE_STORAGE_MAX: usize = 32;
-
-fn take_spare(capacity: usize) -> Option<Vec<u8>> {
-    let mut spare = SPARE_STORAGE.lock().unwrap_or_else(|e| e.into_inner());
-    let i = spare.iter().position(|v| v.len() == capacity)?;
-    Some(spare.swap_remove(i))
+/// Storage of buffers that emptied or closed, lent again to buffers
+/// that receive data: a connection holds storage only while it has bytes
+/// queued, and a fresh buffer is not allocated (and faulted in) per
+/// connection. One per TCP layer, so stacks share no lock. Bounded in
+/// count and bytes; the ring never reads bytes it has not written, so old
+/// contents are harmless and nothing is zero-filled on reuse.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    spare: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
-fn give_spare(storage: Vec<u8>) {
-    if storage.is_empty() {
-        return;
+/// Most buffers kept: enough for the buffers that are busy at once on a
+/// loaded stack, ~64 MiB at the default 256 KiB.
+pub const POOL_MAX_BUFFERS: usize = 256;
+/// Most bytes kept.
+pub const POOL_MAX_BYTES: usize = 64 << 20;
+
+impl BufferPool {
+    /// Storage of exactly `capacity` bytes: a spare one, or a new one
+    /// (large allocations come from the OS as zero pages, faulted in as
+    /// they are first written).
+    fn take(&mut self, capacity: usize) -> Vec<u8> {
+        // Most recently returned first (still in cache); the scan is
+        // bounded by POOL_MAX_BUFFERS.
+        match self.spare.iter().rposition(|v| v.len() == capacity) {
+            Some(i) => {
+                self.bytes -= capacity;
+                self.spare.swap_remove(i)
+            }
+            None => vec![0; capacity],
+        }
     }
-    let mut spare = SPARE_STORAGE.lock().unwrap_or_else(|e| e.into_inner());
-    if spare.len() < SPARE_STORAGE_MAX {
-        spare.push(storage);
+
+    fn give(&mut self, storage: Vec<u8>) {
+        let n = storage.len();
+        if n == 0 || self.spare.len() >= POOL_MAX_BUFFERS || self.bytes + n > POOL_MAX_BYTES {
+            return;
+        }
+        if self.spare.capacity() == 0 {
+            // Once, so that lending and returning never allocate.
+            self.spare.reserve_exact(POOL_MAX_BUFFERS);
+        }
+        self.bytes += n;
+        self.spare.push(storage);
+    }
+
+    /// (buffers, bytes) held for reuse.
+    pub fn held(&self) -> (usize, usize) {
+        (self.spare.len(), self.bytes)
     }
 }
 
-/// A fixed-capacity byte ring. Storage is allocated on the first write so
-/// idle sockets cost nothing; no allocation happens after that. No method
-/// panics: every argument is clipped.
+/// A fixed-capacity byte ring. Storage is lent by a [`BufferPool`] while
+/// bytes are held and given back when it empties, so idle sockets cost
+/// nothing. No method panics: every argument is clipped.
 #[derive(Debug, Default)]
 pub struct RingBuffer {
-    /// Empty until the first write, then exactly `capacity` bytes.
+    /// Empty while idle, else exactly `capacity` bytes.
     storage: Vec<u8>,
     capacity: usize,
     /// Physical index of the first readable byte.
     head: usize,
     len: usize,
-}
-
-impl Drop for RingBuffer {
-    fn drop(&mut self) {
-        give_spare(std::mem::take(&mut self.storage));
-    }
+    /// End of the furthest byte written, relative to `head` (`>= len`;
+    /// larger when out-of-order bytes are parked): storage with
+    /// `written == 0` holds nothing.
+    written: usize,
 }
 
 impl RingBuffer {
@@ -56,7 +82,38 @@ impl RingBuffer {
             capacity,
             head: 0,
             len: 0,
+            written: 0,
         }
+    }
+
+    /// Bytes of storage held now (0 or `capacity`).
+    pub fn storage_bytes(&self) -> usize {
+        self.storage.len()
+    }
+
+    /// Takes storage from `pool` unless it has some, before a write.
+    pub fn provide(&mut self, pool: &mut BufferPool) {
+        if self.storage.len() != self.capacity {
+            pool.give(std::mem::take(&mut self.storage));
+            self.storage = pool.take(self.capacity);
+        }
+    }
+
+    /// Gives the storage back to `pool` if it holds no byte (not even a
+    /// parked out-of-order one).
+    pub fn release_if_idle(&mut self, pool: &mut BufferPool) {
+        if self.written == 0 && !self.storage.is_empty() {
+            self.release(pool);
+        }
+    }
+
+    /// Gives the storage back to `pool`, dropping any content (the
+    /// buffer's owner is going away).
+    pub fn release(&mut self, pool: &mut BufferPool) {
+        pool.give(std::mem::take(&mut self.storage));
+        self.head = 0;
+        self.len = 0;
+        self.written = 0;
     }
 
     /// Most bytes it can hold.
@@ -86,9 +143,10 @@ impl RingBuffer {
             return;
         }
         // Release the old storage; the next write allocates the new size.
-        give_spare(std::mem::take(&mut self.storage));
+        self.storage = Vec::new();
         self.capacity = capacity;
         self.head = 0;
+        self.written = 0;
     }
 
     /// Appends at the end; returns the number of bytes taken.
@@ -118,6 +176,7 @@ impl RingBuffer {
         if n > 0 {
             self.head = self.wrap(self.head + n);
             self.len -= n;
+            self.written -= n;
         }
         n
     }
@@ -140,6 +199,7 @@ impl RingBuffer {
         let first = n.min(self.capacity - start);
         self.storage[start..start + first].copy_from_slice(&data[..first]);
         self.storage[..n - first].copy_from_slice(&data[first..n]);
+        self.written = self.written.max(self.len + offset + n);
         n
     }
 
@@ -151,6 +211,7 @@ impl RingBuffer {
             // Committing bytes never written still must not panic later.
             self.allocate();
             self.len += n;
+            self.written = self.written.max(self.len);
         }
     }
 
@@ -169,11 +230,12 @@ impl RingBuffer {
         )
     }
 
-    /// The one allocation, on first write.
+    /// Storage for a write that `provide` did not precede (the layer
+    /// provides before every write it knows of; this keeps the ring
+    /// correct without it).
     fn allocate(&mut self) {
         if self.storage.len() != self.capacity {
-            give_spare(std::mem::take(&mut self.storage));
-            self.storage = take_spare(self.capacity).unwrap_or_else(|| vec![0; self.capacity]);
+            self.storage = vec![0; self.capacity];
         }
     }
 

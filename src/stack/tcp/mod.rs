@@ -30,13 +30,13 @@ pub mod state;
 mod syncookie;
 mod tcb;
 mod timer;
+mod timers;
 mod timewait;
 
 #[cfg(test)]
 mod tests;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::IpProtocol;
@@ -51,7 +51,9 @@ use self::isn::Secret;
 use self::listen::Listener;
 use self::options::{InSeg, OutHdr, ParseError, finish, sum_left_to_device};
 use self::seq::Seq;
+use self::buffer::BufferPool;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
+use self::timers::Timers;
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
 use crate::stack::RxChecksum;
 use crate::stack::counters::Counters;
@@ -82,12 +84,6 @@ struct Slot {
     sock: Option<Sock>,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum TimerKey {
-    Conn(u32),
-    TimeWait(SocketAddrV4, SocketAddrV4),
-}
-
 /// Owns all TCP sockets.
 pub struct TcpLayer {
     config: TcpConfig,
@@ -96,10 +92,19 @@ pub struct TcpLayer {
     pub counters: Counters,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
+    /// Connections by 4-tuple: exactly those neither CLOSED nor
+    /// TIME-WAIT (`settle` unregisters a connection the moment it reaches
+    /// either), so its length is the active-connection count.
     conns: HashMap<(SocketAddrV4, SocketAddrV4), u32>,
+    /// How many of `conns` use each local port, so that a port-0 `listen`
+    /// tests a candidate port in O(1).
+    local_ports: HashMap<u16, u32>,
     listeners: HashMap<u16, u32>,
     time_wait: TimeWaitTable,
-    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    /// Every connection's next deadline (`Tcb::poll_at`).
+    timers: Timers,
+    /// Buffer storage lent to connections while they hold data.
+    pool: BufferPool,
     pending: VecDeque<u32>,
     /// The connections `dispatch` is producing output for right now.
     pending_now: VecDeque<u32>,
@@ -125,6 +130,7 @@ impl TcpLayer {
             }
             None => (Secret::from_os(), Rng::from_entropy()),
         };
+        let time_wait = TimeWaitTable::new(config.time_wait);
         TcpLayer {
             config,
             local_addr,
@@ -132,9 +138,11 @@ impl TcpLayer {
             slots: Vec::new(),
             free_slots: Vec::new(),
             conns: HashMap::new(),
+            local_ports: HashMap::new(),
             listeners: HashMap::new(),
-            time_wait: TimeWaitTable::default(),
-            timers: BinaryHeap::new(),
+            time_wait,
+            timers: Timers::default(),
+            pool: BufferPool::default(),
             pending: VecDeque::new(),
             pending_now: VecDeque::new(),
             rst_queue: VecDeque::new(),
@@ -165,15 +173,35 @@ impl TcpLayer {
     }
 
     /// Fuzzing hook: lengths of the layer's internal queues (timer heap,
-    /// output queue, RST queue, readiness events), which must stay bounded.
+    /// output queue, RST queue, readiness events, TIME-WAIT expiry queue),
+    /// which must stay bounded.
     #[doc(hidden)]
-    pub fn queue_lens(&self) -> [usize; 4] {
+    pub fn queue_lens(&self) -> [usize; 5] {
         [
             self.timers.len(),
             self.pending.len(),
             self.rst_queue.len(),
             self.events.len(),
+            self.time_wait.queue_len(),
         ]
+    }
+
+    /// Buffer storage the layer keeps for reuse: (buffers, bytes); bounded
+    /// by [`BufferPool`]'s limits.
+    pub fn pooled_storage(&self) -> (usize, usize) {
+        self.pool.held()
+    }
+
+    /// Bytes of send and receive buffer storage that connections hold
+    /// (idle connections hold none).
+    pub fn buffer_bytes_in_use(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|s| match &s.sock {
+                Some(Sock::Conn(t)) => Some(t.rx.storage_bytes() + t.tx.storage_bytes()),
+                _ => None,
+            })
+            .sum()
     }
 
     // ---- slot table
@@ -203,7 +231,12 @@ impl TcpLayer {
 
     fn free(&mut self, raw: u32) {
         if let Some(idx) = self.slot_of(raw) {
+            self.timers.schedule(raw, None);
             let slot = &mut self.slots[idx];
+            if let Some(Sock::Conn(t)) = slot.sock.as_mut() {
+                t.rx.release(&mut self.pool);
+                t.tx.release(&mut self.pool);
+            }
             slot.sock = None;
             slot.generation = (slot.generation + 1) & ((1 << (32 - INDEX_BITS)) - 1);
             self.free_slots.push(idx as u32);
@@ -243,8 +276,27 @@ impl TcpLayer {
     fn insert_conn(&mut self, tcb: Tcb) -> Option<u32> {
         let key = (tcb.local, tcb.remote);
         let raw = self.alloc(Sock::Conn(Box::new(tcb)))?;
-        self.conns.insert(key, raw);
+        // Callers check the pair is free; a replaced entry keeps its port.
+        if self.conns.insert(key, raw).is_none() {
+            *self.local_ports.entry(key.0.port()).or_insert(0) += 1;
+        }
         Some(raw)
+    }
+
+    /// Unregisters a connection's 4-tuple (it became CLOSED or TIME-WAIT,
+    /// or was freed) if it is registered to `raw`.
+    fn unregister(&mut self, key: (SocketAddrV4, SocketAddrV4), raw: u32) {
+        if self.conns.get(&key) != Some(&raw) {
+            return;
+        }
+        self.conns.remove(&key);
+        let port = key.0.port();
+        if let Some(n) = self.local_ports.get_mut(&port) {
+            *n -= 1;
+            if *n == 0 {
+                self.local_ports.remove(&port);
+            }
+        }
     }
 
     fn push_event(&mut self, raw: u32) {
@@ -304,12 +356,11 @@ impl TcpLayer {
             return self.conn_input(now, raw, &seg, ip);
         }
         let key = (local, remote);
-        if self.time_wait.map.contains_key(&key) {
-            let owner = self.time_wait.map.get(&key).and_then(|e| e.owner);
-            match self.time_wait.input(&key, &seg, now, self.config.time_wait) {
+        if let Some(owner) = self.time_wait.get(&key).map(|e| e.owner) {
+            match self.time_wait.input(&key, &seg, now) {
                 TwVerdict::Drop => return self.counters.inc("tcp.time_wait_drop"),
                 TwVerdict::Ack => {
-                    if let Some(e) = self.time_wait.map.get(&key) {
+                    if let Some(e) = self.time_wait.get(&key) {
                         let hdr = e.ack_header(now, local, remote);
                         self.counters.inc("tcp.time_wait_ack");
                         self.send_hdr(now, ip, local, remote, &hdr);
@@ -367,6 +418,13 @@ impl TcpLayer {
         {
             return self.counters.inc("tcp.accept_queue_full");
         }
+        if !seg.payload.is_empty()
+            && let Some(idx) = self.slot_of(raw)
+            && let Some(Sock::Conn(t)) = self.slots[idx].sock.as_mut()
+        {
+            // Receive storage comes from the pool only when data arrives.
+            t.rx.provide(&mut self.pool);
+        }
         let reply = self
             .with_tcb(now, raw, |tcb, env| tcb.input(env, seg))
             .flatten();
@@ -375,7 +433,6 @@ impl TcpLayer {
             self.send_rst(now, ip, l, rm, r);
         }
         self.settle(now, raw, false);
-        self.prune_timers();
     }
 
     pub(crate) fn send_rst(
@@ -461,22 +518,24 @@ impl TcpLayer {
             match rst {
                 Some(rst) => self.send_rst(now, ip, l, r, rst),
                 None => {
-                    if let Some(e) = self.time_wait.map.get(&(l, r)) {
+                    if let Some(e) = self.time_wait.get(&(l, r)) {
                         let hdr = e.ack_header(now, l, r);
                         self.send_hdr(now, ip, l, r, &hdr);
                     }
                 }
             }
         }
-        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
-            if t > now {
-                break;
+        // Bounded: a connection whose timers ran is re-armed with its
+        // `poll_at`, which is later than `now` unless output is due, and
+        // output is queued rather than looping here.
+        while let Some(raw) = self.timers.pop_due(now) {
+            let fired = self.with_tcb(now, raw, |tcb, env| tcb.on_timers(env));
+            if fired.is_some() {
+                self.settle(now, raw, false);
             }
-            self.timers.pop();
-            match key {
-                TimerKey::Conn(raw) => self.fire_conn_timer(now, raw, t),
-                TimerKey::TimeWait(l, r) => self.fire_time_wait(now, l, r),
-            }
+        }
+        while let Some(owner) = self.time_wait.pop_expired(now) {
+            self.close_owner(owner);
         }
         // Swapped, not taken, so neither queue is reallocated per call.
         std::mem::swap(&mut self.pending, &mut self.pending_now);
@@ -489,78 +548,6 @@ impl TcpLayer {
                 self.settle(now, raw, true);
             }
         }
-        self.prune_timers();
-    }
-
-    /// Lazy deletion: drops heap entries that no longer match a socket's
-    /// registered deadline and moves entries whose socket's deadline moved
-    /// later, so `poll_at` stays exact and costs O(1).
-    fn prune_timers(&mut self) {
-        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
-            match key {
-                TimerKey::Conn(raw) => {
-                    let Some(tcb) = self.tcb_mut(raw) else {
-                        self.timers.pop();
-                        continue;
-                    };
-                    if tcb.timer_registered != Some(t) {
-                        self.timers.pop();
-                        continue;
-                    }
-                    match tcb.poll_at() {
-                        Some(d) if d <= t => break,
-                        Some(d) => {
-                            tcb.timer_registered = Some(d);
-                            self.timers.pop();
-                            self.timers.push(Reverse((d, TimerKey::Conn(raw))));
-                        }
-                        None => {
-                            tcb.timer_registered = None;
-                            self.timers.pop();
-                        }
-                    }
-                }
-                TimerKey::TimeWait(l, r) => match self.time_wait.map.get(&(l, r)) {
-                    Some(e) if e.expires <= t => break,
-                    Some(e) => {
-                        let at = e.expires;
-                        self.timers.pop();
-                        self.timers.push(Reverse((at, key)));
-                    }
-                    None => {
-                        self.timers.pop();
-                    }
-                },
-            }
-        }
-    }
-
-    fn fire_conn_timer(&mut self, now: Instant, raw: u32, t: Instant) {
-        let fired = self.with_tcb(now, raw, |tcb, env| {
-            if tcb.timer_registered != Some(t) {
-                return false;
-            }
-            tcb.timer_registered = None;
-            tcb.on_timers(env);
-            true
-        });
-        if fired == Some(true) {
-            self.settle(now, raw, false);
-        }
-    }
-
-    fn fire_time_wait(&mut self, now: Instant, l: SocketAddrV4, r: SocketAddrV4) {
-        let Some(e) = self.time_wait.map.get(&(l, r)) else {
-            return;
-        };
-        if e.expires <= now {
-            let owner = e.owner;
-            self.time_wait.map.remove(&(l, r));
-            self.close_owner(owner);
-        } else {
-            let at = e.expires;
-            self.timers.push(Reverse((at, TimerKey::TimeWait(l, r))));
-        }
     }
 
     /// Earliest deadline, or `Instant::ZERO` ("now") when output is queued.
@@ -568,7 +555,7 @@ impl TcpLayer {
         if !self.pending.is_empty() || !self.rst_queue.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        crate::stack::time::earliest(self.timers.next(), self.time_wait.next_expiry())
     }
 
     /// Handles whose readiness may have changed since the last call.
@@ -604,9 +591,7 @@ impl TcpLayer {
             return self.enter_time_wait(now, raw);
         }
         if state == TcpState::Closed {
-            if registered {
-                self.conns.remove(&key);
-            }
+            self.unregister(key, raw);
             if orphaned {
                 return self.free(raw);
             }
@@ -614,22 +599,26 @@ impl TcpLayer {
         if changed && !orphaned {
             self.push_event(raw);
         }
-        let Some(t) = self.tcb_mut(raw) else { return };
+        let Some(idx) = self.slot_of(raw) else { return };
+        let Self {
+            slots,
+            pool,
+            timers,
+            pending,
+            ..
+        } = self;
+        let Some(Sock::Conn(t)) = slots[idx].sock.as_mut() else {
+            return;
+        };
+        // Idle connections hold no buffer storage.
+        t.tx.release_if_idle(pool);
+        t.rx.release_if_idle(pool);
         let want = !after_output && !t.in_pending && t.wants_output();
         if want {
             t.in_pending = true;
+            pending.push_back(raw);
         }
-        let deadline = t.poll_at();
-        let push = deadline.filter(|d| t.timer_registered.is_none_or(|r| *d < r));
-        if let Some(d) = push {
-            t.timer_registered = Some(d);
-        }
-        if want {
-            self.pending.push_back(raw);
-        }
-        if let Some(d) = push {
-            self.timers.push(Reverse((d, TimerKey::Conn(raw))));
-        }
+        timers.schedule(raw, t.poll_at());
     }
 
     /// Moves a finished handshake from the SYN queue to the accept queue,
@@ -656,14 +645,14 @@ impl TcpLayer {
         let owner = (!t.orphaned).then_some(raw);
         let entry = TwEntry::from_tcb(t, expires, owner);
         let (key, orphaned) = ((t.local, t.remote), t.orphaned);
-        self.conns.remove(&key);
-        if self.time_wait.map.len() < MAX_TIME_WAIT {
-            self.time_wait.map.insert(key, entry);
+        self.unregister(key, raw);
+        // Its deadlines were cleared by `enter_closed`.
+        self.timers.schedule(raw, None);
+        if self.time_wait.len() < MAX_TIME_WAIT {
+            self.time_wait.insert(key, entry);
             if ack_due {
                 self.rst_queue.push_back((key.0, key.1, None));
             }
-            self.timers
-                .push(Reverse((expires, TimerKey::TimeWait(key.0, key.1))));
         } else {
             self.counters.inc("tcp.time_wait_table_full");
             if let Some(t) = self.tcb_mut(raw) {
@@ -677,15 +666,9 @@ impl TcpLayer {
         }
     }
 
-    /// Connections that are not LISTEN, CLOSED or TIME-WAIT.
+    /// Connections that are not LISTEN, CLOSED or TIME-WAIT, in O(1).
     pub fn active_connections(&self) -> usize {
-        self.conns
-            .values()
-            .filter(|&&raw| {
-                self.tcb(raw)
-                    .is_some_and(|t| !matches!(t.state, TcpState::Closed | TcpState::TimeWait))
-            })
-            .count()
+        self.conns.len()
     }
 }
 

@@ -210,7 +210,6 @@ pub struct Tcb {
     pub orphaned: bool,
     /// Set when the state, buffers or error changed (readiness event).
     pub changed: bool,
-    pub timer_registered: Option<Instant>,
     pub in_pending: bool,
 }
 
@@ -299,7 +298,6 @@ impl Tcb {
             soft_error: None,
             orphaned: false,
             changed: true,
-            timer_registered: None,
             in_pending: false,
             opts,
         }

@@ -2,9 +2,13 @@
 //! connection keeps only what it needs to re-acknowledge a retransmitted
 //! FIN, not its buffers. RFC 6191 / Linux: a new SYN with a higher
 //! sequence number or a newer timestamp may reuse the pair.
+//!
+//! Every entry lives the same `time_wait` from its last (re)start, so
+//! expiry is a FIFO: O(1) per entry, whatever the table's size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 use super::options::{InSeg, OutHdr};
 use super::seq::Seq;
@@ -71,20 +75,93 @@ pub enum TwVerdict {
 
 pub type TwKey = (SocketAddrV4, SocketAddrV4);
 
-#[derive(Default, Debug)]
+/// Stale expiry records allowed beyond twice the entries before the queue
+/// is compacted (paid for by as many restarts).
+const SLACK: usize = 64;
+
+#[derive(Debug)]
 pub struct TimeWaitTable {
-    pub map: HashMap<TwKey, TwEntry>,
+    map: HashMap<TwKey, TwEntry>,
+    /// (expiry, pair) in the order they were (re)started, so in expiry
+    /// order; a record whose time differs from its entry's is stale.
+    expiry: VecDeque<(Instant, TwKey)>,
+    time_wait: Duration,
 }
 
 impl TimeWaitTable {
+    /// An empty table whose entries last `time_wait` (2 MSL).
+    pub fn new(time_wait: Duration) -> TimeWaitTable {
+        TimeWaitTable {
+            map: HashMap::new(),
+            expiry: VecDeque::new(),
+            time_wait,
+        }
+    }
+
+    pub fn get(&self, key: &TwKey) -> Option<&TwEntry> {
+        self.map.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Expiry records, stale ones included (bounded by `2 * len + SLACK`).
+    pub fn queue_len(&self) -> usize {
+        self.expiry.len()
+    }
+
+    /// Adds (or replaces) the entry for `key`; it expires at `e.expires`,
+    /// which the caller sets to now + `time_wait`.
+    pub fn insert(&mut self, key: TwKey, e: TwEntry) {
+        self.expiry.push_back((e.expires, key));
+        self.map.insert(key, e);
+        self.tidy();
+    }
+
+    /// The earliest expiry.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.front().map(|(t, _)| *t)
+    }
+
+    /// Removes one entry that expired at or before `now` and returns its
+    /// owner (a socket the application still holds).
+    pub fn pop_expired(&mut self, now: Instant) -> Option<Option<u32>> {
+        let &(t, key) = self.expiry.front()?;
+        if t > now {
+            return None;
+        }
+        self.expiry.pop_front();
+        let owner = self.map.remove(&key).and_then(|e| e.owner);
+        self.tidy();
+        Some(owner)
+    }
+
+    /// Keeps the front record live and stale records bounded.
+    fn tidy(&mut self) {
+        let live = |map: &HashMap<TwKey, TwEntry>, (t, k): &(Instant, TwKey)| {
+            map.get(k).is_some_and(|e| e.expires == *t)
+        };
+        if self.expiry.len() > 2 * self.map.len() + SLACK {
+            let map = &self.map;
+            self.expiry.retain(|r| live(map, r));
+        }
+        while let Some(r) = self.expiry.front() {
+            if live(&self.map, r) {
+                break;
+            }
+            self.expiry.pop_front();
+        }
+    }
+
     /// RFC 9293 3.10.7.4 in TIME-WAIT.
-    pub fn input(
-        &mut self,
-        key: &TwKey,
-        seg: &InSeg,
-        now: Instant,
-        time_wait: std::time::Duration,
-    ) -> TwVerdict {
+    pub fn input(&mut self, key: &TwKey, seg: &InSeg, now: Instant) -> TwVerdict {
+        let verdict = self.input_inner(key, seg, now);
+        self.tidy();
+        verdict
+    }
+
+    fn input_inner(&mut self, key: &TwKey, seg: &InSeg, now: Instant) -> TwVerdict {
         let Some(e) = self.map.get_mut(key) else {
             return TwVerdict::Drop;
         };
@@ -121,9 +198,11 @@ impl TimeWaitTable {
         if !seg.fin && seg.payload.is_empty() && seg.seq == e.rcv_nxt {
             return TwVerdict::Drop; // an in-window pure ACK needs no answer
         }
-        if seg.fin {
+        if seg.fin && e.expires != now + self.time_wait {
             // A retransmitted FIN: ACK it and restart the 2 MSL timeout.
-            e.expires = now + time_wait;
+            // One record per distinct expiry keeps records unique.
+            e.expires = now + self.time_wait;
+            self.expiry.push_back((e.expires, *key));
         }
         TwVerdict::Ack
     }
