@@ -322,7 +322,7 @@ impl TcpLayer {
         Ok(())
     }
 
-    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, Option<RstReply>)) {
+    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, super::Queued)) {
         if self.rst_queue.len() < MAX_QUEUED_RSTS {
             self.rst_queue.push_back(rst);
         } else {
@@ -413,7 +413,7 @@ impl TcpLayer {
                 ack: Some(t.rcv_nxt),
             };
             let (l, r) = (t.local, t.remote);
-            self.queue_rst((l, r, Some(rst)));
+            self.queue_rst((l, r, super::Queued::Rst(rst)));
             self.counters.inc("tcp.aborted");
         }
         self.free_conn(h.0);

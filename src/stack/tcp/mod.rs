@@ -84,6 +84,16 @@ struct Slot {
     sock: Option<Sock>,
 }
 
+/// A segment for the next dispatch, from a connection that no longer
+/// holds the state to send it.
+#[derive(Debug)]
+enum Queued {
+    Rst(RstReply),
+    /// The ACK of the FIN that moved a connection to TIME-WAIT (sent
+    /// even when the TIME-WAIT table is full, as Linux's tcp_fin does).
+    FinalAck(TwEntry),
+}
+
 /// Owns all TCP sockets.
 pub struct TcpLayer {
     config: TcpConfig,
@@ -110,7 +120,7 @@ pub struct TcpLayer {
     pending_now: VecDeque<u32>,
     /// RSTs from close/abort, and final ACKs of connections that moved
     /// to the TIME-WAIT table, sent on the next dispatch.
-    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, Option<RstReply>)>,
+    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, Queued)>,
     events: Vec<TcpHandle>,
     event_set: HashSet<u32>,
     challenge: ChallengeLimiter,
@@ -516,12 +526,10 @@ impl TcpLayer {
     pub fn dispatch(&mut self, now: Instant, ip: &mut dyn IpSink) {
         while let Some((l, r, rst)) = self.rst_queue.pop_front() {
             match rst {
-                Some(rst) => self.send_rst(now, ip, l, r, rst),
-                None => {
-                    if let Some(e) = self.time_wait.get(&(l, r)) {
-                        let hdr = e.ack_header(now, l, r);
-                        self.send_hdr(now, ip, l, r, &hdr);
-                    }
+                Queued::Rst(rst) => self.send_rst(now, ip, l, r, rst),
+                Queued::FinalAck(e) => {
+                    let hdr = e.ack_header(now, l, r);
+                    self.send_hdr(now, ip, l, r, &hdr);
                 }
             }
         }
@@ -648,11 +656,13 @@ impl TcpLayer {
         self.unregister(key, raw);
         // Its deadlines were cleared by `enter_closed`.
         self.timers.schedule(raw, None);
+        if ack_due {
+            // Bounded by the connections there are.
+            let ack = Queued::FinalAck(entry.clone());
+            self.rst_queue.push_back((key.0, key.1, ack));
+        }
         if self.time_wait.len() < MAX_TIME_WAIT {
             self.time_wait.insert(key, entry);
-            if ack_due {
-                self.rst_queue.push_back((key.0, key.1, None));
-            }
         } else {
             self.counters.inc("tcp.time_wait_table_full");
             if let Some(t) = self.tcb_mut(raw) {
