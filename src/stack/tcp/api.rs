@@ -122,7 +122,9 @@ impl TcpLayer {
         }
         let opts = SockOpts::from_config(&self.config);
         let raw = self
-            .alloc(Sock::Listener(Listener::new(local, backlog, opts)))
+            .alloc(Sock::Listener(Box::new(Listener::new(
+                local, backlog, opts,
+            ))))
             .ok_or_else(|| err(ErrorKind::OutOfMemory))?;
         self.listeners.insert(local.port(), raw);
         log::debug!(target: "tapstack::trace", "{local} CLOSED -> LISTEN");

@@ -16,11 +16,11 @@ pub struct BufferPool {
     bytes: usize,
 }
 
-/// Most buffers kept: enough for the buffers that are busy at once on a
-/// loaded stack, ~64 MiB at the default 256 KiB.
+/// Most buffers kept: the buffers busy at once on a loaded stack (a
+/// connection busy both ways holds two).
 pub const POOL_MAX_BUFFERS: usize = 256;
-/// Most bytes kept.
-pub const POOL_MAX_BYTES: usize = 64 << 20;
+/// Most bytes kept: 128 buffers of the default 256 KiB.
+pub const POOL_MAX_BYTES: usize = 32 << 20;
 
 impl BufferPool {
     /// Storage of exactly `capacity` bytes: a spare one, or a new one

@@ -46,12 +46,12 @@ pub use cc::CcAlgorithm;
 pub use config::TcpConfig;
 pub use state::TcpState;
 
+use self::buffer::BufferPool;
 use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
 use self::options::{InSeg, OutHdr, ParseError, finish, sum_left_to_device};
 use self::seq::Seq;
-use self::buffer::BufferPool;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timers::Timers;
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
@@ -72,9 +72,10 @@ const MAX_SOCKETS: usize = 1 << INDEX_BITS;
 /// Bound of RSTs queued by close/abort between dispatches.
 const MAX_QUEUED_RSTS: usize = 4096;
 
+/// Boxed, so that a slot costs 16 bytes whatever its socket.
 #[derive(Debug)]
 enum Sock {
-    Listener(Listener),
+    Listener(Box<Listener>),
     Conn(Box<Tcb>),
 }
 

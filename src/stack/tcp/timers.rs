@@ -213,13 +213,17 @@ mod tests {
                     let idx = rng.range(0, 64) as usize;
                     if rng.chance(0.05) {
                         gens[idx] = (gens[idx] + 1) & 0xfff;
-                        let stale = model.keys().copied().filter(|r| *r & INDEX_MASK == idx as u32);
+                        let stale = model
+                            .keys()
+                            .copied()
+                            .filter(|r| *r & INDEX_MASK == idx as u32);
                         for r in stale.collect::<Vec<_>>() {
                             model.remove(&r);
                         }
                     }
                     let raw = (gens[idx] << super::super::INDEX_BITS) | idx as u32;
-                    let d = (!rng.chance(0.1)).then(|| now + std::time::Duration::from_micros(rng.range(0, 5000)));
+                    let d = (!rng.chance(0.1))
+                        .then(|| now + std::time::Duration::from_micros(rng.range(0, 5000)));
                     t.schedule(raw, d);
                     match d {
                         Some(d) => model.insert(raw, d),
@@ -230,15 +234,36 @@ mod tests {
                     now += std::time::Duration::from_micros(rng.range(0, 2000));
                     let mut last = Instant::ZERO;
                     while let Some(raw) = t.pop_due(now) {
-                        let d = model.remove(&raw).unwrap_or_else(|| panic!("step {step}: {raw} fired, not armed"));
+                        let d = model
+                            .remove(&raw)
+                            .unwrap_or_else(|| panic!("step {step}: {raw} fired, not armed"));
                         assert!(d <= now && d >= last, "step {step}: out of order");
                         last = d;
                     }
-                    assert!(model.values().all(|d| *d > now), "step {step}: a due deadline was lost");
+                    assert!(
+                        model.values().all(|d| *d > now),
+                        "step {step}: a due deadline was lost"
+                    );
                 }
             }
             assert_eq!(t.next(), model.values().min().copied(), "step {step}");
-            assert!(t.live <= 64 && t.len() <= 2 * t.live + SLACK, "step {step}: {} entries", t.len());
+            assert!(
+                t.live <= 64 && t.len() <= 2 * t.live + SLACK,
+                "step {step}: {} entries",
+                t.len()
+            );
         }
     }
+}
+#[test]
+fn zz_sizes() {
+    eprintln!(
+        "Tcb {} Slot {} Listener {} cubic {} bbr {} seg {}",
+        std::mem::size_of::<super::tcb::Tcb>(),
+        std::mem::size_of::<super::Slot>(),
+        std::mem::size_of::<super::listen::Listener>(),
+        std::mem::size_of::<super::cc::cubic::Cubic>(),
+        std::mem::size_of::<super::cc::bbr::Bbr>(),
+        0
+    );
 }
