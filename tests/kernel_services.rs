@@ -12,9 +12,10 @@ const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// Starts `processes` clients of `each` connections to echo (open files
 /// are capped at 20,000 per process here), lets them all open, then has
-/// every connection echo a message of its own. Returns the total opened
-/// and each process's output.
-fn many_echo(ns: &Netns, processes: usize, each: usize) -> (u64, Vec<Output>) {
+/// every connection echo a message of its own. Client `i` binds to
+/// `sources[i]` if given. Returns the total opened and each process's
+/// output.
+fn many_echo(ns: &Netns, processes: usize, each: usize, sources: &[&str]) -> (u64, Vec<Output>) {
     let sysctl = ns.run(
         &["sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000"],
         SECS(10),
@@ -27,7 +28,7 @@ fn many_echo(ns: &Netns, processes: usize, each: usize) -> (u64, Vec<Output>) {
     let mut clients: Vec<Bg> = (0..processes)
         .map(|i| {
             let id = i.to_string();
-            ns.spawn(&[
+            let mut argv = vec![
                 "python3",
                 &script,
                 STACK_IP,
@@ -35,7 +36,9 @@ fn many_echo(ns: &Netns, processes: usize, each: usize) -> (u64, Vec<Output>) {
                 &each,
                 go.to_str().unwrap(),
                 &id,
-            ])
+            ];
+            argv.extend(sources.get(i));
+            ns.spawn(&argv)
         })
         .collect();
     let mut opened = 0;
@@ -49,6 +52,18 @@ fn many_echo(ns: &Netns, processes: usize, each: usize) -> (u64, Vec<Output>) {
     (opened, outs)
 }
 
+/// The stack's active TCP connections, from the web page's stats push
+/// (which counts the WebSocket that reads it).
+fn active_tcp(ns: &Netns) -> Option<u64> {
+    need_python_module("websockets.sync.client");
+    let script = py("ws_client.py");
+    let url = format!("ws://{STACK_IP}:8080/ws");
+    let out = ns.run(&["python3", &script, "stats", &url, "8"], SECS(30));
+    out.kv().get("active_tcp")?.parse().ok()
+}
+
+/// 20,000 connections from four kernel addresses at once, every echo
+/// checked; then the stack's active-connection count returns to 0.
 #[test]
 fn echo_serves_20000_concurrent_connections() {
     if !require_root() {
@@ -56,7 +71,15 @@ fn echo_serves_20000_concurrent_connections() {
     }
     let ns = Netns::new("echo20k");
     let stack = StackProc::echo(&ns, &[]);
-    let (opened, outs) = many_echo(&ns, 4, 5000);
+    let sources = ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14"];
+    for src in sources {
+        let add = ns.run(
+            &["ip", "addr", "add", &format!("{src}/24"), "dev", TAP],
+            SECS(10),
+        );
+        assert!(add.success(), "{add:#?}");
+    }
+    let (opened, outs) = many_echo(&ns, 4, 5000, &sources);
     assert_eq!(opened, 20_000, "{outs:#?}");
     let ok: u64 = outs.iter().map(|o| o.num("echo_ok")).sum();
     for o in &outs {
@@ -65,6 +88,16 @@ fn echo_serves_20000_concurrent_connections() {
         assert_eq!(o.num("echo_missing"), 0, "{o:#?}");
     }
     assert_eq!(ok, 20_000, "{outs:#?}");
+    // The clients closed every connection; the stack's side closes as
+    // each EOF is read. 1 is the WebSocket asking.
+    let mut active = None;
+    for _ in 0..10 {
+        active = active_tcp(&ns);
+        if active == Some(1) {
+            break;
+        }
+    }
+    assert_eq!(active, Some(1), "active TCP connections after all closed");
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);
 }
@@ -79,7 +112,7 @@ fn echo_refuses_over_the_limit_with_rst_and_one_log_line() {
     let ns = Netns::new("echolimit");
     let mut stack = StackProc::spawn(&ns, TAP, &["echo", "--max-connections", "100"]);
     stack.wait_ready(&ns);
-    let (opened, outs) = many_echo(&ns, 1, 300);
+    let (opened, outs) = many_echo(&ns, 1, 300, &[]);
     let o = &outs[0];
     assert!(o.success(), "{o:#?}");
     // 100 are served; the other 200 are reset, during the handshake as

@@ -2,12 +2,14 @@
 """Many concurrent TCP echo connections from one process (open files are
 capped at 20,000 per process here, so a test runs several of these).
 
-  many_echo.py HOST PORT N GO_FILE ID
+  many_echo.py HOST PORT N GO_FILE ID [SRC]
 
 Opens N connections (at most 256 handshakes in flight), prints "open=K",
 waits until GO_FILE exists (every process holds its connections open),
 then sends a distinct message on each, reads every echo back, checks it
 byte for byte, prints key=value results and closes. Every wait is bounded.
+With SRC, connections come from that local address (several processes
+with several addresses get past one address's ephemeral ports).
 """
 import errno
 import os
@@ -17,11 +19,13 @@ import sys
 import time
 
 HANDSHAKES = 256
+IP_BIND_ADDRESS_NO_PORT = 24  # the port is chosen at connect(), per 4-tuple
 DEADLINE = 240
 
 
 def main():
     host, port, n, go_file, ident = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    src = sys.argv[6] if len(sys.argv) > 6 else None
     sel = selectors.DefaultSelector()
     end = time.monotonic() + DEADLINE
     opened, pending, failed = [], 0, 0
@@ -30,6 +34,9 @@ def main():
         while started < n and pending < HANDSHAKES:
             s = socket.socket()
             s.setblocking(False)
+            if src:
+                s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                s.bind((src, 0))
             err = s.connect_ex((host, port))
             if err not in (0, errno.EINPROGRESS):
                 failed += 1

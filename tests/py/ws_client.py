@@ -144,6 +144,9 @@ def stats(url, secs):
                 print(f"after={time.monotonic() - start:.3f}")
                 print(f"connections={obj.get('connections')}")
                 print(f"has_data={int(isinstance(obj.get('data'), dict))}")
+                data = obj.get('data')
+                if isinstance(data, dict) and 'active_tcp_connections' in data:
+                    print(f"active_tcp={data['active_tcp_connections']}")
                 return
     print("stats=0")
 
