@@ -5,13 +5,15 @@
 # run, alternating, at the same CPU placement. Prints a table and the issue-5
 # targets with PASS/FAIL, and writes target/bench.json. Needs root.
 # Everything happens inside namespaces this script creates and removes
-# (trap), and every step is bounded in time (about 4-5 minutes in all).
+# (trap), and every step is bounded in time (about 5-6 minutes in all).
 #
 #   sudo scripts/bench.sh
 #   sudo BENCH_SECS=2 BENCH_RUNS=1 scripts/bench.sh   # a quick look
 #   sudo BENCH_ROWS='loss|bulk' scripts/bench.sh       # only rows whose key matches
 #   sudo BENCH_ONLY=tapstack scripts/bench.sh          # only that contender
 #   sudo BENCH_TAPSTACK=/tmp/old/tapstack scripts/bench.sh   # another tapstack binary
+#   sudo BENCH_ROWS=idle BENCH_ONLY=tapstack BENCH_IDLE_CONNS=20000 scripts/bench.sh
+#                                   # the idle-connections row with fewer connections
 #
 # The measurements live in scripts/bench.py (one Row per line of the table).
 set -euo pipefail
@@ -75,7 +77,7 @@ ip -n "$NS_SERVER" link set vc up
 KERNEL_CC="$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.tcp_congestion_control)"
 
 # The whole run is bounded: the driver stops itself, and timeout backs it up.
-timeout --kill-after=10 420 python3 scripts/bench.py drive \
+timeout --kill-after=10 600 python3 scripts/bench.py drive \
     --bin "$BIN" --smoltcp "$SMOLTCP" --tapbench "$TAPBENCH" \
     --stack-ns "$NS_STACK" --smol-ns "$NS_SMOL" \
     --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" \
