@@ -255,15 +255,3 @@ mod tests {
         }
     }
 }
-#[test]
-fn zz_sizes() {
-    eprintln!(
-        "Tcb {} Slot {} Listener {} cubic {} bbr {} seg {}",
-        std::mem::size_of::<super::tcb::Tcb>(),
-        std::mem::size_of::<super::Slot>(),
-        std::mem::size_of::<super::listen::Listener>(),
-        std::mem::size_of::<super::cc::cubic::Cubic>(),
-        std::mem::size_of::<super::cc::bbr::Bbr>(),
-        0
-    );
-}

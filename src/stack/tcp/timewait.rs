@@ -207,3 +207,86 @@ impl TimeWaitTable {
         TwVerdict::Ack
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TW: Duration = Duration::from_secs(60);
+
+    fn key(port: u16) -> TwKey {
+        (
+            SocketAddrV4::new([10, 0, 0, 1].into(), port),
+            SocketAddrV4::new([10, 0, 0, 2].into(), 80),
+        )
+    }
+
+    fn entry(expires: Instant, owner: Option<u32>) -> TwEntry {
+        TwEntry {
+            snd_nxt: Seq(1000),
+            rcv_nxt: Seq(5000),
+            window: 100,
+            ts: None,
+            expires,
+            owner,
+        }
+    }
+
+    /// A retransmitted FIN from the peer (RFC 9293 3.10.7.4).
+    fn fin<'a>() -> InSeg<'a> {
+        InSeg {
+            src_port: 80,
+            dst_port: 0,
+            seq: Seq(4999),
+            ack: Some(Seq(1000)),
+            syn: false,
+            fin: true,
+            rst: false,
+            psh: false,
+            window: 100,
+            mss: None,
+            wscale: None,
+            sack_perm: false,
+            ts: None,
+            sack: [None; 3],
+            payload: &[],
+        }
+    }
+
+    fn s(secs: u64) -> Instant {
+        Instant::from_secs(secs)
+    }
+
+    #[test]
+    fn entries_expire_in_order_and_a_restart_moves_one_to_the_back() {
+        let mut t = TimeWaitTable::new(TW);
+        for (i, port) in [1u16, 2, 3].into_iter().enumerate() {
+            t.insert(key(port), entry(s(i as u64) + TW, Some(u32::from(port))));
+        }
+        assert_eq!(t.next_expiry(), Some(s(0) + TW));
+        // At 10 s the peer of pair 1 resends its FIN: 2 MSL start again.
+        assert_eq!(t.input(&key(1), &fin(), s(10)), TwVerdict::Ack);
+        assert_eq!(t.next_expiry(), Some(s(1) + TW), "pair 1's old expiry is stale");
+        assert_eq!(t.pop_expired(s(0) + TW), None);
+        assert_eq!(t.pop_expired(s(2) + TW), Some(Some(2)));
+        assert_eq!(t.pop_expired(s(2) + TW), Some(Some(3)));
+        assert_eq!(t.pop_expired(s(2) + TW), None);
+        assert!(t.get(&key(1)).is_some());
+        assert_eq!(t.next_expiry(), Some(s(10) + TW));
+        assert_eq!(t.pop_expired(s(10) + TW), Some(Some(1)));
+        assert_eq!((t.len(), t.queue_len(), t.next_expiry()), (0, 0, None));
+    }
+
+    /// A peer resending FINs forever adds one record per distinct time;
+    /// the records stay bounded.
+    #[test]
+    fn fin_retransmissions_keep_the_queue_bounded() {
+        let mut t = TimeWaitTable::new(TW);
+        t.insert(key(1), entry(s(0) + TW, None));
+        for ms in 1..10_000 {
+            assert_eq!(t.input(&key(1), &fin(), Instant::from_millis(ms)), TwVerdict::Ack);
+            assert!(t.queue_len() <= 2 + SLACK, "{} records", t.queue_len());
+        }
+        assert_eq!(t.next_expiry(), Some(Instant::from_millis(9_999) + TW));
+    }
+}
