@@ -266,7 +266,11 @@ mod tests {
         assert_eq!(t.next_expiry(), Some(s(0) + TW));
         // At 10 s the peer of pair 1 resends its FIN: 2 MSL start again.
         assert_eq!(t.input(&key(1), &fin(), s(10)), TwVerdict::Ack);
-        assert_eq!(t.next_expiry(), Some(s(1) + TW), "pair 1's old expiry is stale");
+        assert_eq!(
+            t.next_expiry(),
+            Some(s(1) + TW),
+            "pair 1's old expiry is stale"
+        );
         assert_eq!(t.pop_expired(s(0) + TW), None);
         assert_eq!(t.pop_expired(s(2) + TW), Some(Some(2)));
         assert_eq!(t.pop_expired(s(2) + TW), Some(Some(3)));
@@ -286,7 +290,10 @@ mod tests {
         t.insert(key(2), entry(s(0) + TW, None));
         t.insert(key(1), entry(s(0) + TW, None));
         for ms in 1..10_000 {
-            assert_eq!(t.input(&key(1), &fin(), Instant::from_millis(ms)), TwVerdict::Ack);
+            assert_eq!(
+                t.input(&key(1), &fin(), Instant::from_millis(ms)),
+                TwVerdict::Ack
+            );
             assert!(t.queue_len() <= 4 + SLACK, "{} records", t.queue_len());
         }
         assert_eq!(t.pop_expired(s(0) + TW), Some(None));

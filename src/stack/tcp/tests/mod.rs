@@ -2,6 +2,7 @@
 //! simulated link (`sim`).
 
 mod harness;
+mod ports;
 mod script;
 mod script_api;
 mod script_cookie;
@@ -9,7 +10,6 @@ mod script_data;
 mod script_hostile;
 mod script_pkt;
 mod script_rack;
-mod ports;
 mod script_timers;
 mod sim;
 mod sim_short;
