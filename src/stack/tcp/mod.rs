@@ -534,10 +534,14 @@ impl TcpLayer {
                 }
             }
         }
-        // Bounded: a connection whose timers ran is re-armed with its
-        // `poll_at`, which is later than `now` unless output is due, and
-        // output is queued rather than looping here.
-        while let Some(raw) = self.timers.pop_due(now) {
+        // A connection whose timers ran is re-armed with its `poll_at`;
+        // one re-armed at `now` again waits for the next dispatch rather
+        // than looping here (at most one pass over what is queued).
+        let mut budget = self.timers.len();
+        while budget > 0
+            && let Some(raw) = self.timers.pop_due(now)
+        {
+            budget -= 1;
             let fired = self.with_tcb(now, raw, |tcb, env| tcb.on_timers(env));
             if fired.is_some() {
                 self.settle(now, raw, false);
