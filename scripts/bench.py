@@ -26,7 +26,6 @@ Adding a row: append Row(...) to ROWS with a function measure(c, row) ->
 per="FIELD" if extra[FIELD] counts operations and switches are wanted.
 """
 import argparse
-import errno
 import json
 import os
 import re
@@ -39,6 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import bench_idle
 
 HERE = os.path.abspath(__file__)
 SECS = float(os.environ.get("BENCH_SECS", "3"))
@@ -54,13 +55,6 @@ DEFAULT_PLACEMENT = os.environ.get("BENCH_PLACEMENT", "split")
 ROW_FILTER = re.compile(os.environ.get("BENCH_ROWS", ""))
 # BENCH_ONLY=REGEX measures only the contenders whose key matches (a quick A/B).
 ONLY_FILTER = re.compile(os.environ.get("BENCH_ONLY", ""))
-# Idle connections the tcp_idle_conns row holds open (issue 15: 100,000).
-IDLE_CONNS = int(os.environ.get("BENCH_IDLE_CONNS", "100000"))
-# Per client process (open files are capped at 20,000 per process here) and
-# per kernel source address (its ephemeral ports).
-IDLE_PER_CLIENT = 16000
-# Issue 15: 100,000 idle connections in 512 MiB of the stack's RSS.
-IDLE_RSS_TARGET = 512 * 2**20 / 100000
 
 
 def ncpu():
@@ -496,112 +490,8 @@ def m_loss_recv(c, row):
     return r["gbit_per_s"], r
 
 
-def vm_rss(pid):
-    """Resident memory of a process, in bytes."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS for %d" % pid)
-
-
 def m_idle(c, row):
-    """Issue 15: IDLE_CONNS idle connections to echo opened at once from the
-    kernel side (several client processes, one source address each), the
-    time to open them all, the stack's VmRSS growth per connection, and 1 B
-    request/response on one more connection while all are open against the
-    figure with no other connection open."""
-    n = IDLE_CONNS
-    pid = c.server_pid()
-    alone = c.tapbench("rr", 7, SECS, "--size", 1, cpu=row.client_cpu)["per_s"]
-    shares = [min(IDLE_PER_CLIENT, n - i) for i in range(0, n, IDLE_PER_CLIENT)]
-    srcs = ["10.0.0.%d" % (100 + i) for i in range(len(shares))]
-    for src in srcs:
-        sh(["ip", "-n", c.client_ns, "addr", "add", src + "/24", "dev", c.tap])
-    clients = []
-    try:
-        rss0 = vm_rss(pid)
-        t0 = time.monotonic()
-        # Unpinned: the clients open their shares in parallel.
-        clients = [subprocess.Popen(["ip", "netns", "exec", c.client_ns, "python3", HERE,
-                                     "idle-clients", c.target, "7", str(k), src],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                   for k, src in zip(shares, srcs)]
-        opened = failed = 0
-        for p in clients:  # each prints once all its connections are up (bounded)
-            kv = dict(re.findall(r"(\w+)=(\S+)", p.stdout.readline()))
-            opened += int(kv.get("open", 0))
-            failed += int(kv.get("failed", 0))
-        open_secs = time.monotonic() - t0
-        if opened < n:
-            raise RuntimeError("opened %d of %d idle connections (%d failed)"
-                               % (opened, n, failed))
-        time.sleep(1)  # the last handshakes' ACKs and accepts settle
-        rss1 = vm_rss(pid)
-        loaded = c.tapbench("rr", 7, SECS, "--size", 1, cpu=row.client_cpu)["per_s"]
-    finally:
-        for p in clients:  # stdin closing tells them to close and exit
-            p.stdin.close()
-        for p in clients:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for src in srcs:
-            sh(["ip", "-n", c.client_ns, "addr", "del", src + "/24", "dev", c.tap], check=False)
-    per_conn = (rss1 - rss0) / opened
-    return per_conn, {"connections": opened, "open_secs": open_secs,
-                      "open_per_s": opened / open_secs, "rss_before": rss0, "rss_after": rss1,
-                      "rr_alone_per_s": alone, "rr_all_open_per_s": loaded,
-                      "rr_ratio": loaded / alone}
-
-
-def idle_clients(host, port, n, src):
-    """Opens n connections from src (at most 512 handshakes in flight),
-    prints open=K failed=F secs=T, holds them until stdin closes (or 600 s),
-    then closes them. Every wait is bounded."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    import selectors
-    sel = selectors.DefaultSelector()
-    start = time.monotonic()
-    end = start + 300
-    opened, pending, failed, started = [], 0, 0, 0
-    while (started < n or pending) and time.monotonic() < end:
-        while started < n and pending < 512:
-            s = socket.socket()
-            s.setblocking(False)
-            s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
-            try:
-                s.bind((src, 0))
-                err = s.connect_ex((host, port))
-            except OSError as e:
-                err = e.errno
-            started += 1
-            if err not in (0, errno.EINPROGRESS):
-                failed += 1
-                s.close()
-                continue
-            sel.register(s, selectors.EVENT_WRITE)
-            pending += 1
-        for key, _ in sel.select(timeout=1.0):
-            s = key.fileobj
-            sel.unregister(s)
-            pending -= 1
-            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                opened.append(s)
-            else:
-                failed += 1
-                s.close()
-    print("open=%d failed=%d secs=%.3f" % (len(opened), failed + pending,
-                                            time.monotonic() - start), flush=True)
-    sel.close()
-    sel = selectors.DefaultSelector()
-    sel.register(sys.stdin, selectors.EVENT_READ)
-    sel.select(timeout=600)
-    for s in opened:
-        s.close()
+    return bench_idle.measure(c, row.client_cpu, SECS)
 
 
 ROWS = [
@@ -625,9 +515,10 @@ ROWS = [
         per="connections"),
     Row("tcp_loss1_from_stack_gbit", "TCP server->kernel, 1% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=1),
-    Row("tcp_idle_conns", "TCP %d idle connections: stack RSS per connection" % IDLE_CONNS,
-        "B", "lower", "same", m_idle, runs=1, contenders=("tapstack",),
-        echo_flags=("--max-connections", str(IDLE_CONNS + 1000))),
+    Row("tcp_idle_conns", "TCP %d idle connections: stack RSS per connection"
+        % bench_idle.IDLE_CONNS, "B", "lower", "same", m_idle, runs=1,
+        contenders=("tapstack",),
+        echo_flags=("--max-connections", str(bench_idle.IDLE_CONNS + 1000))),
     Row("tcp_loss5_from_stack_gbit", "TCP server->kernel, 5% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=5),
 ]
@@ -831,24 +722,7 @@ def drive(args):
         print("  %-4s  %-28s >= %.1fx %-8s measured %s" % (
             verdict.split()[0], key, least, other, "-" if got is None else "%.2fx" % got))
 
-    idle = by_key.get("tcp_idle_conns")
-    detail = idle and idle["tapstack_detail"].get("runs")
-    if detail:
-        d = detail[0]
-        rss_ok = idle["tapstack"] <= IDLE_RSS_TARGET
-        rr_ok = d["rr_ratio"] >= 0.8
-        print("\nIssue 15, %d idle connections opened from %d kernel addresses in %.1f s "
-              "(%.0f/s):" % (d["connections"], -(-d["connections"] // IDLE_PER_CLIENT),
-                            d["open_secs"], d["open_per_s"]))
-        print("  %-4s  stack RSS per idle connection %.0f B <= %.0f B (512 MiB / 100,000)"
-              % ("PASS" if rss_ok else "FAIL", idle["tapstack"], IDLE_RSS_TARGET))
-        print("  %-4s  1 B rr with all open %.0f/s vs alone %.0f/s: %.2fx >= 0.8x"
-              % ("PASS" if rr_ok else "FAIL", d["rr_all_open_per_s"], d["rr_alone_per_s"],
-                 d["rr_ratio"]))
-        verdicts.append({"metric": "tcp_idle_conns", "vs": "target", "target": IDLE_RSS_TARGET,
-                         "ratio": idle["tapstack"], "verdict": "PASS" if rss_ok else "FAIL"})
-        verdicts.append({"metric": "tcp_idle_conns_rr", "vs": "alone", "target": 0.8,
-                         "ratio": d["rr_ratio"], "verdict": "PASS" if rr_ok else "FAIL"})
+    bench_idle.report(by_key, verdicts)
 
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -968,11 +842,6 @@ def main():
         s.add_argument("port", type=int)
         s.add_argument("secs", type=float)
         s.add_argument("size", type=int)
-    s = sub.add_parser("idle-clients")
-    s.add_argument("host")
-    s.add_argument("port", type=int)
-    s.add_argument("n", type=int)
-    s.add_argument("src")
     a = p.parse_args()
     if a.cmd == "drive":
         drive(a)
@@ -984,8 +853,7 @@ def main():
         udp_rr(a.host, a.port, a.secs, a.size)
     elif a.cmd == "udp-blast":
         udp_blast(a.host, a.port, a.secs, a.size)
-    elif a.cmd == "idle-clients":
-        idle_clients(a.host, a.port, a.n, a.src)
+
 
 
 if __name__ == "__main__":
