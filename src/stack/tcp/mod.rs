@@ -204,7 +204,8 @@ impl TcpLayer {
     }
 
     /// Bytes of send and receive buffer storage that connections hold
-    /// (idle connections hold none).
+    /// (idle connections hold none). Scans every socket: for tests and
+    /// diagnostics, not for a hot path.
     pub fn buffer_bytes_in_use(&self) -> usize {
         self.slots
             .iter()
