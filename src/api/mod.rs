@@ -142,8 +142,9 @@ impl Net {
     }
 
     /// Subscribes to a copy of every frame the link sees, both directions,
-    /// with a wall-clock timestamp, queued up to `capacity` frames (beyond
-    /// that frames are dropped for this tap and counted in `tap.dropped`).
+    /// with a wall-clock timestamp, queued up to `capacity` frames and
+    /// `runtime::tap::MAX_TAP_BYTES` (beyond, frames are dropped for this tap
+    /// and counted in `tap.dropped`).
     /// Dropping the `FrameTap` unsubscribes. Frames are as `--pcap` shows
     /// them: a GSO super-frame the kernel hands over arrives as one frame;
     /// what the stack sends arrives as the single segments it made, before

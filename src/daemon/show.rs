@@ -454,6 +454,48 @@ mod tests {
             ..SsOptions::default()
         };
         assert_eq!(SsOptions::from_bits(o.bits()), o);
+        let sock = |protocol, state| SocketInfo {
+            id: 1,
+            protocol,
+            state,
+            local: "10.0.0.2:7".parse().unwrap(),
+            remote: None,
+            recv_q: 0,
+            send_q: 0,
+            pid: None,
+            tcp: None,
+            listen: None,
+            time_wait_left: None,
+            handle: None,
+        };
+        let all = [
+            sock(Protocol::Tcp, "LISTEN"),
+            sock(Protocol::Tcp, "ESTABLISHED"),
+            sock(Protocol::Tcp, "TIME-WAIT"),
+            sock(Protocol::Udp, "UNCONN"),
+        ];
+        let picked = |o: SsOptions| -> Vec<&str> {
+            all.iter()
+                .filter(|s| o.selects(s))
+                .map(|s| s.state)
+                .collect()
+        };
+        assert_eq!(picked(SsOptions::default()), ["ESTABLISHED"]);
+        let l = SsOptions {
+            listening: true,
+            ..SsOptions::default()
+        };
+        assert_eq!(picked(l), ["LISTEN", "UNCONN"]);
+        let a = SsOptions {
+            all: true,
+            ..SsOptions::default()
+        };
+        assert_eq!(picked(a).len(), 4);
+        let au = SsOptions { udp: true, ..a };
+        assert_eq!(picked(au), ["UNCONN"]);
+        let table = ss_table(&all, &a);
+        assert_eq!(table.lines().count(), 5, "{table}");
+        assert!(table.lines().all(|l| l == l.trim_end()), "{table}");
         let mut c = Counters::new();
         c.add("tcp.x", 3);
         assert_eq!(counters_json(&c), "{\"counters\":{\"tcp.x\":3}}\n");

@@ -25,7 +25,7 @@ use crate::runtime::tap::{Direction, FrameTap, TapFrame};
 use crate::trace::describe_frame;
 
 /// Writer threads at once (each holds a pipe and, for a stream, a tap).
-const MAX_WATCHERS: usize = 32;
+const MAX_WATCHERS: usize = 16;
 /// Frames a stream's tap holds while its reader is slow.
 pub const TAP_CAPACITY: usize = 4096;
 /// How long a one-shot reply (table, counters) waits for its reader.

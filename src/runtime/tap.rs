@@ -35,8 +35,14 @@ pub struct TapFrame {
     pub frame: Vec<u8>,
 }
 
+/// Bytes of frames one subscriber may have queued, whatever its frame
+/// capacity: 64 KB super-frames must not make a slow reader cost more.
+pub const MAX_TAP_BYTES: usize = 8 << 20;
+
 struct Queue {
     frames: VecDeque<TapFrame>,
+    /// Bytes of the queued frames (bounded by `MAX_TAP_BYTES`).
+    bytes: usize,
     /// A reader is blocked in `recv_timeout` (only then is the condition
     /// signalled: a wake per frame would be a system call per frame).
     waiting: bool,
@@ -58,8 +64,8 @@ impl Inner {
 }
 
 /// A subscription to every frame of a running stack, made by
-/// [`crate::Net::frame_tap`]. Frames queue up to the capacity given there;
-/// beyond it new frames are dropped and counted.
+/// [`crate::Net::frame_tap`]. Frames queue up to the capacity given there
+/// and `MAX_TAP_BYTES`; beyond either new frames are dropped and counted.
 pub struct FrameTap {
     inner: Arc<Inner>,
 }
@@ -72,6 +78,7 @@ impl FrameTap {
         let mut q = self.inner.lock();
         loop {
             if let Some(f) = q.frames.pop_front() {
+                q.bytes -= f.frame.len();
                 return Ok(f);
             }
             if self.inner.closed.load(Ordering::Acquire) {
@@ -96,7 +103,10 @@ impl FrameTap {
     pub fn try_recv(&self) -> Result<TapFrame, TryRecvError> {
         let mut q = self.inner.lock();
         match q.frames.pop_front() {
-            Some(f) => Ok(f),
+            Some(f) => {
+                q.bytes -= f.frame.len();
+                Ok(f)
+            }
             None if self.inner.closed.load(Ordering::Acquire) => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
@@ -121,6 +131,7 @@ impl Taps {
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue {
                 frames: VecDeque::new(),
+                bytes: 0,
                 waiting: false,
             }),
             cond: Condvar::new(),
@@ -151,7 +162,7 @@ impl Taps {
         let last = self.subs.len() - 1;
         for (i, s) in self.subs.iter().enumerate() {
             let mut q = s.lock();
-            if q.frames.len() >= s.capacity {
+            if q.frames.len() >= s.capacity || q.bytes + frame.len() > MAX_TAP_BYTES {
                 s.dropped.fetch_add(1, Ordering::Relaxed);
                 self.counters.inc("tap.dropped");
                 continue;
@@ -161,6 +172,7 @@ impl Taps {
             } else {
                 copy.clone()
             };
+            q.bytes += frame.len();
             q.frames.push_back(TapFrame { at, dir, frame });
             if q.waiting {
                 s.cond.notify_one();
@@ -189,6 +201,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_byte_bound_holds_whatever_the_frame_capacity() {
+        let mut taps = Taps::default();
+        let tap = taps.subscribe(1 << 20);
+        let big = vec![0u8; 65_536];
+        for _ in 0..(MAX_TAP_BYTES / big.len() + 10) {
+            taps.publish(Direction::In, &big, |_| {});
+        }
+        assert_eq!(tap.dropped(), 10);
+        while tap.try_recv().is_ok() {}
+        taps.publish(Direction::In, &big, |_| {});
+        assert_eq!(tap.try_recv().unwrap().frame.len(), 65_536);
+    }
+
+    #[test]
     fn bounded_drops_and_counts_then_unsubscribes_on_drop() {
         let mut taps = Taps::default();
         assert!(!taps.active());
@@ -215,18 +241,28 @@ mod tests {
     fn a_blocked_reader_is_woken_and_close_disconnects() {
         let mut taps = Taps::default();
         let tap = taps.subscribe(8);
+        let inner = tap.inner.clone();
         let reader = std::thread::spawn(move || {
             let f = tap.recv_timeout(Duration::from_secs(10));
             (f.map(|f| f.frame), tap)
         });
-        // Publish until the reader has it (it may not be waiting yet).
+        // Publish once the reader is blocked: the frame must wake it.
         let t0 = std::time::Instant::now();
-        while !reader.is_finished() && t0.elapsed() < Duration::from_secs(10) {
-            taps.publish(Direction::In, &[7], |f| f.push(8));
+        while !inner.lock().waiting {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "reader never waited"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
+        taps.publish(Direction::In, &[7], |f| f.push(8));
+        let t1 = std::time::Instant::now();
         let (got, tap) = reader.join().unwrap();
         assert_eq!(got.unwrap(), vec![7, 8]);
+        assert!(
+            t1.elapsed() < Duration::from_secs(5),
+            "woken only by its timeout"
+        );
         while tap.try_recv().is_ok() {}
         taps.close();
         assert_eq!(tap.try_recv().unwrap_err(), TryRecvError::Disconnected);
