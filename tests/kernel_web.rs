@@ -33,7 +33,10 @@ fn parse_flat_json(j: &str) -> Option<BTreeMap<String, String>> {
     let mut map = BTreeMap::new();
     for field in body.split("\",\"") {
         let (k, v) = field.split_once("\":\"")?;
-        map.insert(k.trim_matches('"').to_string(), v.trim_matches('"').to_string());
+        map.insert(
+            k.trim_matches('"').to_string(),
+            v.trim_matches('"').to_string(),
+        );
     }
     Some(map)
 }
@@ -201,9 +204,15 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
     assert_eq!((at(0, "ss"), at(0, "rs")), ("SYN-SENT", "SYN-RECEIVED"));
     assert_eq!((at(0, "rseq"), at(0, "rack")), ("0", ""));
     assert_eq!((f(1), at(1, "dir")), ("SYN,ACK", "out"));
-    assert_eq!((at(1, "rseq"), at(1, "rack"), at(1, "rs")), ("0", "1", "ESTABLISHED"));
+    assert_eq!(
+        (at(1, "rseq"), at(1, "rack"), at(1, "rs")),
+        ("0", "1", "ESTABLISHED")
+    );
     assert_eq!((f(2), at(2, "dir")), ("ACK", "in"));
-    assert_eq!((at(2, "rseq"), at(2, "rack"), at(2, "rs")), ("1", "1", "ESTABLISHED"));
+    assert_eq!(
+        (at(2, "rseq"), at(2, "rack"), at(2, "rs")),
+        ("1", "1", "ESTABLISHED")
+    );
     let fin_in = rows
         .iter()
         .position(|r| r["dir"] == "in" && r["flags"].contains("FIN"))
@@ -225,7 +234,10 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
         "no ACK of the client's FIN: {rows:#?}"
     );
     let last = rows.last().unwrap();
-    assert_eq!((last["flags"].as_str(), last["dir"].as_str()), ("ACK", "in"));
+    assert_eq!(
+        (last["flags"].as_str(), last["dir"].as_str()),
+        ("ACK", "in")
+    );
     assert_eq!(last["rs"], "CLOSED");
     assert_eq!(
         last["rack"],
@@ -233,7 +245,10 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
     );
 
     let png = std::fs::read(&shot).expect("screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{shot:?}");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{shot:?}"
+    );
     eprintln!("screenshot: {}", shot.display());
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);

@@ -158,3 +158,109 @@ fn websocket_echo_then_close_1001_when_the_server_stops() {
         .unwrap();
     stopper.join().unwrap();
 }
+
+/// Upgrades `s` to the WebSocket at `path`; returns what followed the 101.
+fn upgrade(s: &mut TcpStream, path: &str) -> Vec<u8> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let got = read_until(s, |g| g.windows(4).any(|w| w == b"\r\n\r\n"));
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..end]);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    got[end..].to_vec()
+}
+
+/// Complete unmasked server frames at the front of `buf` as (opcode,
+/// payload); the bytes of a partial frame stay in `buf`.
+fn take_frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        if buf.len() < 2 {
+            return out;
+        }
+        let (len, hl) = match buf[1] & 0x7f {
+            126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+            127 if buf.len() >= 10 => (
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => return out,
+            n => (usize::from(n), 2),
+        };
+        if buf.len() < hl + len {
+            return out;
+        }
+        out.push((buf[0] & 0x0f, buf[hl..hl + len].to_vec()));
+        buf.drain(..hl + len);
+    }
+}
+
+/// Text messages from `s` until `done` holds of the ones so far; panics
+/// after IO.
+fn messages_until(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + IO;
+    let mut msgs = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        for (op, payload) in take_frames(buf) {
+            assert_eq!(op, 1, "a text message");
+            msgs.push(String::from_utf8(payload).unwrap());
+        }
+        if done(&msgs) {
+            return msgs;
+        }
+        assert!(Instant::now() < deadline, "not yet: {msgs:?}");
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("closed; got {msgs:?}"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}; got {msgs:?}"),
+        }
+    }
+}
+
+/// `/watch` carries pushes only (the table at least twice a second) and
+/// takes what the page sends as commands, echoing nothing; `/echo` echoes
+/// a push look-alike as the text it is.
+#[test]
+fn watch_pushes_tables_and_echo_echoes_push_look_alikes() {
+    let pair = inmem::Pair::new();
+    let _server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut w = connect(&pair);
+    let mut wbuf = upgrade(&mut w, "/watch");
+    let look_alike = r#"{"type":"conns","rows":[{"state":"INJECTED"}]}"#;
+    w.write_all(&masked_frame(0x81, look_alike.as_bytes()))
+        .unwrap();
+    w.write_all(&masked_frame(0x81, b"select 999")).unwrap();
+    let t0 = Instant::now();
+    let msgs = messages_until(&mut w, &mut wbuf, |m| {
+        m.iter()
+            .filter(|m| m.starts_with(r#"{"type":"conns""#))
+            .count()
+            >= 3
+    });
+    // Three tables: the first at once, then one each 500 ms.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    for m in &msgs {
+        assert!(m.starts_with(r#"{"type":""#), "not a push: {m}");
+        assert!(!m.contains("INJECTED"), "the look-alike came back: {m}");
+    }
+    // The followed connection does not exist.
+    assert!(
+        msgs.iter().any(|m| m == r#"{"type":"gone","c":999}"#),
+        "{msgs:?}"
+    );
+
+    let mut e = connect(&pair);
+    let mut ebuf = upgrade(&mut e, "/echo");
+    e.write_all(&masked_frame(0x81, look_alike.as_bytes()))
+        .unwrap();
+    let echoed = messages_until(&mut e, &mut ebuf, |m| !m.is_empty());
+    assert_eq!(echoed, [look_alike]);
+}
