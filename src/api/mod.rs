@@ -51,7 +51,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::device::Device;
+pub use crate::runtime::tap::{Direction, FrameTap, TapFrame};
 use crate::runtime::{self, Shared, link::LinkOptions};
+pub use crate::stack::info::{ListenInfo, Protocol, SocketInfo, TcpConnInfo, TcpTimers};
 use crate::stack::{Counters, Stack, StackConfig};
 
 pub use poll::{Event, Events, Interest, Poll, Token};
@@ -126,9 +128,29 @@ impl Net {
         self.fds.close_all();
     }
 
-    /// Every counter of every layer.
+    /// Every counter of every layer, and the link's (`tap.dropped`).
     pub fn counters(&self) -> Counters {
-        self.shared.lock().stack.counters()
+        self.shared.lock().counters()
+    }
+
+    /// A snapshot of every TCP and UDP socket (listeners, connections,
+    /// TIME-WAIT entries), ordered by id. `pid` is left `None` here: the
+    /// daemon fills it in for its clients' sockets.
+    pub fn sockets(&self) -> Vec<SocketInfo> {
+        let core = self.shared.lock();
+        core.stack.sockets(core.now())
+    }
+
+    /// Subscribes to a copy of every frame the link sees, both directions,
+    /// with a wall-clock timestamp, queued up to `capacity` frames (beyond
+    /// that frames are dropped for this tap and counted in `tap.dropped`).
+    /// Dropping the `FrameTap` unsubscribes. Frames are as `--pcap` shows
+    /// them: a GSO super-frame the kernel hands over arrives as one frame;
+    /// what the stack sends arrives as the single segments it made, before
+    /// the runtime merges them into super-frames (as the peer sees them once
+    /// the kernel cuts them again), with complete checksums.
+    pub fn frame_tap(&self, capacity: usize) -> FrameTap {
+        self.shared.lock().frame_tap(capacity)
     }
 
     /// TCP connections neither listening, closed nor in TIME-WAIT.

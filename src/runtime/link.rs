@@ -5,9 +5,11 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::tap::{Direction, FrameTap, Taps};
 use crate::device::fault::{FaultConfig, FaultInjector};
 use crate::device::pcap::PcapWriter;
-use crate::stack::Instant;
+use crate::device::vnet::fill_tcp_checksum;
+use crate::stack::{Counters, Instant};
 use crate::trace::describe_frame;
 
 #[derive(Clone, Debug, Default)]
@@ -27,6 +29,8 @@ pub struct Link {
     trace: bool,
     fault_rx: Option<FaultInjector>,
     fault_tx: Option<FaultInjector>,
+    /// Live subscribers (`Net::frame_tap`).
+    taps: Taps,
 }
 
 /// `log` target of the `--trace` lines, so they can be filtered apart.
@@ -55,10 +59,31 @@ impl Link {
             trace: opts.trace,
             fault_rx,
             fault_tx,
+            taps: Taps::default(),
         })
     }
 
+    /// A new live subscriber to every frame (see `FrameTap`).
+    pub fn subscribe(&mut self, capacity: usize) -> FrameTap {
+        self.taps.subscribe(capacity)
+    }
+
+    /// Ends every subscription (the stack stopped).
+    pub fn close_taps(&mut self) {
+        self.taps.close();
+    }
+
+    /// The link's own counters (`tap.dropped`).
+    pub fn counters(&self) -> &Counters {
+        self.taps.counters()
+    }
+
     fn observe(&mut self, dir: &str, frame: &[u8]) {
+        if self.taps.active() {
+            // Received checksums were completed by the stack thread
+            // (`captures`); the copy is as the device gave it.
+            self.taps.publish(Direction::In, frame, |_| {});
+        }
         if let Some(p) = &mut self.pcap
             && let Err(e) = p.write_frame(SystemTime::now(), frame)
         {
@@ -84,8 +109,9 @@ impl Link {
     /// traced as it goes to the wire (so the capture shows what the peer
     /// really received).
     pub fn outbound(&mut self, now: Instant, frame: &[u8], send: &mut dyn FnMut(&[u8])) {
-        let (pcap, trace) = (&mut self.pcap, self.trace);
-        let mut observed = |f: &[u8]| wire_out(pcap, trace, f, send);
+        let fill = self.fault_tx.is_none();
+        let (pcap, trace, taps) = (&mut self.pcap, self.trace, &mut self.taps);
+        let mut observed = |f: &[u8]| wire_out(pcap, trace, taps, fill, f, send);
         match &mut self.fault_tx {
             Some(f) => f.process(now, frame, &mut observed),
             None => observed(frame),
@@ -95,7 +121,7 @@ impl Link {
     /// True when frames are captured or traced: they must then carry
     /// their real checksums (no partial ones left to the kernel).
     pub fn captures(&self) -> bool {
-        self.pcap.is_some() || self.trace
+        self.pcap.is_some() || self.trace || self.taps.active()
     }
 
     /// True when a fault injector runs: it must see every frame on its
@@ -110,7 +136,9 @@ impl Link {
     /// kernel cuts the super-frame back. Only without fault injection.
     pub fn observe_outbound(&mut self, frame: &[u8]) {
         let mut none = |_: &[u8]| {};
-        wire_out(&mut self.pcap, self.trace, frame, &mut none);
+        let fill = self.fault_tx.is_none();
+        let (pcap, trace, taps) = (&mut self.pcap, self.trace, &mut self.taps);
+        wire_out(pcap, trace, taps, fill, frame, &mut none);
     }
 
     /// Releases frames held for reordering whose time has come.
@@ -123,9 +151,11 @@ impl Link {
         if let Some(f) = &mut self.fault_rx {
             f.flush_due(now, deliver);
         }
-        let (pcap, trace) = (&mut self.pcap, self.trace);
+        let (pcap, trace, taps) = (&mut self.pcap, self.trace, &mut self.taps);
         if let Some(f) = &mut self.fault_tx {
-            f.flush_due(now, &mut |frame| wire_out(pcap, trace, frame, send));
+            f.flush_due(now, &mut |frame| {
+                wire_out(pcap, trace, taps, false, frame, send)
+            });
         }
     }
 
@@ -144,7 +174,25 @@ impl Link {
     }
 }
 
-fn wire_out(pcap: &mut Option<PcapWriter>, trace: bool, frame: &[u8], send: &mut dyn FnMut(&[u8])) {
+/// Captures, traces and publishes a frame on its way to the wire. With
+/// `fill_csum` a tap's copy gets its real TCP checksum (the stack may have
+/// left only the pseudo-header sum to the device: checksum offload); it is
+/// off behind a fault injector, whose corruption must stay visible.
+fn wire_out(
+    pcap: &mut Option<PcapWriter>,
+    trace: bool,
+    taps: &mut Taps,
+    fill_csum: bool,
+    frame: &[u8],
+    send: &mut dyn FnMut(&[u8]),
+) {
+    if taps.active() {
+        taps.publish(Direction::Out, frame, |f| {
+            if fill_csum {
+                fill_tcp_checksum(f);
+            }
+        });
+    }
     if let Some(p) = pcap.as_mut() {
         let _ = p.write_frame(SystemTime::now(), frame);
     }

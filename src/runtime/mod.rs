@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod link;
+pub mod tap;
 mod thread;
 
 use std::collections::{HashMap, HashSet};
@@ -302,7 +303,22 @@ impl Core {
             }
             self.stack.recycle(frame);
         }
+        // A reader of the --pcap file sees every frame so far (a no-op
+        // when nothing was written since).
+        self.link.flush_capture();
         self.notify();
+    }
+
+    /// A new live subscriber to every frame the link sees.
+    pub fn frame_tap(&mut self, capacity: usize) -> tap::FrameTap {
+        self.link.subscribe(capacity)
+    }
+
+    /// Every counter: the stack's layers and the link's (`tap.dropped`).
+    pub fn counters(&self) -> crate::stack::Counters {
+        let mut all = self.stack.counters();
+        all.merge(self.link.counters());
+        all
     }
 
     /// `transmit` with GSO: runs of one flow's segments leave in one write.
@@ -610,6 +626,7 @@ pub fn stop(shared: &Shared) {
             core.stopped = Some("shut down".into());
         }
         core.link.flush_capture();
+        core.link.close_taps();
         for w in core.waiters.values() {
             w.cond.notify_all();
         }

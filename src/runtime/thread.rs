@@ -171,6 +171,7 @@ fn stop_with(shared: &Shared, why: String) {
     log::error!("{why}");
     let mut core = shared.lock();
     core.stopped = Some(why);
+    core.link.close_taps();
     for w in core.waiters.values() {
         w.cond.notify_all();
     }

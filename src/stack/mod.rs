@@ -9,6 +9,7 @@ pub mod arp;
 pub mod counters;
 pub mod icmp;
 pub mod iface;
+pub mod info;
 pub mod ip;
 pub mod ipv4;
 pub mod rng;
@@ -356,6 +357,16 @@ impl Stack {
         out.append(&mut self.events);
         self.tcp.take_events(&mut self.tcp_scratch);
         out.extend(self.tcp_scratch.drain(..).map(|h| SocketId::Tcp(h.0)));
+    }
+
+    /// A snapshot of every TCP and UDP socket at `now`, ordered by id.
+    /// Reads only.
+    pub fn sockets(&self, now: Instant) -> Vec<info::SocketInfo> {
+        let mut out = Vec::new();
+        self.tcp.socket_infos(now, &mut out);
+        self.udp.socket_infos(&mut out);
+        out.sort_by_key(|s| s.id);
+        out
     }
 
     /// Every counter of every layer, for the exit report and the log.

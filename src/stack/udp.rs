@@ -10,9 +10,10 @@ use smoltcp::wire::{IpAddress, IpProtocol, UdpPacket};
 
 use super::RxChecksum;
 use super::counters::Counters;
+use super::info::{Protocol, SocketInfo};
 use super::ip::IpSink;
 use super::rng::Rng;
-use super::socket::Readiness;
+use super::socket::{Readiness, SocketId};
 use super::time::Instant;
 
 /// Largest UDP payload in one IPv4 datagram: 65,535 - 20 - 8.
@@ -54,6 +55,8 @@ struct Socket {
     rx_bytes: usize,
     error: Option<io::ErrorKind>,
     broadcast: bool,
+    /// `SocketInfo::id`.
+    id: u64,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,8 @@ pub struct UdpLayer {
     spare: Vec<Vec<u8>>,
     /// Counters (`udp.*`).
     pub counters: Counters,
+    /// The next `SocketInfo::id` (bit 63 set: apart from TCP's ids).
+    next_id: u64,
 }
 
 /// How many read datagram buffers are kept for reuse, and the largest kept
@@ -95,6 +100,7 @@ impl UdpLayer {
             events: Vec::new(),
             spare: Vec::new(),
             counters: Counters::new(),
+            next_id: 1 << 63,
         }
     }
 
@@ -148,7 +154,9 @@ impl UdpLayer {
             rx_bytes: 0,
             error: None,
             broadcast: false,
+            id: self.next_id,
         };
+        self.next_id += 1;
         let idx = match self.free.pop() {
             Some(i) => {
                 self.sockets[i as usize] = Some(socket);
@@ -161,6 +169,31 @@ impl UdpLayer {
         };
         self.by_port.entry(port).or_default().push(idx);
         Ok(UdpHandle(idx))
+    }
+
+    /// Appends a snapshot of every UDP socket to `out`. Reads only.
+    pub fn socket_infos(&self, out: &mut Vec<SocketInfo>) {
+        for (idx, s) in self.sockets.iter().enumerate() {
+            let Some(s) = s else { continue };
+            out.push(SocketInfo {
+                id: s.id,
+                protocol: Protocol::Udp,
+                state: if s.remote.is_some() {
+                    "ESTAB"
+                } else {
+                    "UNCONN"
+                },
+                local: s.local,
+                remote: s.remote,
+                recv_q: s.rx_bytes,
+                send_q: 0,
+                pid: None,
+                tcp: None,
+                listen: None,
+                time_wait_left: None,
+                handle: Some(SocketId::Udp(idx as u32)),
+            });
+        }
     }
 
     /// Closes the socket, freeing its port; queued datagrams are dropped.

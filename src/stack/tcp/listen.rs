@@ -46,6 +46,11 @@ impl Listener {
         }
     }
 
+    /// Children in SYN-RECEIVED now.
+    pub fn syn_queue_len(&self) -> usize {
+        self.syn_queue.len()
+    }
+
     pub fn accept_queue_full(&self) -> bool {
         self.accept_queue.len() >= self.backlog
     }

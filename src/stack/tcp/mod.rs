@@ -18,6 +18,7 @@ pub mod seq;
 
 mod api;
 pub mod config;
+mod info;
 mod input;
 mod isn;
 mod listen;
@@ -80,6 +81,8 @@ enum Sock {
 struct Slot {
     generation: u32,
     sock: Option<Sock>,
+    /// `SocketInfo::id` of the socket in it (never reused).
+    id: u64,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +115,8 @@ pub struct TcpLayer {
     secret: Secret,
     port_counter: u32,
     fixed_isn: Option<u32>,
+    /// The next `SocketInfo::id`.
+    next_id: u64,
 }
 
 impl TcpLayer {
@@ -144,6 +149,7 @@ impl TcpLayer {
             secret,
             port_counter: rng.next_u32(),
             fixed_isn: None,
+            next_id: 1,
         }
     }
 
@@ -198,6 +204,8 @@ impl TcpLayer {
             None => return None,
         };
         self.slots[idx].sock = Some(sock);
+        self.slots[idx].id = self.next_id;
+        self.next_id += 1;
         Some(self.raw_of(idx))
     }
 
@@ -649,12 +657,13 @@ impl TcpLayer {
 
     fn enter_time_wait(&mut self, now: Instant, raw: u32) {
         let expires = now + self.config.time_wait;
+        let id = self.slot_of(raw).map_or(0, |i| self.slots[i].id);
         let Some(t) = self.tcb_mut(raw) else { return };
         let ack_due = t.ack_now;
         t.enter_closed();
         t.state = TcpState::TimeWait;
         let owner = (!t.orphaned).then_some(raw);
-        let entry = TwEntry::from_tcb(t, expires, owner);
+        let entry = TwEntry::from_tcb(t, expires, owner, id);
         let (key, orphaned) = ((t.local, t.remote), t.orphaned);
         self.conns.remove(&key);
         if self.time_wait.map.len() < MAX_TIME_WAIT {

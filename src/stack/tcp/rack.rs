@@ -143,6 +143,10 @@ pub struct Rack {
     rs_acked: u64,
     lost_bytes: u64,
     lost_reported: u64,
+    /// For `ss -i`: when a segment last left, and the latest valid
+    /// delivery-rate sample (bytes per second).
+    last_send: Option<Instant>,
+    last_rate: Option<u64>,
 }
 
 impl Default for Rack {
@@ -179,7 +183,24 @@ impl Rack {
             rs_acked: 0,
             lost_bytes: 0,
             lost_reported: 0,
+            last_send: None,
+            last_rate: None,
         }
+    }
+
+    /// Segments now marked lost.
+    pub fn lost_segs(&self) -> usize {
+        self.lost_segs
+    }
+
+    /// When a segment last left (new data or a retransmission).
+    pub fn last_send(&self) -> Option<Instant> {
+        self.last_send
+    }
+
+    /// The latest valid delivery-rate sample, bytes per second.
+    pub fn last_rate(&self) -> Option<u64> {
+        self.last_rate
     }
 
     /// RFC 6675 pipe: bytes neither SACKed nor lost.
@@ -198,6 +219,7 @@ impl Rack {
 
     /// `[start, end)` left at `now`; `snd_max` is SND.MAX before it.
     pub fn on_send(&mut self, start: Seq, end: Seq, snd_max: Seq, now: Instant) {
+        self.last_send = Some(now);
         if self.segs.is_empty() {
             // Draft-cheng 3.2: a send with nothing outstanding starts a
             // new interval, so idle time is not counted as delivery time.

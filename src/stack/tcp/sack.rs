@@ -95,6 +95,11 @@ impl Scoreboard {
         self.ranges.iter().map(|&(s, e)| e.distance_from(s)).sum()
     }
 
+    /// How many SACKed ranges there are (each has a hole below it).
+    pub fn ranges(&self) -> usize {
+        self.ranges.len()
+    }
+
     /// Whether nothing is SACKed.
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()

@@ -25,10 +25,12 @@ pub struct TwEntry {
     pub expires: Instant,
     /// Raw handle of a socket the application still holds.
     pub owner: Option<u32>,
+    /// The connection's id (`SocketInfo::id`), kept into TIME-WAIT.
+    pub id: u64,
 }
 
 impl TwEntry {
-    pub fn from_tcb(tcb: &Tcb, expires: Instant, owner: Option<u32>) -> TwEntry {
+    pub fn from_tcb(tcb: &Tcb, expires: Instant, owner: Option<u32>, id: u64) -> TwEntry {
         TwEntry {
             snd_nxt: tcb.snd_max,
             rcv_nxt: tcb.rcv_nxt,
@@ -38,6 +40,7 @@ impl TwEntry {
             ts: tcb.ts_ok.then_some((tcb.ts_recent, tcb.ts_offset)),
             expires,
             owner,
+            id,
         }
     }
 

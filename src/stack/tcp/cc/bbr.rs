@@ -409,6 +409,16 @@ impl CongestionControl for Bbr {
         "bbr"
     }
 
+    /// The state machine's mode (draft section 4.3).
+    fn phase(&self) -> &'static str {
+        match self.mode {
+            Mode::Startup => "startup",
+            Mode::Drain => "drain",
+            Mode::ProbeBw => "probe-bw",
+            Mode::ProbeRtt => "probe-rtt",
+        }
+    }
+
     fn cwnd(&self) -> usize {
         self.cwnd
     }

@@ -105,6 +105,15 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     fn pacing_rate(&self) -> Option<u64> {
         None
     }
+    /// The algorithm's phase for `ss -i` and the web page: slow start or
+    /// congestion avoidance (RFC 5681 3.1) unless the algorithm says more.
+    fn phase(&self) -> &'static str {
+        if self.in_slow_start() {
+            "slow-start"
+        } else {
+            "congestion-avoidance"
+        }
+    }
 }
 
 /// What one ACK delivered (draft-cheng-iccrg-delivery-rate-estimation

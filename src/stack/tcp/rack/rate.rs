@@ -54,7 +54,7 @@ impl Rack {
         // rate exceed the send rate, nor a send burst the ACK rate.
         let interval = b.send_elapsed.max(ack_elapsed);
         let valid = !interval.is_zero() && self.min_rtt.is_none_or(|m| interval >= m);
-        Some(RateSample {
+        let sample = RateSample {
             delivered: self.delivered - b.prior_delivered,
             interval: valid.then_some(interval),
             prior_delivered: b.prior_delivered,
@@ -66,7 +66,11 @@ impl Rack {
             // The caller's view of the connection.
             in_flight: 0,
             in_recovery: false,
-        })
+        };
+        if let Some(rate) = sample.rate() {
+            self.last_rate = Some(rate);
+        }
+        Some(sample)
     }
 
     /// Draft 3.4: the application has nothing more to send while the

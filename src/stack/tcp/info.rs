@@ -1,0 +1,219 @@
+//! Socket snapshots for `ss`, the daemon and the web page. Every read of
+//! a connection block's internals for them is in this file (accessors on
+//! `Tcb`), so a change of the TCB's layout changes one place. Nothing here
+//! writes.
+
+use std::time::Duration;
+
+use super::listen::Listener;
+use super::seq::Seq;
+use super::state::TcpState;
+use super::tcb::{RecoveryKind, Tcb};
+use super::timewait::TwEntry;
+use super::{Sock, TcpLayer};
+use crate::stack::info::{ListenInfo, Protocol, SocketInfo, TcpConnInfo, TcpTimers};
+use crate::stack::socket::SocketId;
+use crate::stack::time::Instant;
+
+/// Bytes from `start` to `end` in sequence space, modulo 2^32.
+fn span(start: Seq, end: Seq) -> u64 {
+    u64::from(end.0.wrapping_sub(start.0))
+}
+
+fn left(at: Option<Instant>, now: Instant) -> Option<Duration> {
+    at.map(|t| t.saturating_since(now))
+}
+
+impl Tcb {
+    /// Linux's ca_state names for where loss recovery is.
+    fn ca_state(&self) -> &'static str {
+        match self.recovery.map(|r| r.kind) {
+            Some(RecoveryKind::Fast) => "recovery",
+            Some(RecoveryKind::Rto) => "loss",
+            None if self.dupacks > 0 => "disorder",
+            None => "open",
+        }
+    }
+
+    /// Bytes received and not yet read.
+    fn recv_q(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    fn send_q(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Payload bytes sent (retransmissions not counted), acknowledged and
+    /// received, from the sequence numbers: SYN and FIN take one number
+    /// each and carry no byte.
+    fn byte_counts(&self) -> (u64, u64, u64) {
+        let data_start = self.iss + 1;
+        let syn_sent = self.snd_max != self.iss;
+        let data_end = self.data_end();
+        let clip = |s: Seq| if s.gt(data_end) { data_end } else { s };
+        let sent = if syn_sent {
+            span(data_start, clip(self.snd_max))
+        } else {
+            0
+        };
+        let acked = if self.snd_una.gt(self.iss) {
+            span(data_start, clip(self.snd_una))
+        } else {
+            0
+        };
+        let irs_known = self.state.is_synchronized() || self.state == TcpState::SynReceived;
+        let received = if irs_known {
+            span(self.irs + 1, self.rcv_nxt).saturating_sub(u64::from(self.fin_received))
+        } else {
+            0
+        };
+        (sent, acked, received)
+    }
+
+    fn timers(&self, now: Instant) -> TcpTimers {
+        TcpTimers {
+            retransmit: left(self.rtx_at, now),
+            loss_probe: left(self.tlp_at, now),
+            reorder: left(self.rack.timer, now),
+            delayed_ack: left(self.delack_at, now),
+            persist: left(self.persist_at, now),
+            keepalive: left(self.ka_at, now),
+            fin_wait2: left(self.linger_at, now),
+        }
+    }
+
+    /// What `ss -ti` shows of this connection.
+    fn conn_info(&self, now: Instant) -> TcpConnInfo {
+        let (sent, acked, received) = self.byte_counts();
+        let ssthresh = self.cc.ssthresh();
+        let sacked = if self.sack_ok {
+            self.sb.sacked_bytes()
+        } else {
+            0
+        };
+        TcpConnInfo {
+            cc: self.cc.name(),
+            cc_phase: self.cc.phase(),
+            ca_state: self.ca_state(),
+            cwnd: self.cc.cwnd(),
+            ssthresh: (ssthresh != usize::MAX).then_some(ssthresh),
+            in_flight: self.bytes_in_flight(),
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcv_wnd(),
+            srtt: self.rtt.srtt(),
+            rttvar: self.rtt.rttvar(),
+            min_rtt: self.rtt.min_rtt(),
+            rto: self.rto(),
+            backoff: self.rtt.backoff_count(),
+            mss: self.mss,
+            rcv_mss: self.our_mss,
+            wscale: self.ws_ok.then_some((self.snd_wscale, self.rcv_wscale)),
+            sack: self.sack_ok,
+            timestamps: self.ts_ok,
+            bytes_sent: sent + self.rtx_bytes,
+            bytes_retrans: self.rtx_bytes,
+            bytes_acked: acked,
+            bytes_received: received,
+            retrans_segs: self.rtx_segs,
+            lost: self.rack.lost_segs() as u64,
+            sacked,
+            sack_holes: if self.sack_ok { self.sb.ranges() } else { 0 },
+            delivery_rate: self.rack.last_rate(),
+            last_send: self.rack.last_send().map(|t| now.saturating_since(t)),
+            last_recv: now.saturating_since(self.last_rx),
+            timers: self.timers(now),
+            iss: self.iss.0,
+            irs: self.irs.0,
+            snd_una: self.snd_una.0,
+            snd_nxt: self.snd_nxt.0,
+            rcv_nxt: self.rcv_nxt.0,
+        }
+    }
+
+    /// The whole snapshot of a connection.
+    fn socket_info(&self, now: Instant, id: u64, raw: u32) -> SocketInfo {
+        SocketInfo {
+            id,
+            protocol: Protocol::Tcp,
+            state: self.state.name(),
+            local: self.local,
+            remote: Some(self.remote),
+            recv_q: self.recv_q(),
+            send_q: self.send_q(),
+            pid: None,
+            tcp: Some(self.conn_info(now)),
+            listen: None,
+            time_wait_left: None,
+            handle: Some(SocketId::Tcp(raw)),
+        }
+    }
+
+    /// Listed from the slot table, unless the TIME-WAIT table lists it or
+    /// it is over (CLOSED sockets are not shown, as Linux's `ss`).
+    fn listed(&self) -> bool {
+        !matches!(self.state, TcpState::Closed | TcpState::TimeWait)
+    }
+}
+
+fn listener_info(l: &Listener, syn_backlog: usize, id: u64, raw: u32) -> SocketInfo {
+    let accept = l.accept_queue.len();
+    SocketInfo {
+        id,
+        protocol: Protocol::Tcp,
+        state: TcpState::Listen.name(),
+        local: l.local,
+        remote: None,
+        // As Linux's ss: accept queue use and its limit.
+        recv_q: accept,
+        send_q: l.backlog,
+        pid: None,
+        tcp: None,
+        listen: Some(ListenInfo {
+            syn_queue: l.syn_queue_len(),
+            syn_queue_max: syn_backlog,
+            accept_queue: accept,
+            accept_queue_max: l.backlog,
+        }),
+        time_wait_left: None,
+        handle: Some(SocketId::Tcp(raw)),
+    }
+}
+
+fn time_wait_info(e: &TwEntry, key: &super::timewait::TwKey, now: Instant) -> SocketInfo {
+    SocketInfo {
+        id: e.id,
+        protocol: Protocol::Tcp,
+        state: TcpState::TimeWait.name(),
+        local: key.0,
+        remote: Some(key.1),
+        recv_q: 0,
+        send_q: 0,
+        pid: None,
+        tcp: None,
+        listen: None,
+        time_wait_left: Some(e.expires.saturating_since(now)),
+        handle: e.owner.map(SocketId::Tcp),
+    }
+}
+
+impl TcpLayer {
+    /// Appends a snapshot of every TCP socket (listeners, connections,
+    /// TIME-WAIT entries) to `out`. Reads only.
+    pub fn socket_infos(&self, now: Instant, out: &mut Vec<SocketInfo>) {
+        for (idx, slot) in self.slots.iter().enumerate() {
+            let raw = self.raw_of(idx);
+            match &slot.sock {
+                Some(Sock::Listener(l)) => {
+                    out.push(listener_info(l, self.config.syn_backlog, slot.id, raw))
+                }
+                Some(Sock::Conn(t)) if t.listed() => out.push(t.socket_info(now, slot.id, raw)),
+                _ => {}
+            }
+        }
+        for (key, e) in &self.time_wait.map {
+            out.push(time_wait_info(e, key, now));
+        }
+    }
+}
