@@ -16,7 +16,12 @@ const DEVTOOLS_PORT: &str = "9222";
 
 /// One segment: direction (`in` = to the stack), flags as a sorted set,
 /// seq, ack (absolute; ack 0 when the ACK flag is off), payload length.
+/// tcpdump prints no seq for a bare ACK: its seq is 0 on both sides.
 type Seg = (String, Vec<String>, u64, u64, u64);
+
+fn bare_ack(flags: &[String], len: u64) -> bool {
+    flags == ["ACK"] && len == 0
+}
 
 /// The `ladder=` JSON objects the driver printed.
 fn ladder(out: &Output) -> Vec<BTreeMap<String, String>> {
@@ -50,7 +55,9 @@ fn ladder_seg(r: &BTreeMap<String, String>) -> Seg {
     } else {
         0
     };
-    (r["dir"].clone(), flags, num("seq"), ack, num("len"))
+    let len = num("len");
+    let seq = if bare_ack(&flags, len) { 0 } else { num("seq") };
+    (r["dir"].clone(), flags, seq, ack, len)
 }
 
 /// A tcpdump -S line: `IP 10.0.0.1.P > 10.0.0.2.7: Flags [S.], seq A[:B],
@@ -86,9 +93,13 @@ fn tcpdump_seg(line: &str) -> Option<Seg> {
         let rest = line.split(&format!(" {name} ")).nth(1)?;
         rest.split([',', ':']).next()?.trim().parse().ok()
     };
-    let seq = field("seq")?;
-    let ack = field("ack").unwrap_or(0);
     let len = field("length").unwrap_or(0);
+    let seq = if bare_ack(&flags, len) {
+        0
+    } else {
+        field("seq")?
+    };
+    let ack = field("ack").unwrap_or(0);
     Some((dir.to_string(), flags, seq, ack, len))
 }
 
@@ -99,7 +110,9 @@ fn tcpdump_seg(line: &str) -> Option<Seg> {
 /// handshake and the close labelled with the states each side enters and
 /// numbers relative to each ISN. Text that looks like a push, sent through
 /// the echo box, comes back as an echo and never reaches the table. A
-/// screenshot is saved (target/tmp/kernel-tests/web-page.png).
+/// screenshot is saved (target/tmp/kernel-tests/web-page.png). Then a
+/// bulk transfer from chargen gets its cwnd plot and a ladder of its
+/// segments (target/tmp/kernel-tests/web-page-bulk.png).
 #[test]
 fn browser_shows_the_table_and_the_ladder_of_a_connection() {
     if !require_root() {
@@ -131,7 +144,9 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
         "about:blank",
     ]);
     let shot = scratch("web-page.png");
+    let bulk_shot = scratch("web-page-bulk.png");
     let _ = std::fs::remove_file(&shot);
+    let _ = std::fs::remove_file(&bulk_shot);
     let page = format!("http://{STACK_IP}:8080/");
     let script = py("web_page.py");
     let out = ns.run(
@@ -244,12 +259,25 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
         (rows[fin_out]["rseq"].parse::<u64>().unwrap() + 1).to_string()
     );
 
-    let png = std::fs::read(&shot).expect("screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "{shot:?}"
+    // The bulk transfer: samples plotted, segments drawn.
+    assert!(out.num("bulk_samples") >= 10, "{out:#?}");
+    assert!(out.num("bulk_segs") >= 100, "{out:#?}");
+    assert!(out.num("bulk_cwnd_max") >= 1000, "{out:#?}");
+    eprintln!(
+        "bulk: {} bytes read, {} samples, {} segments drawn",
+        out.num("bulk_bytes"),
+        out.num("bulk_samples"),
+        out.num("bulk_segs")
     );
-    eprintln!("screenshot: {}", shot.display());
+
+    for path in [&shot, &bulk_shot] {
+        let png = std::fs::read(path).expect("screenshot");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{path:?}"
+        );
+        eprintln!("screenshot: {}", path.display());
+    }
     let (status, stderr) = stack.stop();
     assert_clean_exit(status, &stderr);
 }

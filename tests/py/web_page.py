@@ -13,7 +13,10 @@ tests/kernel_web.rs. Prints key=value lines; every wait is bounded.
    the table must show it ESTABLISHED; the row is clicked;
 5. the client half-closes and closes; the ladder must draw the close;
 6. the ladder's rows, the table row, tcpdump's lines and a screenshot
-   are the output.
+   are the output;
+7. a bulk transfer from chargen (port 19), read at about 16 MB/s, is
+   selected: the plot must get at least 10 samples and the ladder 100
+   segments; a second screenshot (SCREENSHOT with -bulk) is taken.
 """
 import base64
 import json
@@ -116,6 +119,48 @@ def start_tcpdump(tap):
     return p, lines
 
 
+def bulk(cdp, stack_ip, shot):
+    b = socket.create_connection((stack_ip, 19), timeout=20)
+    bport = b.getsockname()[1]
+    stop = threading.Event()
+    got = [0]
+
+    def reader():
+        while not stop.is_set():
+            try:
+                d = b.recv(16384)
+            except OSError:
+                return
+            if not d:
+                return
+            got[0] += len(d)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    sel = f"tr.conn[data-remote=\"10.0.0.1:{bport}\"]"
+    cdp.wait(f"document.querySelector('{sel}') !== null", "the bulk connection in the table", 20)
+    cdp.js(f"document.querySelector('{sel}').click(); true")
+    points = cdp.wait("""(() => {
+        const p = document.querySelector('#plot .series-1');
+        const n = p ? p.getAttribute('points').trim().split(' ').length : 0;
+        return n >= 10 && document.querySelectorAll('#ladder g.seg').length >= 100 ? n : 0;
+      })()""", "10 samples in the plot and 100 segments in the ladder", 30)
+    cwnd_max = cdp.js("Math.max(...samples.map((s) => s[1]))")
+    segs = cdp.js("document.querySelectorAll('#ladder g.seg').length")
+    shot_data = cdp.call("Page.captureScreenshot", {"format": "png"}, timeout=60)["data"]
+    with open(shot, "wb") as f:
+        f.write(base64.b64decode(shot_data))
+    stop.set()
+    b.close()
+    t.join(10)
+    print(f"bulk_samples={points}", flush=True)
+    print(f"bulk_cwnd_max={cwnd_max}", flush=True)
+    print(f"bulk_segs={segs}", flush=True)
+    print(f"bulk_bytes={got[0]}", flush=True)
+    print(f"bulk_screenshot={shot}", flush=True)
+
+
 def main():
     port, page_url, stack_ip, tap, shot = sys.argv[1:6]
     dump, dump_lines = start_tcpdump(tap)
@@ -195,6 +240,8 @@ def main():
     with open(shot, "wb") as f:
         f.write(base64.b64decode(shot_data))
     print(f"screenshot={shot}", flush=True)
+
+    bulk(cdp, stack_ip, shot.replace(".png", "-bulk.png"))
 
     time.sleep(0.3)  # tcpdump prints line-buffered; the close is long done
     dump.terminate()

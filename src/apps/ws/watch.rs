@@ -167,6 +167,14 @@ impl State {
                     }
                     id
                 }
+                // TIME-WAIT: the connection kept, if it is.
+                (None, Some(peer)) if row.proto == "tcp" => {
+                    let id = self.by_pair.get(&(row.local, peer)).copied();
+                    if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
+                        c.live = true;
+                    }
+                    id
+                }
                 _ => None,
             };
             ids.push(id);
@@ -339,6 +347,10 @@ pub(crate) struct Cursor {
     conn: Option<u64>,
     announced: bool,
     next_seg: u64,
+    /// Segments sent since the selection: at `track::MAX_SEGMENTS` the page
+    /// is told its ladder is full (`{"type":"full"}`) and gets no more
+    /// until it selects again (then the first and the latest).
+    sent_segs: usize,
     next_sample: u64,
 }
 
@@ -420,8 +432,14 @@ impl Hub {
                 c.track.stack, c.track.peer
             ));
         }
+        let room = track::MAX_SEGMENTS.saturating_sub(cur.sent_segs);
+        if room == 0 && cur.next_seg < c.track.total() {
+            out.push(format!("{{\"type\":\"full\",\"c\":{id}}}"));
+            cur.next_seg = u64::MAX;
+        }
         while bytes < max_bytes && cur.next_seg < c.track.total() {
-            let segs = c.track.segments_from(cur.next_seg, SEGS_PER_MESSAGE);
+            let max = SEGS_PER_MESSAGE.min(track::MAX_SEGMENTS - cur.sent_segs);
+            let segs = c.track.segments_from(cur.next_seg, max);
             if segs.is_empty() {
                 break;
             }
@@ -432,6 +450,7 @@ impl Hub {
                 }
                 seg_json(&mut m, *i, s);
                 cur.next_seg = i + 1;
+                cur.sent_segs += 1;
             }
             m.push_str("]}");
             bytes += m.len();

@@ -1,14 +1,13 @@
 //! What the watch reads from the stack: the socket snapshot and a tap of
 //! every frame, turned into the watch's own records. This file is the
-//! only one that knows the stack's observation API.
-//!
-//! STAND-IN: until `Net::sockets` and `Net::frame_tap` are merged, the
-//! snapshot is empty and no frame comes.
+//! only one that knows the stack's observation API (`Net::sockets`,
+//! `Net::frame_tap`).
 
 use std::net::SocketAddrV4;
-use std::time::Duration;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, SystemTime};
 
-use crate::api::Net;
+use crate::api::{Direction, FrameTap, Net, SocketInfo, TapFrame};
 
 /// One frame the tap copied.
 pub(crate) struct Frame {
@@ -51,7 +50,9 @@ pub(crate) struct TcpRow {
 /// The stack being watched, with its tap while one is open.
 pub(crate) struct Source {
     net: Net,
-    tap: Option<()>,
+    tap: Option<FrameTap>,
+    /// Dropped by taps closed before.
+    dropped_before: u64,
 }
 
 impl Source {
@@ -59,6 +60,7 @@ impl Source {
         Source {
             net: net.clone(),
             tap: None,
+            dropped_before: 0,
         }
     }
 
@@ -69,27 +71,86 @@ impl Source {
 
     /// Every socket now.
     pub(crate) fn sockets(&self) -> Vec<Row> {
-        Vec::new()
+        self.net.sockets().iter().map(row).collect()
     }
 
     /// Starts copying frames (with room for `capacity` queued).
-    pub(crate) fn open_tap(&mut self, _capacity: usize) {
-        self.tap.get_or_insert(());
+    pub(crate) fn open_tap(&mut self, capacity: usize) {
+        if self.tap.is_none() {
+            self.tap = Some(self.net.frame_tap(capacity));
+        }
     }
 
     /// Stops copying frames: nobody watches.
     pub(crate) fn close_tap(&mut self) {
-        self.tap = None;
+        if let Some(tap) = self.tap.take() {
+            self.dropped_before += tap.dropped();
+        }
     }
 
     /// Frames dropped because the watch fell behind.
     pub(crate) fn dropped(&self) -> u64 {
-        0
+        self.dropped_before + self.tap.as_ref().map_or(0, FrameTap::dropped)
     }
 
     /// Appends up to `max` frames to `out`, waiting at most `wait` for the
     /// first.
-    pub(crate) fn frames(&mut self, wait: Duration, _max: usize, _out: &mut Vec<Frame>) {
-        std::thread::sleep(wait);
+    pub(crate) fn frames(&mut self, wait: Duration, max: usize, out: &mut Vec<Frame>) {
+        let Some(tap) = &self.tap else {
+            std::thread::sleep(wait);
+            return;
+        };
+        match tap.recv_timeout(wait) {
+            Ok(f) => out.push(frame(f)),
+            Err(RecvTimeoutError::Timeout) => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                // The stack stopped; `stopped` says so next.
+                std::thread::sleep(wait);
+                return;
+            }
+        }
+        while out.len() < max {
+            match tap.try_recv() {
+                Ok(f) => out.push(frame(f)),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn frame(f: TapFrame) -> Frame {
+    Frame {
+        t_us: f
+            .at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64),
+        out: f.dir == Direction::Out,
+        bytes: f.frame,
+    }
+}
+
+fn row(s: &SocketInfo) -> Row {
+    Row {
+        proto: s.protocol.name(),
+        state: s.state,
+        local: s.local,
+        remote: s.remote,
+        recv_q: s.recv_q,
+        send_q: s.send_q,
+        tcp: s.tcp.as_ref().map(|t| TcpRow {
+            cc: t.cc,
+            cwnd: t.cwnd,
+            ssthresh: t.ssthresh,
+            in_flight: t.in_flight,
+            snd_wnd: t.snd_wnd,
+            rcv_wnd: t.rcv_wnd,
+            srtt: t.srtt,
+            rto: t.rto,
+            mss: t.mss,
+            retrans: t.retrans_segs,
+            iss: t.iss,
+            irs: t.irs,
+            wscale: t.wscale,
+        }),
     }
 }
