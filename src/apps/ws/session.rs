@@ -160,10 +160,10 @@ impl Session {
         }
         while let Some(event) = self.ws.poll_event() {
             match (event, &mut self.commands) {
-                (ConnectionEvent::TextMessage(text), Some(commands)) => {
-                    if text.len() <= MAX_COMMAND_BYTES && commands.len() < MAX_COMMANDS {
-                        commands.push(text);
-                    }
+                (ConnectionEvent::TextMessage(text), Some(commands))
+                    if text.len() <= MAX_COMMAND_BYTES && commands.len() < MAX_COMMANDS =>
+                {
+                    commands.push(text);
                 }
                 (ConnectionEvent::TextMessage(text), None) => {
                     self.send(Opcode::Text, text.as_bytes(), out)
