@@ -264,3 +264,43 @@ fn watch_pushes_tables_and_echo_echoes_push_look_alikes() {
     let echoed = messages_until(&mut e, &mut ebuf, |m| !m.is_empty());
     assert_eq!(echoed, [look_alike]);
 }
+
+/// The 101 or the refusal's status for an upgrade to `/watch`.
+fn watch_status(pair: &inmem::Pair) -> (String, TcpStream) {
+    let mut s = connect(pair);
+    s.write_all(
+        b"GET /watch HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let got = read_until(&mut s, |g| g.len() >= 12);
+    (String::from_utf8_lossy(&got[9..12]).into_owned(), s)
+}
+
+/// 32 pages may watch at once; the 33rd gets 503; once one leaves, a new
+/// one is let in.
+#[test]
+fn watchers_are_capped() {
+    let pair = inmem::Pair::new();
+    let _server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut watchers: Vec<TcpStream> = (0..32)
+        .map(|i| {
+            let (status, s) = watch_status(&pair);
+            assert_eq!(status, "101", "watcher {i}");
+            s
+        })
+        .collect();
+    let (status, _) = watch_status(&pair);
+    assert_eq!(status, "503");
+    drop(watchers.pop());
+    let deadline = Instant::now() + IO;
+    loop {
+        let (status, s) = watch_status(&pair);
+        if status == "101" {
+            watchers.push(s);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
