@@ -182,6 +182,55 @@ pub enum Command {
         )]
         program: Vec<std::ffi::OsString>,
     },
+    /// List a running stack's sockets, like iproute2's `ss -tuan`
+    Ss {
+        /// TCP sockets (neither -t nor -u: both)
+        #[arg(short = 't', long = "tcp")]
+        tcp: bool,
+        /// UDP sockets
+        #[arg(short = 'u', long = "udp")]
+        udp: bool,
+        /// Listening sockets only (and unconnected UDP)
+        #[arg(short = 'l', long = "listening")]
+        listening: bool,
+        /// Every socket: listening, TIME-WAIT and SYN-RECEIVED too
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// A second line per socket with TCP internals (like `ss -ti`)
+        #[arg(short = 'i', long = "info")]
+        info: bool,
+        /// Numeric addresses and ports (always the case; accepted as ss does)
+        #[arg(short = 'n', long = "numeric")]
+        numeric: bool,
+        /// JSON instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a running stack's counters
+    Stats {
+        /// Print them every SECS seconds, with the rate per second
+        #[arg(long, value_name = "SECS")]
+        watch: Option<f64>,
+        /// JSON instead of `name value` lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream one line per frame from a running stack (FILTER: tcp, udp,
+    /// icmp, arp, host A.B.C.D, port N, joined by `and`)
+    Trace {
+        /// e.g. `tcp and port 7`
+        #[arg(trailing_var_arg = true, value_name = "FILTER")]
+        filter: Vec<String>,
+    },
+    /// Stream a pcap of a running stack's frames (`-w - | tcpdump -n -r -`)
+    Pcap {
+        /// Where to write: a file, or - for stdout
+        #[arg(short = 'w', value_name = "FILE|-", required = true)]
+        write: PathBuf,
+        /// As for `trace`, e.g. `tcp and host 10.0.0.1`
+        #[arg(trailing_var_arg = true, value_name = "FILTER")]
+        filter: Vec<String>,
+    },
 }
 
 /// Parses the command line; on error prints one line and exits with 2.
@@ -344,6 +393,9 @@ pub fn main() -> i32 {
     if let Command::Run { program } = &cli.command {
         return super::run::main(&super::run::api_path(&cli), program);
     }
+    if let Some(code) = super::obs::main(&cli) {
+        return code;
+    }
     let signals = block_signals();
     let (net, tap) = match bring_up(&cli) {
         Ok(v) => v,
@@ -469,7 +521,11 @@ fn run(
             }
             Ok(())
         }
-        Command::Run { .. } => Ok(()),
+        Command::Run { .. }
+        | Command::Ss { .. }
+        | Command::Stats { .. }
+        | Command::Trace { .. }
+        | Command::Pcap { .. } => Ok(()),
         Command::Connect {
             udp,
             quit_after,

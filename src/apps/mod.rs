@@ -6,6 +6,7 @@ pub mod config;
 pub mod connect;
 pub mod evloop;
 pub mod http;
+pub mod obs;
 pub mod run;
 pub mod services;
 pub mod workers;

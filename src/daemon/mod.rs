@@ -17,6 +17,8 @@
 //! Linux would at exit.
 
 pub mod proto;
+pub mod show;
+pub mod watch;
 
 mod fdio;
 mod server;

@@ -54,6 +54,20 @@ pub mod op {
     /// The client read end-of-file: the reply's errno is the reason the
     /// connection ended if it was an error (ECONNRESET, ETIMEDOUT), once.
     pub const EOF_CHECK: u8 = 11;
+    /// No socket. `a` = `show::SsOptions` bits; the reply carries one
+    /// end of a stream socketpair into which the daemon writes the socket table
+    /// (`ss` text or JSON) and then closes it.
+    pub const SOCKETS: u8 = 12;
+    /// No socket. `a` = 1 for JSON, 0 for `name value` lines; the reply
+    /// carries a socketpair with every counter, as `SOCKETS`.
+    pub const COUNTERS: u8 = 13;
+    /// No socket. A live trace (one line per frame) in a socketpair, filtered by
+    /// `a` (protocol bits, 0 = any) and `addr` (host and port, zero = any):
+    /// `watch::FrameFilter`. It ends when the reader closes it. Root or the
+    /// daemon's own user only (EACCES): it shows every client's traffic.
+    pub const TRACE: u8 = 14;
+    /// No socket. As `TRACE`, a live pcap stream (header, then records).
+    pub const PCAP: u8 = 15;
 }
 
 /// `op::SOCKET` kind: a TCP stream socket.

@@ -62,6 +62,11 @@ impl<W: Write> PcapWriter<W> {
         self.out.write_all(&frame[..incl_len as usize])
     }
 
+    /// The writer it writes to.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Writes buffered records to the file.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()

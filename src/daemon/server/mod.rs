@@ -11,6 +11,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{SockFlag, SockType, accept4, getsockopt, sockopt};
 
+mod observe;
 mod requests;
 
 use super::fdio;
@@ -47,6 +48,8 @@ const UDP_BUF: usize = 65_536 + proto::UDP_HDR;
 struct Client {
     fd: OwnedFd,
     pid: i32,
+    /// Who it is: live captures are for root and the daemon's own user.
+    uid: u32,
     sockets: usize,
     /// A reply is deferred (blocking connect): the client's next requests
     /// wait unread until it is sent.
@@ -55,6 +58,8 @@ struct Client {
 
 struct Sock {
     owner: u64,
+    /// The owning client's process, for the socket table (`ss`).
+    pid: i32,
     ino: u64,
     fd: OwnedFd,
     kind: Kind,
@@ -106,6 +111,8 @@ pub struct Server {
     /// when the limit is reached.
     spare: Option<OwnedFd>,
     stopping: bool,
+    /// Writer threads of the observation replies (`ss`, `trace`, ...).
+    watchers: super::watch::Watchers,
 }
 
 impl Server {
@@ -151,6 +158,7 @@ impl Server {
             max_socks,
             spare: spare_fd(),
             stopping: false,
+            watchers: Default::default(),
         })
     }
 
@@ -204,6 +212,7 @@ impl Server {
             self.remove(id, Some(Finish::Abort));
         }
         self.clients.clear();
+        self.watchers.stop_all();
         self.net.shared.lock().drop_poll(self.poll);
         log::info!("daemon: stopped");
     }
@@ -295,6 +304,7 @@ impl Server {
                 Client {
                     fd,
                     pid,
+                    uid,
                     sockets: 0,
                     busy: false,
                 },

@@ -32,6 +32,7 @@ impl Server {
                 )
             }
             op::SOCKET => self.new_socket(cid, m.a),
+            op::SOCKETS..=op::PCAP => self.observe(cid, m),
             o if !(op::BIND..=op::EOF_CHECK).contains(&o) => err(o, E::EINVAL.code()),
             _ => {
                 let Some(fd) = fd else {
@@ -123,14 +124,17 @@ impl Server {
                 id,
             ),
         )?;
+        let mut pid = 0;
         if let Some(c) = self.clients.get_mut(&owner) {
             c.sockets += 1;
+            pid = c.pid;
         }
         self.by_ino.insert(ino, id);
         self.socks.insert(
             id,
             Sock {
                 owner,
+                pid,
                 ino,
                 fd: mine,
                 kind,
