@@ -148,6 +148,10 @@ def bulk(cdp, stack_ip, shot):
       })()""", "10 samples in the plot and 100 segments in the ladder", 30)
     cwnd_max = cdp.js("Math.max(...samples.map((s) => s[1]))")
     segs = cdp.js("document.querySelectorAll('#ladder g.seg').length")
+    marks = cdp.js("""['retx', 'dup'].map((c) => document.querySelectorAll('#ladder g.seg.' + c).length)
+        .concat([document.querySelectorAll('#ladder tspan.sack').length])""")
+    # A retransmission in view if there is one (a run with --loss).
+    cdp.js("document.querySelector('#ladder g.seg.retx')?.scrollIntoView({block: 'center'}); true")
     shot_data = cdp.call("Page.captureScreenshot", {"format": "png"}, timeout=60)["data"]
     with open(shot, "wb") as f:
         f.write(base64.b64decode(shot_data))
@@ -158,6 +162,7 @@ def bulk(cdp, stack_ip, shot):
     print(f"bulk_cwnd_max={cwnd_max}", flush=True)
     print(f"bulk_segs={segs}", flush=True)
     print(f"bulk_bytes={got[0]}", flush=True)
+    print(f"bulk_marks_retx_dup_sack={marks}", flush=True)
     print(f"bulk_screenshot={shot}", flush=True)
 
 
