@@ -304,3 +304,78 @@ fn watchers_are_capped() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The id the table gives the connection whose local end is `local`,
+/// once it has at least `segs` segments.
+fn conn_id(table: &str, local: &str, segs: u64) -> Option<u64> {
+    let at = table.find(&format!("\"local\":\"{local}\""))?;
+    let row_start = table[..at].rfind("{\"c\":")?;
+    let row = &table[row_start..];
+    let row = &row[..row.find('}')?];
+    let num = |key: &str| -> Option<u64> {
+        let v = row.split(&format!("\"{key}\":")).nth(1)?;
+        v.split([',', '}']).next()?.parse().ok()
+    };
+    (num("segs")? >= segs).then(|| num("c")).flatten()
+}
+
+/// A page that takes none of its pushes (here: a connection's ladder,
+/// asked for again and again) is dropped once 256 KiB have waited for it
+/// 5 s: the server's memory for it stays bounded.
+#[test]
+fn a_watcher_that_does_not_read_is_dropped() {
+    let pair = inmem::Pair::new();
+    let _server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut w = connect(&pair);
+    let mut wbuf = upgrade(&mut w, "/watch");
+    messages_until(&mut w, &mut wbuf, |m| !m.is_empty());
+    // A bulk transfer a -> b for the watch to keep segments of.
+    let listener = tapstack::api::TcpListener::bind(&pair.b, "0.0.0.0:9000").unwrap();
+    let sink = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(IO)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0;
+        while let Ok(k) = s.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        n
+    });
+    let mut c = TcpStream::connect(&pair.a, (inmem::B, 9000)).unwrap();
+    c.write_all(&vec![7u8; 8 << 20]).unwrap();
+    drop(c);
+    assert_eq!(sink.join().unwrap(), 8 << 20);
+    let msgs = messages_until(&mut w, &mut wbuf, |m| {
+        m.iter()
+            .any(|m| conn_id(m, "10.0.0.2:9000", 1000).is_some())
+    });
+    let id = msgs
+        .iter()
+        .find_map(|m| conn_id(m, "10.0.0.2:9000", 1000))
+        .unwrap();
+    // Each selection sends the ladder again (1,000 segments); none is read.
+    // (Once dropped, the server resets: a write may fail then.)
+    for _ in 0..40 {
+        let select = masked_frame(0x81, format!("select {id}").as_bytes());
+        if w.write_all(&select).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut chunk = vec![0u8; 65536];
+    let mut got = 0;
+    loop {
+        match w.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher was never dropped ({got} bytes read)"
+        );
+    }
+}
