@@ -99,7 +99,7 @@ impl State {
                 .iter()
                 .min_by_key(|(_, c)| (c.live, c.active_us))?;
             if let Some(c) = self.conns.remove(&victim) {
-                let pair = (c.track.stack, c.track.peer);
+                let pair = c.track.ends();
                 if self.by_pair.get(&pair) == Some(&victim) {
                     self.by_pair.remove(&pair);
                 }
@@ -299,10 +299,10 @@ fn gone_json(out: &mut String, id: u64, c: &Conn) {
         out,
         "{{\"c\":{id},\"live\":false,\"proto\":\"tcp\",\"state\":\"{}\",\"local\":\"{}\",\"remote\":\"{}\",\"segs\":{},\"retrans\":{}}}",
         c.track.stack_state(),
-        c.track.stack,
-        c.track.peer,
+        c.track.ends().0,
+        c.track.ends().1,
         c.track.total(),
-        c.track.retransmissions
+        c.track.retransmissions()
     );
 }
 
@@ -422,14 +422,15 @@ impl Hub {
         };
         if !cur.announced {
             cur.announced = true;
-            let opened = match c.track.stack_opened {
+            let opened = match c.track.stack_opened() {
                 Some(true) => "\"stack\"",
                 Some(false) => "\"peer\"",
                 None => "null",
             };
             out.push(format!(
                 "{{\"type\":\"conn\",\"c\":{id},\"stack\":\"{}\",\"peer\":\"{}\",\"opened_by\":{opened}}}",
-                c.track.stack, c.track.peer
+                c.track.ends().0,
+                c.track.ends().1
             ));
         }
         let room = track::MAX_SEGMENTS.saturating_sub(cur.sent_segs);

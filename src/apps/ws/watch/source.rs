@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use crate::api::{Direction, FrameTap, Net, SocketInfo, TapFrame};
 
-/// One frame the tap copied.
+/// One frame the tap copied (fields public here and below: value records
+/// handed from this file to the watch, with no invariant).
 pub(crate) struct Frame {
     /// Wall-clock time, microseconds since the Unix epoch.
     pub t_us: u64,

@@ -30,7 +30,8 @@ const URG: u8 = 0x20;
 const ECE: u8 = 0x40;
 const CWR: u8 = 0x80;
 
-/// One TCP segment of a frame the tap copied.
+/// One TCP segment of a frame the tap copied (fields public: a value
+/// record copied out of the frame, with no invariant).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Wire {
     /// Source and destination.
@@ -108,7 +109,8 @@ pub(crate) fn flag_names(flags: u8) -> String {
     }
 }
 
-/// A segment as drawn: the wire fields and the marks.
+/// A segment as drawn: the wire fields and the marks (fields public: a
+/// value record the JSON writer reads).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Seg {
     /// Wall-clock time the tap saw it, microseconds since the Unix epoch.
@@ -176,10 +178,10 @@ fn seq_lt(a: u32, b: u32) -> bool {
 /// and the inferred state of each side.
 pub(crate) struct Track {
     /// The stack's end and the peer's.
-    pub stack: SocketAddrV4,
-    pub peer: SocketAddrV4,
+    stack: SocketAddrV4,
+    peer: SocketAddrV4,
     /// Which end sent the first SYN, once seen.
-    pub stack_opened: Option<bool>,
+    stack_opened: Option<bool>,
     /// [stack, peer].
     sides: [Side; 2],
     /// Scaled windows once both SYNs were seen with the option.
@@ -188,9 +190,7 @@ pub(crate) struct Track {
     tail: VecDeque<Seg>,
     /// Segments ever added.
     total: u64,
-    pub retransmissions: u64,
-    pub dup_acks: u64,
-    pub last_t_us: u64,
+    retransmissions: u64,
 }
 
 impl Track {
@@ -205,8 +205,6 @@ impl Track {
             tail: VecDeque::new(),
             total: 0,
             retransmissions: 0,
-            dup_acks: 0,
-            last_t_us: 0,
         }
     }
 
@@ -235,6 +233,21 @@ impl Track {
         let side = &self.sides[usize::from(!out)];
         let closed = |s: &Side| matches!(s.state, "CLOSED" | "TIME-WAIT");
         side.isn.is_some_and(|isn| isn != w.seq) && (closed(&self.sides[0]) || closed(side))
+    }
+
+    /// The stack's end and the peer's.
+    pub(crate) fn ends(&self) -> (SocketAddrV4, SocketAddrV4) {
+        (self.stack, self.peer)
+    }
+
+    /// Whether the stack sent the first SYN (`None` before one is seen).
+    pub(crate) fn stack_opened(&self) -> Option<bool> {
+        self.stack_opened
+    }
+
+    /// Segments marked as retransmissions.
+    pub(crate) fn retransmissions(&self) -> u64 {
+        self.retransmissions
     }
 
     /// The inferred state of the stack's side.
@@ -291,8 +304,6 @@ impl Track {
             receiver_state,
         };
         self.retransmissions += u64::from(retx);
-        self.dup_acks += u64::from(dup > 0);
-        self.last_t_us = t_us;
         self.push(seg);
     }
 
@@ -553,7 +564,7 @@ mod tests {
             ]
         );
         assert_eq!(segs[6].1.sack, vec![(101, 201)]);
-        assert_eq!((t.retransmissions, t.dup_acks), (1, 2));
+        assert_eq!(t.retransmissions(), 1);
     }
 
     #[test]
