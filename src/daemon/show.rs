@@ -115,8 +115,7 @@ pub fn ss_table(all: &[SocketInfo], o: &SsOptions) -> String {
             },
             None => String::new(),
         };
-        let _ = writeln!(
-            out,
+        let row = format!(
             "{:<5} {:<12} {:>6} {:>6} {:<lw$} {:<pw$} {users}",
             s.protocol.name(),
             s.state,
@@ -125,6 +124,7 @@ pub fn ss_table(all: &[SocketInfo], o: &SsOptions) -> String {
             addr(&s.local),
             peer(&s.remote)
         );
+        let _ = writeln!(out, "{}", row.trim_end());
         if o.info
             && let Some(line) = info_line(s)
         {
@@ -167,7 +167,7 @@ fn timers_text(t: &TcpTimers) -> String {
     ];
     let on: Vec<String> = all
         .iter()
-        .filter_map(|(n, d)| d.map(|d| format!("{n},{}ms", ms(d))))
+        .filter_map(|(n, d)| d.map(|d| format!("{n},{}ms", d.as_millis())))
         .collect();
     if on.is_empty() {
         String::new()
@@ -185,7 +185,7 @@ pub fn info_line(s: &SocketInfo) -> Option<String> {
         ));
     }
     if let Some(left) = s.time_wait_left {
-        return Some(format!("timer:(timewait,{}ms)", ms(left)));
+        return Some(format!("timer:(timewait,{:.1}s)", left.as_secs_f64()));
     }
     let t: &TcpConnInfo = s.tcp.as_ref()?;
     let mut l = String::new();
