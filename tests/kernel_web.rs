@@ -184,7 +184,7 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
         "{row}"
     );
     // Cells: proto, state, local, peer, recv-q, send-q, cwnd, ssthresh,
-    // in flight, srtt, rto, retrans, segs.
+    // in flight, srtt, rto, retrans, segs, cc (algorithm, phase, state).
     let cells: Vec<&str> = row
         .split("\"cells\":[")
         .nth(1)
@@ -193,7 +193,13 @@ fn browser_shows_the_table_and_the_ladder_of_a_connection() {
         .split(',')
         .map(|c| c.trim_matches('"'))
         .collect();
-    assert_eq!(cells.len(), 13, "{row}");
+    assert_eq!(cells.len(), 14, "{row}");
+    assert!(
+        cells[13].starts_with("cubic ")
+            || cells[13].starts_with("reno ")
+            || cells[13].starts_with("bbr "),
+        "{row}"
+    );
     let cwnd: u64 = cells[6].parse().unwrap_or(0);
     let srtt: f64 = cells[9].parse().unwrap_or(-1.0);
     let rto: f64 = cells[10].parse().unwrap_or(0.0);

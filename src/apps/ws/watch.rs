@@ -273,8 +273,10 @@ fn row_json(out: &mut String, r: &Row, conn: Option<(u64, &Conn)>) {
     if let Some(t) = &r.tcp {
         let _ = write!(
             out,
-            ",\"cc\":\"{}\",\"cwnd\":{},\"ssthresh\":{},\"inflight\":{},\"snd_wnd\":{},\"rcv_wnd\":{},\"srtt\":{},\"rto\":{},\"mss\":{},\"retrans\":{}",
+            ",\"cc\":\"{} {} {}\",\"cwnd\":{},\"ssthresh\":{},\"inflight\":{},\"snd_wnd\":{},\"rcv_wnd\":{},\"srtt\":{},\"rto\":{},\"mss\":{},\"retrans\":{}",
             t.cc,
+            t.cc_phase,
+            t.ca_state,
             t.cwnd,
             opt(t.ssthresh),
             t.in_flight,

@@ -33,6 +33,9 @@ pub(crate) struct Row {
 /// What `ss -i` adds for a TCP connection.
 pub(crate) struct TcpRow {
     pub cc: &'static str,
+    /// The algorithm's phase and the loss state (Linux's ca_state).
+    pub cc_phase: &'static str,
+    pub ca_state: &'static str,
     pub cwnd: usize,
     pub ssthresh: Option<usize>,
     pub in_flight: usize,
@@ -140,6 +143,8 @@ fn row(s: &SocketInfo) -> Row {
         send_q: s.send_q,
         tcp: s.tcp.as_ref().map(|t| TcpRow {
             cc: t.cc,
+            cc_phase: t.cc_phase,
+            ca_state: t.ca_state,
             cwnd: t.cwnd,
             ssthresh: t.ssthresh,
             in_flight: t.in_flight,
