@@ -158,3 +158,224 @@ fn websocket_echo_then_close_1001_when_the_server_stops() {
         .unwrap();
     stopper.join().unwrap();
 }
+
+/// Upgrades `s` to the WebSocket at `path`; returns what followed the 101.
+fn upgrade(s: &mut TcpStream, path: &str) -> Vec<u8> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let got = read_until(s, |g| g.windows(4).any(|w| w == b"\r\n\r\n"));
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..end]);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    got[end..].to_vec()
+}
+
+/// Complete unmasked server frames at the front of `buf` as (opcode,
+/// payload); the bytes of a partial frame stay in `buf`.
+fn take_frames(buf: &mut Vec<u8>) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    loop {
+        if buf.len() < 2 {
+            return out;
+        }
+        let (len, hl) = match buf[1] & 0x7f {
+            126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+            127 if buf.len() >= 10 => (
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => return out,
+            n => (usize::from(n), 2),
+        };
+        if buf.len() < hl + len {
+            return out;
+        }
+        out.push((buf[0] & 0x0f, buf[hl..hl + len].to_vec()));
+        buf.drain(..hl + len);
+    }
+}
+
+/// Text messages from `s` until `done` holds of the ones so far; panics
+/// after IO.
+fn messages_until(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + IO;
+    let mut msgs = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        for (op, payload) in take_frames(buf) {
+            assert_eq!(op, 1, "a text message");
+            msgs.push(String::from_utf8(payload).unwrap());
+        }
+        if done(&msgs) {
+            return msgs;
+        }
+        assert!(Instant::now() < deadline, "not yet: {msgs:?}");
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("closed; got {msgs:?}"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}; got {msgs:?}"),
+        }
+    }
+}
+
+/// `/watch` carries pushes only (the table at least twice a second) and
+/// takes what the page sends as commands, echoing nothing; `/echo` echoes
+/// a push look-alike as the text it is.
+#[test]
+fn watch_pushes_tables_and_echo_echoes_push_look_alikes() {
+    let pair = inmem::Pair::new();
+    let _server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut w = connect(&pair);
+    let mut wbuf = upgrade(&mut w, "/watch");
+    let look_alike = r#"{"type":"conns","rows":[{"state":"INJECTED"}]}"#;
+    w.write_all(&masked_frame(0x81, look_alike.as_bytes()))
+        .unwrap();
+    w.write_all(&masked_frame(0x81, b"select 999")).unwrap();
+    let t0 = Instant::now();
+    let msgs = messages_until(&mut w, &mut wbuf, |m| {
+        m.iter()
+            .filter(|m| m.starts_with(r#"{"type":"conns""#))
+            .count()
+            >= 3
+    });
+    // Three tables: the first at once, then one each 500 ms.
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    for m in &msgs {
+        assert!(m.starts_with(r#"{"type":""#), "not a push: {m}");
+        assert!(!m.contains("INJECTED"), "the look-alike came back: {m}");
+    }
+    // The followed connection does not exist.
+    assert!(
+        msgs.iter().any(|m| m == r#"{"type":"gone","c":999}"#),
+        "{msgs:?}"
+    );
+
+    let mut e = connect(&pair);
+    let mut ebuf = upgrade(&mut e, "/echo");
+    e.write_all(&masked_frame(0x81, look_alike.as_bytes()))
+        .unwrap();
+    let echoed = messages_until(&mut e, &mut ebuf, |m| !m.is_empty());
+    assert_eq!(echoed, [look_alike]);
+}
+
+/// The 101 or the refusal's status for an upgrade to `/watch`.
+fn watch_status(pair: &inmem::Pair) -> (String, TcpStream) {
+    let mut s = connect(pair);
+    s.write_all(
+        b"GET /watch HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let got = read_until(&mut s, |g| g.len() >= 12);
+    (String::from_utf8_lossy(&got[9..12]).into_owned(), s)
+}
+
+/// 32 pages may watch at once; the 33rd gets 503; once one leaves, a new
+/// one is let in.
+#[test]
+fn watchers_are_capped() {
+    let pair = inmem::Pair::new();
+    let _server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut watchers: Vec<TcpStream> = (0..32)
+        .map(|i| {
+            let (status, s) = watch_status(&pair);
+            assert_eq!(status, "101", "watcher {i}");
+            s
+        })
+        .collect();
+    let (status, _) = watch_status(&pair);
+    assert_eq!(status, "503");
+    drop(watchers.pop());
+    let deadline = Instant::now() + IO;
+    loop {
+        let (status, s) = watch_status(&pair);
+        if status == "101" {
+            watchers.push(s);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The id the table gives the connection whose local end is `local`,
+/// once it has at least `segs` segments.
+fn conn_id(table: &str, local: &str, segs: u64) -> Option<u64> {
+    let at = table.find(&format!("\"local\":\"{local}\""))?;
+    let row_start = table[..at].rfind("{\"c\":")?;
+    let row = &table[row_start..];
+    let row = &row[..row.find('}')?];
+    let num = |key: &str| -> Option<u64> {
+        let v = row.split(&format!("\"{key}\":")).nth(1)?;
+        v.split([',', '}']).next()?.parse().ok()
+    };
+    (num("segs")? >= segs).then(|| num("c")).flatten()
+}
+
+/// A page that takes none of its pushes (here: a connection's ladder,
+/// asked for again and again) is dropped once 256 KiB have waited for it
+/// 5 s: the server's memory for it stays bounded.
+#[test]
+fn a_watcher_that_does_not_read_is_dropped() {
+    let pair = inmem::Pair::new();
+    let _server = ws::start(&pair.b, PORT, config()).unwrap();
+    let mut w = connect(&pair);
+    let mut wbuf = upgrade(&mut w, "/watch");
+    messages_until(&mut w, &mut wbuf, |m| !m.is_empty());
+    // A bulk transfer a -> b for the watch to keep segments of.
+    let listener = tapstack::api::TcpListener::bind(&pair.b, "0.0.0.0:9000").unwrap();
+    let sink = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(IO)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0;
+        while let Ok(k) = s.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        n
+    });
+    let mut c = TcpStream::connect(&pair.a, (inmem::B, 9000)).unwrap();
+    c.write_all(&vec![7u8; 8 << 20]).unwrap();
+    drop(c);
+    assert_eq!(sink.join().unwrap(), 8 << 20);
+    let msgs = messages_until(&mut w, &mut wbuf, |m| {
+        m.iter()
+            .any(|m| conn_id(m, "10.0.0.2:9000", 1000).is_some())
+    });
+    let id = msgs
+        .iter()
+        .find_map(|m| conn_id(m, "10.0.0.2:9000", 1000))
+        .unwrap();
+    // Each selection sends the ladder again (1,000 segments); none is read.
+    // (Once dropped, the server resets: a write may fail then.)
+    for _ in 0..40 {
+        let select = masked_frame(0x81, format!("select {id}").as_bytes());
+        if w.write_all(&select).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut chunk = vec![0u8; 65536];
+    let mut got = 0;
+    loop {
+        match w.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher was never dropped ({got} bytes read)"
+        );
+    }
+}

@@ -9,7 +9,10 @@
 //!   permessage-deflate (RFC 7692) when the client offers it
 //!   (`session.rs`, over the sans-I/O `shiguredo_websocket` crate);
 //! - `GET /echo` → the same WebSocket echo without pushes (for
-//!   conformance suites such as Autobahn);
+//!   conformance suites such as Autobahn, and the page's echo box);
+//! - `GET /watch` → a WebSocket of pushes only, for the page: the
+//!   connection table, the segments and samples of the connection the page
+//!   follows (`select ID`), the counters (`watch.rs`);
 //! - malformed or duplicate Host → 400, head too large → 431, other path
 //!   → 404, other method → 405, head not complete within the head timeout
 //!   of quiet → 408, over the connection limit → 503.
@@ -31,6 +34,7 @@ mod deflate;
 mod inbound;
 mod server;
 mod session;
+mod watch;
 
 /// The demo page served at `/`.
 pub const PAGE_HTML: &str = include_str!("ws/page.html");

@@ -6,9 +6,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::session::{Session, Status};
+use super::watch::{self, Cursor, Hub};
 use super::{WsConfig, check_upgrade};
 use crate::api::{Interest, TcpStream};
 use crate::apps::http::{self, HeadError, Request, Response};
@@ -19,6 +21,11 @@ use crate::apps::http::{self, HeadError, Request, Response};
 const OUT_HIGH: usize = 256 * 1024;
 /// Bytes a lingering close discards before it gives up on the peer.
 const LINGER_BUDGET: usize = 1 << 20;
+/// A watching page gets more pushes only while less than this is queued
+/// for it; one that stays over it for `WATCH_STALL` is dropped (it cannot
+/// keep up), so many watchers cost bounded memory.
+const WATCH_HIGH: usize = 256 * 1024;
+const WATCH_STALL: Duration = Duration::from_secs(5);
 
 /// What the server shares with its connections while one is handled.
 pub(super) struct Ctx<'a> {
@@ -27,6 +34,48 @@ pub(super) struct Ctx<'a> {
     /// Connections being served (for the push).
     pub served: usize,
     pub stats: &'a dyn Fn() -> String,
+    /// What watching pages are sent.
+    pub hub: &'a Arc<Hub>,
+}
+
+/// A WebSocket that watches the stack (`/watch`): counted as a watcher
+/// while it exists.
+struct Watching {
+    hub: Arc<Hub>,
+    cursor: Cursor,
+    next_stats: Option<Instant>,
+    /// Since when its queued output is over `WATCH_HIGH`.
+    stalled_since: Option<Instant>,
+}
+
+impl Watching {
+    fn new(hub: &Arc<Hub>, next_stats: Option<Instant>) -> Watching {
+        hub.add_watcher();
+        Watching {
+            hub: hub.clone(),
+            cursor: Cursor::default(),
+            next_stats,
+            stalled_since: None,
+        }
+    }
+
+    /// `select ID` follows connection ID; `select none` follows none.
+    fn command(&mut self, text: &str) {
+        match text.trim().strip_prefix("select ") {
+            Some("none") => self.cursor.select(None),
+            Some(id) => match id.parse() {
+                Ok(id) => self.cursor.select(Some(id)),
+                Err(_) => log::debug!("ws: watch: bad command {text:?}"),
+            },
+            None => log::debug!("ws: watch: unknown command {text:?}"),
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.hub.remove_watcher();
+    }
 }
 
 enum Phase {
@@ -69,6 +118,8 @@ pub(super) struct Conn {
     /// When our close frame went out (the peer's is awaited until the
     /// close linger).
     closing_since: Option<Instant>,
+    /// Set on a watching WebSocket.
+    watching: Option<Watching>,
 }
 
 impl Conn {
@@ -84,6 +135,7 @@ impl Conn {
             close_after_write: false,
             next_push: None,
             closing_since: None,
+            watching: None,
         }
     }
 
@@ -112,6 +164,11 @@ impl Conn {
     /// Waiting for a request head (a slot a slow client may be holding).
     pub(super) fn is_waiting_for_head(&self) -> bool {
         matches!(self.phase, Phase::Http) && !self.close_after_write && self.out.is_empty()
+    }
+
+    /// A WebSocket watching the stack (pumped by the server).
+    pub(super) fn is_watching(&self) -> bool {
+        self.watching.is_some()
     }
 
     pub(super) fn is_ws(&self) -> bool {
@@ -245,6 +302,11 @@ impl Conn {
                     if n == 0 || *session.feed(&scratch[..n], &mut self.out) == Status::Done {
                         self.close_after_write = true;
                     }
+                    if let Some(w) = &mut self.watching {
+                        for c in session.take_commands() {
+                            w.command(&c);
+                        }
+                    }
                     Next::Keep
                 }
                 Phase::Http if n == 0 => {
@@ -313,27 +375,69 @@ impl Conn {
             },
             // `/echo` is the same WebSocket without the stats pushes: a
             // pure echo, as conformance suites (Autobahn) expect.
-            ("/ws" | "/echo", "GET") => match check_upgrade(req) {
-                Ok(()) => return self.upgrade(head, req.path() == "/ws", ctx),
+            ("/ws" | "/echo" | "/watch", "GET") => match check_upgrade(req) {
+                Ok(()) if req.path() == "/watch" && ctx.hub.watchers() >= watch::MAX_WATCHERS => {
+                    return self.answer_and_close(&Response::text(503, "Service Unavailable"));
+                }
+                Ok(()) => return self.upgrade(head, req.path(), ctx),
                 Err(response) => return self.answer_and_close(&response),
             },
             ("/", _) => method_not_allowed(&[("Allow", "GET, HEAD")]),
-            ("/ws" | "/echo", _) => method_not_allowed(&[("Allow", "GET")]),
+            ("/ws" | "/echo" | "/watch", _) => method_not_allowed(&[("Allow", "GET")]),
             _ => Response::text(404, "Not Found"),
         };
         response.write_into(&mut self.out, head_only, keep);
         self.close_after_write |= !keep;
     }
 
-    fn upgrade(&mut self, head: &[u8], push: bool, ctx: &Ctx) {
+    /// `/ws`: echo and stats pushes; `/echo`: echo only; `/watch`: pushes
+    /// only (the table, the followed connection, stats).
+    fn upgrade(&mut self, head: &[u8], path: &str, ctx: &Ctx) {
         let rest = std::mem::take(&mut self.inbuf);
-        let session = Session::accept(head, &rest, ctx.config, &mut self.out);
+        let watch = path == "/watch";
+        let session = Session::accept(head, &rest, ctx.config, watch, &mut self.out);
         if *session.status() == Status::Done {
             self.close_after_write = true;
         }
         let interval = ctx.config.push_interval;
-        self.next_push = (push && !interval.is_zero()).then(|| ctx.now + interval);
+        let first_push = (!interval.is_zero()).then(|| ctx.now + interval);
+        self.next_push = if path == "/ws" { first_push } else { None };
+        if watch && !self.close_after_write {
+            // The counters at once, then every push interval.
+            self.watching = Some(Watching::new(ctx.hub, first_push.map(|_| ctx.now)));
+        }
         self.phase = Phase::Ws(Box::new(session));
+    }
+
+    /// Sends a watching page what it has not had yet, as much as its
+    /// output allows; drops it if it has not kept up for `WATCH_STALL`.
+    pub(super) fn pump(&mut self, ctx: &Ctx) -> Next {
+        let (Phase::Ws(session), Some(w)) = (&mut self.phase, &mut self.watching) else {
+            return Next::Keep;
+        };
+        let queued = self.out.len() - self.out_sent;
+        if queued >= WATCH_HIGH {
+            let since = *w.stalled_since.get_or_insert(ctx.now);
+            if ctx.now.saturating_duration_since(since) >= WATCH_STALL {
+                log::info!("ws: watch: {} dropped: not keeping up", peer(&self.stream));
+                return Next::Drop;
+            }
+            return Next::Keep;
+        }
+        w.stalled_since = None;
+        let mut messages = Vec::new();
+        if let Some(at) = w.next_stats
+            && ctx.now >= at
+        {
+            w.next_stats = Some(ctx.now + ctx.config.push_interval);
+            messages.push(push_message(ctx));
+        }
+        w.hub
+            .pull(&mut w.cursor, WATCH_HIGH - queued, &mut messages);
+        for m in &messages {
+            session.push(m, &mut self.out);
+        }
+        self.flush(ctx)
     }
 
     fn answer_and_close(&mut self, response: &Response) {
@@ -392,6 +496,7 @@ impl Conn {
         self.out = Vec::new();
         self.out_sent = 0;
         self.next_push = None;
+        self.watching = None;
         self.phase = Phase::Linger {
             until: ctx.now + ctx.config.close_linger,
             budget: LINGER_BUDGET,

@@ -9,6 +9,10 @@
 //! that send their request at once) with 503; otherwise the newcomer gets
 //! 503.
 //! Refusals and drops are counted and logged at most once per second.
+//!
+//! Watching pages (`/watch`) are pumped every `PUMP_EVERY` from the watch's
+//! hub (`watch.rs`), which a thread of its own fills: this loop never
+//! waits for the stack beyond a snapshot's lock, nor for a page.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -17,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::conn::{Conn, Ctx, Next};
+use super::watch::Watch;
 use super::{StatsFn, WsConfig};
 use crate::api::{Events, Interest, Net, Poll, TcpListener, Token};
 use crate::apps::evloop::{RateLog, Slab, Timers};
@@ -33,6 +38,8 @@ const SLOW_AFTER: Duration = Duration::from_secs(1);
 const LINGERING_PER_SLOT: usize = 4;
 /// The longest the loop sleeps: how soon it sees the stop flag.
 const TICK: Duration = Duration::from_millis(50);
+/// How often watching pages get what is new.
+const PUMP_EVERY: Duration = Duration::from_millis(50);
 
 type TimerKey = (Instant, usize, u64);
 
@@ -57,6 +64,10 @@ pub(super) struct Server {
     refused: RateLog,
     evicted: RateLog,
     scratch: Vec<u8>,
+    watch: Watch,
+    /// Tokens of the watching WebSockets.
+    watchers: BTreeSet<usize>,
+    next_pump: Instant,
 }
 
 impl Server {
@@ -65,6 +76,7 @@ impl Server {
         listener: TcpListener,
         stats: StatsFn,
         config: WsConfig,
+        name: &str,
     ) -> io::Result<Server> {
         let poll = Poll::new(net);
         listener.set_nonblocking(true)?;
@@ -81,6 +93,9 @@ impl Server {
             refused: RateLog::new("ws: connections refused with 503 (connection limit)"),
             evicted: RateLog::new("ws: slow clients refused with 503 for new connections"),
             scratch: vec![0; 64 * 1024],
+            watch: Watch::start(net, name)?,
+            watchers: BTreeSet::new(),
+            next_pump: Instant::now(),
         })
     }
 
@@ -120,8 +135,20 @@ impl Server {
                 });
             }
             self.run_timers(now);
+            self.pump_watchers(now);
             self.refused.tick(now);
             self.evicted.tick(now);
+        }
+    }
+
+    fn pump_watchers(&mut self, now: Instant) {
+        if now < self.next_pump || self.watchers.is_empty() {
+            return;
+        }
+        self.next_pump = now + PUMP_EVERY;
+        let tokens: Vec<usize> = self.watchers.iter().copied().collect();
+        for t in tokens {
+            self.with_conn(Token(t), now, |conn, ctx, _| conn.pump(ctx));
         }
     }
 
@@ -150,6 +177,7 @@ impl Server {
             now,
             served,
             stats: &stats_fn,
+            hub: self.watch.hub(),
         };
         let Some(entry) = self.conns.get_mut(token) else {
             return;
@@ -178,6 +206,11 @@ impl Server {
             entry.interest = interest;
             let _ = self.poll.reregister(entry.conn.stream(), token, interest);
         }
+        if entry.conn.is_watching() {
+            self.watchers.insert(token.0);
+        } else {
+            self.watchers.remove(&token.0);
+        }
         let waiting = entry.conn.is_waiting_for_head();
         match (waiting, entry.waiting) {
             (true, None) => {
@@ -199,6 +232,7 @@ impl Server {
                 self.served -= 1;
             }
             self.timers.cancel(Some(entry.timer));
+            self.watchers.remove(&token.0);
             if let Some(key) = entry.waiting {
                 self.waiting.remove(&key);
             }
@@ -262,6 +296,7 @@ impl Server {
             now,
             served: self.served,
             stats: &stats,
+            hub: self.watch.hub(),
         };
         let (conn, next) = Conn::refuse(stream, &ctx);
         if next == Next::Keep {
@@ -346,7 +381,7 @@ pub(super) fn spawn(
     config: WsConfig,
     name: String,
 ) -> io::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
-    let server = Server::new(net, listener, stats, config)?;
+    let server = Server::new(net, listener, stats, config, &name)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()

@@ -7,6 +7,11 @@
 //! (`deflate.rs`, which also compresses our messages); what the client
 //! sends is inflated by `inbound.rs` before the crate sees it, so the
 //! crate itself only ever sees uncompressed frames.
+//!
+//! A watching session (`/watch`) echoes nothing: what the page sends there
+//! is a command (`select ID`), kept for the connection to act on, and what
+//! we send is pushes only. The echo is another WebSocket (`/echo`), so
+//! nothing a client types can be taken for a push.
 
 use shiguredo_websocket::{
     CloseCode, ConnectionEvent, ConnectionOutput, ConnectionState, Opcode, ServerConnectionOptions,
@@ -40,16 +45,25 @@ pub(super) struct Session {
     deflater: Option<Deflater>,
     /// The 101 answer as amended by `handshake`, not yet in the output.
     pending_head: Option<Vec<u8>>,
+    /// `Some` on a watching session: the commands received, not yet taken.
+    commands: Option<Vec<String>>,
 }
+
+/// Commands kept until taken; a page sends one per click.
+const MAX_COMMANDS: usize = 8;
+/// Longest command; a longer text message is ignored.
+const MAX_COMMAND_BYTES: usize = 64;
 
 impl Session {
     /// Answers the upgrade request `head` (already checked by
     /// `check_upgrade`) with 101 into `out`, then handles `rest`, the bytes
     /// that followed the head.
+    /// `watch`: a watching session (commands in, pushes out, no echo).
     pub(super) fn accept(
         head: &[u8],
         rest: &[u8],
         config: &WsConfig,
+        watch: bool,
         out: &mut Vec<u8>,
     ) -> Session {
         let options = ServerConnectionOptions::new()
@@ -63,6 +77,7 @@ impl Session {
             inbound: Inbound::new(false, config.max_message_bytes),
             deflater: None,
             pending_head: None,
+            commands: watch.then(Vec::new),
         };
         if let Err(e) = s.handshake(head, config) {
             // The crate's validator is stricter than `check_upgrade` in
@@ -144,9 +159,18 @@ impl Session {
             self.status = Status::Done;
         }
         while let Some(event) = self.ws.poll_event() {
-            match event {
-                ConnectionEvent::TextMessage(text) => self.send(Opcode::Text, text.as_bytes(), out),
-                ConnectionEvent::BinaryMessage(data) => self.send(Opcode::Binary, &data, out),
+            match (event, &mut self.commands) {
+                (ConnectionEvent::TextMessage(text), Some(commands))
+                    if text.len() <= MAX_COMMAND_BYTES && commands.len() < MAX_COMMANDS =>
+                {
+                    commands.push(text);
+                }
+                (ConnectionEvent::TextMessage(text), None) => {
+                    self.send(Opcode::Text, text.as_bytes(), out)
+                }
+                (ConnectionEvent::BinaryMessage(data), None) => {
+                    self.send(Opcode::Binary, &data, out)
+                }
                 _ => {}
             }
         }
@@ -189,6 +213,14 @@ impl Session {
             self.closing = true;
             self.drain(out);
         }
+    }
+
+    /// The commands a watching page sent since the last call.
+    pub(super) fn take_commands(&mut self) -> Vec<String> {
+        self.commands
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub(super) fn status(&self) -> &Status {
