@@ -5,7 +5,7 @@
 # run, alternating, at the same CPU placement. Prints a table and the issue-5
 # targets with PASS/FAIL, and writes target/bench.json. Needs root.
 # Everything happens inside namespaces this script creates and removes
-# (trap), and every step is bounded in time (about 4-5 minutes in all).
+# (trap), and every step is bounded in time (about 5-6 minutes in all).
 #
 #   sudo scripts/bench.sh
 #   sudo BENCH_SECS=2 BENCH_RUNS=1 scripts/bench.sh   # a quick look
@@ -36,6 +36,8 @@ for pkg in nft:nftables ethtool:ethtool; do
 done
 
 cargo build --release --quiet --bins --features bench
+# The LD_PRELOAD shim for the daemon rows (`tapstack run` finds it beside the binary).
+cargo build --release --quiet -p tapstack-preload
 BIN="${BENCH_TAPSTACK:-$CARGO_TARGET_DIR/release/tapstack}"  # override for an A/B
 SMOLTCP="$CARGO_TARGET_DIR/release/smoltcp-baseline"
 TAPBENCH="$CARGO_TARGET_DIR/release/tapbench"
@@ -44,7 +46,8 @@ NS_STACK="tsbench-$$-stack"   # tapstack on tb0 (10.0.0.2), kernel side 10.0.0.1
 NS_SMOL="tsbench-$$-smol"     # smoltcp-baseline on tb1 (10.0.0.2), kernel 10.0.0.1
 NS_CLIENT="tsbench-$$-cli"    # kernel client, veth vb 10.9.0.1
 NS_SERVER="tsbench-$$-srv"    # kernel server, veth vc 10.9.0.2
-ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER")
+NS_DAEMON="tsbench-$$-dmn"    # tapstack up on tb2 + tapbench under `tapstack run`
+ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER" "$NS_DAEMON")
 
 cleanup() {
     for ns in "${ALL_NS[@]}"; do
@@ -75,8 +78,8 @@ ip -n "$NS_SERVER" link set vc up
 KERNEL_CC="$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.tcp_congestion_control)"
 
 # The whole run is bounded: the driver stops itself, and timeout backs it up.
-timeout --kill-after=10 420 python3 scripts/bench.py drive \
+timeout --kill-after=10 540 python3 scripts/bench.py drive \
     --bin "$BIN" --smoltcp "$SMOLTCP" --tapbench "$TAPBENCH" \
     --stack-ns "$NS_STACK" --smol-ns "$NS_SMOL" \
-    --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" \
+    --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" --daemon-ns "$NS_DAEMON" \
     --kernel-cc "$KERNEL_CC" --json "$CARGO_TARGET_DIR/bench.json"
