@@ -12,6 +12,7 @@
 pub mod clock;
 pub mod link;
 mod thread;
+mod trim;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
