@@ -10,6 +10,10 @@ Contenders, each in namespaces of its own that bench.sh made:
   smoltcp   `smoltcp-baseline` (smoltcp 0.14 iface + tcp sockets) on TAP tb1
   kernel    the kernel talking to itself over a veth pair (10.9.0.0/24),
             with `tapbench serve-*` (TCP) or python3 (UDP) servers
+  daemon    `tapstack up` on TAP tb2 and the same `tapbench serve-*`
+            servers, unmodified, under `tapstack run` (LD_PRELOAD shim: their
+            sockets are socketpair ends pumped by the daemon; issue 11),
+            compared with tapstack's in-process services
 The TCP clients are `tapbench` (Rust, std::net) in the kernel's namespace.
 
 TCP rows: all contenders' servers are started, then each contender is
@@ -26,6 +30,7 @@ Adding a row: append Row(...) to ROWS with a function measure(c, row) ->
 per="FIELD" if extra[FIELD] counts operations and switches are wanted.
 """
 import argparse
+import atexit
 import json
 import os
 import re
@@ -126,11 +131,21 @@ def wait_ready(procs, what):
 
 # ---------------------------------------------------- context switches
 
-def thread_switches(pid):
+def thread_switches(pids):
     """{tid: (thread name, voluntary + nonvoluntary context switches)} for
-    every thread of pid alive now. /proc/PID/status counts only the main
+    every thread of the processes pids alive now (tids are unique across
+    processes). /proc/PID/status counts only the main
     thread, hence the per-thread files; a thread that has exited is gone from
     /proc, and its switches with it."""
+    out = {}
+    for i, pid in enumerate(pids):
+        # The first process's threads keep their names; later processes'
+        # (the program under `tapstack run`) are prefixed "run:".
+        out.update(process_switches(pid, "run:" if i else ""))
+    return out
+
+
+def process_switches(pid, prefix):
     out = {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
@@ -143,7 +158,7 @@ def thread_switches(pid):
         except OSError:  # the thread ended meanwhile
             continue
         # The main thread is named after the program, like tapstack's stack thread.
-        name = "main" if int(tid) == pid else kv["Name"]
+        name = prefix + ("main" if int(tid) == pid else kv["Name"])
         out[int(tid)] = (name, int(kv["voluntary_ctxt_switches"]) +
                          int(kv["nonvoluntary_ctxt_switches"]))
     return out
@@ -241,9 +256,9 @@ class Contender:
     def alive(self):
         return all(p.poll() is None for p in self.procs)
 
-    def server_pid(self):
-        """The process serving the request/response and connection rows."""
-        return self.procs[0].pid
+    def server_pids(self):
+        """The processes serving the request/response and connection rows."""
+        return [self.procs[0].pid]
 
     def stop_servers(self):
         outs = [stop(p) for p in self.procs]
@@ -350,8 +365,8 @@ class Kernel(Contender):
             self.stop_servers()
             raise
 
-    def server_pid(self):
-        return self.procs[2].pid  # serve-echo: the rr and cps rows use port 7
+    def server_pids(self):
+        return [self.procs[2].pid]  # serve-echo: the rr and cps rows use port 7
 
     def stop_servers(self):
         outs = super().stop_servers()
@@ -382,6 +397,56 @@ class Kernel(Contender):
         nft_clear(self.client_ns)
         self.offloads(True)
         return dropped
+
+
+class Daemon(Tapstack):
+    """`tapstack up` (no services of its own) and the kernel contender's
+    tapbench servers, unmodified, under `tapstack run`: every socket they
+    open is a socketpair end the daemon pumps to and from the stack."""
+    key = "daemon"
+    tap = "tb2"
+
+    def __init__(self, args):
+        Contender.__init__(self, args)
+        self.client_ns = self.stack_ns = args.daemon_ns
+        api_dir = tempfile.mkdtemp(prefix="tsbench-api-")
+        atexit.register(shutil.rmtree, api_dir, True)
+        self.api = os.path.join(api_dir, "api.sock")
+
+    def start(self, kind, cpu):
+        if kind != "tcp":
+            raise NotApplicable()
+        self.log = tempfile.TemporaryFile(mode="w+")
+        flags = [] if self.offload else ["--no-offload"]
+        if self.args.kernel_cc in ("bbr", "cubic", "reno"):
+            flags += ["--cc", self.args.kernel_cc]
+        daemon = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap, "--api",
+                                            self.api] + flags + ["up"],
+                       stdout=subprocess.DEVNULL, stderr=self.log, text=True)
+        self.procs = [daemon]
+        try:
+            wait_ping(self.client_ns, self.target)
+            tb = self.args.tapbench
+            for argv in ([tb, "serve-discard", "9"], [tb, "serve-chargen", "19"],
+                         [tb, "serve-echo", "7"]):
+                # `tapstack run` execs the program: the pid is tapbench's.
+                self.procs.append(spawn(self.stack_ns, cpu, [self.args.bin, "--api", self.api,
+                                                             "run", "--"] + argv,
+                                        stdout=subprocess.PIPE, text=True))
+            wait_ready(self.procs[1:], "tapbench under tapstack run")
+        except Exception:
+            self.stop_servers()
+            raise
+
+    def server_pids(self):
+        return [self.procs[0].pid, self.procs[3].pid]  # the daemon, serve-echo
+
+    def stop_servers(self):
+        # The programs first, then the daemon (its counters are printed at exit).
+        programs, self.procs = self.procs[1:], self.procs[:1]
+        for p in programs:
+            stop(p)
+        return Tapstack.stop_servers(self)
 
 
 class NotApplicable(Exception):
@@ -493,6 +558,9 @@ def m_loss_recv(c, row):
 def m_idle(c, row):
     return bench_idle.measure(c, row.client_cpu, SECS)
 
+# The rows that also run the kernel contender's tapbench servers under
+# `tapstack run` (issue 11), compared with tapstack's in-process services.
+WITH_DAEMON = ("tapstack", "smoltcp", "kernel", "daemon")
 
 ROWS = [
     Row("ping_rtt_median_us", "ping RTT median (1000 x -i 0.002)", "us", "lower",
@@ -504,15 +572,15 @@ ROWS = [
     Row("udp_discard_mbit", "UDP 1472 B one-way to discard", "Mbit/s", "higher",
         DEFAULT_PLACEMENT, m_udp_tput, kind="udp", runs=1, contenders=("tapstack", "kernel")),
     Row("tcp_bulk_to_stack_gbit", "TCP bulk kernel->server (discard)", "Gbit/s", "higher",
-        "split", m_bulk_send),
+        "split", m_bulk_send, contenders=WITH_DAEMON),
     Row("tcp_bulk_from_stack_gbit", "TCP bulk server->kernel (chargen)", "Gbit/s", "higher",
-        "split", m_bulk_recv),
+        "split", m_bulk_recv, contenders=WITH_DAEMON),
     Row("tcp_rr_unpinned", "TCP 1 B request/response", "rt/s", "higher",
-        "unpinned", m_rr, per="round_trips"),
+        "unpinned", m_rr, per="round_trips", contenders=WITH_DAEMON),
     Row("tcp_rr_same_cpu", "TCP 1 B request/response", "rt/s", "higher", "same", m_rr,
-        per="round_trips"),
+        per="round_trips", contenders=WITH_DAEMON),
     Row("tcp_cps", "TCP connections (1 B echo, close)", "conn/s", "higher", "split", m_cps,
-        per="connections"),
+        per="connections", contenders=WITH_DAEMON),
     Row("tcp_loss1_from_stack_gbit", "TCP server->kernel, 1% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=1),
     Row("tcp_idle_conns", "TCP %d idle connections: stack RSS per connection"
@@ -535,6 +603,18 @@ TARGETS = [
     ("tcp_loss1_from_stack_gbit", "kernel", 0.7),
     ("tcp_loss5_from_stack_gbit", "smoltcp", 3.0),
     ("tcp_loss5_from_stack_gbit", "kernel", 0.7),
+]
+
+
+# Issue 11: (row, least ratio daemon/tapstack): programs under `tapstack run`
+# against the same services in the stack's process. None = no target, the
+# ratio is printed for information.
+DAEMON_TARGETS = [
+    ("tcp_bulk_to_stack_gbit", 0.6),
+    ("tcp_bulk_from_stack_gbit", 0.6),
+    ("tcp_rr_same_cpu", 0.5),
+    ("tcp_rr_unpinned", 0.5),
+    ("tcp_cps", None),
 ]
 
 
@@ -565,13 +645,13 @@ def run_row(row, contenders):
                     if not c.alive():
                         raise RuntimeError("the server died")
                     if row.per:
-                        pid = c.server_pid()
-                        before, client0 = thread_switches(pid), children_switches()
+                        pids = c.server_pids()
+                        before, client0 = thread_switches(pids), children_switches()
                     value, extra = row.measure(c, row)
                     if row.per:
                         # The client is the only child reaped during measure().
                         ops = extra[row.per]
-                        extra["switches"] = switches_used(before, thread_switches(pid), ops)
+                        extra["switches"] = switches_used(before, thread_switches(pids), ops)
                         extra["switches"]["client_per_op"] = (
                             (children_switches() - client0) / max(ops, 1))
                     results[c.key].append((value, extra))
@@ -662,9 +742,10 @@ def print_switches(rows, names):
 
 def drive(args):
     t0 = time.monotonic()
-    contenders = [c for c in (Tapstack(args), Smoltcp(args), Kernel(args))
+    contenders = [c for c in (Tapstack(args), Smoltcp(args), Kernel(args), Daemon(args))
                   if ONLY_FILTER.search(c.key)]
-    names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel"}
+    names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel",
+             "daemon": "daemon"}
     rows = []
     for row in ROWS:
         if not ROW_FILTER.search(row.key):
@@ -683,26 +764,30 @@ def drive(args):
             r["switches"] = {k: r[k + "_detail"].get("switches") for k in names}
         r["tapstack_vs_smoltcp"] = ratio(r["tapstack"], r["smoltcp"], row.better)
         r["tapstack_vs_kernel"] = ratio(r["tapstack"], r["kernel"], row.better)
+        r["daemon_vs_tapstack"] = ratio(r["daemon"], r["tapstack"], row.better)
         rows.append(r)
         print("bench: %-28s %s  (%.0f s)" % (row.key, "  ".join(
             "%s=%s" % (c.key, fmt(r[c.key])) for c in contenders), time.monotonic() - t0),
             file=sys.stderr, flush=True)
 
     head = ["metric", "unit", "placement (srv/cli CPU)", "tapstack", "smoltcp", "kernel",
-            "tapstack/smoltcp", "tapstack/kernel"]
+            "daemon", "tapstack/smoltcp", "tapstack/kernel", "daemon/tapstack"]
     table = [head]
     for r in rows:
         pl = "%s (%s/%s)" % (r["placement"], r["server_cpu"] or "-", r["client_cpu"] or "-")
         table.append([r["label"], r["unit"], pl] + [fmt(r[k]) for k in names] +
                      ["-" if r[k] is None else "%.2f" % r[k]
-                      for k in ("tapstack_vs_smoltcp", "tapstack_vs_kernel")])
+                      for k in ("tapstack_vs_smoltcp", "tapstack_vs_kernel",
+                                "daemon_vs_tapstack")])
     print()
     print_table(table)
     print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
           "tapstack/other (inverted for RTT, so > 1 is better). Kernel baseline: veth, "
           "tapbench servers (the same worker pool as tapstack's) for TCP, python3 for UDP; kernel "
           "TCP congestion control %s (tapstack runs the same, smoltcp CUBIC). Loss rows: nft prerouting drop of TCP frames "
-          "from the server, one frame at a time (veth: TSO/GSO off; tapstack: --no-offload)."
+          "from the server, one frame at a time (veth: TSO/GSO off; tapstack: --no-offload). "
+          "daemon: `tapstack up` with the kernel contender's tapbench servers unmodified "
+          "under `tapstack run` (both pinned to the server CPU)."
           % (RUNS, SECS, args.kernel_cc))
     print_switches(rows, names)
 
@@ -710,7 +795,7 @@ def drive(args):
     by_key = {r["metric"]: r for r in rows}
     print("\nIssue 5 targets (tapstack / baseline, same run, same placement):")
     for key, other, least in TARGETS:
-        if not ROW_FILTER.search(key):
+        if not ROW_FILTER.search(key) or not ONLY_FILTER.search(other):
             continue
         r = by_key.get(key)
         got = r and r["tapstack_vs_" + other]
@@ -723,6 +808,23 @@ def drive(args):
             verdict.split()[0], key, least, other, "-" if got is None else "%.2fx" % got))
 
     bench_idle.report(by_key, verdicts)
+    print("\nIssue 11 targets (programs under `tapstack run` / the same services in "
+          "tapstack's process, same run, same placement):")
+    for key, least in DAEMON_TARGETS:
+        if not ROW_FILTER.search(key) or not ONLY_FILTER.search("daemon"):
+            continue
+        r = by_key.get(key)
+        got = r and r["daemon_vs_tapstack"]
+        if least is None:
+            print("  info  %-28s             measured %s" % (
+                key, "-" if got is None else "%.2fx" % got))
+            continue
+        verdict = "FAIL" if got is None or got < least else "PASS"
+        verdicts.append({"metric": key, "vs": "tapstack (daemon/in-process)",
+                         "target": least, "ratio": got, "verdict": verdict})
+        print("  %-4s  %-28s >= %.1fx %-8s measured %s%s" % (
+            verdict, key, least, "in-proc", "-" if got is None else "%.2fx" % got,
+            "" if got is not None else " (not measured)"))
 
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -830,6 +932,7 @@ def main():
     d.add_argument("--smol-ns", required=True)
     d.add_argument("--client-ns", required=True)
     d.add_argument("--server-ns", required=True)
+    d.add_argument("--daemon-ns", required=True)
     d.add_argument("--json", required=True)
     d.add_argument("--kernel-cc", default="?")
     for name in ("udp-echo-server", "udp-sink"):

@@ -38,6 +38,8 @@ for pkg in nft:nftables ethtool:ethtool; do
 done
 
 cargo build --release --quiet --bins --features bench
+# The LD_PRELOAD shim for the daemon rows (`tapstack run` finds it beside the binary).
+cargo build --release --quiet -p tapstack-preload
 BIN="${BENCH_TAPSTACK:-$CARGO_TARGET_DIR/release/tapstack}"  # override for an A/B
 SMOLTCP="$CARGO_TARGET_DIR/release/smoltcp-baseline"
 TAPBENCH="$CARGO_TARGET_DIR/release/tapbench"
@@ -46,7 +48,8 @@ NS_STACK="tsbench-$$-stack"   # tapstack on tb0 (10.0.0.2), kernel side 10.0.0.1
 NS_SMOL="tsbench-$$-smol"     # smoltcp-baseline on tb1 (10.0.0.2), kernel 10.0.0.1
 NS_CLIENT="tsbench-$$-cli"    # kernel client, veth vb 10.9.0.1
 NS_SERVER="tsbench-$$-srv"    # kernel server, veth vc 10.9.0.2
-ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER")
+NS_DAEMON="tsbench-$$-dmn"    # tapstack up on tb2 + tapbench under `tapstack run`
+ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER" "$NS_DAEMON")
 
 cleanup() {
     for ns in "${ALL_NS[@]}"; do
@@ -77,8 +80,8 @@ ip -n "$NS_SERVER" link set vc up
 KERNEL_CC="$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.tcp_congestion_control)"
 
 # The whole run is bounded: the driver stops itself, and timeout backs it up.
-timeout --kill-after=10 600 python3 scripts/bench.py drive \
+timeout --kill-after=10 720 python3 scripts/bench.py drive \
     --bin "$BIN" --smoltcp "$SMOLTCP" --tapbench "$TAPBENCH" \
     --stack-ns "$NS_STACK" --smol-ns "$NS_SMOL" \
-    --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" \
+    --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" --daemon-ns "$NS_DAEMON" \
     --kernel-cc "$KERNEL_CC" --json "$CARGO_TARGET_DIR/bench.json"

@@ -838,3 +838,44 @@ fn thread_control_connections_close_and_dups_work() {
         "descriptors grew from {before} to {after}"
     );
 }
+
+/// `examples/tokio_echo.rs` (a tokio server on the client library's
+/// descriptors, `AsyncFd`) under a daemon: 16 concurrent kernel clients
+/// each send 256 KiB and half-close; each must read back exactly its bytes.
+#[test]
+fn tokio_example_echoes_for_concurrent_kernel_clients() {
+    if !require_root() {
+        return;
+    }
+    // scripts/test.sh builds it beside the binaries.
+    let example = Path::new(bin())
+        .with_file_name("examples")
+        .join("tokio_echo");
+    assert!(
+        example.exists(),
+        "{} is missing: cargo build --release -p tapstack --example tokio_echo",
+        example.display()
+    );
+    let d = Daemon::start("dtokio");
+    let env_api = format!("TAPSTACK_API={}", d.api);
+    let mut srv =
+        d.ns.spawn(&["env", &env_api, example.to_str().unwrap(), "7900"]);
+    srv.wait_line("ready", Duration::from_secs(10));
+    let out = d.ns.run(
+        &[
+            "python3",
+            &py("tcp.py"),
+            "many",
+            STACK_IP,
+            "7900",
+            "16",
+            "262144",
+            "11",
+            "60",
+            "15",
+        ],
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.num("ok"), 16, "{out:#?}\nstack:\n{}", d.stderr());
+    assert_eq!(out.num("failed"), 0, "{out:#?}");
+}

@@ -28,6 +28,23 @@ fn ping_20_quick_no_loss() {
     assert!(counter(&stderr, "icmp.echo_replied") >= 20, "{stderr}");
 }
 
+/// The kernel side of the TAP gets a 10,000-frame queue (src/device/
+/// hostcfg.rs: a 1000-frame queue overflowed whenever the loaded stack
+/// thread was off the CPU, dropping whole flights of kernel senders).
+#[test]
+fn tap_queue_holds_10000_frames() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("tapqlen");
+    let mut stack = StackProc::spawn(&ns, TAP, &["up"]);
+    stack.wait_ready(&ns);
+    let out = ns.run(&["ip", "link", "show", "dev", TAP], SECS(10));
+    assert!(out.stdout.contains(" qlen 10000"), "{out:#?}");
+    let (status, stderr) = stack.stop();
+    assert_clean_exit(status, &stderr);
+}
+
 #[test]
 fn ping_large_fragmented_both_ways() {
     if !require_root() {

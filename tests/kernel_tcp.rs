@@ -538,8 +538,18 @@ fn echo_200_concurrent_connections() {
 /// corruption 1%): every echo byte-exact, and no connection moves no byte
 /// for 5 s (its socket timeout). One round by default;
 /// `TAPSTACK_SOAK_ROUNDS=11` runs the issue's soak. Not in the default
-/// run yet: about one round in 30 still has one connection silent for 5 s
-/// (counters then show `tcp.fin_received=15`, few RTOs), cause open.
+/// run yet: about one round in 30 had one connection silent for 5 s
+/// (counters then show `tcp.fin_received=15`, few RTOs). A kernel-side
+/// capture of one: the connection's handshake had needed a retransmission,
+/// so the kernel's RTO was ~3 s (RFC 6298 5.7); a data segment was lost,
+/// the kernel's retransmission of it too, and every later ACK of ours rode
+/// on a full-sized echo segment, which had no room for SACK blocks, so the
+/// kernel never learnt that 18 later segments had arrived and waited 3 s
+/// for its RTO, whose retransmission was lost as well. Fixed: the blocks
+/// follow in a bare ACK (`src/stack/tcp/output.rs`). A second cause under
+/// load: the TAP's 1000-frame queue overflowed (155-509 frames dropped per
+/// round) while the stack thread was off the CPU; the stack now asks for
+/// 10,000. Kept out of the default run until more rounds confirm.
 #[test]
 #[ignore = "issue 13 soak: rare residual 5 s stall; run with --ignored"]
 fn echo_faults_soak_16_parallel_16mib() {

@@ -7,7 +7,7 @@
 //! - (B) the kernel's own TCP in a second namespace across a veth pair
 //!   (`tests/py/pktimpact_app.py` runs the same services there),
 //!
-//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 91
+//! running the same case scripts (`tests/py/pktimpact_cases*.py`, 103
 //! cases: RFC 9293 3.10.7 in every state, RFC 5961, RFC 7323 PAWS, RST/ACK
 //! rules, zero and small windows, retransmission timing, simultaneous open
 //! and close, TIME-WAIT reuse) and recording each reply normalized (flags,
@@ -73,6 +73,25 @@ const ALLOWED: &[Diff] = &[
               5.3 R2 rejects the segment (it ends at RCV.NXT, before the window) before \
               R3 would record its TSval, so TS.Recent stays the earlier one; Linux's \
               window test accepts a segment ending at RCV.NXT and records it",
+    },
+    Diff {
+        case: "synsent_synack_data",
+        step: "synack_data",
+        stack: "A seq=d+1 ack=t+6 w+ opt=ts ecr=#0",
+        linux: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#0",
+        why: "RFC 9293 3.10.7.3 fourth, after the SYN,ACK is accepted: \"If there are \
+              other controls or text in the segment, then continue processing at the \
+              sixth step under Section 3.10.7.4\" -- tapstack takes the text; Linux \
+              (tcp_rcv_synsent_state_process without Fast Open) drops it and ACKs the \
+              SYN only, so the peer must send it again",
+    },
+    Diff {
+        case: "synsent_synack_fin",
+        step: "synack_fin",
+        stack: "A seq=d+1 ack=t+2 w+ opt=ts ecr=#0",
+        linux: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#0",
+        why: "as synsent_synack_data: RFC 9293 3.10.7.3 continues at the sixth step, so \
+              the FIN is processed (eighth step: CLOSE-WAIT) and ACKed; Linux drops it",
     },
 ];
 

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod link;
 pub mod tap;
 mod thread;
+mod trim;
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -73,10 +74,10 @@ pub struct Core {
     /// Set when the device failed or the stack was shut down.
     pub stopped: Option<String>,
     events: Vec<SocketId>,
-    /// Conditions to signal once the lock is released: a thread woken while
-    /// the waker still holds the mutex would only block again on it (one
-    /// more context switch each way).
-    wakes: Vec<Arc<Condvar>>,
+    /// Conditions (and poll eventfds) to signal once the lock is released:
+    /// a thread woken while the waker still holds the mutex would only block
+    /// again on it (one more context switch each way).
+    wakes: Vec<Wake>,
     /// What the stack thread went to sleep waiting for; `None` while it is
     /// awake (it recomputes its deadline before it sleeps again).
     sleeping: Option<Sleep>,
@@ -252,7 +253,7 @@ impl Core {
                             && !state.notified
                         {
                             state.notified = true;
-                            let _ = fd.write(1);
+                            wakes.push(Wake::Fd(fd.clone()));
                         }
                     }
                 }
@@ -262,7 +263,7 @@ impl Core {
 
     /// Moves the deferred wake-ups into `out` (an empty vector whose
     /// capacity is swapped in, so neither side allocates in steady state).
-    pub(crate) fn take_wakes(&mut self, out: &mut Vec<Arc<Condvar>>) {
+    pub(crate) fn take_wakes(&mut self, out: &mut Vec<Wake>) {
         std::mem::swap(&mut self.wakes, out);
     }
 
@@ -446,23 +447,39 @@ fn readiness_of(stack: &Stack, id: SocketId) -> Readiness {
     }
 }
 
-fn defer_wake(wakes: &mut Vec<Arc<Condvar>>, cond: &Arc<Condvar>) {
-    if !wakes.iter().any(|c| Arc::ptr_eq(c, cond)) {
-        wakes.push(cond.clone());
+/// A wake-up deferred until the core's lock is released.
+pub(crate) enum Wake {
+    /// Threads blocked in a socket call or `Poll::poll`.
+    Cond(Arc<Condvar>),
+    /// The eventfd of a poll whose owner waits in epoll (the daemon).
+    Fd(Arc<EventFd>),
+}
+
+fn defer_wake(wakes: &mut Vec<Wake>, cond: &Arc<Condvar>) {
+    if !wakes
+        .iter()
+        .any(|w| matches!(w, Wake::Cond(c) if Arc::ptr_eq(c, cond)))
+    {
+        wakes.push(Wake::Cond(cond.clone()));
     }
 }
 
-/// Signals every condition in `wakes`, leaving it empty. Called with the
-/// lock released.
-pub(crate) fn fire_wakes(wakes: &mut Vec<Arc<Condvar>>) {
-    for c in wakes.drain(..) {
-        c.notify_all();
+/// Signals every condition and eventfd in `wakes`, leaving it empty.
+/// Called with the lock released.
+pub(crate) fn fire_wakes(wakes: &mut Vec<Wake>) {
+    for w in wakes.drain(..) {
+        match w {
+            Wake::Cond(c) => c.notify_all(),
+            Wake::Fd(fd) => {
+                let _ = fd.write(1);
+            }
+        }
     }
 }
 
 thread_local! {
     /// An application thread's scratch list for `Core::take_wakes`.
-    static WAKES: std::cell::RefCell<Vec<Arc<Condvar>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static WAKES: std::cell::RefCell<Vec<Wake>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Releases the lock, then signals what the operation made ready, and

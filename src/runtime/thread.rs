@@ -38,6 +38,7 @@ fn run(shared: &Shared, device: &dyn Device) {
     let mut timeout_us: u64 = 0;
     let mut want_write = false;
     let mut wakes = Vec::new();
+    let mut trimmer = super::trim::Trimmer::new();
     loop {
         let writable = match sleep(shared, device, want_write, timeout_us) {
             Ok(w) => w,
@@ -91,6 +92,11 @@ fn run(shared: &Shared, device: &dyn Device) {
         core.take_wakes(&mut wakes);
         drop(core);
         super::fire_wakes(&mut wakes);
+        if let Some(next) = trimmer.tick() {
+            // Memory freed after a burst is returned even if the stack
+            // goes idle (the deadline above is the stack's, not ours).
+            timeout_us = timeout_us.min(next.as_micros() as u64);
+        }
     }
 }
 

@@ -36,6 +36,7 @@ import time
 
 import pktimpact_cases
 import pktimpact_cases_close  # noqa: F401 (registers its cases)
+import pktimpact_cases_flags  # noqa: F401 (registers its cases)
 from pktimpact_cases import ACK, FIN, RST, SYN, CaseError
 
 ETH_P_ALL = 0x0003

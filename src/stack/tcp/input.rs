@@ -84,6 +84,17 @@ impl Tcb {
             self.on_new_ack(env, seg, ack);
             self.set_state(TcpState::Established);
             self.ack_now = true;
+            // 3.10.7.3 fourth: "If there are other controls or text in the
+            // segment, then continue processing at the sixth step under
+            // Section 3.10.7.4": the text, then the FIN (CLOSE-WAIT).
+            // (Linux drops both and waits for them again.)
+            let at = self.rcv_nxt;
+            if !seg.payload.is_empty() {
+                self.receive_data(env, at, seg.payload);
+            }
+            if seg.fin {
+                self.receive_fin(env, at + seg.payload.len());
+            }
         } else {
             // Simultaneous open (3.5, figure 8): answer with SYN,ACK.
             self.snd_wnd = usize::from(seg.window);

@@ -263,16 +263,22 @@ impl Tcb {
         len: usize,
         fin: bool,
     ) -> bool {
+        // The D-SACK block `header` takes and puts first, if any.
+        let dsack = self.dsack.take();
+        if let Some((s, e)) = dsack {
+            self.dsack.note(s, e);
+        }
         let mut hdr = self.header(env, seq);
         // SND.MSS leaves room for the timestamp option only: SACK blocks
         // on a full-sized segment made a 1520-byte packet that IP had to
         // fragment (and a lost fragment loses the segment). Drop the
-        // blocks that do not fit; bare ACKs still carry them.
+        // blocks that do not fit; a bare ACK carries them after the data.
         let ts = if self.ts_ok {
             super::tcb::TS_OVERHEAD
         } else {
             0
         };
+        let blocks = hdr.sack.len();
         while !hdr.sack.is_empty() && hdr.header_len() + len > 20 + ts + self.mss {
             hdr.sack.pop();
         }
@@ -280,6 +286,21 @@ impl Tcb {
         hdr.psh = len > 0 && seq + len == self.data_end();
         let offset = seq.distance_from(self.tx_base);
         let sent = self.transmit(env, ip, &hdr, offset, len);
+        if hdr.sack.len() < blocks {
+            // RFC 2018 4: "SACK options SHOULD be included in all ACKs
+            // which do not ACK the highest sequence number in the data
+            // receiver's queue". The data's ACK field does not count: a
+            // peer that only ever sees it (this side always has full
+            // segments to send, as an echo does) learns of nothing it
+            // sent past a lost retransmission and waits for its RTO. (Linux
+            // makes the data segment smaller instead.)
+            self.ack_now = true;
+            if let Some((s, e)) = dsack
+                && hdr.sack.is_empty()
+            {
+                self.dsack.note(s, e);
+            }
+        }
         let end = seq + len + usize::from(fin);
         if self.rack_ok || self.cc.wants_rate_samples() {
             self.rack.on_send(seq, end, self.snd_max, env.now);

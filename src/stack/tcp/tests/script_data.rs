@@ -208,6 +208,38 @@ fn sack_blocks_describe_holes_most_recent_first() {
     assert_eq!(&buf[..300], &[[1u8; 100], [2; 100], [3; 100]].concat()[..]);
 }
 
+#[test]
+fn sack_blocks_too_big_for_full_data_segments_follow_in_a_bare_ack() {
+    // A full-sized data segment has no room for SACK blocks; they must
+    // still reach the peer (RFC 2018 4: "SACK options SHOULD be included
+    // in all ACKs which do not ACK the highest sequence number in the data
+    // receiver's queue"). Without them a peer whose retransmission is lost
+    // learns of nothing it sent later and waits for its RTO.
+    let mut h = Harness::new(sack_config());
+    let c = establish_sack(&mut h);
+    let base = IRS + 1;
+    let data = vec![7u8; 2 * MSS];
+    assert_eq!(h.layer.send(c, &data).unwrap(), 2 * MSS);
+    h.send(Seg::peer(base + 100, Some(ISS + 1)).data(&[2; 100]));
+    let sent = h.sent();
+    let shown: Vec<_> = sent
+        .iter()
+        .map(|s| (s.seq, s.payload.len(), s.ack, s.sack.clone()))
+        .collect();
+    let full = sent.iter().filter(|s| s.payload.len() == MSS).count();
+    assert_eq!(full, 2, "{shown:?}");
+    let sacks: Vec<&Seg> = sent.iter().filter(|s| !s.sack.is_empty()).collect();
+    assert_eq!(sacks.len(), 1, "{shown:?}");
+    assert_eq!(
+        (sacks[0].ack, sacks[0].sack.clone(), sacks[0].payload.len()),
+        (Some(base), vec![(base + 100, base + 200)], 0)
+    );
+    // Once the peer has it, data segments alone carry the ACK again.
+    h.send(Seg::peer(base, Some(ISS + 1 + 2 * MSS as u32)).data(&[1; 100]));
+    let a = h.one();
+    assert_eq!((a.ack, a.sack.clone()), (Some(base + 200), vec![]));
+}
+
 /// Sends `n` full segments from us; returns them.
 fn blast(h: &mut Harness, c: TcpHandle, n: usize) -> Vec<Seg> {
     h.layer.set_nodelay(c, true).unwrap();

@@ -196,3 +196,45 @@ fn paws_rejected_syn_gets_a_challenge_ack_other_segments_a_dupack() {
     assert_eq!(h.layer.counters.get("tcp.paws_rejected"), 3);
     assert_eq!(h.layer.state(c), TcpState::Established);
 }
+
+/// An active open in SYN-SENT; returns the connection and its local port.
+fn syn_sent(h: &mut Harness) -> (crate::stack::tcp::TcpHandle, u16) {
+    let c = h
+        .layer
+        .connect(h.now, None, SocketAddrV4::new(REMOTE, RPORT))
+        .unwrap();
+    h.dispatch();
+    let syn = h.one();
+    assert!(syn.syn && syn.seq == ISS);
+    (c, syn.src_port)
+}
+
+#[test]
+fn synack_with_text_and_fin_in_syn_sent_goes_to_close_wait() {
+    // RFC 9293 3.10.7.3 fourth: after the SYN,ACK's ACK "continue
+    // processing at the sixth step": the text is taken, then the FIN.
+    for text in [&b""[..], b"hello"] {
+        let mut h = Harness::new(plain_config());
+        let (c, lport) = syn_sent(&mut h);
+        let mut synack = raw(IRS, SYN | ACK | FIN).data(text);
+        synack.dst_port = lport;
+        h.send(synack);
+        let end = IRS + 1 + text.len() as u32 + 1; // SYN, text, FIN
+        let ack = h.one();
+        assert_eq!(
+            (ack.seq, ack.ack, ack.syn, ack.fin, ack.rst),
+            (ISS + 1, Some(end), false, false, false),
+            "text {text:?}"
+        );
+        assert_eq!(h.layer.state(c), TcpState::CloseWait, "text {text:?}");
+        let mut buf = [0u8; 16];
+        assert_eq!(h.layer.recv(c, &mut buf).unwrap(), text.len());
+        assert_eq!(&buf[..text.len()], text);
+        assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 0, "end of stream");
+        // The connection still sends: our data, then our FIN (LAST-ACK).
+        h.layer.send(c, b"bye").unwrap();
+        h.dispatch();
+        let data = h.one();
+        assert_eq!((data.seq, data.payload.as_slice()), (ISS + 1, &b"bye"[..]));
+    }
+}
