@@ -158,11 +158,11 @@ fn memory_returns_after_a_burst_of_5000_connections() {
     let pid = stack.pid().expect("stack pid");
     // Warm-up: what the first connections allocate for good (buffers,
     // pools, the services' tables) belongs to the baseline.
-    let (opened, outs) = many_echo(&ns, 1, 200);
+    let (opened, outs) = many_echo(&ns, 1, 200, &[]);
     assert_eq!((opened, outs[0].num("echo_ok")), (200, 200), "{outs:#?}");
     std::thread::sleep(SECS(2));
     let before = rss_kib(pid);
-    let (opened, outs) = many_echo(&ns, 1, 5000);
+    let (opened, outs) = many_echo(&ns, 1, 5000, &[]);
     assert_eq!(opened, 5000, "{outs:#?}");
     assert_eq!(outs[0].num("echo_ok"), 5000, "{outs:#?}");
     // The burst is over: wait (bounded) for the memory to come back.

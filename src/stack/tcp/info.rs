@@ -212,7 +212,7 @@ impl TcpLayer {
                 _ => {}
             }
         }
-        for (key, e) in &self.time_wait.map {
+        for (key, e) in self.time_wait.iter() {
             out.push(time_wait_info(e, key, now));
         }
     }

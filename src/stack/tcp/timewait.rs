@@ -105,6 +105,11 @@ impl TimeWaitTable {
         self.map.get(key)
     }
 
+    /// Every entry with its connection's addresses, in no order (`tapstack ss`).
+    pub fn iter(&self) -> impl Iterator<Item = (&TwKey, &TwEntry)> {
+        self.map.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -232,6 +237,7 @@ mod tests {
             ts: None,
             expires,
             owner,
+            id: 0,
         }
     }
 
