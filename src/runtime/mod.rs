@@ -22,8 +22,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::device::Device;
 use crate::device::vnet::{self, Coalescer};
+use crate::stack::ip::RxChecksum;
 use crate::stack::socket::{Readiness, SocketId};
-use crate::stack::{Instant, RxChecksum, Stack};
+use crate::stack::{Instant, Stack};
 pub use clock::Clock;
 use link::Link;
 

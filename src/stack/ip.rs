@@ -1,4 +1,5 @@
-//! The interface transports (ICMP, UDP, TCP) use to send IPv4 datagrams.
+//! What the IP layer tells the transports of a received datagram (its
+//! checksum state) and the interface they use to send IPv4 datagrams.
 //! The IPv4 layer implements it: it routes, resolves the next hop through
 //! ARP (queueing while it waits), fragments above the MTU and writes the
 //! frame; the transport only writes its own header and payload in place.
@@ -6,6 +7,18 @@
 use smoltcp::wire::{IpProtocol, Ipv4Address};
 
 use super::time::Instant;
+
+/// Whether a received frame's transport checksum (TCP, UDP, ICMP) still
+/// has to be checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Check it: the frame may have crossed a wire.
+    Verify,
+    /// The device vouches for it: the kernel verified it (or merged
+    /// segments it had verified), or built the packet itself and left the
+    /// sum to a device (CHECKSUM_PARTIAL). Summing it again would only cost.
+    Trusted,
+}
 
 /// Where a transport sends its datagrams: the IPv4 layer in the stack,
 /// `RecordingSink` in unit tests.

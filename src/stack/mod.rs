@@ -25,23 +25,12 @@ use smoltcp::wire::IpProtocol;
 pub use counters::Counters;
 use icmp::IcmpLayer;
 use iface::{IfaceConfig, Interface};
+use ip::RxChecksum;
 use ipv4::reassembly::{Reassembler, ReassemblyConfig};
 use socket::SocketId;
 use tcp::{TcpConfig, TcpHandle, TcpLayer};
 pub use time::Instant;
 use udp::{UdpConfig, UdpLayer};
-
-/// Whether a received frame's transport checksum (TCP, UDP, ICMP) still
-/// has to be checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RxChecksum {
-    /// Check it: the frame may have crossed a wire.
-    Verify,
-    /// The device vouches for it: the kernel verified it (or merged
-    /// segments it had verified), or built the packet itself and left the
-    /// sum to a device (CHECKSUM_PARTIAL). Summing it again would only cost.
-    Trusted,
-}
 
 /// A whole IPv4 packet for us, as the transports get it.
 #[derive(Clone, Copy)]

@@ -8,9 +8,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::{IpAddress, IpProtocol, UdpPacket};
 
-use super::RxChecksum;
 use super::counters::Counters;
 use super::ip::IpSink;
+use super::ip::RxChecksum;
 use super::rng::Rng;
 use super::socket::Readiness;
 use super::time::Instant;

@@ -53,9 +53,9 @@ use self::options::{InSeg, OutHdr, ParseError, finish, sum_left_to_device};
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
-use crate::stack::RxChecksum;
 use crate::stack::counters::Counters;
 use crate::stack::ip::IpSink;
+use crate::stack::ip::RxChecksum;
 use crate::stack::rng::Rng;
 use crate::stack::time::Instant;
 

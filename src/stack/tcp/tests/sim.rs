@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use smoltcp::wire::{IpProtocol, Ipv4Address};
 
-use crate::stack::RxChecksum;
 use crate::stack::ip::IpSink;
+use crate::stack::ip::RxChecksum;
 use crate::stack::rng::Rng;
 use crate::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle, TcpLayer, TcpState};
 use crate::stack::time::Instant;
