@@ -490,8 +490,9 @@ impl Shared {
         timeout_kind: io::ErrorKind,
         mut op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut core = self.lock();
+        // On the core's clock (runtime/clock.rs), like every deadline here.
+        let deadline = timeout.map(|t| core.now() + t);
         let cond = core.waiter(id);
         loop {
             if let Some(why) = &core.stopped {
@@ -521,11 +522,11 @@ impl Shared {
             let left = match deadline {
                 None => None,
                 Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
+                    let now = core.now();
+                    if d <= now {
                         return Err(io::Error::new(timeout_kind, "operation timed out"));
                     }
-                    Some(left)
+                    Some(d - now)
                 }
             };
             core.count_blocked(id, wait, true);
