@@ -41,7 +41,7 @@ fn stack() -> Stack {
 fn drain(s: &mut Stack) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(f) = s.poll_transmit() {
-        out.push(f.clone());
+        out.push(f.to_vec());
         s.recycle(f);
     }
     out

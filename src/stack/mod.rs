@@ -24,6 +24,7 @@ use smoltcp::wire::IpProtocol;
 
 pub use counters::Counters;
 use icmp::IcmpLayer;
+pub use iface::Frame;
 use iface::{IfaceConfig, Interface};
 use ip::RxChecksum;
 use ipv4::reassembly::{Reassembler, ReassemblyConfig};
@@ -153,10 +154,12 @@ impl Stack {
         self.iface.addr()
     }
 
-    /// TCP leaves checksums to the device; see
-    /// [`TcpConfig::checksum_offload`].
-    pub fn set_tx_checksum_offload(&mut self, on: bool) {
-        self.tcp.set_checksum_offload(on);
+    /// What the device takes: partial TCP checksums
+    /// ([`TcpConfig::checksum_offload`]) and TCP super-segments
+    /// ([`TcpConfig::segmentation_offload`], only with the former).
+    pub fn set_tx_offloads(&mut self, csum: bool, tso: bool) {
+        self.tcp.set_checksum_offload(csum);
+        self.tcp.set_segmentation_offload(csum && tso);
     }
 
     /// One frame from the link.
@@ -323,15 +326,17 @@ impl Stack {
         self.tcp.dispatch(now, &mut self.iface);
     }
 
-    /// Next frame to send, if any. Give the buffer back with `recycle`.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    /// Next frame to send, if any, with what the device must do with it
+    /// ([`Frame::offload`]: checksum state, TSO cut). Give the buffer back
+    /// with `recycle`.
+    pub fn poll_transmit(&mut self) -> Option<Frame> {
         self.iface.outbox.pop()
     }
 
     /// Gives a sent frame's buffer back, so that later frames reuse it
     /// instead of allocating.
-    pub fn recycle(&mut self, frame: Vec<u8>) {
-        self.iface.outbox.recycle(frame);
+    pub fn recycle(&mut self, frame: impl Into<Vec<u8>>) {
+        self.iface.outbox.recycle(frame.into());
     }
 
     /// The earliest time `dispatch` has work to do.

@@ -18,6 +18,7 @@ pub mod seq;
 
 mod api;
 pub mod config;
+mod frame;
 mod input;
 mod isn;
 mod listen;
@@ -39,8 +40,6 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::wire::IpProtocol;
-
 pub use api::TcpInfo;
 pub use cc::CcAlgorithm;
 pub use config::TcpConfig;
@@ -49,7 +48,7 @@ pub use state::TcpState;
 use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
-use self::options::{InSeg, OutHdr, ParseError, finish, sum_left_to_device};
+use self::options::{InSeg, OutHdr, ParseError};
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
@@ -155,6 +154,11 @@ impl TcpLayer {
     /// See [`TcpConfig::checksum_offload`]; applies to the next segment.
     pub fn set_checksum_offload(&mut self, on: bool) {
         self.config.checksum_offload = on;
+    }
+
+    /// See [`TcpConfig::segmentation_offload`]; applies to the next segment.
+    pub fn set_segmentation_offload(&mut self, on: bool) {
+        self.config.segmentation_offload = on;
     }
 
     /// Test hook: every new connection uses ISN `isn` and a zero
@@ -406,13 +410,8 @@ impl TcpLayer {
         remote: SocketAddrV4,
         hdr: &OutHdr,
     ) {
-        let len = hdr.header_len();
-        let (src, dst) = (*local.ip(), *remote.ip());
-        let offload = sum_left_to_device(&self.config, len, ip);
-        let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
-            hdr.write(buf);
-            finish(buf, src, dst, offload);
-        });
+        let addrs = (*local.ip(), *remote.ip());
+        let ok = frame::send(&self.config, now, ip, addrs, hdr, (&[], &[]));
         self.counters.inc("tcp.segments_sent");
         if !ok {
             self.counters.inc("tcp.ip_send_failed");

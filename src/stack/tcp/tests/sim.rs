@@ -45,12 +45,13 @@ struct Wire<'a> {
 }
 
 impl IpSink for Wire<'_> {
-    fn send_ip(
+    fn send_datagram(
         &mut self,
         now: Instant,
         dst: Ipv4Address,
         _p: IpProtocol,
         len: usize,
+        _partial_csum: Option<u16>,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> bool {
         let mut bytes = vec![0u8; len];
