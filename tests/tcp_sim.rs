@@ -24,6 +24,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Cidr};
+use tapstack::device::fault::{FaultConfig, FaultModel};
 use tapstack::stack::rng::Rng;
 use tapstack::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle};
 use tapstack::stack::{Instant, Stack, StackConfig};
@@ -56,14 +57,12 @@ struct LinkConfig {
     latency: Duration,
     /// Serialisation rate in bits per second (0 = infinite).
     bandwidth: u64,
-    loss: f64,
-    dup: f64,
-    /// Probability that a frame is held back by an extra random delay of up
-    /// to twice the latency (so later frames overtake it).
-    reorder: f64,
-    /// Probability that one random byte of a frame is flipped on the way
-    /// (the receiver's checksums must catch it: no stack may act on it).
-    corrupt: f64,
+    /// Loss, duplication, reordering (a frame held back by an extra random
+    /// delay of up to twice the latency, so later frames overtake it) and
+    /// corruption (the receiver's checksums must catch it: no stack may
+    /// act on it), decided by the one fault model; its seed is set per
+    /// direction.
+    faults: FaultConfig,
 }
 
 impl LinkConfig {
@@ -71,16 +70,19 @@ impl LinkConfig {
         LinkConfig {
             latency: Duration::from_millis(1),
             bandwidth: 100_000_000,
-            loss,
-            dup,
-            reorder,
-            corrupt: 0.0,
+            faults: FaultConfig {
+                loss,
+                dup,
+                reorder,
+                corrupt: 0.0,
+                seed: 0,
+            },
         }
     }
 
     /// The issue-13 fault mix with corruption added.
     fn with_corrupt(mut self, corrupt: f64) -> LinkConfig {
-        self.corrupt = corrupt;
+        self.faults.corrupt = corrupt;
         self
     }
 }
@@ -100,7 +102,7 @@ struct LinkStats {
 /// line, with seeded faults.
 struct Dir {
     cfg: LinkConfig,
-    rng: Rng,
+    model: FaultModel,
     busy_until: Instant,
     order: u64,
     /// (delivery time, order) -> frame index in `frames`.
@@ -114,7 +116,7 @@ impl Dir {
     fn new(cfg: LinkConfig, seed: u64) -> Dir {
         Dir {
             cfg,
-            rng: Rng::new(seed),
+            model: FaultModel::new(FaultConfig { seed, ..cfg.faults }),
             busy_until: Instant::ZERO,
             order: 0,
             queue: BinaryHeap::new(),
@@ -150,23 +152,11 @@ impl Dir {
         {
             self.stats.fragments += 1;
         }
-        // One draw per fault kind per frame, so one probability does not
-        // shift the decisions of the others.
-        let lose = self.rng.chance(self.cfg.loss);
-        let dup = self.rng.chance(self.cfg.dup);
-        let reorder = self.rng.chance(self.cfg.reorder);
-        let jitter = self
-            .rng
-            .range(1, 2 * self.cfg.latency.as_micros() as u64 + 1);
-        let dup_gap = self.rng.range(1, self.cfg.latency.as_micros() as u64 + 1);
-        // Drawn only when the fault is on, so runs without it keep the
-        // decisions (and seeds) they always had.
-        let corrupt_at = (self.cfg.corrupt > 0.0 && self.rng.chance(self.cfg.corrupt)).then(|| {
-            (
-                self.rng.range(0, frame.len() as u64) as usize,
-                self.rng.range(1, 256) as u8,
-            )
-        });
+        let fate = self.model.decide(frame.len());
+        // The link's own timing, drawn in the model's seeded sequence.
+        let rng = self.model.rng();
+        let jitter = rng.range(1, 2 * self.cfg.latency.as_micros() as u64 + 1);
+        let dup_gap = rng.range(1, self.cfg.latency.as_micros() as u64 + 1);
         // The frame occupies the wire even if it is lost on the way.
         let start = self.busy_until.max(now);
         // Ethernet preamble + FCS + inter-frame gap: 24 bytes.
@@ -174,27 +164,26 @@ impl Dir {
             .checked_div(self.cfg.bandwidth)
             .unwrap_or(0);
         self.busy_until = start + Duration::from_micros(ser);
-        if lose {
+        if fate.lost {
             self.stats.dropped += 1;
             return;
         }
         let mut at = self.busy_until + self.cfg.latency;
-        if reorder {
+        if fate.reordered {
             self.stats.reordered += 1;
             at += Duration::from_micros(jitter);
         }
         let mut damaged;
-        let frame = match corrupt_at {
-            Some((i, x)) => {
-                self.stats.corrupted += 1;
-                damaged = frame.to_vec();
-                damaged[i] ^= x;
-                &damaged[..]
-            }
-            None => frame,
+        let frame = if fate.corrupt.is_some() {
+            self.stats.corrupted += 1;
+            damaged = frame.to_vec();
+            fate.damage(&mut damaged);
+            &damaged[..]
+        } else {
+            frame
         };
         self.push(at, frame);
-        if dup {
+        if fate.duplicated {
             self.stats.duplicated += 1;
             self.push(at + Duration::from_micros(dup_gap), frame);
         }

@@ -89,7 +89,7 @@ pub struct Cli {
     /// Hold each frame back behind the next with probability P
     #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub reorder: f64,
-    /// Flip one bit of each frame with probability P
+    /// Change one byte of each frame with probability P
     #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub corrupt: f64,
     /// Seed for the fault injector and the stack's random choices

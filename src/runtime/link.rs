@@ -41,10 +41,10 @@ impl Link {
             None => None,
         };
         let (fault_rx, fault_tx) = if opts.fault.is_active() {
-            let mut tx = opts.fault.clone();
+            let mut tx = opts.fault;
             tx.seed = tx.seed.wrapping_add(0x9e37_79b9);
             (
-                Some(FaultInjector::new(opts.fault.clone())),
+                Some(FaultInjector::new(opts.fault)),
                 Some(FaultInjector::new(tx)),
             )
         } else {
