@@ -60,160 +60,223 @@ impl Run {
         }
     }
 
+    /// Runs the simulation to completion; Err says why it failed, with
+    /// the state of both ends and the last frames.
     pub(crate) fn run(&self, progress: &Progress) -> Result<Outcome, String> {
-        let seed = self.seed;
-        let mut a = Ours::new(A_IP, A_MAC, seed.wrapping_mul(3) + 1, self.tcp.clone());
-        let mut b: Box<dyn Endpoint> = match self.peer {
+        let mut w = World::new(self);
+        let limit = Instant::ZERO + TIME_LIMIT;
+        let mut iterations = 0u64;
+        // (bytes delivered both ways, when that last changed)
+        let mut delivered: (usize, Option<Instant>) = (0, None);
+        let mut max_gap = Duration::ZERO;
+        loop {
+            iterations += 1;
+            w.report(progress, iterations);
+            // 1. The link delivers what is due.
+            w.deliver(progress, self.verbose);
+            // 2. Endpoints process it, applications react, endpoints send.
+            if let Err(e) = w.react() {
+                return Err(self.failure(&e, &mut w, progress));
+            }
+            let total = w.app_a.got + w.app_b.got;
+            if total != delivered.0 {
+                if let Some(t) = delivered.1 {
+                    max_gap = max_gap.max(w.now.saturating_since(t));
+                }
+                delivered = (total, (total < 2 * self.len).then_some(w.now));
+            }
+            if w.done() {
+                break;
+            }
+            // 3. Jump to the next deadline (at least 1 us on, so a deadline
+            // that stays in the past cannot spin at one instant).
+            let Some(next) = w.next_deadline() else {
+                let why = "deadlock: no deadline and nothing in flight";
+                return Err(self.failure(why, &mut w, progress));
+            };
+            w.now = next.max(w.now + Duration::from_micros(1));
+            if self.verbose && iterations.is_multiple_of(200_000) {
+                w.print_progress(iterations);
+            }
+            if w.now > limit || iterations > ITER_LIMIT {
+                let why = format!("no completion after {iterations} iterations");
+                return Err(self.failure(&why, &mut w, progress));
+            }
+        }
+        let want_a = App::expected_hash(&w.app_b.out, self.len);
+        let want_b = App::expected_hash(&w.app_a.out, self.len);
+        if w.app_a.hash != want_a || w.app_b.hash != want_b {
+            return Err(format!("seed {}: stream hashes differ", self.seed));
+        }
+        Ok(Outcome {
+            seed: self.seed,
+            rtx: (w.a.retransmitted_bytes(), w.b.retransmitted_bytes()),
+            elapsed: w.now.saturating_since(Instant::ZERO),
+            max_gap,
+            iterations,
+            ab: w.ab.stats,
+            ba: w.ba.stats,
+        })
+    }
+
+    /// A failure report: the run, both ends' applications and connection
+    /// states, and the last frames on the link.
+    fn failure(&self, why: &str, w: &mut World, progress: &Progress) -> String {
+        let (app_a, app_b) = (&w.app_a, &w.app_b);
+        format!(
+            "seed {} ({:?} peer, {:?}, b_connects={}): {why} at t={:.3}s\n  \
+             A tapstack: sent {} got {} eof {} closed {} {}\n  \
+             B {}: sent {} got {} eof {} closed {} {}\n  last frames:\n    {}",
+            self.seed,
+            self.peer,
+            self.link,
+            self.b_connects,
+            w.now.total_micros() as f64 / 1e6,
+            app_a.sent,
+            app_a.got,
+            app_a.eof,
+            app_a.closed,
+            w.a.state(),
+            w.b.name(),
+            app_b.sent,
+            app_b.got,
+            app_b.eof,
+            app_b.closed,
+            w.b.state(),
+            progress
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .describe()
+        )
+    }
+}
+
+/// Everything one run moves: both ends, their applications, the link's
+/// two directions and the virtual clock.
+struct World {
+    a: Ours,
+    b: Box<dyn Endpoint>,
+    ab: Dir,
+    ba: Dir,
+    app_a: App,
+    app_b: App,
+    buf: Vec<u8>,
+    now: Instant,
+}
+
+impl World {
+    /// The two ends of `run`, one listening and the other connecting.
+    fn new(run: &Run) -> World {
+        let seed = run.seed;
+        let mut a = Ours::new(A_IP, A_MAC, seed.wrapping_mul(3) + 1, run.tcp.clone());
+        let mut b: Box<dyn Endpoint> = match run.peer {
             Peer::Ours => Box::new(Ours::new(
                 B_IP,
                 B_MAC,
                 seed.wrapping_mul(3) + 2,
-                self.tcp.clone(),
+                run.tcp.clone(),
             )),
             Peer::Smoltcp => Box::new(Smol::new(B_IP, B_MAC, seed.wrapping_mul(3) + 2)),
         };
-        let mut ab = Dir::new(self.link, seed ^ 0xab00_0000_0000_00ab);
-        let mut ba = Dir::new(self.link, seed ^ 0xba00_0000_0000_00ba);
-        let mut now = Instant::ZERO;
+        let now = Instant::ZERO;
         let local_port = 40_000 + (seed % 20_000) as u16;
-        if self.b_connects {
+        if run.b_connects {
             a.listen(now);
             b.connect(now, A_IP, local_port);
         } else {
             b.listen(now);
             a.connect(now, B_IP, local_port);
         }
-        let mut app_a = App::new(seed ^ 0xa, seed ^ 0xb, self.len);
-        let mut app_b = App::new(seed ^ 0xb, seed ^ 0xa, self.len);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut iterations = 0u64;
-        let limit = Instant::ZERO + TIME_LIMIT;
-        // (bytes delivered both ways, when that last changed)
-        let mut delivered: (usize, Option<Instant>) = (0, None);
-        let mut max_gap = Duration::ZERO;
+        World {
+            a,
+            b,
+            ab: Dir::new(run.link, seed ^ 0xab00_0000_0000_00ab),
+            ba: Dir::new(run.link, seed ^ 0xba00_0000_0000_00ba),
+            app_a: App::new(seed ^ 0xa, seed ^ 0xb, run.len),
+            app_b: App::new(seed ^ 0xb, seed ^ 0xa, run.len),
+            buf: vec![0u8; 64 * 1024],
+            now,
+        }
+    }
 
-        let fail = |why: String,
-                    now: Instant,
-                    a: &mut Ours,
-                    b: &mut dyn Endpoint,
-                    app_a: &App,
-                    app_b: &App,
-                    progress: &Progress| {
-            format!(
-                "seed {seed} ({:?} peer, {:?}, b_connects={}): {why} at t={:.3}s\n  \
-                 A tapstack: sent {} got {} eof {} closed {} {}\n  \
-                 B {}: sent {} got {} eof {} closed {} {}\n  last frames:\n    {}",
-                self.peer,
-                self.link,
-                self.b_connects,
-                now.total_micros() as f64 / 1e6,
-                app_a.sent,
-                app_a.got,
-                app_a.eof,
-                app_a.closed,
-                a.state(),
-                b.name(),
-                app_b.sent,
-                app_b.got,
-                app_b.eof,
-                app_b.closed,
-                b.state(),
-                progress
-                    .history
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .describe()
-            )
+    /// Publishes where the run is, for the stall watchdog.
+    fn report(&self, progress: &Progress, iterations: u64) {
+        progress.iterations.store(iterations, Ordering::Relaxed);
+        progress
+            .now_micros
+            .store(self.now.total_micros(), Ordering::Relaxed);
+        progress.got[0].store(self.app_a.got as u64, Ordering::Relaxed);
+        progress.got[1].store(self.app_b.got as u64, Ordering::Relaxed);
+    }
+
+    /// Hands each end the frames the link has due for it, recording them.
+    fn deliver(&mut self, progress: &Progress, verbose: bool) {
+        let now = self.now;
+        let record = |dir, f: &[u8]| {
+            let mut h = progress.history.lock().unwrap();
+            h.push(now, dir, f, verbose);
         };
-
-        loop {
-            iterations += 1;
-            progress.iterations.store(iterations, Ordering::Relaxed);
-            progress
-                .now_micros
-                .store(now.total_micros(), Ordering::Relaxed);
-            progress.got[0].store(app_a.got as u64, Ordering::Relaxed);
-            progress.got[1].store(app_b.got as u64, Ordering::Relaxed);
-            // 1. The link delivers what is due.
-            let record = |dir, f: &[u8]| {
-                let mut h = progress.history.lock().unwrap();
-                h.push(now, dir, f, self.verbose);
-            };
-            while let Some(i) = ab.pop_due(now) {
-                let f = ab.frames[i].as_ref().unwrap();
-                record("A>B", f);
-                b.receive(now, f);
-                ab.release(i);
-            }
-            while let Some(i) = ba.pop_due(now) {
-                let f = ba.frames[i].as_ref().unwrap();
-                record("B>A", f);
-                a.receive(now, f);
-                ba.release(i);
-            }
-            // 2. Endpoints process it, applications react, endpoints send.
-            a.pump(now, &mut |f| ab.send(now, f));
-            b.pump(now, &mut |f| ba.send(now, f));
-            let r = app_a
-                .run(&mut a, &mut buf, "A")
-                .and_then(|()| app_b.run(b.as_mut(), &mut buf, "B"));
-            if let Err(e) = r {
-                return Err(fail(e, now, &mut a, b.as_mut(), &app_a, &app_b, progress));
-            }
-            a.pump(now, &mut |f| ab.send(now, f));
-            b.pump(now, &mut |f| ba.send(now, f));
-            let total = app_a.got + app_b.got;
-            if total != delivered.0 {
-                if let Some(t) = delivered.1 {
-                    max_gap = max_gap.max(now.saturating_since(t));
-                }
-                delivered = (total, (total < 2 * self.len).then_some(now));
-            }
-
-            if app_a.closed && app_b.closed && a.finished() && b.finished() {
-                break;
-            }
-            // 3. Jump to the next deadline (at least 1 us on, so a deadline
-            // that stays in the past cannot spin at one instant).
-            let next = [ab.next_at(), ba.next_at(), a.poll_at(now), b.poll_at(now)]
-                .into_iter()
-                .flatten()
-                .min();
-            let Some(next) = next else {
-                let why = "deadlock: no deadline and nothing in flight".to_string();
-                return Err(fail(why, now, &mut a, b.as_mut(), &app_a, &app_b, progress));
-            };
-            now = next.max(now + Duration::from_micros(1));
-            if self.verbose && iterations.is_multiple_of(200_000) {
-                eprintln!(
-                    "t={:.3}s it={iterations} A sent {} got {} | B sent {} got {} | A {}",
-                    now.total_micros() as f64 / 1e6,
-                    app_a.sent,
-                    app_a.got,
-                    app_b.sent,
-                    app_b.got,
-                    a.state()
-                );
-            }
-            if now > limit || iterations > ITER_LIMIT {
-                let why = format!("no completion after {iterations} iterations");
-                return Err(fail(why, now, &mut a, b.as_mut(), &app_a, &app_b, progress));
-            }
+        while let Some(i) = self.ab.pop_due(now) {
+            let f = self.ab.frames[i].as_ref().unwrap();
+            record("A>B", f);
+            self.b.receive(now, f);
+            self.ab.release(i);
         }
-        let want_a = App::expected_hash(&app_b.out, self.len);
-        let want_b = App::expected_hash(&app_a.out, self.len);
-        if app_a.hash != want_a || app_b.hash != want_b {
-            return Err(format!("seed {seed}: stream hashes differ"));
+        while let Some(i) = self.ba.pop_due(now) {
+            let f = self.ba.frames[i].as_ref().unwrap();
+            record("B>A", f);
+            self.a.receive(now, f);
+            self.ba.release(i);
         }
-        Ok(Outcome {
-            seed,
-            rtx: (a.retransmitted_bytes(), b.retransmitted_bytes()),
-            elapsed: now.saturating_since(Instant::ZERO),
-            max_gap,
-            iterations,
-            ab: ab.stats,
-            ba: ba.stats,
-        })
+    }
+
+    /// Both ends process what arrived, the applications read and write,
+    /// the ends send what that made.
+    fn react(&mut self) -> Result<(), String> {
+        self.pump();
+        self.app_a.run(&mut self.a, &mut self.buf, "A")?;
+        self.app_b.run(self.b.as_mut(), &mut self.buf, "B")?;
+        self.pump();
+        Ok(())
+    }
+
+    fn pump(&mut self) {
+        let now = self.now;
+        let (ab, ba) = (&mut self.ab, &mut self.ba);
+        self.a.pump(now, &mut |f| ab.send(now, f));
+        self.b.pump(now, &mut |f| ba.send(now, f));
+    }
+
+    /// Both applications closed and both connections gone.
+    fn done(&mut self) -> bool {
+        self.app_a.closed && self.app_b.closed && self.a.finished() && self.b.finished()
+    }
+
+    /// The earliest of the link's and the ends' deadlines.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let now = self.now;
+        [
+            self.ab.next_at(),
+            self.ba.next_at(),
+            self.a.poll_at(now),
+            self.b.poll_at(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn print_progress(&mut self, iterations: u64) {
+        eprintln!(
+            "t={:.3}s it={iterations} A sent {} got {} | B sent {} got {} | A {}",
+            self.now.total_micros() as f64 / 1e6,
+            self.app_a.sent,
+            self.app_a.got,
+            self.app_b.sent,
+            self.app_b.got,
+            self.a.state()
+        );
     }
 }
 
