@@ -191,6 +191,24 @@ fn pcap_is_valid_for_tcpdump() {
         largest_tcp.is_some_and(|l| l > 1500),
         "no TCP super-frame in the capture (largest IP length {largest_tcp:?})"
     );
+    // Our own TCP left in super-segments (TSO), yet the capture shows
+    // the segments the kernel cut them into, as the wire carries them.
+    assert!(counter(&stderr, "tx.gso_frames") > 0, "{stderr}");
+    let ours = format!("{STACK_IP}.");
+    let largest_ours = text
+        .split("proto TCP (6), length ")
+        .skip(1)
+        .filter(|t| {
+            t.split('\n')
+                .nth(1)
+                .is_some_and(|l| l.trim_start().starts_with(&ours))
+        })
+        .filter_map(|t| t.split(')').next()?.parse::<u32>().ok())
+        .max();
+    assert!(
+        largest_ours.is_some_and(|l| l > 1000 && l <= 1500),
+        "our TCP frames in the capture are not wire-sized (largest IP length {largest_ours:?})"
+    );
     for want in [
         "ICMP echo request",
         "ICMP echo reply",

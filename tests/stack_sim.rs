@@ -11,10 +11,11 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Cidr, Ipv4Packet, UdpPacket,
 };
+use tapstack::stack::ip::RxChecksum;
 use tapstack::stack::rng::Rng;
 use tapstack::stack::time::earliest;
 use tapstack::stack::udp::UdpHandle;
-use tapstack::stack::{Instant, RxChecksum, Stack, StackConfig};
+use tapstack::stack::{Instant, Stack, StackConfig};
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const US_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
@@ -40,7 +41,7 @@ fn stack() -> Stack {
 fn drain(s: &mut Stack) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(f) = s.poll_transmit() {
-        out.push(f.clone());
+        out.push(f.to_vec());
         s.recycle(f);
     }
     out

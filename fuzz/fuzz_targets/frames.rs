@@ -21,7 +21,8 @@ use libfuzzer_sys::fuzz_target;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use tapstack::stack::tcp::TcpHandle;
 use tapstack::stack::time::Instant;
-use tapstack::stack::{RxChecksum, Stack, StackConfig};
+use tapstack::stack::ip::RxChecksum;
+use tapstack::stack::{Stack, StackConfig};
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const US: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use tapstack::stack::RxChecksum;
+use tapstack::stack::ip::RxChecksum;
 use tapstack::stack::ip::RecordingSink;
 use tapstack::stack::tcp::{TcpConfig, TcpHandle, TcpLayer, TcpState};
 use tapstack::stack::time::Instant;

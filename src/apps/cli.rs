@@ -89,7 +89,7 @@ pub struct Cli {
     /// Hold each frame back behind the next with probability P
     #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub reorder: f64,
-    /// Flip one bit of each frame with probability P
+    /// Change one byte of each frame with probability P
     #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub corrupt: f64,
     /// Seed for the fault injector and the stack's random choices
@@ -233,9 +233,11 @@ pub enum Command {
     },
 }
 
-/// Parses the command line; on error prints one line and exits with 2.
-fn parse() -> Cli {
-    match Cli::try_parse() {
+/// Parses the command line of program `prog` (the `tapstack` CLI, the
+/// benchmark tools); help and version exit as clap does, and any error
+/// prints one line `prog: ...` and exits with 2.
+pub fn parse_or_exit<C: Parser>(prog: &str) -> C {
+    match C::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -247,7 +249,7 @@ fn parse() -> Cli {
             ) {
                 e.exit();
             }
-            eprintln!("tapstack: {}", one_line(&e.render().to_string()));
+            eprintln!("{prog}: {}", one_line(&e.render().to_string()));
             std::process::exit(2);
         }
     }
@@ -388,7 +390,7 @@ fn report(net: &Net) {
 
 /// Entry point of the binary; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = parse();
+    let cli: Cli = parse_or_exit("tapstack");
     init_logging(cli.trace);
     if let Command::Run { program } = &cli.command {
         return super::run::main(&super::run::api_path(&cli), program);

@@ -379,27 +379,7 @@ fn serve(port: u16, service: Service, max_secs: f64) -> Result<(), String> {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                e.exit();
-            }
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!(
-                "tapbench: {} (see tapbench --help)",
-                first.trim_start_matches("error: ")
-            );
-            std::process::exit(2);
-        }
-    };
+    let cli: Cli = tapstack::apps::cli::parse_or_exit("tapbench");
     let result = match cli.command {
         Cmd::BulkSend { target, secs } => bulk_send(&target, secs),
         Cmd::BulkRecv { target, secs } => bulk_recv(&target, secs),

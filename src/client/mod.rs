@@ -24,9 +24,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, connect, sendmsg, socket,
-};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
 
 use crate::daemon::proto::{self, Msg, op};
 
@@ -72,16 +70,7 @@ impl Api {
     pub(crate) fn call(&self, req: Msg, fd: Option<RawFd>) -> io::Result<(Msg, Option<OwnedFd>)> {
         let ctl = self.ctl.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = req.encode();
-        let iov = [io::IoSlice::new(&bytes)];
-        let fds;
-        let cmsgs: &[ControlMessage<'_>] = match fd {
-            Some(f) => {
-                fds = [f];
-                &[ControlMessage::ScmRights(&fds)]
-            }
-            None => &[],
-        };
-        sendmsg::<()>(ctl.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+        crate::daemon::send_blocking(ctl.as_fd(), &[&bytes], fd)?;
         let mut buf = [0u8; proto::MSG_LEN];
         let got = loop {
             match crate::daemon::recv_blocking(ctl.as_fd(), &mut buf) {

@@ -35,6 +35,25 @@ pub fn inode(fd: BorrowedFd<'_>) -> nix::Result<u64> {
 /// Sends `parts` as one message (one packet on SEQPACKET), with `fd`
 /// attached if given. Never blocks, never raises SIGPIPE.
 pub fn send_parts(sock: BorrowedFd<'_>, parts: &[&[u8]], fd: Option<RawFd>) -> nix::Result<usize> {
+    send_flags(sock, parts, fd, MsgFlags::MSG_DONTWAIT)
+}
+
+/// As `send_parts`, waiting as the descriptor's mode says (the client
+/// library's blocking control connection).
+pub fn send_blocking(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fd: Option<RawFd>,
+) -> nix::Result<usize> {
+    send_flags(sock, parts, fd, MsgFlags::empty())
+}
+
+fn send_flags(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fd: Option<RawFd>,
+    flags: MsgFlags,
+) -> nix::Result<usize> {
     let iov: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
     let fds;
     let cmsgs: &[ControlMessage<'_>] = match fd {
@@ -48,7 +67,7 @@ pub fn send_parts(sock: BorrowedFd<'_>, parts: &[&[u8]], fd: Option<RawFd>) -> n
         sock.as_raw_fd(),
         &iov,
         cmsgs,
-        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        flags | MsgFlags::MSG_NOSIGNAL,
         None,
     )
 }

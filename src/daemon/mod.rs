@@ -34,7 +34,7 @@ use nix::sys::socket::{
 };
 
 use crate::api::Net;
-pub(crate) use fdio::recv_blocking;
+pub(crate) use fdio::{recv_blocking, send_blocking};
 
 /// Where and to whom the control socket is offered.
 #[derive(Clone, Debug)]

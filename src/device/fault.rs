@@ -1,7 +1,11 @@
-//! A seeded fault injector for frames in either direction: loss,
-//! duplication, reordering and single-bit corruption. Tests use it to shake
-//! the stack reproducibly; the CLI exposes it as `--loss/--dup/--reorder/
-//! --corrupt/--seed`. A failing run is replayed by reusing its seed.
+//! The one seeded fault model ([`FaultModel`]: per frame, drop,
+//! duplicate, reorder, corrupt) and the injector the device uses it in
+//! ([`FaultInjector`]: a reordered frame waits behind the next). The CLI
+//! exposes it as `--loss/--dup/--reorder/--corrupt/--seed`; the
+//! simulations (tests/tcp_sim, the TCP unit sims) take their decisions
+//! from the same model and add only their own link timing (latency,
+//! bandwidth, how long a reordered frame is held). A failing run is
+//! replayed by reusing its seed.
 
 use std::time::Duration;
 
@@ -13,7 +17,7 @@ use crate::stack::rng::Rng;
 pub const REORDER_HOLD: Duration = Duration::from_millis(2);
 
 /// Probabilities in `[0, 1]` per frame, and the seed for the decisions.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct FaultConfig {
     /// Probability of dropping a frame.
     pub loss: f64,
@@ -21,7 +25,7 @@ pub struct FaultConfig {
     pub dup: f64,
     /// Probability of holding a frame back behind the next.
     pub reorder: f64,
-    /// Probability of flipping one bit of a frame.
+    /// Probability of changing one byte of a frame.
     pub corrupt: f64,
     /// Seed of the decisions (the same seed, the same faults).
     pub seed: u64,
@@ -51,6 +55,78 @@ impl FaultConfig {
     }
 }
 
+/// What the model decided for one frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fate {
+    /// Dropped.
+    pub lost: bool,
+    /// Delivered twice.
+    pub duplicated: bool,
+    /// Delivered late, after frames sent after it.
+    pub reordered: bool,
+    /// Delivered with the byte at this index XORed with this non-zero
+    /// mask (a transport checksum always catches a one-byte change).
+    pub corrupt: Option<(usize, u8)>,
+}
+
+impl Fate {
+    /// Applies `corrupt` to `frame` (a copy of the one decided on).
+    pub fn damage(&self, frame: &mut [u8]) {
+        if let Some((i, mask)) = self.corrupt
+            && let Some(b) = frame.get_mut(i)
+        {
+            *b ^= mask;
+        }
+    }
+}
+
+/// The seeded fault model: one draw per fault kind per frame (a fault
+/// whose probability is 0 draws nothing, so turning one on does not shift
+/// the decisions of the others), in a sequence fixed by the seed.
+pub struct FaultModel {
+    config: FaultConfig,
+    rng: Rng,
+}
+
+impl FaultModel {
+    /// A model making the decisions of `config` from `config.seed`.
+    pub fn new(config: FaultConfig) -> FaultModel {
+        let rng = Rng::new(config.seed);
+        FaultModel { config, rng }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FaultConfig {
+        &self.config
+    }
+
+    /// The fate of the next frame, of `len` bytes.
+    pub fn decide(&mut self, len: usize) -> Fate {
+        let c = &self.config;
+        let (lost, duplicated, reordered) = (
+            self.rng.chance(c.loss),
+            self.rng.chance(c.dup),
+            self.rng.chance(c.reorder),
+        );
+        let corrupt = (len > 0 && self.rng.chance(c.corrupt)).then(|| {
+            let at = self.rng.range(0, len as u64) as usize;
+            (at, self.rng.range(1, 256) as u8)
+        });
+        Fate {
+            lost,
+            duplicated,
+            reordered,
+            corrupt,
+        }
+    }
+
+    /// The same seeded sequence, for a simulated link's own timing draws
+    /// (how late a reordered frame arrives, the gap before a duplicate).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+}
+
 /// What the injector did so far. `passed` counts input frames that were
 /// not dropped (each once, even if duplicated or held for reordering).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,8 +147,7 @@ pub struct FaultStats {
 /// held for reordering; its buffer and the corruption scratch buffer are
 /// reused, so steady state does not allocate.
 pub struct FaultInjector {
-    config: FaultConfig,
-    rng: Rng,
+    model: FaultModel,
     /// Copy of the input when it must be corrupted (the input is borrowed).
     scratch: Vec<u8>,
     held: Vec<u8>,
@@ -86,10 +161,8 @@ pub struct FaultInjector {
 impl FaultInjector {
     /// An injector making the decisions of `config`.
     pub fn new(config: FaultConfig) -> Self {
-        let rng = Rng::new(config.seed);
         FaultInjector {
-            config,
-            rng,
+            model: FaultModel::new(config),
             scratch: Vec::new(),
             held: Vec::new(),
             held_copies: 0,
@@ -100,7 +173,7 @@ impl FaultInjector {
 
     /// The configuration in force.
     pub fn config(&self) -> &FaultConfig {
-        &self.config
+        self.model.config()
     }
 
     /// Passes one frame through; `out` receives each frame to deliver now,
@@ -108,26 +181,25 @@ impl FaultInjector {
     /// that this one overtook).
     pub fn process(&mut self, now: Instant, frame: &[u8], out: &mut dyn FnMut(&[u8])) {
         self.flush_due(now, out);
-        if !self.config.is_active() {
+        if !self.model.config().is_active() {
             self.stats.passed += 1;
             out(frame);
             return;
         }
-        // One draw per fault kind on every frame, so that changing one
-        // probability does not shift the decisions of the others.
-        let lose = self.roll(self.config.loss);
-        let dup = self.roll(self.config.dup);
-        let reorder = self.roll(self.config.reorder);
-        let corrupt = self.roll(self.config.corrupt) && !frame.is_empty();
-        if lose {
+        let fate = self.model.decide(frame.len());
+        let reorder = fate.reordered;
+        if fate.lost {
             self.stats.dropped += 1;
             return;
         }
         self.stats.passed += 1;
-        let copies = if dup { 2 } else { 1 };
-        self.stats.duplicated += u64::from(dup);
-        let data: &[u8] = if corrupt {
-            self.corrupt_into_scratch(frame);
+        let copies = if fate.duplicated { 2 } else { 1 };
+        self.stats.duplicated += u64::from(fate.duplicated);
+        let data: &[u8] = if fate.corrupt.is_some() {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(frame);
+            fate.damage(&mut self.scratch);
+            self.stats.corrupted += 1;
             &self.scratch
         } else {
             frame
@@ -162,18 +234,6 @@ impl FaultInjector {
     /// What it did so far.
     pub fn stats(&self) -> FaultStats {
         self.stats
-    }
-
-    fn roll(&mut self, p: f64) -> bool {
-        self.rng.next_f64() < p
-    }
-
-    fn corrupt_into_scratch(&mut self, frame: &[u8]) {
-        self.scratch.clear();
-        self.scratch.extend_from_slice(frame);
-        let bit = self.rng.range(0, frame.len() as u64 * 8) as usize;
-        self.scratch[bit / 8] ^= 1 << (bit % 8);
-        self.stats.corrupted += 1;
     }
 
     fn release_held(&mut self, out: &mut dyn FnMut(&[u8])) {
@@ -218,8 +278,8 @@ mod tests {
     #[test]
     fn same_seed_same_decisions_other_seed_differs() {
         let c = cfg(0.2, 0.2, 0.2, 0.2, 42);
-        let a = run(&mut FaultInjector::new(c.clone()), 500);
-        let b = run(&mut FaultInjector::new(c.clone()), 500);
+        let a = run(&mut FaultInjector::new(c), 500);
+        let b = run(&mut FaultInjector::new(c), 500);
         let d = run(&mut FaultInjector::new(FaultConfig { seed: 43, ..c }), 500);
         assert_eq!(a, b);
         assert_ne!(a, d);
@@ -276,19 +336,15 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_flips_exactly_one_bit() {
+    fn corrupt_changes_exactly_one_byte() {
         let mut inj = FaultInjector::new(cfg(0.0, 0.0, 0.0, 1.0, 3));
         for i in 0..200 {
             let input = frame(i);
             let mut got = Vec::new();
             inj.process(Instant::ZERO, &input, &mut |f| got.push(f.to_vec()));
             assert_eq!(got.len(), 1);
-            let flipped: u32 = input
-                .iter()
-                .zip(&got[0])
-                .map(|(a, b)| (a ^ b).count_ones())
-                .sum();
-            assert_eq!(flipped, 1, "frame {i}");
+            let changed = input.iter().zip(&got[0]).filter(|(a, b)| a != b).count();
+            assert_eq!(changed, 1, "frame {i}");
         }
         assert_eq!(inj.stats().corrupted, 200);
     }

@@ -11,10 +11,12 @@
 //!   into MSS-sized frames first measured ~25% slower (kernel->stack bulk,
 //!   11-15 vs 15-18 Gbit/s), and the stack takes IPv4 packets up to 65,535
 //!   bytes.
-//! - write side: [`Coalescer`] merges runs of consecutive segments of one
-//!   TCP flow into one super-frame with a GSO header; the kernel treats it
-//!   like a TSO packet from a NIC driver (one skb, segmented only if it
-//!   must be).
+//! - write side: TCP builds super-segments itself (TSO) and every frame
+//!   carries its offload state as data ([`Offload`]: partial checksum,
+//!   segment size); [`tx_header`] only translates that into the header,
+//!   and the kernel treats a super-segment like a TSO packet from a NIC
+//!   driver (one skb, segmented only if it must be). Where the device
+//!   cannot take it, [`segment`] cuts it as the kernel would.
 //!
 //! Kernel contract (drivers/net/tun_vnet.h, include/linux/virtio_net.h,
 //! Linux 6.x): `hdr_len` is raised to csum_start + csum_offset + 2 and must
@@ -26,9 +28,9 @@
 //! pseudo-header sum only (CHECKSUM_PARTIAL, as tcp_v4_send_check leaves
 //! it). No unsafe code here: the TAP does the I/O.
 
-use std::io::{self, IoSlice};
-
 use smoltcp::wire::{IpProtocol, Ipv4Address, checksum};
+
+use crate::stack::iface::{Gso, Offload, TxCsum};
 
 /// `struct virtio_net_hdr` (legacy layout, the TAP default size).
 pub const VNET_HDR_LEN: usize = 10;
@@ -43,17 +45,12 @@ pub const GSO_TCPV4: u8 = 1;
 /// Added to a GSO type when the flow uses ECN (CWR on the first segment).
 pub const GSO_ECN: u8 = 0x80;
 
-/// Most segments merged into one super-frame (one writev of 2 + this many
-/// slices; 44 full segments already fill 64 KB at MSS 1448).
-pub const MAX_SEGS: usize = 64;
-
 const ETH: usize = 14;
 /// TCP header offset in a frame whose IPv4 header has no options.
 const L4: usize = ETH + 20;
-/// Largest IPv4 datagram (RFC 791 total length).
-const IP_MAX: usize = 65_535;
-const TCP_ACK: u8 = 0x10;
+const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
 
 /// The header fields, in host order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,275 +205,94 @@ fn be32(f: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]])
 }
 
-/// What the coalescer needs of a TCP/IPv4 frame.
-#[derive(Clone, Copy, Debug)]
-struct Tcp4 {
-    tcp_hlen: usize,
-    payload: usize,
-    seq: u32,
-    ident: u16,
-    flags: u8,
+/// The header for a frame the stack built, from the offload state it
+/// carries: NEEDS_CSUM where the transport checksum is partial, and GSO
+/// TCPv4 for a super-segment. Nothing here looks at the frame's bytes.
+pub fn tx_header(offload: &Offload) -> VnetHdr {
+    let mut hdr = VnetHdr::default();
+    if let TxCsum::Partial { start, offset } = offload.csum {
+        hdr.flags = F_NEEDS_CSUM;
+        hdr.csum_start = start;
+        hdr.csum_offset = offset;
+        // The kernel raises it to csum_start + csum_offset + 2 anyway.
+        hdr.hdr_len = start + offset + 2;
+    }
+    if let Some(gso) = offload.gso {
+        hdr.gso_type = GSO_TCPV4;
+        hdr.gso_size = gso.size;
+        hdr.hdr_len = gso.hdr_len;
+    }
+    hdr
 }
 
-impl Tcp4 {
-    /// An Ethernet frame carrying one whole TCP/IPv4 segment: IPv4 header
-    /// without options, not a fragment, no Ethernet padding.
-    fn parse(f: &[u8]) -> Option<Tcp4> {
-        if tcp_start(f)? != L4 || usize::from(be16(f, ETH + 2)) != f.len() - ETH {
-            return None;
-        }
-        let tcp_hlen = usize::from(f[L4 + 12] >> 4) * 4;
-        if tcp_hlen < 20 || L4 + tcp_hlen > f.len() {
-            return None;
-        }
-        Some(Tcp4 {
-            tcp_hlen,
-            payload: f.len() - L4 - tcp_hlen,
-            seq: be32(f, L4 + 4),
-            ident: be16(f, ETH + 4),
-            flags: f[L4 + 13],
-        })
-    }
-
-    fn hdr_len(&self) -> usize {
-        L4 + self.tcp_hlen
-    }
+/// Segments a super-segment of `gso.size`-byte payloads becomes.
+pub fn segment_count(frame: &[u8], gso: Gso) -> usize {
+    let payload = frame.len().saturating_sub(usize::from(gso.hdr_len));
+    payload.div_ceil(usize::from(gso.size).max(1)).max(1)
 }
 
-/// Where the TCP header of an IPv4 frame starts, if the frame is a whole
-/// (unfragmented) TCP segment: the `csum_start` of its checksum.
-fn tcp_start(f: &[u8]) -> Option<usize> {
-    if f.len() < L4 || f[12..14] != [0x08, 0x00] || f[ETH] >> 4 != 4 || f[ETH + 9] != 6 {
-        return None;
-    }
-    let start = ETH + usize::from(f[ETH] & 0x0f) * 4;
-    let whole = be16(f, ETH + 6) & 0x3fff == 0;
-    (whole && start >= L4 && start + 20 <= f.len()).then_some(start)
-}
-
-/// Writes the full TCP checksum of a whole TCP/IPv4 frame, whatever its
-/// field held (a partial sum for a device that then refused to complete
-/// it). Anything else is left alone.
-pub fn fill_tcp_checksum(frame: &mut [u8]) {
-    let Some(start) = tcp_start(frame) else {
+/// Cuts a TCP/IPv4 super-segment (IPv4 header without options, as the
+/// stack builds them) into the frames a device cuts it into (Linux's
+/// inet_gso_segment and tcp_gso_segment): each with the first's headers
+/// (`gso.hdr_len` bytes) and `gso.size` payload bytes (the last the
+/// rest), its own IPv4 total length, identification (counting up from
+/// the first) and header checksum, its sequence number, FIN and PSH on
+/// the last only, and its TCP checksum complete (`full_csum`) or the
+/// pseudo-header sum a device completes. Each goes to `out` in turn,
+/// built in `scratch`. A frame that is not such a super-segment goes to
+/// `out` as it is.
+pub fn segment(
+    frame: &[u8],
+    gso: Gso,
+    full_csum: bool,
+    scratch: &mut Vec<u8>,
+    out: &mut dyn FnMut(&mut [u8]),
+) {
+    let (hl, size) = (usize::from(gso.hdr_len), usize::from(gso.size));
+    let whole = frame.len() >= hl
+        && hl >= L4 + 20
+        && size > 0
+        && frame[12..14] == [0x08, 0x00]
+        && frame[ETH] == 0x45
+        && frame[ETH + 9] == 6;
+    if !whole {
+        scratch.clear();
+        scratch.extend_from_slice(frame);
+        out(scratch);
         return;
-    };
-    let end = ETH + usize::from(be16(frame, ETH + 2));
-    if end > frame.len() || end < start + 20 {
-        return;
     }
+    let ident = be16(frame, ETH + 4);
+    let seq = be32(frame, L4 + 4);
     let src = Ipv4Address::from(be32(frame, ETH + 12));
     let dst = Ipv4Address::from(be32(frame, ETH + 16));
-    let at = start + 16;
-    frame[at..at + 2].fill(0);
-    let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, (end - start) as u32);
-    let sum = checksum::combine(&[pseudo, checksum::data(&frame[start..end])]);
-    frame[at..at + 2].copy_from_slice(&(!sum).to_be_bytes());
-}
-
-/// Merges runs of consecutive frames of one TCP flow into GSO
-/// super-frames. Feed frames in order with [`Coalescer::fits`] /
-/// [`Coalescer::push`]; [`Coalescer::flush`] writes the run.
-#[derive(Default)]
-pub struct Coalescer {
-    /// TCP segments arrive with the pseudo-header sum only (the stack's
-    /// checksum offload): every one leaves with NEEDS_CSUM, merged or not.
-    partial_tcp_csum: bool,
-    /// Off once the device refused a super-frame: single frames only.
-    no_merge: bool,
-    /// The last flush wrote a NEEDS_CSUM header.
-    sent_partial: bool,
-    run: Vec<Vec<u8>>,
-    /// Set while the run is mergeable TCP (the first and last segment).
-    first: Option<Tcp4>,
-    last: Option<Tcp4>,
-    /// Payload bytes in the run.
-    payload: usize,
-    /// The super-frame's Ethernet + IPv4 + TCP header.
-    header: Vec<u8>,
-}
-
-impl Coalescer {
-    /// An empty coalescer.
-    pub fn new() -> Coalescer {
-        Coalescer::default()
-    }
-
-    /// A coalescer for a stack that leaves TCP checksums to the device.
-    pub fn with_partial_tcp_checksums() -> Coalescer {
-        Coalescer {
-            partial_tcp_csum: true,
-            ..Coalescer::default()
+    let chunks = frame[hl..].chunks(size);
+    let n = chunks.len();
+    for (i, chunk) in chunks.enumerate() {
+        scratch.clear();
+        scratch.extend_from_slice(&frame[..hl]);
+        scratch.extend_from_slice(chunk);
+        let s = &mut scratch[..];
+        let ip_len = s.len() - ETH;
+        s[ETH + 2..ETH + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+        s[ETH + 4..ETH + 6].copy_from_slice(&ident.wrapping_add(i as u16).to_be_bytes());
+        s[ETH + 10..ETH + 12].fill(0);
+        let ip_sum = !checksum::data(&s[ETH..L4]);
+        s[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
+        let seg_seq = seq.wrapping_add((i * size) as u32);
+        s[L4 + 4..L4 + 8].copy_from_slice(&seg_seq.to_be_bytes());
+        if i + 1 < n {
+            s[L4 + 13] &= !(TCP_FIN | TCP_PSH);
         }
-    }
-
-    /// Whether TCP frames are taken with partial checksums.
-    pub fn partial_tcp_checksums(&self) -> bool {
-        self.partial_tcp_csum
-    }
-
-    /// Whether the last [`Coalescer::flush`] asked the device to complete
-    /// a checksum (what a refusal of that write refused).
-    pub fn sent_partial(&self) -> bool {
-        self.sent_partial
-    }
-
-    /// From now on every frame leaves on its own (still with NEEDS_CSUM
-    /// where the checksum is partial).
-    pub fn stop_merging(&mut self) {
-        self.no_merge = true;
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.run.is_empty()
-    }
-
-    /// Frames in the run.
-    pub fn len(&self) -> usize {
-        self.run.len()
-    }
-
-    /// Whether `frame` may join the run: an empty run takes anything; a
-    /// TCP run takes the next segment of the same flow when the kernel can
-    /// cut the result back into exactly these segments (same addresses,
-    /// ports, IP TOS/TTL/DF, ACK, window, options; contiguous sequence and
-    /// IP ID; every segment but the last of the first one's size; flags ACK
-    /// with PSH allowed on the last only), within 64 KB and MAX_SEGS.
-    pub fn fits(&self, frame: &[u8]) -> bool {
-        if self.run.is_empty() {
-            return true;
+        if i > 0 {
+            s[L4 + 13] &= !TCP_CWR;
         }
-        if self.no_merge {
-            return false;
+        let tcp_len = (s.len() - L4) as u32;
+        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, tcp_len);
+        s[L4 + 16..L4 + 18].copy_from_slice(&pseudo.to_be_bytes());
+        if full_csum {
+            complete_checksum(s, L4, 16);
         }
-        let (Some(first), Some(last)) = (self.first, self.last) else {
-            return false;
-        };
-        let Some(next) = Tcp4::parse(frame) else {
-            return false;
-        };
-        let f = &self.run[0];
-        let hl = first.hdr_len();
-        last.flags == TCP_ACK
-            && last.payload == first.payload
-            && (next.flags & !TCP_PSH) == TCP_ACK
-            && next.tcp_hlen == first.tcp_hlen
-            && next.payload > 0
-            && next.payload <= first.payload
-            && next.seq == last.seq.wrapping_add(last.payload as u32)
-            && next.ident == last.ident.wrapping_add(1)
-            && self.run.len() < MAX_SEGS
-            && 20 + first.tcp_hlen + self.payload + next.payload <= IP_MAX
-            // MACs and ethertype; TOS; flags/fragment, TTL, protocol;
-            // addresses and ports; ACK number; data offset; window,
-            // checksum skipped, urgent pointer; options.
-            && frame[..ETH] == f[..ETH]
-            && frame[ETH + 1] == f[ETH + 1]
-            && frame[ETH + 6..ETH + 10] == f[ETH + 6..ETH + 10]
-            && frame[ETH + 12..L4 + 4] == f[ETH + 12..L4 + 4]
-            && frame[L4 + 8..L4 + 13] == f[L4 + 8..L4 + 13]
-            && frame[L4 + 14..L4 + 16] == f[L4 + 14..L4 + 16]
-            && frame[L4 + 18..hl] == f[L4 + 18..hl]
-    }
-
-    /// Appends `frame`; the caller checked [`Coalescer::fits`] (a frame
-    /// that does not fit starts a run of its own after a flush).
-    pub fn push(&mut self, frame: Vec<u8>) {
-        let seg = Tcp4::parse(&frame);
-        if self.run.is_empty() {
-            // A segment can start a super-frame only if it carries data.
-            self.first = seg.filter(|s| s.payload > 0);
-            self.payload = 0;
-        }
-        self.last = seg;
-        self.payload += seg.map_or(0, |s| s.payload);
-        self.run.push(frame);
-    }
-
-    /// Writes the run as one frame through `write` (given the slices of
-    /// one TAP write: virtio-net header, then frame bytes) and hands the
-    /// buffers to `recycle`. Returns the number of segments merged (1 for
-    /// a frame sent as it was, 0 for an empty run).
-    pub fn flush(
-        &mut self,
-        write: &mut dyn FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
-        recycle: &mut dyn FnMut(Vec<u8>),
-    ) -> io::Result<usize> {
-        let n = self.run.len();
-        self.sent_partial = false;
-        let result = match (n, self.first) {
-            (0, _) => Ok(0),
-            (1, _) | (_, None) => {
-                let hdr = self.single_header(&self.run[0]);
-                self.sent_partial = hdr.flags & F_NEEDS_CSUM != 0;
-                write(&[IoSlice::new(&hdr.to_bytes()), IoSlice::new(&self.run[0])])
-            }
-            (_, Some(first)) => {
-                self.sent_partial = true;
-                let vnet = self.build_header(first).to_bytes();
-                let hl = first.hdr_len();
-                let mut parts = [IoSlice::new(&[]); MAX_SEGS + 2];
-                parts[0] = IoSlice::new(&vnet);
-                parts[1] = IoSlice::new(&self.header);
-                for (slot, f) in parts[2..].iter_mut().zip(&self.run) {
-                    *slot = IoSlice::new(&f[hl..]);
-                }
-                write(&parts[..n + 2])
-            }
-        };
-        for f in self.run.drain(..) {
-            recycle(f);
-        }
-        self.first = None;
-        self.last = None;
-        result.map(|_| n)
-    }
-
-    /// The header of a frame that leaves on its own: NEEDS_CSUM for a TCP
-    /// segment with a partial checksum, nothing otherwise.
-    fn single_header(&self, frame: &[u8]) -> VnetHdr {
-        match tcp_start(frame).filter(|_| self.partial_tcp_csum) {
-            Some(start) => VnetHdr {
-                flags: F_NEEDS_CSUM,
-                gso_type: GSO_NONE,
-                hdr_len: (start + 20) as u16,
-                gso_size: 0,
-                csum_start: start as u16,
-                csum_offset: 16,
-            },
-            None => VnetHdr::default(),
-        }
-    }
-
-    /// The super-frame header: the first segment's, with the IPv4 total
-    /// length and header checksum of the whole, the last segment's flags
-    /// (PSH), and the TCP checksum field set to the pseudo-header sum
-    /// (not inverted) that the kernel completes per segment.
-    fn build_header(&mut self, first: Tcp4) -> VnetHdr {
-        let hl = first.hdr_len();
-        let f = &self.run[0];
-        self.header.clear();
-        self.header.extend_from_slice(&f[..hl]);
-        let h = &mut self.header;
-        let tcp_len = first.tcp_hlen + self.payload;
-        h[ETH + 2..ETH + 4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-        h[ETH + 10..ETH + 12].fill(0);
-        let ip_sum = !checksum::data(&h[ETH..L4]);
-        h[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
-        h[L4 + 13] = self.last.map_or(TCP_ACK, |l| l.flags);
-        let src = Ipv4Address::new(h[26], h[27], h[28], h[29]);
-        let dst = Ipv4Address::new(h[30], h[31], h[32], h[33]);
-        let pseudo = checksum::pseudo_header_v4(&src, &dst, IpProtocol::Tcp, tcp_len as u32);
-        h[L4 + 16..L4 + 18].copy_from_slice(&pseudo.to_be_bytes());
-        VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: GSO_TCPV4,
-            hdr_len: hl as u16,
-            gso_size: first.payload as u16,
-            csum_start: L4 as u16,
-            csum_offset: 16,
-        }
+        out(s);
     }
 }
 

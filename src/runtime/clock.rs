@@ -1,5 +1,13 @@
-//! The only place that reads the system clock: converts a monotonic
-//! `std::time::Instant` into the core's microsecond `Instant`.
+//! The core's clock: converts a monotonic `std::time::Instant` into the
+//! core's microsecond `Instant`. It is the only source of `now` for the
+//! stack and for the runtime's own deadlines (timers, blocking calls'
+//! timeouts in `Shared::block_on`): the core itself reads no clock.
+//!
+//! Other readers of the system clock, none of which feeds the core: the
+//! pcap writer stamps frames with wall-clock time (`SystemTime`, as
+//! tcpdump does); `api::poll` and `api::bsd::readiness` bound an
+//! application thread's own wait; the demo apps (`apps/`) and the
+//! benchmark programs (`bin/`) time their own work.
 
 use crate::stack::Instant;
 

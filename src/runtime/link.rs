@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use super::tap::{Direction, FrameTap, Taps};
 use crate::device::fault::{FaultConfig, FaultInjector};
 use crate::device::pcap::PcapWriter;
-use crate::device::vnet::fill_tcp_checksum;
 use crate::stack::{Counters, Instant};
 use crate::trace::describe_frame;
 
@@ -45,10 +44,10 @@ impl Link {
             None => None,
         };
         let (fault_rx, fault_tx) = if opts.fault.is_active() {
-            let mut tx = opts.fault.clone();
+            let mut tx = opts.fault;
             tx.seed = tx.seed.wrapping_add(0x9e37_79b9);
             (
-                Some(FaultInjector::new(opts.fault.clone())),
+                Some(FaultInjector::new(opts.fault)),
                 Some(FaultInjector::new(tx)),
             )
         } else {
@@ -109,9 +108,8 @@ impl Link {
     /// traced as it goes to the wire (so the capture shows what the peer
     /// really received).
     pub fn outbound(&mut self, now: Instant, frame: &[u8], send: &mut dyn FnMut(&[u8])) {
-        let fill = self.fault_tx.is_none();
         let (pcap, trace, taps) = (&mut self.pcap, self.trace, &mut self.taps);
-        let mut observed = |f: &[u8]| wire_out(pcap, trace, taps, fill, f, send);
+        let mut observed = |f: &[u8]| wire_out(pcap, trace, taps, f, send);
         match &mut self.fault_tx {
             Some(f) => f.process(now, frame, &mut observed),
             None => observed(frame),
@@ -136,9 +134,8 @@ impl Link {
     /// kernel cuts the super-frame back. Only without fault injection.
     pub fn observe_outbound(&mut self, frame: &[u8]) {
         let mut none = |_: &[u8]| {};
-        let fill = self.fault_tx.is_none();
         let (pcap, trace, taps) = (&mut self.pcap, self.trace, &mut self.taps);
-        wire_out(pcap, trace, taps, fill, frame, &mut none);
+        wire_out(pcap, trace, taps, frame, &mut none);
     }
 
     /// Releases frames held for reordering whose time has come.
@@ -153,9 +150,7 @@ impl Link {
         }
         let (pcap, trace, taps) = (&mut self.pcap, self.trace, &mut self.taps);
         if let Some(f) = &mut self.fault_tx {
-            f.flush_due(now, &mut |frame| {
-                wire_out(pcap, trace, taps, false, frame, send)
-            });
+            f.flush_due(now, &mut |frame| wire_out(pcap, trace, taps, frame, send));
         }
     }
 
@@ -174,24 +169,20 @@ impl Link {
     }
 }
 
-/// Captures, traces and publishes a frame on its way to the wire. With
-/// `fill_csum` a tap's copy gets its real TCP checksum (the stack may have
-/// left only the pseudo-header sum to the device: checksum offload); it is
-/// off behind a fault injector, whose corruption must stay visible.
+/// Captures, traces and publishes a frame on its way to the wire, with
+/// the checksums the wire carries (a fault injector's corruption stays
+/// visible).
 fn wire_out(
     pcap: &mut Option<PcapWriter>,
     trace: bool,
     taps: &mut Taps,
-    fill_csum: bool,
     frame: &[u8],
     send: &mut dyn FnMut(&[u8]),
 ) {
     if taps.active() {
-        taps.publish(Direction::Out, frame, |f| {
-            if fill_csum {
-                fill_tcp_checksum(f);
-            }
-        });
+        // The runtime completes partial checksums before frames get here
+        // (`Core::observe_wire`, `send_single`).
+        taps.publish(Direction::Out, frame, |_| {});
     }
     if let Some(p) = pcap.as_mut() {
         let _ = p.write_frame(SystemTime::now(), frame);

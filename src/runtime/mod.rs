@@ -16,16 +16,18 @@ mod thread;
 mod trim;
 
 use std::collections::{HashMap, HashSet};
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::device::Device;
-use crate::device::vnet::{self, Coalescer};
+use crate::device::vnet;
+use crate::stack::iface::{Frame, Offload, TxCsum};
+use crate::stack::ip::RxChecksum;
 use crate::stack::socket::{Readiness, SocketId};
-use crate::stack::{Instant, RxChecksum, Stack};
+use crate::stack::{Instant, Stack};
 pub use clock::Clock;
 use link::Link;
 
@@ -65,12 +67,8 @@ pub struct Core {
     next_poll: PollId,
     /// Frames the device refused (it pushed back); retried on POLLOUT.
     tx_blocked: bool,
-    /// Merges TCP segments into GSO super-frames, when the device takes
-    /// them and no fault injector needs to see single frames.
-    coalescer: Option<Coalescer>,
-    /// Set once the device refused partial checksums: TCP frames made
-    /// before the stack stopped leaving them get full ones when sent.
-    tx_fill_partial: bool,
+    /// What the device does for the frames it is given.
+    tx: TxOffloads,
     /// Set when the device failed or the stack was shut down.
     pub stopped: Option<String>,
     events: Vec<SocketId>,
@@ -81,6 +79,20 @@ pub struct Core {
     /// What the stack thread went to sleep waiting for; `None` while it is
     /// awake (it recomputes its deadline before it sleeps again).
     sleeping: Option<Sleep>,
+}
+
+/// What the device does for outgoing frames: learnt at start, lowered
+/// for good when it refuses (EINVAL).
+struct TxOffloads {
+    /// It takes virtio-net headers (a TAP with IFF_VNET_HDR, no fault
+    /// injector in the way).
+    vnet: bool,
+    /// It completes partial TCP checksums.
+    csum: bool,
+    /// It cuts TCP super-segments.
+    gso: bool,
+    /// Where super-segments are cut and checksums completed for a capture.
+    scratch: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -272,36 +284,11 @@ impl Core {
     /// operation, so output never waits for the stack thread to wake up.
     pub fn transmit(&mut self, now: Instant) {
         self.stack.dispatch_transport(now);
-        if let Some(mut coalescer) = self.coalescer.take()
-            && self.transmit_coalesced(&mut coalescer)
-        {
-            self.coalescer = Some(coalescer);
-        }
-        // Without GSO (or after the device refused it), frame by frame.
-        let device = self.device.clone();
         while !self.tx_blocked {
             let Some(mut frame) = self.stack.poll_transmit() else {
                 break;
             };
-            if self.tx_fill_partial {
-                vnet::fill_tcp_checksum(&mut frame);
-            }
-            let mut blocked = false;
-            self.link.outbound(now, &frame, &mut |f| {
-                if let Err(e) = device.send(f) {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        blocked = true;
-                    } else {
-                        log::debug!("device send failed: {e}");
-                    }
-                }
-            });
-            if blocked {
-                // The frame is lost to this attempt; TCP will retransmit, so
-                // treat push-back as a drop but stop writing for now.
-                self.stack.iface.counters.inc("tx.device_busy");
-                self.tx_blocked = true;
-            }
+            self.send_frame(now, &mut frame);
             self.stack.recycle(frame);
         }
         // A reader of the --pcap file sees every frame so far (a no-op
@@ -322,68 +309,151 @@ impl Core {
         all
     }
 
-    /// `transmit` with GSO: runs of one flow's segments leave in one write.
-    /// False when the device refused a super-frame: GSO is then off for
-    /// good (the run is lost to this attempt; TCP retransmits it).
-    fn transmit_coalesced(&mut self, co: &mut Coalescer) -> bool {
-        while !self.tx_blocked {
-            let Some(frame) = self.stack.poll_transmit() else {
-                break;
-            };
-            if !co.fits(&frame) && !self.flush_run(co) {
-                // This frame and the rest go out frame by frame.
-                self.stack.iface.outbox.unpop(frame);
-                return false;
+    /// Writes one frame the way its offload state asks: whole with a
+    /// virtio-net header when the device does what it needs, otherwise
+    /// with that work done here (a super-segment cut into segments, a
+    /// partial checksum completed).
+    fn send_frame(&mut self, now: Instant, frame: &mut Frame) {
+        let off = frame.offload();
+        let Some(gso) = off.gso else {
+            return self.send_single(now, frame, off.csum);
+        };
+        if self.tx.gso {
+            self.observe_wire(frame, off);
+            match self.send_vnet(frame, off) {
+                Ok(()) => {
+                    let counters = &mut self.stack.iface.counters;
+                    counters.inc("tx.gso_frames");
+                    counters.add("tx.gso_segments", vnet::segment_count(frame, gso) as u64);
+                    return;
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    // A kernel that takes the virtio-net header but not our
+                    // GSO frames (virtio_net_hdr_to_skb said no): this one
+                    // and any still queued are cut here, and TCP builds no
+                    // more.
+                    self.stack.iface.counters.inc("tx.gso_refused");
+                    log::debug!(
+                        "device refused a GSO super-frame ({e}): single frames from now on"
+                    );
+                    self.tx.gso = false;
+                    self.stack.set_tx_offloads(self.tx.csum, false);
+                }
+                Err(_) => return,
             }
-            self.link.observe_outbound(&frame);
-            co.push(frame);
         }
-        self.flush_run(co)
+        // The segments keep partial sums where the device completes them.
+        let full = !self.tx.csum;
+        let csum = if full { TxCsum::Full } else { off.csum };
+        let mut scratch = std::mem::take(&mut self.tx.scratch);
+        vnet::segment(frame, gso, full, &mut scratch, &mut |seg| {
+            self.send_single(now, seg, csum)
+        });
+        self.tx.scratch = scratch;
     }
 
-    /// Writes the coalescer's run; false if the device refused even a
-    /// single frame's virtio-net header (offloads are then off for good).
-    fn flush_run(&mut self, co: &mut Coalescer) -> bool {
-        let merged = co.len() > 1;
-        let device = self.device.clone();
-        let stack = &mut self.stack;
-        let result = co.flush(&mut |parts| device.send_vnet(parts), &mut |f| {
-            stack.recycle(f)
-        });
-        let counters = &mut self.stack.iface.counters;
-        match result {
-            Ok(segs) if segs > 1 => {
-                counters.inc("tx.gso_frames");
-                counters.add("tx.gso_segments", segs as u64);
+    /// Writes one frame (not a super-segment): with a virtio-net header
+    /// where the device takes them, through the link (fault injection,
+    /// capture) otherwise; a partial checksum the device will not
+    /// complete is completed here.
+    fn send_single(&mut self, now: Instant, frame: &mut [u8], csum: TxCsum) {
+        if self.tx.vnet {
+            let off = Offload { csum, gso: None };
+            if csum == TxCsum::Full || self.tx.csum {
+                self.observe_wire(frame, off);
+                match self.send_vnet(frame, off) {
+                    Err(e)
+                        if csum != TxCsum::Full && e.raw_os_error() == Some(nix::libc::EINVAL) =>
+                    {
+                        // Not even a partial checksum: the stack sums its own
+                        // from now on, and frames it already made with
+                        // partial sums get theirs completed here.
+                        self.stack.iface.counters.inc("tx.csum_offload_refused");
+                        log::debug!(
+                            "device refused a partial checksum ({e}): no offloads from now on"
+                        );
+                        self.tx.csum = false;
+                        self.tx.gso = false;
+                        self.stack.set_tx_offloads(false, false);
+                    }
+                    _ => return,
+                }
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // As in `transmit`: the run is lost to this attempt (TCP
-                // retransmits); stop writing until POLLOUT.
-                counters.inc("tx.device_busy");
-                self.tx_blocked = true;
+            if let TxCsum::Partial { start, offset } = csum {
+                vnet::complete_checksum(frame, start.into(), offset.into());
             }
-            Err(e) if merged && e.raw_os_error() == Some(nix::libc::EINVAL) => {
-                // A kernel that takes the virtio-net header but not our GSO
-                // frames (virtio_net_hdr_to_skb said no).
-                counters.inc("tx.gso_refused");
-                log::debug!("device refused a GSO super-frame ({e}): single frames from now on");
-                co.stop_merging();
-            }
-            Err(e) if co.sent_partial() && e.raw_os_error() == Some(nix::libc::EINVAL) => {
-                // Not even a partial checksum: the stack sums its own from
-                // now on, and frames it already made with partial sums get
-                // theirs filled in on the way out (the refused one is lost
-                // to this attempt, like a drop).
-                counters.inc("tx.csum_offload_refused");
-                log::debug!("device refused a partial checksum ({e}): no offloads from now on");
-                self.stack.set_tx_checksum_offload(false);
-                self.tx_fill_partial = true;
-                return false;
-            }
-            Err(e) => log::debug!("device send failed: {e}"),
+            self.observe_wire(frame, Offload::default());
+            let _ = self.send_vnet(frame, Offload::default());
+            return;
         }
-        true
+        if let TxCsum::Partial { start, offset } = csum {
+            vnet::complete_checksum(frame, start.into(), offset.into());
+        }
+        let device = self.device.clone();
+        let mut blocked = false;
+        self.link.outbound(now, frame, &mut |f| {
+            if let Err(e) = device.send(f) {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    blocked = true;
+                } else {
+                    log::debug!("device send failed: {e}");
+                }
+            }
+        });
+        if blocked {
+            // The frame is lost to this attempt; TCP will retransmit, so
+            // treat push-back as a drop but stop writing for now.
+            self.stack.iface.counters.inc("tx.device_busy");
+            self.tx_blocked = true;
+        }
+    }
+
+    /// One TAP write: the header the offload state makes, then the frame.
+    /// Push-back is counted and stops writing until POLLOUT (the frame is
+    /// lost to this attempt, like a drop; TCP retransmits); EINVAL is for
+    /// the caller to judge.
+    fn send_vnet(&mut self, frame: &[u8], off: Offload) -> io::Result<()> {
+        let hdr = vnet::tx_header(&off).to_bytes();
+        match self
+            .device
+            .send_vnet(&[IoSlice::new(&hdr), IoSlice::new(frame)])
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.stack.iface.counters.inc("tx.device_busy");
+                self.tx_blocked = true;
+                Err(e)
+            }
+            Err(e) => {
+                if e.raw_os_error() != Some(nix::libc::EINVAL) {
+                    log::debug!("device send failed: {e}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Capture and trace see the frames the wire carries: a super-segment
+    /// as the segments the kernel cuts it into, each with its complete
+    /// checksum (as tcpdump on the peer's side of the link shows them).
+    fn observe_wire(&mut self, frame: &[u8], off: Offload) {
+        if !self.link.captures() {
+            return;
+        }
+        let link = &mut self.link;
+        match (off.gso, off.csum) {
+            (Some(gso), _) => vnet::segment(frame, gso, true, &mut self.tx.scratch, &mut |s| {
+                link.observe_outbound(s)
+            }),
+            (None, TxCsum::Partial { start, offset }) => {
+                let copy = &mut self.tx.scratch;
+                copy.clear();
+                copy.extend_from_slice(frame);
+                vnet::complete_checksum(copy, start.into(), offset.into());
+                link.observe_outbound(copy);
+            }
+            (None, TxCsum::Full) => link.observe_outbound(frame),
+        }
     }
 
     /// One frame from the device; `csum` is what the device vouches for
@@ -522,8 +592,9 @@ impl Shared {
         timeout_kind: io::ErrorKind,
         mut op: impl FnMut(&mut Core) -> io::Result<T>,
     ) -> io::Result<T> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut core = self.lock();
+        // On the core's clock (runtime/clock.rs), like every deadline here.
+        let deadline = timeout.map(|t| core.now() + t);
         let cond = core.waiter(id);
         loop {
             if let Some(why) = &core.stopped {
@@ -553,11 +624,11 @@ impl Shared {
             let left = match deadline {
                 None => None,
                 Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
+                    let now = core.now();
+                    if d <= now {
                         return Err(io::Error::new(timeout_kind, "operation timed out"));
                     }
-                    Some(left)
+                    Some(d - now)
                 }
             };
             core.count_blocked(id, wait, true);
@@ -592,20 +663,18 @@ pub fn start(
     link: &link::LinkOptions,
 ) -> Result<Arc<Shared>, String> {
     let link = Link::new(link)?;
-    // Checksums are left to the kernel unless a capture or trace must show
-    // each frame with its real one.
-    let coalescer = (device.gso() && !link.faults_active()).then(|| {
-        if link.captures() {
-            Coalescer::new()
-        } else {
-            Coalescer::with_partial_tcp_checksums()
-        }
-    });
-    stack.set_tx_checksum_offload(
-        coalescer
-            .as_ref()
-            .is_some_and(Coalescer::partial_tcp_checksums),
-    );
+    // With a device that takes virtio-net headers and no fault injector
+    // (which must see every frame on its own), checksums and segmentation
+    // are left to the kernel; a capture still shows wire frames
+    // (`observe_wire`).
+    let vnet = device.gso() && !link.faults_active();
+    let tx = TxOffloads {
+        vnet,
+        csum: vnet,
+        gso: vnet,
+        scratch: Vec::new(),
+    };
+    stack.set_tx_offloads(tx.csum, tx.gso);
     let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
         .map_err(|e| format!("cannot create eventfd: {e}"))?;
     let core = Core {
@@ -618,8 +687,7 @@ pub fn start(
         socket_polls: HashMap::new(),
         next_poll: 0,
         tx_blocked: false,
-        coalescer,
-        tx_fill_partial: false,
+        tx,
         stopped: None,
         events: Vec::new(),
         wakes: Vec::new(),

@@ -13,7 +13,7 @@ use nix::sys::time::TimeSpec;
 use super::Shared;
 use crate::device::vnet::complete_checksum;
 use crate::device::{Device, RxCsum, RxKind, RxMeta};
-use crate::stack::RxChecksum;
+use crate::stack::ip::RxChecksum;
 
 /// Frames read per wake-up before the lock is taken once for all of them.
 const BATCH: usize = 64;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use smoltcp::wire::EthernetAddress;
 
 use super::counters::Counters;
+use super::iface::Frame;
 use super::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -65,7 +66,7 @@ struct Entry {
 #[derive(Debug)]
 struct Pending {
     /// Complete Ethernet frames whose destination MAC is filled in on answer.
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<Frame>,
     requests_sent: u32,
     last_request: Instant,
 }
@@ -131,7 +132,7 @@ impl ArpCache {
         &mut self,
         now: Instant,
         ip: Ipv4Addr,
-        frame: Vec<u8>,
+        frame: Frame,
         counters: &mut Counters,
     ) -> bool {
         if self.pending_frames >= self.config.max_pending_total {
@@ -167,7 +168,7 @@ impl ArpCache {
         mac: EthernetAddress,
         create: bool,
         counters: &mut Counters,
-    ) -> VecDeque<Vec<u8>> {
+    ) -> VecDeque<Frame> {
         let known = self.entries.contains_key(&ip) || self.pending.contains_key(&ip);
         if let Some(e) = self.entries.get(&ip)
             && e.mac != mac
@@ -271,9 +272,13 @@ mod tests {
         let mut k = Counters::new();
         let t = Instant::ZERO;
         assert_eq!(c.lookup(t, IP), Resolution::Unknown);
-        assert!(c.queue(t, IP, vec![1], &mut k));
-        assert!(!c.queue(t, IP, vec![2], &mut k), "one request per address");
+        assert!(c.queue(t, IP, vec![1].into(), &mut k));
+        assert!(
+            !c.queue(t, IP, vec![2].into(), &mut k),
+            "one request per address"
+        );
         let frames = c.learn(t, IP, MAC, false, &mut Counters::new());
+        let frames: Vec<Vec<u8>> = frames.into_iter().map(Frame::into_bytes).collect();
         assert_eq!(frames, vec![vec![1], vec![2]]);
         assert_eq!(c.pending_frames(), 0);
         assert_eq!(
@@ -289,7 +294,7 @@ mod tests {
     fn retries_at_most_once_per_second_then_drops() {
         let mut c = ArpCache::new(ArpConfig::default());
         let mut k = Counters::new();
-        c.queue(Instant::ZERO, IP, vec![0; 10], &mut k);
+        c.queue(Instant::ZERO, IP, vec![0; 10].into(), &mut k);
         assert!(c.poll(Instant::from_millis(999), &mut k).is_empty());
         assert_eq!(c.poll_at(), Some(Instant::from_secs(1)));
         assert_eq!(c.poll(Instant::from_secs(1), &mut k), vec![IP]);
@@ -306,7 +311,7 @@ mod tests {
         let mut c = ArpCache::new(ArpConfig::default());
         let mut k = Counters::new();
         for i in 0..10_000u32 {
-            c.queue(Instant::ZERO, Ipv4Addr::from(i), vec![0], &mut k);
+            c.queue(Instant::ZERO, Ipv4Addr::from(i), vec![0].into(), &mut k);
         }
         assert_eq!(c.pending_frames(), 512);
         assert_eq!(k.get("arp.pending_queue_full"), 10_000 - 512);

@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 
 use smoltcp::wire::{Icmpv4Packet, IpProtocol, Ipv4Packet};
 
-use super::RxChecksum;
 use super::counters::Counters;
 use super::iface::Interface;
 use super::ip::IpSink;
+use super::ip::RxChecksum;
 use super::time::Instant;
 
 /// ICMP type 0, Echo Reply (RFC 792).

@@ -13,7 +13,7 @@ use smoltcp::wire::{
 
 use super::arp::{ArpCache, ArpConfig, Resolution};
 use super::counters::Counters;
-use super::ip::IpSink;
+use super::ip::{IpSink, JoinFn};
 use super::ipv4::fragment::fragment_ranges;
 use super::time::Instant;
 
@@ -44,12 +44,114 @@ pub struct IfaceConfig {
     pub outbox_limit: usize,
 }
 
+/// A transport checksum as it leaves in a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TxCsum {
+    /// Complete (or nothing to complete): the bytes are the wire's.
+    #[default]
+    Full,
+    /// The field at `start + offset` holds the pseudo-header sum only: the
+    /// device completes it over `start..` (virtio-net NEEDS_CSUM, Linux's
+    /// CHECKSUM_PARTIAL). Offsets from the start of the frame.
+    Partial {
+        /// Where the summed region (the transport header) starts.
+        start: u16,
+        /// Where the checksum field is, from `start`.
+        offset: u16,
+    },
+}
+
+/// What the device must do with a frame besides sending its bytes. Set
+/// where the frame is built; the device layer reads it and writes the
+/// virtio-net header, or cuts the frame itself when it cannot offload.
+/// Plain data: the fields are public so that the device can read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// The transport checksum's state.
+    pub csum: TxCsum,
+    /// Set on a TCP super-segment (TSO): the frame is to be cut into
+    /// segments of `gso_size` payload bytes, each with the frame's headers
+    /// (`hdr_len` bytes, Ethernet to TCP). A super-segment's checksum is
+    /// always `Partial`.
+    pub gso: Option<Gso>,
+}
+
+/// A super-segment's cut (see [`Offload::gso`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gso {
+    /// Payload bytes per segment (the MSS the segments were sized to).
+    pub size: u16,
+    /// Headers repeated on every segment: Ethernet + IPv4 + TCP.
+    pub hdr_len: u16,
+}
+
+/// An outgoing frame: the bytes and their offload state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    bytes: Vec<u8>,
+    offload: Offload,
+}
+
+impl Frame {
+    /// A frame whose bytes are final (nothing for the device to do).
+    pub fn plain(bytes: Vec<u8>) -> Frame {
+        Frame {
+            bytes,
+            offload: Offload::default(),
+        }
+    }
+
+    /// What the device has to do with it.
+    pub fn offload(&self) -> Offload {
+        self.offload
+    }
+
+    /// The bytes, to be given back to the stack's free list (`recycle`).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Declares that a partial checksum was completed in place (the
+    /// frame's bytes are now the wire's, bar any GSO cut).
+    pub fn set_csum_full(&mut self) {
+        self.offload.csum = TxCsum::Full;
+    }
+}
+
+impl From<Frame> for Vec<u8> {
+    fn from(frame: Frame) -> Vec<u8> {
+        frame.bytes
+    }
+}
+
+impl From<Vec<u8>> for Frame {
+    fn from(bytes: Vec<u8>) -> Frame {
+        Frame::plain(bytes)
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::ops::DerefMut for Frame {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
 /// Outgoing frames, with a free list so steady-state sending reuses buffers.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    queue: VecDeque<Vec<u8>>,
+    queue: VecDeque<Frame>,
     free: Vec<Vec<u8>>,
     limit: usize,
+    /// The datagram queued last may still grow (TSO): it went straight to
+    /// the queue's tail, to this destination, carrying this protocol.
+    open_tail: Option<(Ipv4Addr, IpProtocol)>,
 }
 
 impl Outbox {
@@ -68,22 +170,28 @@ impl Outbox {
         }
     }
 
-    fn push(&mut self, frame: Vec<u8>, counters: &mut Counters) {
+    /// Queues `frame`; false (counted) when the queue is full.
+    fn push(&mut self, frame: Frame, counters: &mut Counters) -> bool {
+        self.open_tail = None;
         if self.queue.len() >= self.limit {
             counters.inc("tx.outbox_full");
-            self.recycle(frame);
-            return;
+            self.recycle(frame.bytes);
+            return false;
         }
         self.queue.push_back(frame);
+        true
     }
 
     /// The oldest queued frame.
-    pub fn pop(&mut self) -> Option<Vec<u8>> {
+    pub fn pop(&mut self) -> Option<Frame> {
+        if self.queue.len() <= 1 {
+            self.open_tail = None;
+        }
         self.queue.pop_front()
     }
 
     /// Puts a frame back at the head (the device could not take it yet).
-    pub fn unpop(&mut self, frame: Vec<u8>) {
+    pub fn unpop(&mut self, frame: Frame) {
         self.queue.push_front(frame);
     }
 
@@ -262,7 +370,7 @@ impl Interface {
         let mut buf = self.outbox.alloc(ETH_HEADER + repr.buffer_len());
         self.write_eth_header(&mut buf, eth_dst, EthernetProtocol::Arp);
         repr.emit(&mut ArpPacket::new_unchecked(&mut buf[ETH_HEADER..]));
-        self.outbox.push(buf, &mut self.counters);
+        self.outbox.push(Frame::plain(buf), &mut self.counters);
     }
 
     /// Broadcasts an ARP request for `target` (counted in `arp.request_sent`).
@@ -313,24 +421,27 @@ impl Interface {
 
     /// Hands a finished frame (destination MAC not yet set) to ARP
     /// resolution: sent at once, or queued until the neighbour answers.
-    fn resolve_and_push(&mut self, now: Instant, next_hop: Ipv4Addr, mut frame: Vec<u8>) {
+    /// True when it went straight to the outbox.
+    fn resolve_and_push(&mut self, now: Instant, next_hop: Ipv4Addr, mut frame: Frame) -> bool {
         if self.is_broadcast(next_hop) {
             frame[0..6].copy_from_slice(EthernetAddress::BROADCAST.as_bytes());
-            self.outbox.push(frame, &mut self.counters);
-            return;
+            return self.outbox.push(frame, &mut self.counters);
         }
         match self.arp.lookup(now, next_hop) {
             Resolution::Known { mac, refresh } => {
                 frame[0..6].copy_from_slice(mac.as_bytes());
-                self.outbox.push(frame, &mut self.counters);
+                let queued = self.outbox.push(frame, &mut self.counters);
                 if refresh {
                     self.send_arp_request(next_hop);
+                    return false;
                 }
+                queued
             }
             Resolution::Unknown => {
                 if self.arp.queue(now, next_hop, frame, &mut self.counters) {
                     self.send_arp_request(next_hop);
                 }
+                false
             }
         }
     }
@@ -354,19 +465,20 @@ impl Interface {
             self.write_eth_header(&mut frame, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
             frame[ETH_HEADER + IPV4_HEADER..].copy_from_slice(&scratch[range.clone()]);
             self.write_ipv4_header(&mut frame[ETH_HEADER..], fields, (range.start, more));
-            self.resolve_and_push(now, next_hop, frame);
+            self.resolve_and_push(now, next_hop, Frame::plain(frame));
         }
         self.scratch = scratch;
     }
 }
 
 impl IpSink for Interface {
-    fn send_ip(
+    fn send_datagram(
         &mut self,
         now: Instant,
         dst: Ipv4Addr,
         protocol: IpProtocol,
         payload_len: usize,
+        partial_csum: Option<u16>,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> bool {
         let Some(next_hop) = self.route(dst) else {
@@ -384,14 +496,67 @@ impl IpSink for Interface {
         };
         self.next_ident = self.next_ident.wrapping_add(1);
         if IPV4_HEADER + payload_len > self.config.mtu {
+            // No device completes a checksum over fragments: the caller
+            // sums its own above the MTU (`max_payload_unfragmented`).
+            debug_assert!(partial_csum.is_none(), "partial checksum on a fragment");
             self.send_fragmented(now, next_hop, fields, payload_len, fill);
             return true;
         }
-        let mut frame = self.outbox.alloc(ETH_HEADER + IPV4_HEADER + payload_len);
-        self.write_eth_header(&mut frame, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
-        fill(&mut frame[ETH_HEADER + IPV4_HEADER..]);
-        self.write_ipv4_header(&mut frame[ETH_HEADER..], fields, (0, false));
-        self.resolve_and_push(now, next_hop, frame);
+        let mut bytes = self.outbox.alloc(ETH_HEADER + IPV4_HEADER + payload_len);
+        self.write_eth_header(&mut bytes, EthernetAddress([0; 6]), EthernetProtocol::Ipv4);
+        fill(&mut bytes[ETH_HEADER + IPV4_HEADER..]);
+        self.write_ipv4_header(&mut bytes[ETH_HEADER..], fields, (0, false));
+        let mut frame = Frame::plain(bytes);
+        if let Some(offset) = partial_csum {
+            frame.offload.csum = TxCsum::Partial {
+                start: (ETH_HEADER + IPV4_HEADER) as u16,
+                offset,
+            };
+        }
+        if self.resolve_and_push(now, next_hop, frame) {
+            self.outbox.open_tail = Some((dst, protocol));
+        }
+        true
+    }
+
+    fn append_to_last(
+        &mut self,
+        dst: Ipv4Addr,
+        protocol: IpProtocol,
+        extra: usize,
+        join: &mut JoinFn<'_>,
+    ) -> bool {
+        if self.outbox.open_tail != Some((dst, protocol)) {
+            return false;
+        }
+        let Some(frame) = self.outbox.queue.back_mut() else {
+            return false;
+        };
+        // A super-segment's checksums are the device's to compute.
+        let TxCsum::Partial { .. } = frame.offload.csum else {
+            return false;
+        };
+        let old = frame.bytes.len();
+        if old - ETH_HEADER + extra > IPV4_MAX_TOTAL {
+            return false;
+        }
+        frame.bytes.resize(old + extra, 0);
+        let size = frame.offload.gso.map(|g| g.size);
+        let Some((size, l4_hdr)) = join(&mut frame.bytes[ETH_HEADER + IPV4_HEADER..], size) else {
+            frame.bytes.truncate(old);
+            return false;
+        };
+        frame.offload.gso = Some(Gso {
+            size,
+            hdr_len: (ETH_HEADER + IPV4_HEADER) as u16 + l4_hdr,
+        });
+        let total = frame.bytes.len() - ETH_HEADER;
+        let mut ip = Ipv4Packet::new_unchecked(&mut frame.bytes[ETH_HEADER..]);
+        ip.set_total_len(total as u16);
+        ip.fill_checksum();
+        // The device gives each segment its own identification, counting
+        // up from the first (Linux's inet_gso_segment): the ids are used.
+        self.next_ident = self.next_ident.wrapping_add(1);
         true
     }
 

@@ -25,24 +25,14 @@ use smoltcp::wire::IpProtocol;
 
 pub use counters::Counters;
 use icmp::IcmpLayer;
+pub use iface::Frame;
 use iface::{IfaceConfig, Interface};
+use ip::RxChecksum;
 use ipv4::reassembly::{Reassembler, ReassemblyConfig};
 use socket::SocketId;
 use tcp::{TcpConfig, TcpHandle, TcpLayer};
 pub use time::Instant;
 use udp::{UdpConfig, UdpLayer};
-
-/// Whether a received frame's transport checksum (TCP, UDP, ICMP) still
-/// has to be checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RxChecksum {
-    /// Check it: the frame may have crossed a wire.
-    Verify,
-    /// The device vouches for it: the kernel verified it (or merged
-    /// segments it had verified), or built the packet itself and left the
-    /// sum to a device (CHECKSUM_PARTIAL). Summing it again would only cost.
-    Trusted,
-}
 
 /// A whole IPv4 packet for us, as the transports get it.
 #[derive(Clone, Copy)]
@@ -165,10 +155,12 @@ impl Stack {
         self.iface.addr()
     }
 
-    /// TCP leaves checksums to the device; see
-    /// [`TcpConfig::checksum_offload`].
-    pub fn set_tx_checksum_offload(&mut self, on: bool) {
-        self.tcp.set_checksum_offload(on);
+    /// What the device takes: partial TCP checksums
+    /// ([`TcpConfig::checksum_offload`]) and TCP super-segments
+    /// ([`TcpConfig::segmentation_offload`], only with the former).
+    pub fn set_tx_offloads(&mut self, csum: bool, tso: bool) {
+        self.tcp.set_checksum_offload(csum);
+        self.tcp.set_segmentation_offload(csum && tso);
     }
 
     /// One frame from the link.
@@ -335,15 +327,17 @@ impl Stack {
         self.tcp.dispatch(now, &mut self.iface);
     }
 
-    /// Next frame to send, if any. Give the buffer back with `recycle`.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+    /// Next frame to send, if any, with what the device must do with it
+    /// ([`Frame::offload`]: checksum state, TSO cut). Give the buffer back
+    /// with `recycle`.
+    pub fn poll_transmit(&mut self) -> Option<Frame> {
         self.iface.outbox.pop()
     }
 
     /// Gives a sent frame's buffer back, so that later frames reuse it
     /// instead of allocating.
-    pub fn recycle(&mut self, frame: Vec<u8>) {
-        self.iface.outbox.recycle(frame);
+    pub fn recycle(&mut self, frame: impl Into<Vec<u8>>) {
+        self.iface.outbox.recycle(frame.into());
     }
 
     /// The earliest time `dispatch` has work to do.

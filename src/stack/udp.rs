@@ -8,10 +8,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::wire::{IpAddress, IpProtocol, UdpPacket};
 
-use super::RxChecksum;
 use super::counters::Counters;
 use super::info::{Protocol, SocketInfo};
 use super::ip::IpSink;
+use super::ip::RxChecksum;
 use super::rng::Rng;
 use super::socket::{Readiness, SocketId};
 use super::time::Instant;

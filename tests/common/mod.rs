@@ -167,6 +167,23 @@ impl Output {
 }
 
 /// Runs `cmd` with `stdin` as its input, killing it after `timeout`.
+/// Waits up to `timeout` for `child` to exit, killing it then. Returns
+/// its status (None if it could not be had) and whether it was killed.
+fn wait_or_kill(child: &mut Child, timeout: Duration) -> (Option<ExitStatus>, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return (Some(s), false),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                return (child.wait().ok(), true);
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(_) => return (None, false),
+        }
+    }
+}
+
 pub fn run_cmd(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -191,20 +208,7 @@ pub fn run_cmd(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Output {
         let _ = err.read_to_end(&mut s);
         s
     });
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().ok();
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(10)),
-            Err(_) => break None,
-        }
-    };
+    let (status, timed_out) = wait_or_kill(&mut child, timeout);
     let _ = writer.join();
     // A grandchild could hold the pipes open: do not wait on it forever.
     let stdout = join_bounded(out_t);
@@ -405,20 +409,7 @@ impl Bg {
     /// it) and returns everything it printed.
     pub fn finish(&mut self, timeout: Duration) -> Output {
         let mut child = self.child.take().expect("already finished");
-        let deadline = Instant::now() + timeout;
-        let mut timed_out = false;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() >= deadline => {
-                    timed_out = true;
-                    let _ = child.kill();
-                    break child.wait().ok();
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(10)),
-                Err(_) => break None,
-            }
-        };
+        let (status, timed_out) = wait_or_kill(&mut child, timeout);
         if let Some(r) = self.reader.take() {
             let deadline = Instant::now() + Duration::from_secs(2);
             while !r.is_finished() && Instant::now() < deadline {

@@ -14,44 +14,12 @@ import struct
 import sys
 import time
 
-
-def mac_bytes(s):
-    return bytes(int(x, 16) for x in s.split(":"))
-
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-
-
-def ipv4(src, dst, proto, payload, ident=1, flags_frag=0x4000):
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident,
-                      flags_frag, 64, proto, 0, src, dst)
-    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-    return hdr + payload
-
-
-def l4_csum(src, dst, proto, seg):
-    pseudo = src + dst + struct.pack("!BBH", 0, proto, len(seg))
-    return csum(pseudo + seg)
-
-
-def udp(src, dst, sport, dport, data):
-    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
-    c = l4_csum(src, dst, 17, seg) or 0xFFFF
-    return seg[:6] + struct.pack("!H", c) + seg[8:]
+import rawframe
+from rawframe import csum, ipv4, mac_bytes, udp
 
 
 def tcp(src, dst, sport, dport, flags, data=b"", opts=b""):
-    off = (20 + len(opts)) // 4
-    seg = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, off << 4, flags,
-                      65535, 0, 0) + opts + data
-    c = l4_csum(src, dst, 6, seg)
-    return seg[:16] + struct.pack("!H", c) + seg[18:]
+    return rawframe.tcp(src, dst, sport, dport, 1000, 0, flags, 65535, opts, data)
 
 
 def icmp_echo(ident, seq, data):

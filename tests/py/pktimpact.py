@@ -35,6 +35,8 @@ import threading
 import time
 
 import pktimpact_cases
+import rawframe
+from rawframe import ether, ipv4
 import pktimpact_cases_close  # noqa: F401 (registers its cases)
 import pktimpact_cases_flags  # noqa: F401 (registers its cases)
 from pktimpact_cases import ACK, FIN, RST, SYN, CaseError
@@ -48,15 +50,6 @@ TESTER_IP = "10.0.0.3"
 DUT_IP = "10.0.0.2"
 TESTER_MAC = bytes.fromhex("020000000003")
 DUT_MAC = bytes.fromhex("027461700002")
-
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
 
 
 def build_opts(opts):
@@ -114,16 +107,8 @@ def parse_opts(raw):
 
 def tcp_frame(src_port, dst_port, seq, ack, flags, win, opts=b"", data=b""):
     sip, dip = socket.inet_aton(TESTER_IP), socket.inet_aton(DUT_IP)
-    off = (20 + len(opts)) // 4
-    seg = struct.pack("!HHIIBBHHH", src_port, dst_port, seq & 0xFFFFFFFF,
-                      ack & 0xFFFFFFFF, off << 4, flags, win, 0, 0)
-    seg += opts + data
-    pseudo = sip + dip + struct.pack("!BBH", 0, 6, len(seg))
-    seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0x4000, 64,
-                     6, 0, sip, dip)
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    return DUT_MAC + TESTER_MAC + b"\x08\x00" + ip + seg
+    seg = rawframe.tcp(sip, dip, src_port, dst_port, seq, ack, flags, win, opts, data)
+    return ether(DUT_MAC, TESTER_MAC, ipv4(sip, dip, 6, seg))
 
 
 class Seg:

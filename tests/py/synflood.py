@@ -20,6 +20,9 @@ import struct
 import sys
 import time
 
+import rawframe
+from rawframe import ether, ipv4, mac_bytes
+
 # Each legitimate attempt (connect + echo) must finish within this: less
 # than the kernel's 1 s SYN retransmission timeout, so a SYN that the
 # stack dropped (or answered only after its queue made room) is a failure.
@@ -28,30 +31,11 @@ AFTER_TIMEOUT = 1.0
 LEGIT_CLIENTS = 8
 
 
-def mac_bytes(s):
-    return bytes(int(x, 16) for x in s.split(":"))
-
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return (~s) & 0xFFFF
-
-
 def syn_frame(dst_mac, src_mac, sip, dip, sport, dport, seq, tsval):
     opts = (b"\x02\x04\x05\xb4" + b"\x04\x02" + b"\x08\x0a" +
             struct.pack("!II", tsval, 0) + b"\x01\x03\x03\x07")
-    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, (20 + len(opts)) // 4 << 4,
-                      0x02, 64240, 0, 0) + opts
-    pseudo = sip + dip + struct.pack("!BBH", 0, 6, len(seg))
-    seg = seg[:16] + struct.pack("!H", csum(pseudo + seg)) + seg[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), seq & 0xFFFF,
-                     0x4000, 64, 6, 0, sip, dip)
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    return dst_mac + src_mac + b"\x08\x00" + ip + seg
+    seg = rawframe.tcp(sip, dip, sport, dport, seq, 0, 0x02, 64240, opts)
+    return ether(dst_mac, src_mac, ipv4(sip, dip, 6, seg, ident=seq & 0xFFFF))
 
 
 def attempt(host, port, timeout):

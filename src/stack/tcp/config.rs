@@ -51,6 +51,12 @@ pub struct TcpConfig {
     /// (and off while capturing), so the sum is computed once, by the
     /// kernel, or not at all for local delivery.
     pub checksum_offload: bool,
+    /// Segmentation offload (TSO): consecutive full-sized segments that a
+    /// connection sends in one go leave as one super-segment of up to
+    /// 64 KB with their segment size on the frame, cut by the device (or
+    /// by the runtime for a device that cannot). Only with
+    /// `checksum_offload` (the device sums each segment).
+    pub segmentation_offload: bool,
     /// (idle, interval, probes); None = off.
     pub keepalive: Option<(Duration, Duration, u32)>,
     /// Challenge ACKs per second over the whole layer (RFC 5961 section 7).
@@ -80,6 +86,7 @@ impl Default for TcpConfig {
             timestamps: true,
             window_scaling: true,
             checksum_offload: false,
+            segmentation_offload: false,
             keepalive: None,
             challenge_ack_limit: 1000,
             seed: None,

@@ -18,6 +18,7 @@ pub mod seq;
 
 mod api;
 pub mod config;
+mod frame;
 mod info;
 mod input;
 mod isn;
@@ -40,8 +41,6 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::wire::IpProtocol;
-
 pub use api::TcpInfo;
 pub use cc::CcAlgorithm;
 pub use config::TcpConfig;
@@ -51,14 +50,14 @@ use self::buffer::BufferPool;
 use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
-use self::options::{InSeg, OutHdr, ParseError, finish, sum_left_to_device};
+use self::options::{InSeg, OutHdr, ParseError};
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timers::Timers;
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
-use crate::stack::RxChecksum;
 use crate::stack::counters::Counters;
 use crate::stack::ip::IpSink;
+use crate::stack::ip::RxChecksum;
 use crate::stack::rng::Rng;
 use crate::stack::time::Instant;
 
@@ -180,6 +179,11 @@ impl TcpLayer {
     /// See [`TcpConfig::checksum_offload`]; applies to the next segment.
     pub fn set_checksum_offload(&mut self, on: bool) {
         self.config.checksum_offload = on;
+    }
+
+    /// See [`TcpConfig::segmentation_offload`]; applies to the next segment.
+    pub fn set_segmentation_offload(&mut self, on: bool) {
+        self.config.segmentation_offload = on;
     }
 
     /// Test hook: every new connection uses ISN `isn` and a zero
@@ -483,13 +487,8 @@ impl TcpLayer {
         remote: SocketAddrV4,
         hdr: &OutHdr,
     ) {
-        let len = hdr.header_len();
-        let (src, dst) = (*local.ip(), *remote.ip());
-        let offload = sum_left_to_device(&self.config, len, ip);
-        let ok = ip.send_ip(now, dst, IpProtocol::Tcp, len, &mut |buf| {
-            hdr.write(buf);
-            finish(buf, src, dst, offload);
-        });
+        let addrs = (*local.ip(), *remote.ip());
+        let ok = frame::send(&self.config, now, ip, addrs, hdr, (&[], &[]));
         self.counters.inc("tcp.segments_sent");
         if !ok {
             self.counters.inc("tcp.ip_send_failed");

@@ -9,8 +9,8 @@ use smoltcp::wire::{IpAddress, IpProtocol, TcpPacket, checksum};
 
 use super::TcpConfig;
 use super::seq::Seq;
-use crate::stack::RxChecksum;
 use crate::stack::ip::IpSink;
+use crate::stack::ip::RxChecksum;
 
 const FLAG_FIN: u8 = 0x01;
 const FLAG_SYN: u8 = 0x02;

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use smoltcp::wire::IpProtocol;
-
-use super::options::{OutHdr, finish, sum_left_to_device};
+use super::frame;
+use super::options::OutHdr;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
@@ -430,17 +429,9 @@ impl Tcb {
             self.delack_at = None;
             self.unacked_segs = 0;
         }
-        let hlen = hdr.header_len();
-        let (a, b) = self.tx.slices(offset, len);
-        let (src, dst) = (*self.local.ip(), *self.remote.ip());
-        let seg_len = hlen + a.len() + b.len();
-        let offload = sum_left_to_device(env.cfg, seg_len, ip);
-        let ok = ip.send_ip(env.now, dst, IpProtocol::Tcp, seg_len, &mut |buf| {
-            hdr.write(buf);
-            buf[hlen..hlen + a.len()].copy_from_slice(a);
-            buf[hlen + a.len()..].copy_from_slice(b);
-            finish(buf, src, dst, offload);
-        });
+        let payload = self.tx.slices(offset, len);
+        let addrs = (*self.local.ip(), *self.remote.ip());
+        let ok = frame::send(env.cfg, env.now, ip, addrs, hdr, payload);
         env.counters.inc("tcp.segments_sent");
         if !ok {
             env.counters.inc("tcp.ip_send_failed");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::super::options::{InSeg, OutHdr, finish};
 use super::super::seq::Seq;
 use super::super::{TcpConfig, TcpHandle, TcpLayer, TcpState};
-use crate::stack::RxChecksum;
 use crate::stack::ip::RecordingSink;
+use crate::stack::ip::RxChecksum;
 use crate::stack::time::Instant;
 
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);

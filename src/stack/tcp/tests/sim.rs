@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use smoltcp::wire::{IpProtocol, Ipv4Address};
 
-use crate::stack::RxChecksum;
+use crate::device::fault::{FaultConfig, FaultModel};
 use crate::stack::ip::IpSink;
+use crate::stack::ip::RxChecksum;
 use crate::stack::rng::Rng;
 use crate::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle, TcpLayer, TcpState};
 use crate::stack::time::Instant;
@@ -26,6 +27,19 @@ pub struct Faults {
     pub a_only: bool,
 }
 
+impl Faults {
+    /// The fault model's configuration for these probabilities.
+    fn config(&self, seed: u64) -> FaultConfig {
+        FaultConfig {
+            loss: self.loss,
+            dup: self.dup,
+            reorder: self.reorder,
+            corrupt: 0.0,
+            seed,
+        }
+    }
+}
+
 struct Packet {
     at: Instant,
     order: u64,
@@ -37,7 +51,7 @@ struct Packet {
 /// Collects what one endpoint sends and applies faults.
 struct Wire<'a> {
     local: Ipv4Addr,
-    rng: &'a mut Rng,
+    model: &'a mut FaultModel,
     faults: Faults,
     queue: &'a mut Vec<Packet>,
     counter: &'a mut u64,
@@ -45,33 +59,31 @@ struct Wire<'a> {
 }
 
 impl IpSink for Wire<'_> {
-    fn send_ip(
+    fn send_datagram(
         &mut self,
         now: Instant,
         dst: Ipv4Address,
         _p: IpProtocol,
         len: usize,
+        _partial_csum: Option<u16>,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> bool {
         let mut bytes = vec![0u8; len];
         fill(&mut bytes);
+        // The decisions come from the one fault model (device/fault.rs);
+        // only the timing is this link's.
+        let fate = self.model.decide(len);
         let exempt = self.faults.a_only && self.local != A;
-        if !exempt && self.rng.chance(self.faults.loss) {
+        if fate.lost && !exempt {
             *self.lost += 1;
             return true;
         }
-        let copies = if self.rng.chance(self.faults.dup) {
-            2
-        } else {
-            1
-        };
+        let copies = if fate.duplicated { 2 } else { 1 };
         for _ in 0..copies {
             let mut at = now + self.faults.delay;
-            if self.rng.chance(self.faults.reorder) {
-                at += Duration::from_micros(
-                    self.rng
-                        .range(1, 3 * self.faults.delay.as_micros() as u64 + 2),
-                );
+            if fate.reordered {
+                let late = 3 * self.faults.delay.as_micros() as u64 + 2;
+                at += Duration::from_micros(self.model.rng().range(1, late));
             }
             *self.counter += 1;
             self.queue.push(Packet {
@@ -96,7 +108,7 @@ pub struct Sim {
     pub now: Instant,
     pub a: TcpLayer,
     pub b: TcpLayer,
-    rng: Rng,
+    model: FaultModel,
     faults: Faults,
     queue: Vec<Packet>,
     counter: u64,
@@ -126,7 +138,7 @@ impl Sim {
                 },
                 B,
             ),
-            rng: Rng::new(seed ^ 0xfa17),
+            model: FaultModel::new(faults.config(seed ^ 0xfa17)),
             faults,
             queue: Vec::new(),
             counter: 0,
@@ -139,7 +151,7 @@ impl Sim {
             let layer = if which == A { &mut self.a } else { &mut self.b };
             let mut w = Wire {
                 local: which,
-                rng: &mut self.rng,
+                model: &mut self.model,
                 faults: self.faults,
                 queue: &mut self.queue,
                 counter: &mut self.counter,
@@ -180,7 +192,7 @@ impl Sim {
             let layer = if p.dst == A { &mut self.a } else { &mut self.b };
             let mut w = Wire {
                 local: p.dst,
-                rng: &mut self.rng,
+                model: &mut self.model,
                 faults: self.faults,
                 queue: &mut self.queue,
                 counter: &mut self.counter,
