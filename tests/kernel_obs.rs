@@ -529,3 +529,62 @@ fn without_a_daemon_each_command_says_so_in_one_line() {
         );
     }
 }
+
+#[test]
+fn streams_are_bounded_and_a_closed_reader_ends_its_stream() {
+    if !require_root() {
+        return;
+    }
+    let o = Obs::start("streams", &[]);
+    // A filter nothing matches: the streams stay idle, so only noticing
+    // a closed reader (not a failed write) can end them.
+    let pcap = [
+        bin(),
+        "--api",
+        o.api.as_str(),
+        "pcap",
+        "-w",
+        "/dev/null",
+        "tcp",
+        "and",
+        "port",
+        "1",
+    ];
+    // 16 live streams hold every writer slot the daemon has.
+    let held: Vec<Bg> = (0..16).map(|_| o.ns.spawn(&pcap)).collect();
+    let t0 = Instant::now();
+    let refused = loop {
+        let out = o.ns.run(&pcap, Duration::from_secs(2));
+        if out.stderr.contains("too many observers") {
+            break out;
+        }
+        assert!(
+            t0.elapsed() < WAIT,
+            "a 17th stream was never refused: {out:#?}"
+        );
+    };
+    assert!(!refused.success(), "{refused:#?}");
+    assert_eq!(
+        refused.stderr.trim(),
+        "tapstack: the daemon serves too many observers; try again"
+    );
+    // Their readers gone, the streams end and free their slots: a new
+    // stream gets its pcap header (24 bytes) again.
+    drop(held);
+    let file = scratch(&format!("{}.pcap", o.ns.name));
+    let mut again = pcap.to_vec();
+    again[5] = file.to_str().unwrap();
+    let t0 = Instant::now();
+    loop {
+        let _ = std::fs::remove_file(&file);
+        let out = o.ns.run(&again, Duration::from_secs(1));
+        let len = std::fs::metadata(&file).map_or(0, |m| m.len());
+        if len >= 24 {
+            break;
+        }
+        assert!(t0.elapsed() < WAIT, "slots never freed: {out:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The stack still answers.
+    assert_ping_all(&o.ns, STACK_IP, &["-c", "2", "-i", "0.2"], T);
+}
