@@ -11,6 +11,7 @@ use super::isn::pick_ephemeral;
 use super::listen::Listener;
 use super::state::TcpState;
 use super::tcb::SockOpts;
+use super::timer::Timer;
 use super::{MAX_QUEUED_RSTS, Sock, TcpHandle, TcpLayer};
 use crate::stack::socket::Readiness;
 use crate::stack::time::Instant;
@@ -339,9 +340,6 @@ impl TcpLayer {
                     TcpState::CloseWait => t.set_state(TcpState::LastAck),
                     _ => {}
                 }
-                if t.state == TcpState::FinWait2 && t.linger_at.is_none() {
-                    // Armed at the next settle (needs the clock).
-                }
                 self.touch(h);
             }
         }
@@ -499,7 +497,7 @@ impl TcpLayer {
             Some(Sock::Listener(l)) => l.opts.keepalive = ka,
             Some(Sock::Conn(t)) => {
                 t.opts.keepalive = ka;
-                t.ka_at = None;
+                t.timers.stop(Timer::Keepalive);
                 t.ka_probes = 0;
                 let raw = h.0;
                 // Re-register the timer structure on the next event; arm now
