@@ -11,6 +11,7 @@ use super::isn::pick_ephemeral;
 use super::listen::Listener;
 use super::state::TcpState;
 use super::tcb::SockOpts;
+use super::timer::Timer;
 use super::{MAX_QUEUED_RSTS, Sock, TcpHandle, TcpLayer};
 use crate::stack::socket::Readiness;
 use crate::stack::time::Instant;
@@ -357,9 +358,6 @@ impl TcpLayer {
                     TcpState::CloseWait => t.set_state(TcpState::LastAck),
                     _ => {}
                 }
-                if t.state == TcpState::FinWait2 && t.linger_at.is_none() {
-                    // Armed at the next settle (needs the clock).
-                }
                 self.touch(h);
             }
         }
@@ -515,7 +513,7 @@ impl TcpLayer {
             Some(Sock::Listener(l)) => l.opts.keepalive = ka,
             Some(Sock::Conn(t)) => {
                 t.opts.keepalive = ka;
-                t.ka_at = None;
+                t.timers.stop(Timer::Keepalive);
                 t.ka_probes = 0;
                 // Armed relative to the last segment received.
                 let last = t.last_rx;

@@ -9,6 +9,7 @@ use super::listen::Listener;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{RecoveryKind, Tcb};
+use super::timer::Timer;
 use super::timewait::TwEntry;
 use super::{Sock, TcpLayer};
 use crate::stack::info::{ListenInfo, Protocol, SocketInfo, TcpConnInfo, TcpTimers};
@@ -74,13 +75,13 @@ impl Tcb {
 
     fn timers(&self, now: Instant) -> TcpTimers {
         TcpTimers {
-            retransmit: left(self.rtx_at, now),
-            loss_probe: left(self.tlp_at, now),
-            reorder: left(self.rack.timer, now),
-            delayed_ack: left(self.delack_at, now),
-            persist: left(self.persist_at, now),
-            keepalive: left(self.ka_at, now),
-            fin_wait2: left(self.linger_at, now),
+            retransmit: left(self.timers.get(Timer::Retransmit), now),
+            loss_probe: left(self.timers.get(Timer::LossProbe), now),
+            reorder: left(self.timers.get(Timer::Reorder), now),
+            delayed_ack: left(self.timers.get(Timer::DelayedAck), now),
+            persist: left(self.timers.get(Timer::Persist), now),
+            keepalive: left(self.timers.get(Timer::Keepalive), now),
+            fin_wait2: left(self.timers.get(Timer::FinWait2), now),
         }
     }
 

@@ -8,6 +8,7 @@ use super::options::InSeg;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
+use super::timer::Timer;
 
 /// A reset the layer must send right away: `<SEQ=seq><CTL=RST>`, or with
 /// `ack` set `<SEQ=0><ACK=ack><CTL=RST,ACK>`.
@@ -388,7 +389,7 @@ impl Tcb {
             if wnd > old_wnd {
                 self.changed = true;
                 if wnd > 0 {
-                    self.persist_at = None;
+                    self.timers.stop(Timer::Persist);
                     self.persist_backoff = 0;
                     self.probe_sent_at = None;
                     self.probes_unanswered = 0;
@@ -499,8 +500,9 @@ impl Tcb {
         self.unacked_segs += 1;
         if self.unacked_segs >= 2 {
             self.ack_now = true;
-        } else if self.delack_at.is_none() {
-            self.delack_at = Some(env.now + env.cfg.delayed_ack);
+        } else if !self.timers.is_armed(Timer::DelayedAck) {
+            self.timers
+                .set(Timer::DelayedAck, env.now + env.cfg.delayed_ack);
         }
     }
 

@@ -6,6 +6,7 @@
 use super::options::InSeg;
 use super::seq::Seq;
 use super::tcb::{Env, Tcb};
+use super::timer::Timer;
 use crate::stack::time::Instant;
 
 impl Tcb {
@@ -60,7 +61,7 @@ impl Tcb {
         let d = self.rack.detect_loss(env.now, reo_wnd);
         env.counters.add("tcp.rack_lost", d.lost);
         env.counters.add("tcp.rack_lost_retransmit", d.lost_rtx);
-        self.rack.timer = d.timer;
+        self.timers.set_opt(Timer::Reorder, d.timer);
         d.lost
     }
 

@@ -53,6 +53,7 @@ use self::listen::Listener;
 use self::options::{InSeg, OutHdr, ParseError};
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
+use self::timer::Timer;
 use self::timers::Timers;
 use self::timewait::{MAX_TIME_WAIT, TimeWaitTable, TwEntry, TwVerdict};
 use crate::stack::counters::Counters;
@@ -598,8 +599,8 @@ impl TcpLayer {
                 _ => {}
             }
         }
-        if t.orphaned && t.state == TcpState::FinWait2 && t.linger_at.is_none() {
-            t.linger_at = Some(now + cfg_tw);
+        if t.orphaned && t.state == TcpState::FinWait2 && !t.timers.is_armed(Timer::FinWait2) {
+            t.timers.set(Timer::FinWait2, now + cfg_tw);
         }
         t.arm_keepalive(now);
         let (state, orphaned, parent, key) = (t.state, t.orphaned, t.parent, (t.local, t.remote));

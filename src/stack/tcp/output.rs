@@ -8,6 +8,7 @@ use super::options::OutHdr;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
+use super::timer::Timer;
 use crate::stack::ip::IpSink;
 
 /// RFC 9293 3.8.6.2.1: the SWS override timeout lies in 0.1-1.0 s.
@@ -238,7 +239,10 @@ impl Tcb {
             return;
         }
         let unsent = self.data_end().distance_from(self.snd_max);
-        if unsent == 0 || self.snd_wnd >= unsent.min(self.mss) || self.persist_at.is_some() {
+        if unsent == 0
+            || self.snd_wnd >= unsent.min(self.mss)
+            || self.timers.is_armed(Timer::Persist)
+        {
             return;
         }
         let d = if self.snd_wnd == 0 {
@@ -249,7 +253,7 @@ impl Tcb {
                 .base_rto()
                 .clamp(SWS_OVERRIDE_MIN, SWS_OVERRIDE_MAX)
         };
-        self.persist_at = Some(env.now + d);
+        self.timers.set(Timer::Persist, env.now + d);
     }
 
     /// Sends `[seq, seq+len)` of the send buffer (plus FIN) and does the
@@ -325,8 +329,8 @@ impl Tcb {
         let new_data = end.gt(self.snd_max);
         self.snd_nxt = self.snd_nxt.max(end);
         self.snd_max = self.snd_max.max(end);
-        if self.rtx_at.is_none() {
-            self.rtx_at = Some(env.now + self.rto());
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, env.now + self.rto());
         }
         if new_data {
             self.arm_tlp(env.now);
@@ -377,7 +381,7 @@ impl Tcb {
         }
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
-        self.rtx_at = Some(env.now + self.rto());
+        self.timers.set(Timer::Retransmit, env.now + self.rto());
     }
 
     /// Header fields common to every synchronized-state segment.
@@ -426,7 +430,7 @@ impl Tcb {
         if hdr.ack.is_some() {
             self.last_ack_sent = self.rcv_nxt;
             self.ack_now = false;
-            self.delack_at = None;
+            self.timers.stop(Timer::DelayedAck);
             self.unacked_segs = 0;
         }
         let payload = self.tx.slices(offset, len);

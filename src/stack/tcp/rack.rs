@@ -119,8 +119,6 @@ pub struct Rack {
     reo_wnd_mult: u32,
     reo_wnd_persist: u32,
     dsack_round: Option<Seq>,
-    /// The RACK reordering timer (RFC 8985 6.2 step 5 / 6.3).
-    pub timer: Option<Instant>,
     /// RACK.xmit_ts moved since the last detection pass.
     advanced: bool,
     /// Latest-sent segment delivered by the ACK being processed, with its
@@ -168,7 +166,6 @@ impl Rack {
             reo_wnd_mult: 1,
             reo_wnd_persist: 0,
             dsack_round: None,
-            timer: None,
             advanced: false,
             batch: None,
             in_flight: 0,

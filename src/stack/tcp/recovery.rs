@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::options::InSeg;
 use super::seq::Seq;
 use super::tcb::{Env, Recovery, RecoveryKind, Tcb};
+use super::timer::Timer;
 
 /// RFC 5681 DupThresh.
 pub const DUP_THRESH: u32 = 3;
@@ -198,7 +199,7 @@ impl Tcb {
         self.rtx_first = true;
         self.timed = None;
         if !self.rack_ok {
-            self.tlp_at = None;
+            self.timers.stop(Timer::LossProbe);
         }
         self.inflation = if self.sack_ok {
             0
@@ -255,7 +256,7 @@ impl Tcb {
     /// the window and go back to SND.UNA (with RACK: mark the lost).
     pub fn on_rto_data(&mut self, env: &mut Env) {
         env.counters.inc("tcp.rto");
-        self.tlp_at = None;
+        self.timers.stop(Timer::LossProbe);
         if self.rtt.backoff_count() == 0 {
             let flight = self.bytes_outstanding();
             self.cc.on_retransmission_timeout(env.now, flight);
@@ -293,7 +294,7 @@ impl Tcb {
             // RACK keeps watching the retransmissions.
             let reo_wnd = self.rack.reo_wnd(true, self.rtt.srtt());
             self.rack.mark_lost_on_rto(env.now, reo_wnd);
-            self.rack.timer = None;
+            self.timers.stop(Timer::Reorder);
             // RFC 6298 5.4: the earliest segment goes out whatever the
             // pipe (segments sent within RACK.rtt still count in it).
             self.rtx_first = true;

@@ -15,6 +15,7 @@ use super::rtt::RttEstimator;
 use super::sack::{DsackReport, Scoreboard};
 use super::seq::Seq;
 use super::state::TcpState;
+use super::timer::{Timer, TimerTable};
 use crate::stack::counters::Counters;
 use crate::stack::time::Instant;
 
@@ -157,22 +158,20 @@ pub struct Tcb {
     // Acknowledgment state.
     pub ack_now: bool,
     pub unacked_segs: u32,
-    pub delack_at: Option<Instant>,
 
     // Retransmission and timers.
     pub rtt: RttEstimator,
-    pub rtx_at: Option<Instant>,
-    /// RFC 8985 7 tail loss probe: when it fires, whether one is due to
-    /// be sent, whether this flight already had one, and the sequence
-    /// number the probe ended at.
-    pub tlp_at: Option<Instant>,
+    /// Every deadline of the connection.
+    pub timers: TimerTable,
+    /// RFC 8985 7 tail loss probe: whether one is due to be sent,
+    /// whether this flight already had one, and the sequence number the
+    /// probe ended at.
     pub tlp_now: bool,
     pub tlp_used: bool,
     pub tlp_high: Seq,
     pub retries: u32,
     /// Karn: the segment being timed (without timestamps).
     pub timed: Option<(Seq, Instant)>,
-    pub persist_at: Option<Instant>,
     pub persist_backoff: u32,
     /// When the last zero-window probe left, and how many in a row met
     /// silence (no segment at all from the peer since the one before).
@@ -180,10 +179,7 @@ pub struct Tcb {
     pub probes_unanswered: u32,
     pub force_send: bool,
     pub probe_now: bool,
-    pub ka_at: Option<Instant>,
     pub ka_probes: u32,
-    /// Orphaned FIN-WAIT-2 timeout (Linux tcp_fin_timeout).
-    pub linger_at: Option<Instant>,
     pub last_rx: Instant,
 
     // Congestion control and loss recovery.
@@ -263,24 +259,19 @@ impl Tcb {
             last_ack_sent: Seq(0),
             ack_now: false,
             unacked_segs: 0,
-            delack_at: None,
+            timers: TimerTable::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
-            rtx_at: None,
-            tlp_at: None,
             tlp_now: false,
             tlp_used: false,
             tlp_high: Seq(0),
             retries: 0,
             timed: None,
-            persist_at: None,
             persist_backoff: 0,
             probe_sent_at: None,
             probes_unanswered: 0,
             force_send: false,
             probe_now: false,
-            ka_at: None,
             ka_probes: 0,
-            linger_at: None,
             last_rx: now,
             cc: new_congestion_control(opts.cc, DEFAULT_MSS.min(mss), now),
             dupacks: 0,
@@ -337,12 +328,7 @@ impl Tcb {
 
     pub fn enter_closed(&mut self) {
         self.set_state(TcpState::Closed);
-        self.rtx_at = None;
-        self.delack_at = None;
-        self.persist_at = None;
-        self.ka_at = None;
-        self.linger_at = None;
-        self.rack.timer = None;
+        self.timers.stop_all();
         self.ack_now = false;
         self.changed = true;
     }
@@ -431,9 +417,9 @@ impl Tcb {
     /// Restart or stop the retransmission timer (RFC 6298 5.1-5.3).
     pub fn restart_rtx(&mut self, now: Instant) {
         if self.snd_max == self.snd_una {
-            self.rtx_at = None;
+            self.timers.stop(Timer::Retransmit);
         } else {
-            self.rtx_at = Some(now + self.rto());
+            self.timers.set(Timer::Retransmit, now + self.rto());
         }
     }
 
@@ -456,7 +442,7 @@ impl Tcb {
     /// recovery the receiver has a hole and ACKs at once (RFC 5681 4.2),
     /// so no delayed-ACK allowance is added.
     pub fn arm_tlp(&mut self, now: Instant) {
-        self.tlp_at = None;
+        self.timers.stop(Timer::LossProbe);
         let fast_recovery = match self.recovery {
             None => false,
             Some(r) if r.kind == RecoveryKind::Fast && self.rack_ok => true,
@@ -473,19 +459,17 @@ impl Tcb {
             pto += WC_DEL_ACK_T;
         }
         let at = now + pto;
-        if self.rtx_at.is_none_or(|rto| at < rto) {
-            self.tlp_at = Some(at);
+        if self
+            .timers
+            .get(Timer::Retransmit)
+            .is_none_or(|rto| at < rto)
+        {
+            self.timers.set(Timer::LossProbe, at);
         }
     }
 
     pub fn poll_at(&self) -> Option<Instant> {
-        use crate::stack::time::earliest;
-        let mut t = earliest(self.rtx_at, self.delack_at);
-        t = earliest(t, self.tlp_at);
-        t = earliest(t, self.rack.timer);
-        t = earliest(t, self.persist_at);
-        t = earliest(t, self.ka_at);
-        earliest(t, self.linger_at)
+        self.timers.next_expiry()
     }
 
     /// Something should be emitted on the next dispatch.
