@@ -9,6 +9,7 @@ use super::cc::{CcAlgorithm, new_congestion_control};
 use super::input::RstReply;
 use super::isn::pick_ephemeral;
 use super::listen::Listener;
+use super::output::Owed;
 use super::state::TcpState;
 use super::tcb::SockOpts;
 use super::timer::Timer;
@@ -222,10 +223,10 @@ impl TcpLayer {
             return Err(err(e));
         }
         let n = match t.state {
-            TcpState::SynSent | TcpState::SynReceived if !t.fin_queued => {
+            TcpState::SynSent | TcpState::SynReceived if !t.fin_queued() => {
                 return Err(err(ErrorKind::WouldBlock));
             }
-            TcpState::Established | TcpState::CloseWait if !t.fin_queued => {
+            TcpState::Established | TcpState::CloseWait if !t.fin_queued() => {
                 if data.is_empty() {
                     return Ok(0);
                 }
@@ -256,7 +257,7 @@ impl TcpLayer {
             let n = t.rx.dequeue(buf);
             t.rx.release_if_idle(pool);
             if t.state.is_synchronized() && t.window_update_due() {
-                t.ack_now = true;
+                t.owe(Owed::Ack);
                 self.counters.inc("tcp.window_update");
                 self.touch(h);
             }
@@ -314,12 +315,7 @@ impl TcpLayer {
             t.asm.clear();
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
-            t.fin_queued = true;
-            match t.state {
-                TcpState::Established => t.set_state(TcpState::FinWait1),
-                TcpState::CloseWait => t.set_state(TcpState::LastAck),
-                _ => {}
-            }
+            t.shutdown_write();
         }
         self.touch(h);
         Ok(())
@@ -352,12 +348,7 @@ impl TcpLayer {
             }
             _ => {
                 t.read_closed = true;
-                t.fin_queued = true;
-                match t.state {
-                    TcpState::Established => t.set_state(TcpState::FinWait1),
-                    TcpState::CloseWait => t.set_state(TcpState::LastAck),
-                    _ => {}
-                }
+                t.shutdown_write();
                 self.touch(h);
             }
         }
@@ -444,7 +435,7 @@ impl TcpLayer {
                         || t.read_closed
                         || t.error.is_some()
                         || closed,
-                    writable: (t.state.can_send() && !t.fin_queued && t.tx.free() > 0)
+                    writable: (t.state.can_send() && !t.fin_queued() && t.tx.free() > 0)
                         || t.error.is_some(),
                     hup: t.fin_received || closed,
                     error,

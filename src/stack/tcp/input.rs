@@ -5,6 +5,7 @@ use std::io::ErrorKind;
 
 use super::loss::is_dsack;
 use super::options::InSeg;
+use super::output::Owed;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
@@ -84,7 +85,7 @@ impl Tcb {
             self.snd_wl2 = ack;
             self.on_new_ack(env, seg, ack);
             self.set_state(TcpState::Established);
-            self.ack_now = true;
+            self.owe(Owed::Ack);
             // 3.10.7.3 fourth: "If there are other controls or text in the
             // segment, then continue processing at the sixth step under
             // Section 3.10.7.4": the text, then the FIN (CLOSE-WAIT).
@@ -322,7 +323,7 @@ impl Tcb {
             env.counters.inc("tcp.syn_unacceptable");
             self.challenge_ack(env);
         } else {
-            self.ack_now = true;
+            self.owe(Owed::Ack);
         }
     }
 
@@ -330,7 +331,7 @@ impl Tcb {
     pub fn challenge_ack(&mut self, env: &mut Env) {
         if env.challenge.allow(env.now, env.cfg.challenge_ack_limit) {
             env.counters.inc("tcp.challenge_ack_sent");
-            self.ack_now = true;
+            self.owe(Owed::Ack);
         } else {
             env.counters.inc("tcp.challenge_ack_limited");
         }
@@ -436,9 +437,9 @@ impl Tcb {
             // shutdown(Read): acknowledge and discard in-order data.
             if offset == 0 && self.asm.is_empty() {
                 self.rcv_nxt += data.len();
-                self.schedule_ack(env, true);
+                self.schedule_ack(env);
             } else {
-                self.ack_now = true;
+                self.owe(Owed::Ack);
             }
             return;
         }
@@ -447,7 +448,7 @@ impl Tcb {
             env.counters.inc("tcp.rx_buffer_full");
         }
         if written == 0 {
-            self.ack_now = true;
+            self.owe(Owed::Ack);
             return;
         }
         let held = self
@@ -462,7 +463,7 @@ impl Tcb {
         if self.asm.add(offset, written).is_err() {
             env.counters.inc("tcp.ooo_too_many_holes");
             self.trace_drop("too many holes");
-            self.ack_now = true;
+            self.owe(Owed::Ack);
             return;
         }
         let advanced = self.asm.remove_front();
@@ -474,17 +475,17 @@ impl Tcb {
         if offset > 0 {
             // RFC 5681 4.2: out-of-order data → immediate duplicate ACK.
             env.counters.inc("tcp.ooo_segment");
-            self.ack_now = true;
+            self.owe(Owed::Ack);
         } else if had_holes {
             // The segment filled (part of) a hole: ACK at once.
-            self.ack_now = true;
+            self.owe(Owed::Ack);
         } else {
             // RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK at least every second
             // full-sized segment. A TSO super-segment (TAP offload) counts
             // as the segments it carries, so one of 2+ MSS is ACKed at once.
             let carried = data.len().div_ceil(self.our_mss.max(1));
             self.unacked_segs += carried.saturating_sub(1).min(2) as u32;
-            self.schedule_ack(env, false);
+            self.schedule_ack(env);
         }
         if let Some(f) = self.ooo_fin
             && f == self.rcv_nxt
@@ -496,10 +497,10 @@ impl Tcb {
 
     /// RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK every second segment, else
     /// within the delayed-ACK timeout.
-    fn schedule_ack(&mut self, env: &mut Env, _force: bool) {
+    fn schedule_ack(&mut self, env: &mut Env) {
         self.unacked_segs += 1;
         if self.unacked_segs >= 2 {
-            self.ack_now = true;
+            self.owe(Owed::Ack);
         } else if !self.timers.is_armed(Timer::DelayedAck) {
             self.timers
                 .set(Timer::DelayedAck, env.now + env.cfg.delayed_ack);
@@ -512,17 +513,17 @@ impl Tcb {
             if at.gt(self.rcv_nxt) {
                 self.ooo_fin = Some(at);
             }
-            self.ack_now = true;
+            self.owe(Owed::Ack);
             return;
         }
         if self.fin_received {
-            self.ack_now = true;
+            self.owe(Owed::Ack);
             return;
         }
         env.counters.inc("tcp.fin_received");
         self.fin_received = true;
         self.rcv_nxt += 1;
-        self.ack_now = true;
+        self.owe(Owed::Ack);
         self.changed = true;
         match self.state {
             TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),

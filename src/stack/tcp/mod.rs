@@ -51,6 +51,7 @@ use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
 use self::options::{InSeg, OutHdr, ParseError};
+use self::output::Owed;
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timer::Timer;
@@ -592,13 +593,7 @@ impl TcpLayer {
     fn settle(&mut self, now: Instant, raw: u32, after_output: bool) {
         let cfg_tw = self.config.time_wait;
         let Some(t) = self.tcb_mut(raw) else { return };
-        if t.fin_queued {
-            match t.state {
-                TcpState::Established => t.set_state(TcpState::FinWait1),
-                TcpState::CloseWait => t.set_state(TcpState::LastAck),
-                _ => {}
-            }
-        }
+        t.close_send_side();
         if t.orphaned && t.state == TcpState::FinWait2 && !t.timers.is_armed(Timer::FinWait2) {
             t.timers.set(Timer::FinWait2, now + cfg_tw);
         }
@@ -662,7 +657,7 @@ impl TcpLayer {
         let expires = now + self.config.time_wait;
         let id = self.slot_of(raw).map_or(0, |i| self.slots[i].id);
         let Some(t) = self.tcb_mut(raw) else { return };
-        let ack_due = t.ack_now;
+        let ack_due = t.owed.contains(Owed::Ack);
         t.enter_closed();
         t.state = TcpState::TimeWait;
         let owner = (!t.orphaned).then_some(raw);

@@ -15,7 +15,98 @@ use crate::stack::ip::IpSink;
 const SWS_OVERRIDE_MIN: Duration = Duration::from_millis(100);
 const SWS_OVERRIDE_MAX: Duration = Duration::from_secs(1);
 
+/// A segment the next `output` pass must send whatever the windows and
+/// Nagle allow. Segment arrival and timers ask for one with `Tcb::owe`
+/// (the send itself waits for the layer's dispatch: output is batched).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Owed {
+    /// An ACK: out-of-order or duplicate data, a FIN, the delayed-ACK
+    /// timer, a window update, or a (challenge) ACK owed to an
+    /// unacceptable segment. Any segment carrying an ACK pays it.
+    Ack,
+    /// The first lost segment (RFC 6675 5 step 4.2, RFC 6298 5.4 with
+    /// RACK) or SND.UNA (fast retransmit, NewReno partial ACK), whatever
+    /// the pipe.
+    RetransmitHead,
+    /// The RFC 8985 7.3 loss probe.
+    LossProbe,
+    /// A zero-window or keepalive probe: `<SEQ=SND.UNA-1>` (RFC 9293
+    /// 3.8.6.1, 3.8.4).
+    WindowProbe,
+    /// The SWS override timeout expired (RFC 9293 3.8.6.2.1): the next
+    /// segment that fits goes even if small.
+    SwsOverride,
+}
+
+/// The set of `Owed` segments of one connection.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct OwedSegments(u8);
+
+impl OwedSegments {
+    fn bit(o: Owed) -> u8 {
+        1 << o as u8
+    }
+
+    /// Adds `o` (once: asking twice sends one segment).
+    pub fn insert(&mut self, o: Owed) {
+        self.0 |= Self::bit(o);
+    }
+
+    /// Whether `o` is owed.
+    pub fn contains(&self, o: Owed) -> bool {
+        self.0 & Self::bit(o) != 0
+    }
+
+    /// Removes `o`; true if it was owed.
+    pub fn take(&mut self, o: Owed) -> bool {
+        let had = self.contains(o);
+        self.0 &= !Self::bit(o);
+        had
+    }
+
+    /// Whether nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// Forgets everything owed.
+    pub fn clear(&mut self) {
+        self.0 = 0;
+    }
+}
+
 impl Tcb {
+    /// Asks the next output pass for segment `o`.
+    pub fn owe(&mut self, o: Owed) {
+        self.owed.insert(o);
+    }
+
+    /// The application shut down writing (CLOSE or SHUTDOWN, RFC 9293
+    /// 3.10.4): a FIN follows the queued data.
+    pub fn shutdown_write(&mut self) {
+        self.fin_queued = true;
+        self.close_send_side();
+    }
+
+    /// Whether a FIN is queued after the data.
+    pub fn fin_queued(&self) -> bool {
+        self.fin_queued
+    }
+
+    /// With a FIN queued, the state that sends it (3.10.4): from
+    /// ESTABLISHED to FIN-WAIT-1, from CLOSE-WAIT to LAST-ACK. Called at
+    /// once on shutdown, and again after each event, for a shutdown made
+    /// before the handshake completed.
+    pub fn close_send_side(&mut self) {
+        if self.fin_queued {
+            match self.state {
+                TcpState::Established => self.set_state(TcpState::FinWait1),
+                TcpState::CloseWait => self.set_state(TcpState::LastAck),
+                _ => {}
+            }
+        }
+    }
+
     /// Emits everything due for this connection.
     pub fn output(&mut self, env: &mut Env, ip: &mut dyn IpSink) {
         match self.state {
@@ -23,23 +114,21 @@ impl Tcb {
             TcpState::SynSent | TcpState::SynReceived => {
                 if self.snd_nxt == self.iss {
                     self.send_syn(env, ip);
-                } else if self.ack_now {
+                } else if self.owed.contains(Owed::Ack) {
                     self.send_ack(env, ip, self.snd_max);
                 }
                 return;
             }
             _ => {}
         }
-        if self.rtx_first {
-            self.rtx_first = false;
+        if self.owed.take(Owed::RetransmitHead) {
             if self.rack_ok && self.in_sack_recovery() {
                 self.retransmit_first_lost(env, ip);
             } else {
                 self.retransmit_una(env, ip);
             }
         }
-        if self.tlp_now {
-            self.tlp_now = false;
+        if self.owed.take(Owed::LossProbe) {
             self.send_tlp(env, ip);
         }
         // Each pass sends at least one byte of sequence space; the bound is
@@ -67,12 +156,11 @@ impl Tcb {
                 }
             }
         }
-        if self.probe_now {
-            self.probe_now = false;
+        if self.owed.take(Owed::WindowProbe) {
             env.counters.inc("tcp.probe_sent");
             self.send_ack(env, ip, self.snd_una - 1);
         }
-        if self.ack_now {
+        if self.owed.contains(Owed::Ack) {
             self.send_ack(env, ip, self.snd_max);
         }
         self.arm_persist(env);
@@ -216,7 +304,7 @@ impl Tcb {
             // nothing else).
             return fin.then_some((seq, 0, true));
         }
-        if !rtx && len < self.mss && !self.force_send && !fin {
+        if !rtx && len < self.mss && !self.owed.contains(Owed::SwsOverride) && !fin {
             let all_queued = len == avail;
             let nagle_ok = self.opts.nodelay || self.snd_una == self.snd_max;
             let big = self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2;
@@ -224,7 +312,7 @@ impl Tcb {
                 return None;
             }
         }
-        self.force_send = false;
+        self.owed.take(Owed::SwsOverride);
         Some((seq, len, fin))
     }
 
@@ -297,7 +385,7 @@ impl Tcb {
             // segments to send, as an echo does) learns of nothing it
             // sent past a lost retransmission and waits for its RTO. (Linux
             // makes the data segment smaller instead.)
-            self.ack_now = true;
+            self.owe(Owed::Ack);
             if let Some((s, e)) = dsack
                 && hdr.sack.is_empty()
             {
@@ -429,7 +517,7 @@ impl Tcb {
     ) -> bool {
         if hdr.ack.is_some() {
             self.last_ack_sent = self.rcv_nxt;
-            self.ack_now = false;
+            self.owed.take(Owed::Ack);
             self.timers.stop(Timer::DelayedAck);
             self.unacked_segs = 0;
         }
@@ -441,5 +529,27 @@ impl Tcb {
             env.counters.inc("tcp.ip_send_failed");
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owed_segments_are_a_set() {
+        let mut o = OwedSegments::default();
+        assert!(o.is_empty());
+        o.insert(Owed::Ack);
+        o.insert(Owed::Ack);
+        o.insert(Owed::WindowProbe);
+        assert!(o.contains(Owed::Ack) && o.contains(Owed::WindowProbe));
+        assert!(!o.contains(Owed::LossProbe) && !o.contains(Owed::SwsOverride));
+        assert!(o.take(Owed::Ack));
+        assert!(!o.take(Owed::Ack), "asked twice, owed once");
+        assert!(!o.contains(Owed::Ack) && o.contains(Owed::WindowProbe));
+        assert!(!o.is_empty());
+        o.clear();
+        assert!(o.is_empty());
     }
 }

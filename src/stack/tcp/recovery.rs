@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::options::InSeg;
+use super::output::Owed;
 use super::seq::Seq;
 use super::tcb::{Env, Recovery, RecoveryKind, Tcb};
 use super::timer::Timer;
@@ -58,7 +59,7 @@ impl Tcb {
                 // RFC 6582 3.2 step 5: partial ACK.
                 env.counters.inc("tcp.partial_ack");
                 if !self.sack_ok {
-                    self.rtx_first = true;
+                    self.owe(Owed::RetransmitHead);
                     self.inflation = self.inflation.saturating_sub(acked);
                     if acked >= self.mss {
                         self.inflation += self.mss;
@@ -189,14 +190,13 @@ impl Tcb {
         // them the window was cut twice (once by beta, once by the SACKs).
         let flight = self.bytes_outstanding();
         self.cc.on_congestion_event(env.now, flight);
-        self.recover = self.snd_max;
         self.recovery = Some(Recovery {
             kind: RecoveryKind::Fast,
             started: env.now,
             recover: self.snd_max,
             high_rxt: self.snd_una,
         });
-        self.rtx_first = true;
+        self.owe(Owed::RetransmitHead);
         self.timed = None;
         if !self.rack_ok {
             self.timers.stop(Timer::LossProbe);
@@ -266,7 +266,6 @@ impl Tcb {
             self.cc.on_repeated_timeout(env.now);
         }
         self.rtt.backoff();
-        self.recover = self.snd_max;
         self.recovery = Some(Recovery {
             kind: RecoveryKind::Rto,
             started: env.now,
@@ -275,7 +274,7 @@ impl Tcb {
         });
         self.inflation = 0;
         self.dupacks = 0;
-        self.rtx_first = false;
+        self.owed.take(Owed::RetransmitHead);
         self.timed = None;
         if self.sb.is_sacked(self.snd_una) {
             // The cumulative ACK stopped at data the receiver had SACKed:
@@ -297,7 +296,7 @@ impl Tcb {
             self.timers.stop(Timer::Reorder);
             // RFC 6298 5.4: the earliest segment goes out whatever the
             // pipe (segments sent within RACK.rtt still count in it).
-            self.rtx_first = true;
+            self.owe(Owed::RetransmitHead);
             // No loss probe in RTO recovery (RFC 8985 7.2): the next
             // expiry, backed off, resends the head once more (5.4-5.6).
         } else {

@@ -10,6 +10,7 @@ use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::cc::{CongestionControl, new_congestion_control};
 use super::config::TcpConfig;
+use super::output::OwedSegments;
 use super::rack::Rack;
 use super::rtt::RttEstimator;
 use super::sack::{DsackReport, Scoreboard};
@@ -156,17 +157,16 @@ pub struct Tcb {
     pub last_ack_sent: Seq,
 
     // Acknowledgment state.
-    pub ack_now: bool,
     pub unacked_segs: u32,
 
     // Retransmission and timers.
     pub rtt: RttEstimator,
     /// Every deadline of the connection.
     pub timers: TimerTable,
-    /// RFC 8985 7 tail loss probe: whether one is due to be sent,
-    /// whether this flight already had one, and the sequence number the
-    /// probe ended at.
-    pub tlp_now: bool,
+    /// Segments the next output pass must send.
+    pub owed: OwedSegments,
+    /// RFC 8985 7 tail loss probe: whether this flight already had one,
+    /// and the sequence number the probe ended at.
     pub tlp_used: bool,
     pub tlp_high: Seq,
     pub retries: u32,
@@ -177,8 +177,6 @@ pub struct Tcb {
     /// silence (no segment at all from the peer since the one before).
     pub probe_sent_at: Option<Instant>,
     pub probes_unanswered: u32,
-    pub force_send: bool,
-    pub probe_now: bool,
     pub ka_probes: u32,
     pub last_rx: Instant,
 
@@ -186,9 +184,7 @@ pub struct Tcb {
     pub cc: Box<dyn CongestionControl>,
     pub dupacks: u32,
     pub recovery: Option<Recovery>,
-    pub recover: Seq,
     pub inflation: usize,
-    pub rtx_first: bool,
     pub sb: Scoreboard,
     /// RFC 8985 RACK state and per-segment records (SACK connections).
     pub rack: Rack,
@@ -257,11 +253,10 @@ impl Tcb {
             ts_recent_at: now,
             ts_offset,
             last_ack_sent: Seq(0),
-            ack_now: false,
             unacked_segs: 0,
             timers: TimerTable::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
-            tlp_now: false,
+            owed: OwedSegments::default(),
             tlp_used: false,
             tlp_high: Seq(0),
             retries: 0,
@@ -269,16 +264,12 @@ impl Tcb {
             persist_backoff: 0,
             probe_sent_at: None,
             probes_unanswered: 0,
-            force_send: false,
-            probe_now: false,
             ka_probes: 0,
             last_rx: now,
             cc: new_congestion_control(opts.cc, DEFAULT_MSS.min(mss), now),
             dupacks: 0,
             recovery: None,
-            recover: iss,
             inflation: 0,
-            rtx_first: false,
             sb: Scoreboard::new(),
             rack: Rack::new(),
             rtx_segs: 0,
@@ -329,7 +320,7 @@ impl Tcb {
     pub fn enter_closed(&mut self) {
         self.set_state(TcpState::Closed);
         self.timers.stop_all();
-        self.ack_now = false;
+        self.owed.clear();
         self.changed = true;
     }
 
@@ -475,13 +466,7 @@ impl Tcb {
     /// Something should be emitted on the next dispatch.
     pub fn wants_output(&self) -> bool {
         let sack_recovery = self.sack_ok && self.recovery.is_some();
-        if self.ack_now
-            || self.probe_now
-            || self.tlp_now
-            || self.rtx_first
-            || self.force_send
-            || sack_recovery
-        {
+        if !self.owed.is_empty() || sack_recovery {
             return true;
         }
         match self.state {

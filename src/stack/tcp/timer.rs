@@ -7,6 +7,7 @@
 
 use std::io::ErrorKind;
 
+use super::output::Owed;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
 use crate::stack::time::Instant;
@@ -117,7 +118,7 @@ impl Tcb {
                 if allowed && self.snd_max != self.snd_una && !self.tlp_used {
                     env.counters.inc("tcp.tlp_probe");
                     self.tlp_used = true;
-                    self.tlp_now = true;
+                    self.owe(Owed::LossProbe);
                 }
             }
             Timer::Reorder => {
@@ -127,7 +128,7 @@ impl Tcb {
             }
             Timer::DelayedAck => {
                 env.counters.inc("tcp.delayed_ack_sent");
-                self.ack_now = true;
+                self.owe(Owed::Ack);
             }
             Timer::Persist => {
                 if self.snd_wnd == 0 {
@@ -135,7 +136,7 @@ impl Tcb {
                     return self.zero_window_probe(env);
                 }
                 // SWS override timeout (3.8.6.2.1): send what fits.
-                self.force_send = true;
+                self.owe(Owed::SwsOverride);
             }
             Timer::Keepalive => self.on_keepalive(env),
             Timer::FinWait2 => {
@@ -200,7 +201,7 @@ impl Tcb {
             return false;
         }
         self.probe_sent_at = Some(env.now);
-        self.probe_now = true;
+        self.owe(Owed::WindowProbe);
         true
     }
 
@@ -219,7 +220,7 @@ impl Tcb {
         }
         self.ka_probes += 1;
         env.counters.inc("tcp.keepalive_probe");
-        self.probe_now = true;
+        self.owe(Owed::WindowProbe);
         self.timers.set(Timer::Keepalive, env.now + interval);
     }
 
