@@ -89,11 +89,7 @@ impl Tcb {
     fn conn_info(&self, now: Instant) -> TcpConnInfo {
         let (sent, acked, received) = self.byte_counts();
         let ssthresh = self.cc.ssthresh();
-        let sacked = if self.sack_ok {
-            self.sb.sacked_bytes()
-        } else {
-            0
-        };
+        let sacked = self.loss.sacked_bytes();
         TcpConnInfo {
             cc: self.cc.name(),
             cc_phase: self.cc.phase(),
@@ -120,7 +116,7 @@ impl Tcb {
             retrans_segs: self.rtx_segs,
             lost: self.rack.lost_segs() as u64,
             sacked,
-            sack_holes: if self.sack_ok { self.sb.ranges() } else { 0 },
+            sack_holes: self.loss.scoreboard().map_or(0, |sb| sb.ranges()),
             delivery_rate: self.rack.last_rate(),
             last_send: self.rack.last_send().map(|t| now.saturating_since(t)),
             last_recv: now.saturating_since(self.last_rx),

@@ -4,6 +4,7 @@
 use std::io::ErrorKind;
 
 use super::loss::is_dsack;
+use super::loss_recovery::LossRecovery;
 use super::options::InSeg;
 use super::output::Owed;
 use super::seq::Seq;
@@ -119,7 +120,7 @@ impl Tcb {
             self.rcv_wscale = 0;
         }
         self.sack_ok = seg.sack_perm && env.cfg.sack;
-        self.rack_ok = self.sack_ok && env.cfg.rack;
+        self.loss = LossRecovery::negotiated(self.sack_ok, env.cfg.rack);
         self.ts_ok = seg.ts.is_some() && env.cfg.timestamps;
         if let (Some((tsval, _)), true) = (seg.ts, self.ts_ok) {
             self.ts_recent = tsval;
@@ -361,25 +362,25 @@ impl Tcb {
         if ack.gt(self.snd_una) {
             self.on_new_ack(env, seg, ack);
         }
-        if self.sack_ok {
-            let mut buf = [(Seq(0), Seq(0)); 3];
-            let mut n = 0;
-            for (slot, block) in buf.iter_mut().zip(seg.sack.iter().flatten()) {
-                *slot = *block;
-                n += 1;
-            }
-            let blocks = &buf[..n];
+        let mut buf = [(Seq(0), Seq(0)); 3];
+        let mut n = 0;
+        for (slot, block) in buf.iter_mut().zip(seg.sack.iter().flatten()) {
+            *slot = *block;
+            n += 1;
+        }
+        let blocks = &buf[..n];
+        if let Some(sb) = self.loss.scoreboard_mut() {
             if !blocks.is_empty() {
-                newly_sacked = self.sb.update(self.snd_una, self.snd_max, blocks);
+                newly_sacked = sb.update(self.snd_una, self.snd_max, blocks);
             }
             dsack = is_dsack(blocks, ack);
             if dsack {
                 self.on_dsack(env, blocks[0]);
             }
-            if self.rack_ok {
-                let delivered = !duplicate || newly_sacked > 0;
-                self.rack_on_ack(env, seg, blocks, delivered);
-            }
+        }
+        if let LossRecovery::Rack(_) = self.loss {
+            let delivered = !duplicate || newly_sacked > 0;
+            self.rack_on_ack(env, seg, blocks, delivered);
         }
         // RFC 9293 3.10.7.4: update the send window from newer segments.
         if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {

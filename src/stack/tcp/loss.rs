@@ -35,8 +35,10 @@ impl Tcb {
         if !blocks.is_empty() {
             let echo_before = self.echo_before(seg);
             let data_end = self.data_end();
-            self.rack
-                .on_sack(blocks, &self.sb, data_end, env.now, &echo_before);
+            if let Some(sb) = self.loss.scoreboard() {
+                self.rack
+                    .on_sack(blocks, sb, data_end, env.now, &echo_before);
+            }
         }
         if self
             .rack
@@ -97,7 +99,7 @@ impl Tcb {
         if !self.cc.wants_rate_samples() {
             return;
         }
-        let in_flight = if self.rack_ok {
+        let in_flight = if self.loss.is_rack() {
             self.rack.pipe()
         } else {
             self.bytes_in_flight()
@@ -118,8 +120,9 @@ impl Tcb {
     /// it ends at the end of the data).
     pub fn next_lost(&mut self) -> Option<(Seq, usize)> {
         // Each pass marks one record SACKed or returns: bounded.
+        let sb = self.loss.scoreboard()?;
         while let Some((start, end)) = self.rack.first_lost() {
-            match self.sb.first_hole(start, end) {
+            match sb.first_hole(start, end) {
                 Some((s, e)) => {
                     let data_end = e.min(self.data_end());
                     return Some((s, data_end.distance_from(s).min(self.mss)));

@@ -24,6 +24,7 @@ mod input;
 mod isn;
 mod listen;
 mod loss;
+mod loss_recovery;
 mod options;
 mod output;
 mod rack;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::frame;
+use super::loss_recovery::LossRecovery;
 use super::options::OutHdr;
 use super::seq::Seq;
 use super::state::TcpState;
@@ -122,10 +123,11 @@ impl Tcb {
             _ => {}
         }
         if self.owed.take(Owed::RetransmitHead) {
-            if self.rack_ok && self.in_sack_recovery() {
-                self.retransmit_first_lost(env, ip);
-            } else {
-                self.retransmit_una(env, ip);
+            match self.loss {
+                LossRecovery::Rack(_) if self.in_sack_recovery() => {
+                    self.retransmit_first_lost(env, ip)
+                }
+                _ => self.retransmit_una(env, ip),
             }
         }
         if self.owed.take(Owed::LossProbe) {
@@ -249,12 +251,11 @@ impl Tcb {
     /// windows, Nagle and SWS avoidance allow it.
     fn next_segment(&mut self) -> Option<(Seq, usize, bool)> {
         let mut limit = self.mss;
-        if self.snd_nxt.lt(self.snd_max) && self.sack_ok && !self.sb.is_empty() {
+        if self.snd_nxt.lt(self.snd_max)
+            && let Some(sb) = self.loss.scoreboard().filter(|sb| !sb.is_empty())
+        {
             // Go-back-N after an RTO: skip what the receiver SACKed.
-            match self
-                .sb
-                .next_seg(self.snd_una, self.snd_max, self.snd_nxt, self.mss, true)
-            {
+            match sb.next_seg(self.snd_una, self.snd_max, self.snd_nxt, self.mss, true) {
                 Some((s, l)) => {
                     self.snd_nxt = self.snd_nxt.max(s);
                     limit = l.max(1);
@@ -271,7 +272,10 @@ impl Tcb {
         }
         let rtx = seq.lt(self.snd_max);
         let mut in_flight = seq.distance_from(self.snd_una);
-        if self.rack_ok && !rtx && !self.sb.is_empty() {
+        if let LossRecovery::Rack(sb) = &self.loss
+            && !rtx
+            && !sb.is_empty()
+        {
             // SACKed and lost segments have left the network: count the
             // pipe (RFC 6675 2), as Linux counts packets in flight, so
             // SACKs clock out new data while RACK waits out reo_wnd, and
@@ -393,7 +397,7 @@ impl Tcb {
             }
         }
         let end = seq + len + usize::from(fin);
-        if self.rack_ok || self.cc.wants_rate_samples() {
+        if self.loss.is_rack() || self.cc.wants_rate_samples() {
             self.rack.on_send(seq, end, self.snd_max, env.now);
         }
         if seq.lt(self.snd_max) {

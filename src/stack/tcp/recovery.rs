@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::loss_recovery::LossRecovery;
 use super::options::InSeg;
 use super::output::Owed;
 use super::seq::Seq;
@@ -31,12 +32,13 @@ impl Tcb {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        self.sb.advance(ack);
-        let rack_rtt = if self.rack_ok || self.cc.wants_rate_samples() {
+        self.loss.advance(ack);
+        let rack = self.loss.is_rack();
+        let rack_rtt = if rack || self.cc.wants_rate_samples() {
             // Without RACK the records serve delivery-rate estimation only.
             let echo_before = self.echo_before(seg);
             let rtt = self.rack.on_cum_ack(ack, now, &echo_before);
-            rtt.filter(|_| self.rack_ok)
+            rtt.filter(|_| rack)
         } else {
             None
         };
@@ -58,7 +60,7 @@ impl Tcb {
             Some(r) if r.kind == RecoveryKind::Fast => {
                 // RFC 6582 3.2 step 5: partial ACK.
                 env.counters.inc("tcp.partial_ack");
-                if !self.sack_ok {
+                if let LossRecovery::NewReno = self.loss {
                     self.owe(Owed::RetransmitHead);
                     self.inflation = self.inflation.saturating_sub(acked);
                     if acked >= self.mss {
@@ -138,7 +140,7 @@ impl Tcb {
         env.counters.inc("tcp.dupack");
         match self.recovery {
             Some(r) if r.kind == RecoveryKind::Fast => {
-                if !self.sack_ok {
+                if let LossRecovery::NewReno = self.loss {
                     // RFC 6582 3.2 step 4: inflate by one segment.
                     self.inflation += self.mss;
                 }
@@ -147,27 +149,27 @@ impl Tcb {
             Some(_) => return,
             None => {}
         }
-        let lost = if self.rack_ok {
+        let three = self.dupacks >= DUP_THRESH;
+        let lost = match &self.loss {
+            LossRecovery::NewReno => three,
             // With SACK information RACK decides what is lost (RFC 8985
             // 6.2, in place of the DupThresh rule, in `rack_on_ack`);
             // duplicate ACKs count only while the peer sends no blocks.
-            self.sb.is_empty() && self.dupacks >= DUP_THRESH
-        } else {
+            LossRecovery::Rack(sb) => sb.is_empty() && three,
             // RFC 8985 7.4 (RACK's view of the probe): the probe went out
             // at least 2*SRTT after everything below it, so a SACK for it
             // while SND.UNA is still missing means SND.UNA was lost.
-            let probe_sacked =
-                self.tlp_used && self.sack_ok && self.sb.is_sacked(self.tlp_high - 1);
-            self.dupacks >= DUP_THRESH
-                || probe_sacked
-                || (self.sack_ok && self.sb.is_lost(self.snd_una, self.mss))
+            LossRecovery::Sack(sb) => {
+                let probe_sacked = self.tlp_used && sb.is_sacked(self.tlp_high - 1);
+                three || probe_sacked || sb.is_lost(self.snd_una, self.mss)
+            }
         };
         if !lost {
             // RFC 3042 Limited Transmit: each of the first two duplicate
             // ACKs lets one new segment out beyond cwnd, so that a small
             // window can still produce the third duplicate ACK. With RACK
             // and SACK blocks the pipe already frees what was SACKed.
-            let pipe_counts = self.rack_ok && !self.sb.is_empty();
+            let pipe_counts = matches!(&self.loss, LossRecovery::Rack(sb) if !sb.is_empty());
             self.inflation = if pipe_counts {
                 0
             } else {
@@ -175,7 +177,7 @@ impl Tcb {
             };
             return;
         }
-        if self.rack_ok {
+        if let LossRecovery::Rack(_) = self.loss {
             self.rack.mark_lost(self.snd_una);
         }
         self.enter_fast_recovery(env);
@@ -198,14 +200,13 @@ impl Tcb {
         });
         self.owe(Owed::RetransmitHead);
         self.timed = None;
-        if !self.rack_ok {
+        self.inflation = match self.loss {
+            LossRecovery::NewReno => DUP_THRESH as usize * self.mss,
+            _ => 0,
+        };
+        if !self.loss.is_rack() {
             self.timers.stop(Timer::LossProbe);
         }
-        self.inflation = if self.sack_ok {
-            0
-        } else {
-            DUP_THRESH as usize * self.mss
-        };
     }
 
     /// In SACK recovery (RFC 6675 5 step C), the next range to send:
@@ -213,21 +214,21 @@ impl Tcb {
     pub fn sack_next(&mut self) -> Option<(Seq, usize)> {
         let r = self.recovery?;
         let high_rxt = r.high_rxt.max(self.snd_una);
-        let pipe = if self.rack_ok {
-            self.rack.pipe()
-        } else {
-            self.sb.pipe(self.snd_una, self.snd_max, high_rxt, self.mss)
+        let pipe = match &self.loss {
+            LossRecovery::NewReno => return None,
+            LossRecovery::Sack(sb) => sb.pipe(self.snd_una, self.snd_max, high_rxt, self.mss),
+            LossRecovery::Rack(_) => self.rack.pipe(),
         };
         if self.cc.cwnd() < pipe + self.mss {
             return None;
         }
         // Rule 1: lost and not SACKed; RACK's marks stand in for IsLost()
         // when it runs (RFC 8985 6.2 step 5).
-        let rule1 = if self.rack_ok {
-            self.next_lost()
-        } else {
-            self.sb
-                .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false)
+        let rule1 = match &self.loss {
+            LossRecovery::Sack(sb) => {
+                sb.next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, false)
+            }
+            _ => self.next_lost(),
         };
         if rule1.is_some() {
             return rule1;
@@ -239,7 +240,8 @@ impl Tcb {
             return Some((self.snd_max, unsent.min(wnd_room).min(self.mss)));
         }
         // Rule 3: not SACKed (not yet deemed lost).
-        self.sb
+        self.loss
+            .scoreboard()?
             .next_seg(self.snd_una, self.snd_max, high_rxt, self.mss, true)
     }
 
@@ -247,8 +249,12 @@ impl Tcb {
     /// with RACK after a timeout too (RFC 8985 6.3).
     pub fn in_sack_recovery(&self) -> bool {
         match self.recovery {
-            Some(r) => self.sack_ok && (r.kind == RecoveryKind::Fast || self.rack_ok),
             None => false,
+            Some(r) => match self.loss {
+                LossRecovery::NewReno => false,
+                LossRecovery::Sack(_) => r.kind == RecoveryKind::Fast,
+                LossRecovery::Rack(_) => true,
+            },
         }
     }
 
@@ -276,7 +282,7 @@ impl Tcb {
         self.dupacks = 0;
         self.owed.take(Owed::RetransmitHead);
         self.timed = None;
-        if self.sb.is_sacked(self.snd_una) {
+        if self.loss.is_sacked(self.snd_una) {
             // The cumulative ACK stopped at data the receiver had SACKed:
             // it reneged (RFC 2018 8), so forget the scoreboard (Linux
             // tcp_check_sack_reneging). Otherwise SACKed data stays SACKed
@@ -285,10 +291,12 @@ impl Tcb {
             // newest three blocks, so most was never learnt again (the
             // issue 13 stall).
             env.counters.inc("tcp.sack_reneging");
-            self.sb.clear();
+            if let Some(sb) = self.loss.scoreboard_mut() {
+                sb.clear();
+            }
             self.rack.clear_sacked();
         }
-        if self.rack_ok {
+        if let LossRecovery::Rack(_) = self.loss {
             // RFC 8985 6.3: mark what is lost and let NextSeg resend it;
             // RACK keeps watching the retransmissions.
             let reo_wnd = self.rack.reo_wnd(true, self.rtt.srtt());

@@ -10,10 +10,11 @@ use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::cc::{CongestionControl, new_congestion_control};
 use super::config::TcpConfig;
+use super::loss_recovery::LossRecovery;
 use super::output::OwedSegments;
 use super::rack::Rack;
 use super::rtt::RttEstimator;
-use super::sack::{DsackReport, Scoreboard};
+use super::sack::DsackReport;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::timer::{Timer, TimerTable};
@@ -147,9 +148,8 @@ pub struct Tcb {
     pub rcv_wscale: u8,
     /// Window scaling negotiated (RFC 7323 2.2).
     pub ws_ok: bool,
+    /// SACK-permitted exchanged (RFC 2018 2): we send SACK blocks.
     pub sack_ok: bool,
-    /// RACK loss detection runs (SACK negotiated and `TcpConfig::rack`).
-    pub rack_ok: bool,
     pub ts_ok: bool,
     pub ts_recent: u32,
     pub ts_recent_at: Instant,
@@ -185,8 +185,11 @@ pub struct Tcb {
     pub dupacks: u32,
     pub recovery: Option<Recovery>,
     pub inflation: usize,
-    pub sb: Scoreboard,
-    /// RFC 8985 RACK state and per-segment records (SACK connections).
+    /// Loss detection and recovery, chosen at negotiation.
+    pub loss: LossRecovery,
+    /// Per-segment transmit records: RACK's (RFC 8985 6.1) and the
+    /// delivery-rate estimator's, which rate-based congestion control
+    /// uses whatever `loss` is.
     pub rack: Rack,
 
     pub rtx_segs: u64,
@@ -247,7 +250,6 @@ impl Tcb {
             rcv_wscale: 0,
             ws_ok: false,
             sack_ok: false,
-            rack_ok: false,
             ts_ok: false,
             ts_recent: 0,
             ts_recent_at: now,
@@ -270,7 +272,7 @@ impl Tcb {
             dupacks: 0,
             recovery: None,
             inflation: 0,
-            sb: Scoreboard::new(),
+            loss: LossRecovery::NewReno,
             rack: Rack::new(),
             rtx_segs: 0,
             rtx_bytes: 0,
@@ -341,11 +343,8 @@ impl Tcb {
 
     /// RFC 6675 style estimate of bytes in the network.
     pub fn bytes_in_flight(&self) -> usize {
-        self.bytes_outstanding().saturating_sub(if self.sack_ok {
-            self.sb.sacked_bytes()
-        } else {
-            0
-        })
+        self.bytes_outstanding()
+            .saturating_sub(self.loss.sacked_bytes())
     }
 
     pub fn ts_now(&self, now: Instant) -> u32 {
@@ -434,12 +433,13 @@ impl Tcb {
     /// so no delayed-ACK allowance is added.
     pub fn arm_tlp(&mut self, now: Instant) {
         self.timers.stop(Timer::LossProbe);
-        let fast_recovery = match self.recovery {
-            None => false,
-            Some(r) if r.kind == RecoveryKind::Fast && self.rack_ok => true,
-            Some(_) => return,
+        let fast_recovery = match (&self.loss, self.recovery) {
+            (LossRecovery::NewReno, _) => return,
+            (_, None) => false,
+            (LossRecovery::Rack(_), Some(r)) if r.kind == RecoveryKind::Fast => true,
+            (_, Some(_)) => return,
         };
-        if !self.sack_ok || self.tlp_used || self.snd_max == self.snd_una {
+        if self.tlp_used || self.snd_max == self.snd_una {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
@@ -465,7 +465,7 @@ impl Tcb {
 
     /// Something should be emitted on the next dispatch.
     pub fn wants_output(&self) -> bool {
-        let sack_recovery = self.sack_ok && self.recovery.is_some();
+        let sack_recovery = self.in_sack_recovery();
         if !self.owed.is_empty() || sack_recovery {
             return true;
         }

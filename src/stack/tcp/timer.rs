@@ -114,7 +114,7 @@ impl Tcb {
         match timer {
             Timer::Retransmit => self.on_rto(env),
             Timer::LossProbe => {
-                let allowed = self.recovery.is_none() || self.rack_ok;
+                let allowed = self.recovery.is_none() || self.loss.is_rack();
                 if allowed && self.snd_max != self.snd_una && !self.tlp_used {
                     env.counters.inc("tcp.tlp_probe");
                     self.tlp_used = true;
@@ -122,7 +122,7 @@ impl Tcb {
                 }
             }
             Timer::Reorder => {
-                if self.rack_ok && self.state.is_synchronized() {
+                if self.loss.is_rack() && self.state.is_synchronized() {
                     self.on_rack_timer(env);
                 }
             }
