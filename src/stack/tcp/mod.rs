@@ -26,6 +26,7 @@ mod loss_recovery;
 mod options;
 mod output;
 mod rack;
+mod receiver;
 mod recovery;
 pub mod state;
 mod syncookie;
