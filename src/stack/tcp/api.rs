@@ -250,13 +250,13 @@ impl TcpLayer {
     /// as Linux's tcp_recvmsg does.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
         let (t, pool) = self.conn_and_pool(h)?;
-        if !t.rx.is_empty() {
+        if t.rcv.readable_len() > 0 {
             if buf.is_empty() {
                 return Ok(0);
             }
-            let n = t.rx.dequeue(buf);
-            t.rx.release_if_idle(pool);
-            if t.state.is_synchronized() && t.window_update_due() {
+            let n = t.rcv.read(buf);
+            t.rcv.release_if_idle(pool);
+            if t.state.is_synchronized() && t.rcv.window_update_due() {
                 t.owe(Owed::Ack);
                 self.counters.inc("tcp.window_update");
                 self.touch(h);
@@ -270,13 +270,13 @@ impl TcpLayer {
     /// FIN, else the error, else EOF after `shutdown(Read)` (the order of
     /// Linux's tcp_recvmsg checks).
     fn recv_empty(t: &super::tcb::Tcb) -> io::Result<usize> {
-        if t.fin_received {
+        if t.rcv.fin_received() {
             return Ok(0);
         }
         if let Some(e) = t.error {
             return Err(err(e));
         }
-        if t.read_closed {
+        if t.rcv.read_closed() {
             return Ok(0);
         }
         match t.state {
@@ -289,8 +289,8 @@ impl TcpLayer {
     /// end of stream and `WouldBlock` when nothing is buffered yet.
     pub fn peek(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
         let t = self.conn_ref(h)?;
-        if !t.rx.is_empty() {
-            return Ok(t.rx.peek(0, buf));
+        if t.rcv.readable_len() > 0 {
+            return Ok(t.rcv.peek(buf));
         }
         Self::recv_empty(t)
     }
@@ -309,10 +309,7 @@ impl TcpLayer {
             return Err(err(ErrorKind::NotConnected));
         }
         if matches!(how, Shutdown::Read | Shutdown::Both) {
-            t.read_closed = true;
-            // Out-of-order data beyond RCV.NXT is dropped; once the hole
-            // fills, `receive_data` acknowledges and discards what follows.
-            t.asm.clear();
+            t.rcv.shutdown_read();
         }
         if matches!(how, Shutdown::Write | Shutdown::Both) {
             t.shutdown_write();
@@ -338,7 +335,7 @@ impl TcpLayer {
         }
         let Ok(t) = self.conn_mut(h) else { return };
         t.orphaned = true;
-        let unread = !t.rx.is_empty() || !t.asm.is_empty();
+        let unread = t.rcv.has_unread();
         match t.state {
             TcpState::Closed | TcpState::TimeWait | TcpState::SynSent => self.free_conn(h.0),
             TcpState::SynReceived => self.abort(h),
@@ -347,7 +344,7 @@ impl TcpLayer {
                 self.abort(h);
             }
             _ => {
-                t.read_closed = true;
+                t.rcv.shutdown_read();
                 t.shutdown_write();
                 self.touch(h);
             }
@@ -401,7 +398,7 @@ impl TcpLayer {
         ) {
             let rst = RstReply {
                 seq: t.snd_max,
-                ack: Some(t.rcv_nxt),
+                ack: Some(t.rcv.nxt()),
             };
             let (l, r) = (t.local, t.remote);
             self.queue_rst((l, r, super::Queued::Rst(rst)));
@@ -430,14 +427,14 @@ impl TcpLayer {
                 let error = t.error.is_some() && !t.error_taken;
                 let closed = matches!(t.state, TcpState::Closed | TcpState::TimeWait);
                 Readiness {
-                    readable: !t.rx.is_empty()
-                        || t.fin_received
-                        || t.read_closed
+                    readable: t.rcv.readable_len() > 0
+                        || t.rcv.fin_received()
+                        || t.rcv.read_closed()
                         || t.error.is_some()
                         || closed,
                     writable: (t.state.can_send() && !t.fin_queued() && t.tx.free() > 0)
                         || t.error.is_some(),
-                    hup: t.fin_received || closed,
+                    hup: t.rcv.fin_received() || closed,
                     error,
                 }
             }
@@ -548,11 +545,11 @@ impl TcpLayer {
                 l.opts.tx_buffer = tx.unwrap_or(l.opts.tx_buffer);
             }
             Some(Sock::Conn(t)) => {
-                if t.state.is_synchronized() || !t.rx.is_empty() || !t.tx.is_empty() {
+                if t.state.is_synchronized() || t.rcv.has_unread() || !t.tx.is_empty() {
                     return Err(err(ErrorKind::InvalidInput));
                 }
                 if let Some(r) = rx {
-                    t.rx.set_capacity(r);
+                    t.rcv.set_capacity(r);
                     t.opts.rx_buffer = r;
                 }
                 if let Some(s) = tx {
@@ -572,9 +569,9 @@ impl TcpLayer {
             state: t.state,
             snd_una: t.snd_una.0,
             snd_nxt: t.snd_nxt.0,
-            rcv_nxt: t.rcv_nxt.0,
+            rcv_nxt: t.rcv.nxt().0,
             snd_wnd: t.snd_wnd,
-            rcv_wnd: t.rcv_wnd(),
+            rcv_wnd: t.rcv.wnd(),
             cwnd: t.cc.cwnd(),
             ssthresh: t.cc.ssthresh(),
             srtt: t.rtt.srtt(),
@@ -583,7 +580,7 @@ impl TcpLayer {
             retransmitted_bytes: t.rtx_bytes,
             mss: t.mss,
             snd_wscale: t.snd_wscale,
-            rcv_wscale: t.rcv_wscale,
+            rcv_wscale: t.rcv.wscale(),
             sack: t.sack_ok,
             timestamps: t.ts_ok,
             bytes_in_flight: t.bytes_in_flight(),

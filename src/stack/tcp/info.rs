@@ -38,7 +38,7 @@ impl Tcb {
 
     /// Bytes received and not yet read.
     fn recv_q(&self) -> usize {
-        self.rx.len()
+        self.rcv.readable_len()
     }
 
     /// Bytes queued and not yet acknowledged.
@@ -66,7 +66,7 @@ impl Tcb {
         };
         let irs_known = self.state.is_synchronized() || self.state == TcpState::SynReceived;
         let received = if irs_known {
-            span(self.irs + 1, self.rcv_nxt).saturating_sub(u64::from(self.fin_received))
+            span(self.rcv.irs() + 1, self.rcv.nxt()).saturating_sub(u64::from(self.rcv.fin_received()))
         } else {
             0
         };
@@ -98,7 +98,7 @@ impl Tcb {
             ssthresh: (ssthresh != usize::MAX).then_some(ssthresh),
             in_flight: self.bytes_in_flight(),
             snd_wnd: self.snd_wnd,
-            rcv_wnd: self.rcv_wnd(),
+            rcv_wnd: self.rcv.wnd(),
             srtt: self.rtt.srtt(),
             rttvar: self.rtt.rttvar(),
             min_rtt: self.rtt.min_rtt(),
@@ -106,7 +106,7 @@ impl Tcb {
             backoff: self.rtt.backoff_count(),
             mss: self.mss,
             rcv_mss: self.our_mss,
-            wscale: self.ws_ok.then_some((self.snd_wscale, self.rcv_wscale)),
+            wscale: self.ws_ok.then_some((self.snd_wscale, self.rcv.wscale())),
             sack: self.sack_ok,
             timestamps: self.ts_ok,
             bytes_sent: sent + self.rtx_bytes,
@@ -122,10 +122,10 @@ impl Tcb {
             last_recv: now.saturating_since(self.last_rx),
             timers: self.timers(now),
             iss: self.iss.0,
-            irs: self.irs.0,
+            irs: self.rcv.irs().0,
             snd_una: self.snd_una.0,
             snd_nxt: self.snd_nxt.0,
-            rcv_nxt: self.rcv_nxt.0,
+            rcv_nxt: self.rcv.nxt().0,
         }
     }
 

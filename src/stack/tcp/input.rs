@@ -7,6 +7,7 @@ use super::loss::is_dsack;
 use super::loss_recovery::LossRecovery;
 use super::options::InSeg;
 use super::output::Owed;
+use super::receiver::{AckDue, FinArrival};
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
@@ -75,9 +76,7 @@ impl Tcb {
             env.counters.inc("tcp.syn_sent_no_syn");
             return None;
         }
-        self.irs = seg.seq;
-        self.rcv_nxt = seg.seq + 1;
-        self.rcv_adv = self.rcv_nxt;
+        self.rcv.synchronize(seg.seq);
         self.negotiate(env, seg);
         self.snd_wl1 = seg.seq;
         if let Some(ack) = seg.ack {
@@ -91,7 +90,7 @@ impl Tcb {
             // segment, then continue processing at the sixth step under
             // Section 3.10.7.4": the text, then the FIN (CLOSE-WAIT).
             // (Linux drops both and waits for them again.)
-            let at = self.rcv_nxt;
+            let at = self.rcv.nxt();
             if !seg.payload.is_empty() {
                 self.receive_data(env, at, seg.payload);
             }
@@ -113,19 +112,15 @@ impl Tcb {
         if let (Some(ws), true) = (seg.wscale, env.cfg.window_scaling) {
             self.ws_ok = true;
             self.snd_wscale = ws.min(14);
-            self.rcv_wscale = Tcb::wscale_for(self.rx.capacity());
         } else {
             self.ws_ok = false;
             self.snd_wscale = 0;
-            self.rcv_wscale = 0;
         }
         self.sack_ok = seg.sack_perm && env.cfg.sack;
         self.loss = LossRecovery::negotiated(self.sack_ok, env.cfg.rack);
         self.ts_ok = seg.ts.is_some() && env.cfg.timestamps;
-        if let (Some((tsval, _)), true) = (seg.ts, self.ts_ok) {
-            self.ts_recent = tsval;
-            self.ts_recent_at = env.now;
-        }
+        let tsval = seg.ts.filter(|_| self.ts_ok).map(|(val, _)| val);
+        self.rcv.negotiate(self.ws_ok, self.sack_ok, tsval, env.now);
         self.set_send_mss(seg.mss);
     }
 
@@ -134,7 +129,7 @@ impl Tcb {
         if self.state == TcpState::SynReceived
             && seg.syn
             && !seg.rst
-            && seg.seq == self.irs
+            && seg.seq == self.rcv.irs()
             && seg.ack.is_none()
         {
             // Retransmitted SYN: send the SYN,ACK again.
@@ -191,7 +186,7 @@ impl Tcb {
             return None;
         }
         self.update_ts_recent(seg);
-        let seq = seg.seq.max(self.rcv_nxt);
+        let seq = seg.seq.max(self.rcv.nxt());
         if !payload.is_empty() && self.state.can_receive() {
             self.receive_data(env, seq, payload);
         } else if !payload.is_empty() {
@@ -208,11 +203,7 @@ impl Tcb {
         let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) else {
             return false;
         };
-        if seg.rst || (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
-            return false;
-        }
-        // 5.5: a TS.Recent idle for more than 24 days is invalid.
-        if env.now - self.ts_recent_at > std::time::Duration::from_secs(24 * 86400) {
+        if seg.rst || !self.rcv.paws_rejects(tsval, env.now) {
             return false;
         }
         env.counters.inc("tcp.paws_rejected");
@@ -224,21 +215,18 @@ impl Tcb {
     /// RFC 7323 4.3 (3): record TS.Recent from a segment covering
     /// Last.ACK.sent.
     fn update_ts_recent(&mut self, seg: &InSeg) {
-        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts)
-            && seg.seq.le(self.last_ack_sent)
-            && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
-        {
-            self.ts_recent = tsval;
-            self.ts_recent_at = self.last_rx;
+        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) {
+            self.rcv.update_ts_recent(seg.seq, tsval, self.last_rx);
         }
     }
 
     /// The acceptability test (3.10.7.4 table) and trimming to the window.
     /// Returns the payload and FIN that lie inside the window.
     fn acceptable<'s>(&mut self, env: &mut Env, seg: &InSeg<'s>) -> Option<(&'s [u8], bool)> {
-        let wnd = self.rcv_wnd();
+        let wnd = self.rcv.wnd();
         let len = seg.seg_len();
-        let (nxt, end) = (self.rcv_nxt, self.rcv_nxt + wnd);
+        let nxt = self.rcv.nxt();
+        let end = nxt + wnd;
         let ok = match (len, wnd) {
             // Zero-length segments: Linux-style inclusive right edge, so a
             // pure ACK sent at SND.MAX after a full window is accepted.
@@ -257,7 +245,7 @@ impl Tcb {
             let data_end = data_start + seg.payload.len();
             if data_end.le(nxt) {
                 // RFC 2883 4.1.1: data we already have.
-                self.note_duplicate(data_start, data_end);
+                self.rcv.note_duplicate(data_start, data_end);
             }
             // 3.10.7.4: with a zero window, still process the ACK of a
             // segment at RCV.NXT (its data is dropped).
@@ -280,7 +268,8 @@ impl Tcb {
         if skip > 0 {
             // RFC 2883 4.1.2: the part below RCV.NXT was a duplicate.
             let data_start = nxt - skip;
-            self.note_duplicate(data_start, data_start + skip.min(payload.len()));
+            self.rcv
+                .note_duplicate(data_start, data_start + skip.min(payload.len()));
             payload = &payload[skip.min(payload.len())..];
         }
         let start = seg.seq.max(nxt);
@@ -295,7 +284,7 @@ impl Tcb {
 
     /// RFC 9293 3.10.7.4 second check with RFC 5961 3.2.
     fn input_rst(&mut self, env: &mut Env, seg: &InSeg) {
-        if seg.seq != self.rcv_nxt {
+        if seg.seq != self.rcv.nxt() {
             env.counters.inc("tcp.rst_challenged");
             self.challenge_ack(env);
             return;
@@ -422,109 +411,47 @@ impl Tcb {
         }
     }
 
-    /// RFC 2883: with SACK, a duplicate segment is reported in the next
-    /// ACK's first SACK block (Linux tcp_dsack_set).
-    fn note_duplicate(&mut self, start: Seq, end: Seq) {
-        if self.sack_ok {
-            self.dsack.note(start, end);
-        }
-    }
-
     /// Stores in-window data (in order or not) and schedules the ACK.
     fn receive_data(&mut self, env: &mut Env, seq: Seq, data: &[u8]) {
-        let offset = seq.distance_from(self.rcv_nxt);
-        let had_holes = !self.asm.is_empty();
-        if self.read_closed {
-            // shutdown(Read): acknowledge and discard in-order data.
-            if offset == 0 && self.asm.is_empty() {
-                self.rcv_nxt += data.len();
-                self.schedule_ack(env);
-            } else {
-                self.owe(Owed::Ack);
-            }
-            return;
-        }
-        let written = self.rx.write_at(offset, data);
-        if written < data.len() {
+        let d = self.rcv.receive_data(seq, data);
+        if d.buffer_full {
             env.counters.inc("tcp.rx_buffer_full");
         }
-        if written == 0 {
-            self.owe(Owed::Ack);
-            return;
-        }
-        let held = self
-            .asm
-            .iter()
-            .map(|(s, e)| (s.max(offset), e.min(offset + written)))
-            .find(|(s, e)| s < e);
-        if let Some((s, e)) = held {
-            // RFC 2883 4.1.3: out-of-order data we already hold.
-            self.note_duplicate(self.rcv_nxt + s, self.rcv_nxt + e);
-        }
-        if self.asm.add(offset, written).is_err() {
+        if d.too_many_holes {
             env.counters.inc("tcp.ooo_too_many_holes");
             self.trace_drop("too many holes");
-            self.owe(Owed::Ack);
-            return;
         }
-        let advanced = self.asm.remove_front();
-        if advanced > 0 {
-            self.rx.commit(advanced);
-            self.rcv_nxt += advanced;
-            self.changed = true;
-        }
-        if offset > 0 {
-            // RFC 5681 4.2: out-of-order data → immediate duplicate ACK.
+        if d.out_of_order {
             env.counters.inc("tcp.ooo_segment");
-            self.owe(Owed::Ack);
-        } else if had_holes {
-            // The segment filled (part of) a hole: ACK at once.
-            self.owe(Owed::Ack);
-        } else {
-            // RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK at least every second
-            // full-sized segment. A TSO super-segment (TAP offload) counts
-            // as the segments it carries, so one of 2+ MSS is ACKed at once.
-            let carried = data.len().div_ceil(self.our_mss.max(1));
-            self.unacked_segs += carried.saturating_sub(1).min(2) as u32;
-            self.schedule_ack(env);
         }
-        if let Some(f) = self.ooo_fin
-            && f == self.rcv_nxt
-        {
-            self.ooo_fin = None;
+        self.changed |= d.readable;
+        self.ack_due(env, d.ack);
+        if let Some(f) = d.fin_in_order {
             self.receive_fin(env, f);
         }
     }
 
-    /// RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK every second segment, else
-    /// within the delayed-ACK timeout.
-    fn schedule_ack(&mut self, env: &mut Env) {
-        self.unacked_segs += 1;
-        if self.unacked_segs >= 2 {
-            self.owe(Owed::Ack);
-        } else if !self.timers.is_armed(Timer::DelayedAck) {
-            self.timers
-                .set(Timer::DelayedAck, env.now + env.cfg.delayed_ack);
+    /// An ACK is owed now, or within the delayed-ACK timeout (RFC 5681
+    /// 4.2; the timer is not pushed back by later segments).
+    fn ack_due(&mut self, env: &mut Env, due: AckDue) {
+        match due {
+            AckDue::Now => self.owe(Owed::Ack),
+            AckDue::Delayed => {
+                if !self.timers.is_armed(Timer::DelayedAck) {
+                    self.timers
+                        .set(Timer::DelayedAck, env.now + env.cfg.delayed_ack);
+                }
+            }
         }
     }
 
     /// The FIN bit (3.10.7.4 eighth check) at sequence number `at`.
     fn receive_fin(&mut self, env: &mut Env, at: Seq) {
-        if at != self.rcv_nxt {
-            if at.gt(self.rcv_nxt) {
-                self.ooo_fin = Some(at);
-            }
-            self.owe(Owed::Ack);
-            return;
-        }
-        if self.fin_received {
-            self.owe(Owed::Ack);
+        self.owe(Owed::Ack);
+        if self.rcv.receive_fin(at) != FinArrival::Accepted {
             return;
         }
         env.counters.inc("tcp.fin_received");
-        self.fin_received = true;
-        self.rcv_nxt += 1;
-        self.owe(Owed::Ack);
         self.changed = true;
         match self.state {
             TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::TcpLayer;
 use super::input::RstReply;
 use super::options::{InSeg, OutHdr};
+use super::receiver::Receiver;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::syncookie;
@@ -138,9 +139,7 @@ impl TcpLayer {
         tcb.state = TcpState::Listen;
         tcb.parent = Some(lraw);
         tcb.set_state(TcpState::SynReceived);
-        tcb.irs = seg.seq;
-        tcb.rcv_nxt = seg.seq + 1;
-        tcb.rcv_adv = tcb.rcv_nxt;
+        tcb.rcv.synchronize(seg.seq);
         self.negotiate(now, &mut tcb, seg);
         tcb.snd_wnd = usize::from(seg.window);
         tcb.max_snd_wnd = tcb.snd_wnd;
@@ -230,7 +229,7 @@ impl TcpLayer {
             syn: true,
             window: rx_buffer.min(65535) as u16,
             mss: Some(cfg.mss.clamp(64, 65535) as u16),
-            wscale: peer_ws.map(|_| Tcb::wscale_for(rx_buffer)),
+            wscale: peer_ws.map(|_| Receiver::wscale_for(rx_buffer)),
             sack_perm: sack,
             ts: ts.map(|(val, _)| (syncookie::ts_encode(ts_now, peer_ws, sack), val)),
             ..OutHdr::default()
@@ -282,8 +281,7 @@ impl TcpLayer {
         tcb.state = TcpState::Listen;
         tcb.parent = Some(lraw);
         tcb.set_state(TcpState::SynReceived);
-        tcb.irs = peer_isn;
-        tcb.rcv_nxt = seg.seq;
+        tcb.rcv.synchronize(peer_isn);
         let syn = InSeg {
             seq: peer_isn,
             ack: None,
@@ -302,7 +300,7 @@ impl TcpLayer {
         // What the cookie SYN,ACK said and did: SYN sent, window offered.
         tcb.snd_nxt = cookie + 1;
         tcb.snd_max = cookie + 1;
-        tcb.rcv_adv = tcb.rcv_nxt + tcb.rx.capacity().min(65535);
+        tcb.rcv.syn_window(true);
         tcb.snd_wl1 = peer_isn;
         let Some(raw) = self.insert_conn(tcb) else {
             self.counters.inc("tcp.socket_table_full");

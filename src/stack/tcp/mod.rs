@@ -28,6 +28,7 @@ mod loss_recovery;
 mod options;
 mod output;
 mod rack;
+mod receiver;
 mod recovery;
 pub mod state;
 mod syncookie;
@@ -223,7 +224,7 @@ impl TcpLayer {
         self.slots
             .iter()
             .filter_map(|s| match &s.sock {
-                Some(Sock::Conn(t)) => Some(t.rx.storage_bytes() + t.tx.storage_bytes()),
+                Some(Sock::Conn(t)) => Some(t.rcv.storage_bytes() + t.tx.storage_bytes()),
                 _ => None,
             })
             .sum()
@@ -261,7 +262,7 @@ impl TcpLayer {
             self.timers.schedule(raw, None);
             let slot = &mut self.slots[idx];
             if let Some(Sock::Conn(t)) = slot.sock.as_mut() {
-                t.rx.release(&mut self.pool);
+                t.rcv.release(&mut self.pool);
                 t.tx.release(&mut self.pool);
             }
             slot.sock = None;
@@ -450,7 +451,7 @@ impl TcpLayer {
             && let Some(Sock::Conn(t)) = self.slots[idx].sock.as_mut()
         {
             // Receive storage comes from the pool only when data arrives.
-            t.rx.provide(&mut self.pool);
+            t.rcv.provide(&mut self.pool);
         }
         let reply = self
             .with_tcb(now, raw, |tcb, env| tcb.input(env, seg))
@@ -630,7 +631,7 @@ impl TcpLayer {
         };
         // Idle connections hold no buffer storage.
         t.tx.release_if_idle(pool);
-        t.rx.release_if_idle(pool);
+        t.rcv.release_if_idle(pool);
         let want = !after_output && !t.in_pending && t.wants_output();
         if want {
             t.in_pending = true;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::frame;
 use super::loss_recovery::LossRecovery;
 use super::options::OutHdr;
+use super::receiver::Receiver;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
@@ -359,10 +360,7 @@ impl Tcb {
         fin: bool,
     ) -> bool {
         // The D-SACK block `header` takes and puts first, if any.
-        let dsack = self.dsack.take();
-        if let Some((s, e)) = dsack {
-            self.dsack.note(s, e);
-        }
+        let dsack = self.rcv.pending_dsack();
         let mut hdr = self.header(env, seq);
         // SND.MSS leaves room for the timestamp option only: SACK blocks
         // on a full-sized segment made a 1520-byte packet that IP had to
@@ -393,7 +391,7 @@ impl Tcb {
             if let Some((s, e)) = dsack
                 && hdr.sack.is_empty()
             {
-                self.dsack.note(s, e);
+                self.rcv.note_duplicate(s, e);
             }
         }
         let end = seq + len + usize::from(fin);
@@ -446,22 +444,21 @@ impl Tcb {
             dst_port: self.remote.port(),
             seq: self.iss,
             syn: true,
-            window: self.rx.capacity().min(65535) as u16,
+            window: self.rcv.syn_window(!active),
             mss: Some(self.our_mss.min(65535) as u16),
             ..OutHdr::default()
         };
         if !active {
-            hdr.ack = Some(self.rcv_nxt);
-            self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + usize::from(hdr.window));
+            hdr.ack = Some(self.rcv.nxt());
         }
         if env.cfg.window_scaling && (active || self.ws_ok) {
-            hdr.wscale = Some(Tcb::wscale_for(self.rx.capacity()));
+            hdr.wscale = Some(Receiver::wscale_for(self.rcv.capacity()));
         }
         hdr.sack_perm = env.cfg.sack && (active || self.sack_ok);
         if env.cfg.timestamps && (active || self.ts_ok) {
             hdr.ts = Some((
                 self.ts_now(env.now),
-                if active { 0 } else { self.ts_recent },
+                if active { 0 } else { self.rcv.ts_recent() },
             ));
         }
         self.transmit(env, ip, &hdr, 0, 0);
@@ -482,30 +479,12 @@ impl Tcb {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
             seq,
-            ack: Some(self.rcv_nxt),
-            window: self.advertise_window(),
             ..OutHdr::default()
         };
         if self.ts_ok {
-            hdr.ts = Some((self.ts_now(env.now), self.ts_recent));
+            hdr.ts = Some((self.ts_now(env.now), 0));
         }
-        if self.sack_ok {
-            // RFC 2883 4: a D-SACK block first; RFC 2018 4: then the most
-            // recent block first; 3 fit beside timestamps.
-            let dsack = self.dsack.take();
-            hdr.sack.extend(dsack);
-            let max = 3 - usize::from(dsack.is_some());
-            for (s, e) in self.asm.sack_blocks(max) {
-                // A block is sequence space (RFC 2018 3): it covers a FIN
-                // held after its data, as Linux's, so the sender learns
-                // the FIN arrived.
-                let mut end = self.rcv_nxt + e;
-                if self.ooo_fin == Some(end) {
-                    end += 1;
-                }
-                hdr.sack.push((self.rcv_nxt + s, end));
-            }
-        }
+        self.rcv.fill_ack(&mut hdr);
         hdr
     }
 
@@ -520,10 +499,9 @@ impl Tcb {
         len: usize,
     ) -> bool {
         if hdr.ack.is_some() {
-            self.last_ack_sent = self.rcv_nxt;
+            self.rcv.on_ack_sent();
             self.owed.take(Owed::Ack);
             self.timers.stop(Timer::DelayedAck);
-            self.unacked_segs = 0;
         }
         let payload = self.tx.slices(offset, len);
         let addrs = (*self.local.ip(), *self.remote.ip());

@@ -237,6 +237,11 @@ impl DsackReport {
         }
     }
 
+    /// The block the next ACK will report, if any (not taken).
+    pub fn peek(&self) -> Option<(Seq, Seq)> {
+        self.range
+    }
+
     /// The block to report now, if any; reported once.
     pub fn take(&mut self) -> Option<(Seq, Seq)> {
         self.range.take()

@@ -6,15 +6,14 @@ use std::io::ErrorKind;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use super::assembler::Assembler;
 use super::buffer::RingBuffer;
 use super::cc::{CongestionControl, new_congestion_control};
 use super::config::TcpConfig;
 use super::loss_recovery::LossRecovery;
 use super::output::OwedSegments;
 use super::rack::Rack;
+use super::receiver::Receiver;
 use super::rtt::RttEstimator;
-use super::sack::DsackReport;
 use super::seq::Seq;
 use super::state::TcpState;
 use super::timer::{Timer, TimerTable};
@@ -28,8 +27,6 @@ pub const DEFAULT_MSS: usize = 536;
 /// RFC 8985 7.2 WCDelAckT: the longest a peer may delay its ACK of one
 /// segment (200 ms recommended; Linux's TCP_DELACK_MAX).
 pub const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
-/// Bound of out-of-order ranges kept per connection.
-pub const MAX_OOO_RANGES: usize = 32;
 
 /// Layer-wide RFC 5961 section 7 challenge-ACK limiter.
 #[derive(Debug, Default)]
@@ -127,37 +124,20 @@ pub struct Tcb {
     /// The application shut down writing: FIN follows the queued data.
     pub fin_queued: bool,
 
-    // Receive sequence space.
-    pub irs: Seq,
-    pub rcv_nxt: Seq,
-    /// Right edge of the window we last advertised (never moves left).
-    pub rcv_adv: Seq,
-    pub rx: RingBuffer,
-    pub asm: Assembler,
-    /// D-SACK to report (RFC 2883), from duplicates `input.rs` sees.
-    pub dsack: DsackReport,
-    pub fin_received: bool,
-    /// A FIN seen beyond a hole, applied when RCV.NXT reaches it.
-    pub ooo_fin: Option<Seq>,
-    pub read_closed: bool,
+    /// The receive half: RCV.NXT, the window, the receive ring and the
+    /// out-of-order assembler, TS.Recent, delayed-ACK count.
+    pub rcv: Receiver,
 
     // Options (RFC 7323, RFC 2018, RFC 9293 3.7.1).
     pub mss: usize,
     pub our_mss: usize,
     pub snd_wscale: u8,
-    pub rcv_wscale: u8,
     /// Window scaling negotiated (RFC 7323 2.2).
     pub ws_ok: bool,
     /// SACK-permitted exchanged (RFC 2018 2): we send SACK blocks.
     pub sack_ok: bool,
     pub ts_ok: bool,
-    pub ts_recent: u32,
-    pub ts_recent_at: Instant,
     pub ts_offset: u32,
-    pub last_ack_sent: Seq,
-
-    // Acknowledgment state.
-    pub unacked_segs: u32,
 
     // Retransmission and timers.
     pub rtt: RttEstimator,
@@ -235,27 +215,14 @@ impl Tcb {
             tx: RingBuffer::new(opts.tx_buffer),
             tx_base: iss + 1,
             fin_queued: false,
-            irs: Seq(0),
-            rcv_nxt: Seq(0),
-            rcv_adv: Seq(0),
-            rx: RingBuffer::new(opts.rx_buffer),
-            asm: Assembler::new(MAX_OOO_RANGES),
-            dsack: DsackReport::default(),
-            fin_received: false,
-            ooo_fin: None,
-            read_closed: false,
+            rcv: Receiver::new(opts.rx_buffer, mss, now),
             mss: DEFAULT_MSS.min(mss),
             our_mss: mss,
             snd_wscale: 0,
-            rcv_wscale: 0,
             ws_ok: false,
             sack_ok: false,
             ts_ok: false,
-            ts_recent: 0,
-            ts_recent_at: now,
             ts_offset,
-            last_ack_sent: Seq(0),
-            unacked_segs: 0,
             timers: TimerTable::default(),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             owed: OwedSegments::default(),
@@ -285,16 +252,6 @@ impl Tcb {
             in_pending: false,
             opts,
         }
-    }
-
-    /// RFC 7323 2.3: the shift that makes our receive buffer fit in the
-    /// 16-bit window field.
-    pub fn wscale_for(rx_buffer: usize) -> u8 {
-        let mut shift = 0u8;
-        while shift < 14 && (rx_buffer >> shift) > 65535 {
-            shift += 1;
-        }
-        shift
     }
 
     pub fn set_state(&mut self, new: TcpState) {
@@ -349,44 +306,6 @@ impl Tcb {
 
     pub fn ts_now(&self, now: Instant) -> u32 {
         (now.total_millis() as u32).wrapping_add(self.ts_offset)
-    }
-
-    /// Window the receive buffer allows right now (bytes).
-    pub fn rcv_space(&self) -> usize {
-        self.rx.free()
-    }
-
-    /// What we have told the peer it may send beyond RCV.NXT.
-    pub fn rcv_wnd(&self) -> usize {
-        self.rcv_adv.distance_from(self.rcv_nxt)
-    }
-
-    /// The window field for the next segment, applying receiver SWS
-    /// avoidance (RFC 9293 3.8.6.2.2) and never moving the right edge
-    /// left (3.8.6). Updates RCV.ADV.
-    pub fn advertise_window(&mut self) -> u16 {
-        let ws = self.rcv_wscale;
-        let cur = self.rcv_wnd();
-        let space = self.rcv_space().min(65535usize << ws);
-        let threshold = (self.rx.capacity() / 2).min(self.our_mss).max(1);
-        let wnd = if space > cur && space - cur >= threshold {
-            space
-        } else {
-            cur
-        };
-        let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
-        let edge = self.rcv_nxt + (field << ws);
-        self.rcv_adv = self.rcv_adv.max(edge);
-        field as u16
-    }
-
-    /// Whether reading opened the window enough to announce it now
-    /// (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
-    pub fn window_update_due(&self) -> bool {
-        let cur = self.rcv_wnd();
-        let space = self.rcv_space().min(65535usize << self.rcv_wscale);
-        let threshold = (self.rx.capacity() / 2).min(2 * self.our_mss).max(1);
-        space > cur && space - cur >= threshold
     }
 
     /// Effective send MSS given negotiated options (RFC 9293 3.7.1).

@@ -37,11 +37,9 @@ impl TwEntry {
     pub fn from_tcb(tcb: &Tcb, expires: Instant, owner: Option<u32>, id: u64) -> TwEntry {
         TwEntry {
             snd_nxt: tcb.snd_max,
-            rcv_nxt: tcb.rcv_nxt,
-            // Rounded up as on the live path (`advertise_window`): the
-            // right edge never moves left (RFC 9293 3.8.6, RFC 7323 2.4).
-            window: tcb.rcv_wnd().div_ceil(1 << tcb.rcv_wscale).min(65535) as u16,
-            ts: tcb.ts_ok.then_some((tcb.ts_recent, tcb.ts_offset)),
+            rcv_nxt: tcb.rcv.nxt(),
+            window: tcb.rcv.last_window_field(),
+            ts: tcb.ts_ok.then_some((tcb.rcv.ts_recent(), tcb.ts_offset)),
             expires,
             owner,
             id,

@@ -1,0 +1,504 @@
+//! The receiving half of a connection (RFC 9293 3.3.1 receive sequence
+//! space): RCV.NXT and the window we advertise, the receive ring and the
+//! out-of-order assembler, the peer's FIN, TS.Recent (RFC 7323 4.3),
+//! the D-SACK and SACK blocks we report (RFC 2883, RFC 2018) and the
+//! delayed-ACK count (RFC 5681 4.2). The delayed-ACK deadline itself is
+//! in the connection's timer table: `Receiver` says when an ACK is due.
+
+use std::time::Duration;
+
+use super::assembler::Assembler;
+use super::buffer::{BufferPool, RingBuffer};
+use super::options::OutHdr;
+use super::sack::DsackReport;
+use super::seq::Seq;
+use crate::stack::time::Instant;
+
+/// Bound of out-of-order ranges kept per connection.
+pub const MAX_OOO_RANGES: usize = 32;
+
+/// RFC 7323 5.5: a TS.Recent idle this long is no longer trusted.
+const TS_RECENT_MAX_IDLE: Duration = Duration::from_secs(24 * 86400);
+
+/// When the ACK for what just arrived is to be sent.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AckDue {
+    /// At once (out-of-order data, a filled hole, a second full segment,
+    /// a FIN, a full buffer).
+    Now,
+    /// Within the delayed-ACK timeout (RFC 5681 4.2).
+    Delayed,
+}
+
+/// What in-window data did.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// When to acknowledge it.
+    pub ack: AckDue,
+    /// RCV.NXT moved: the application has more to read.
+    pub readable: bool,
+    /// A FIN held beyond a hole is now in order, at this sequence number.
+    pub fin_in_order: Option<Seq>,
+    /// Part of it did not fit in the buffer.
+    pub buffer_full: bool,
+    /// It was out of order.
+    pub out_of_order: bool,
+    /// The assembler's range bound dropped it.
+    pub too_many_holes: bool,
+}
+
+/// What a FIN at a given sequence number did (3.10.7.4 eighth check).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FinArrival {
+    /// Beyond a hole: held until RCV.NXT reaches it (or a duplicate below).
+    NotInOrder,
+    /// Already received once.
+    Duplicate,
+    /// The stream's end: RCV.NXT advanced past it.
+    Accepted,
+}
+
+/// The receive side of one connection.
+#[derive(Debug)]
+pub struct Receiver {
+    irs: Seq,
+    nxt: Seq,
+    /// Right edge of the window we last advertised (never moves left).
+    adv: Seq,
+    ring: RingBuffer,
+    ooo: Assembler,
+    /// D-SACK to report (RFC 2883), from duplicates seen on arrival.
+    dsack: DsackReport,
+    fin_received: bool,
+    /// A FIN seen beyond a hole, applied when RCV.NXT reaches it.
+    ooo_fin: Option<Seq>,
+    /// shutdown(Read): later data is acknowledged and discarded.
+    read_closed: bool,
+    /// Our window shift (RFC 7323 2.2); 0 unless negotiated.
+    wscale: u8,
+    /// SACK-permitted was exchanged: we report blocks (RFC 2018).
+    sack: bool,
+    /// Our MSS, the unit of receiver SWS avoidance and ACK counting.
+    mss: usize,
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    /// Last.ACK.sent (RFC 7323 4.3).
+    last_ack_sent: Seq,
+    /// Full-sized segments received since the last ACK we sent.
+    unacked_segs: u32,
+}
+
+impl Receiver {
+    /// A receiver with a `capacity`-byte ring, before the peer's SYN.
+    pub fn new(capacity: usize, mss: usize, now: Instant) -> Receiver {
+        Receiver {
+            irs: Seq(0),
+            nxt: Seq(0),
+            adv: Seq(0),
+            ring: RingBuffer::new(capacity),
+            ooo: Assembler::new(MAX_OOO_RANGES),
+            dsack: DsackReport::default(),
+            fin_received: false,
+            ooo_fin: None,
+            read_closed: false,
+            wscale: 0,
+            sack: false,
+            mss,
+            ts_recent: 0,
+            ts_recent_at: now,
+            last_ack_sent: Seq(0),
+            unacked_segs: 0,
+        }
+    }
+
+    /// RFC 7323 2.3: the shift that makes a receive buffer fit in the
+    /// 16-bit window field.
+    pub fn wscale_for(capacity: usize) -> u8 {
+        let mut shift = 0u8;
+        while shift < 14 && (capacity >> shift) > 65535 {
+            shift += 1;
+        }
+        shift
+    }
+
+    // ---- negotiation
+
+    /// The peer's SYN carried sequence number `irs`.
+    pub fn synchronize(&mut self, irs: Seq) {
+        self.irs = irs;
+        self.nxt = irs + 1;
+        self.adv = self.nxt;
+    }
+
+    /// Options from the peer's SYN: window scaling (our shift, if both
+    /// sides scale), SACK, and the SYN's TSval as TS.Recent.
+    pub fn negotiate(&mut self, scale: bool, sack: bool, tsval: Option<u32>, now: Instant) {
+        self.wscale = if scale {
+            Receiver::wscale_for(self.ring.capacity())
+        } else {
+            0
+        };
+        self.sack = sack;
+        if let Some(v) = tsval {
+            self.ts_recent = v;
+            self.ts_recent_at = now;
+        }
+    }
+
+    /// The peer's initial sequence number.
+    pub fn irs(&self) -> Seq {
+        self.irs
+    }
+
+    /// RCV.NXT.
+    pub fn nxt(&self) -> Seq {
+        self.nxt
+    }
+
+    /// Our window shift.
+    pub fn wscale(&self) -> u8 {
+        self.wscale
+    }
+
+    /// TS.Recent (RFC 7323 4.3).
+    pub fn ts_recent(&self) -> u32 {
+        self.ts_recent
+    }
+
+    // ---- the application's side
+
+    /// Bytes the application may read.
+    pub fn readable_len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Ring capacity.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// Takes ring storage from `pool` unless the ring has some (before
+    /// data arrives: idle connections hold none).
+    pub fn provide(&mut self, pool: &mut BufferPool) {
+        self.ring.provide(pool);
+    }
+
+    /// Gives the ring's storage back to `pool` if it holds no byte (not
+    /// even a parked out-of-order one).
+    pub fn release_if_idle(&mut self, pool: &mut BufferPool) {
+        self.ring.release_if_idle(pool);
+    }
+
+    /// Gives the ring's storage back to `pool` (the connection is going away).
+    pub fn release(&mut self, pool: &mut BufferPool) {
+        self.ring.release(pool);
+    }
+
+    /// Bytes of storage the ring holds now.
+    pub fn storage_bytes(&self) -> usize {
+        self.ring.storage_bytes()
+    }
+
+    /// Resizes the empty ring (before the handshake).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.ring.set_capacity(capacity);
+    }
+
+    /// Data received and not read, in order or not.
+    pub fn has_unread(&self) -> bool {
+        !self.ring.is_empty() || !self.ooo.is_empty()
+    }
+
+    /// RECEIVE: moves data to `buf`.
+    pub fn read(&mut self, buf: &mut [u8]) -> usize {
+        self.ring.dequeue(buf)
+    }
+
+    /// Copies data to `buf` without consuming it.
+    pub fn peek(&self, buf: &mut [u8]) -> usize {
+        self.ring.peek(0, buf)
+    }
+
+    /// shutdown(Read): out-of-order data beyond RCV.NXT is dropped; once
+    /// a hole fills, what follows is acknowledged and discarded.
+    pub fn shutdown_read(&mut self) {
+        self.read_closed = true;
+        self.ooo.clear();
+    }
+
+    /// Whether the application shut reading down.
+    pub fn read_closed(&self) -> bool {
+        self.read_closed
+    }
+
+    /// Whether the peer's FIN arrived (in order).
+    pub fn fin_received(&self) -> bool {
+        self.fin_received
+    }
+
+    // ---- the window
+
+    /// What we have told the peer it may send beyond RCV.NXT.
+    pub fn wnd(&self) -> usize {
+        self.adv.distance_from(self.nxt)
+    }
+
+    /// The window field of a SYN,ACK (never scaled, RFC 7323 2.2); the
+    /// right edge it offers is remembered.
+    pub fn syn_window(&mut self, ack: bool) -> u16 {
+        let window = self.ring.capacity().min(65535);
+        if ack {
+            self.adv = self.adv.max(self.nxt + window);
+        }
+        window as u16
+    }
+
+    /// The window field for the next segment, applying receiver SWS
+    /// avoidance (RFC 9293 3.8.6.2.2) and never moving the right edge
+    /// left (3.8.6). Updates RCV.ADV.
+    pub fn advertise_window(&mut self) -> u16 {
+        let ws = self.wscale;
+        let cur = self.wnd();
+        let space = self.ring.free().min(65535usize << ws);
+        let threshold = (self.ring.capacity() / 2).min(self.mss).max(1);
+        let wnd = if space > cur && space - cur >= threshold {
+            space
+        } else {
+            cur
+        };
+        let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
+        let edge = self.nxt + (field << ws);
+        self.adv = self.adv.max(edge);
+        field as u16
+    }
+
+    /// The window field a TIME-WAIT ACK repeats: rounded up as on the live
+    /// path, so the right edge never moves left (RFC 9293 3.8.6, RFC 7323
+    /// 2.4).
+    pub fn last_window_field(&self) -> u16 {
+        self.wnd().div_ceil(1 << self.wscale).min(65535) as u16
+    }
+
+    /// Whether reading opened the window enough to announce it now
+    /// (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
+    pub fn window_update_due(&self) -> bool {
+        let cur = self.wnd();
+        let space = self.ring.free().min(65535usize << self.wscale);
+        let threshold = (self.ring.capacity() / 2).min(2 * self.mss).max(1);
+        space > cur && space - cur >= threshold
+    }
+
+    // ---- timestamps (RFC 7323)
+
+    /// RFC 7323 5.3 R1: PAWS rejects a segment whose TSval is older than
+    /// TS.Recent, unless TS.Recent is over 24 days old (5.5).
+    pub fn paws_rejects(&self, tsval: u32, now: Instant) -> bool {
+        (tsval.wrapping_sub(self.ts_recent) as i32) < 0
+            && now - self.ts_recent_at <= TS_RECENT_MAX_IDLE
+    }
+
+    /// RFC 7323 4.3 (3): a segment covering Last.ACK.sent (`seq` at or
+    /// below it) updates TS.Recent to its TSval.
+    pub fn update_ts_recent(&mut self, seq: Seq, tsval: u32, at: Instant) {
+        if seq.le(self.last_ack_sent) && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+            self.ts_recent = tsval;
+            self.ts_recent_at = at;
+        }
+    }
+
+    // ---- arrival
+
+    /// RFC 2883: with SACK, a duplicate segment is reported in the next
+    /// ACK's first SACK block (Linux tcp_dsack_set).
+    pub fn note_duplicate(&mut self, start: Seq, end: Seq) {
+        if self.sack {
+            self.dsack.note(start, end);
+        }
+    }
+
+    /// The D-SACK block the next ACK will carry first, if any.
+    pub fn pending_dsack(&self) -> Option<(Seq, Seq)> {
+        self.dsack.peek()
+    }
+
+    /// Stores in-window data at `seq` (in order or not).
+    pub fn receive_data(&mut self, seq: Seq, data: &[u8]) -> Delivered {
+        let mut d = Delivered {
+            ack: AckDue::Now,
+            readable: false,
+            fin_in_order: None,
+            buffer_full: false,
+            out_of_order: false,
+            too_many_holes: false,
+        };
+        let offset = seq.distance_from(self.nxt);
+        let had_holes = !self.ooo.is_empty();
+        if self.read_closed {
+            // shutdown(Read): acknowledge and discard in-order data.
+            if offset == 0 && self.ooo.is_empty() {
+                self.nxt += data.len();
+                d.ack = self.count_segment();
+            }
+            return d;
+        }
+        let written = self.ring.write_at(offset, data);
+        d.buffer_full = written < data.len();
+        if written == 0 {
+            return d;
+        }
+        let held = self
+            .ooo
+            .iter()
+            .map(|(s, e)| (s.max(offset), e.min(offset + written)))
+            .find(|(s, e)| s < e);
+        if let Some((s, e)) = held {
+            // RFC 2883 4.1.3: out-of-order data we already hold.
+            self.note_duplicate(self.nxt + s, self.nxt + e);
+        }
+        if self.ooo.add(offset, written).is_err() {
+            d.too_many_holes = true;
+            return d;
+        }
+        let advanced = self.ooo.remove_front();
+        if advanced > 0 {
+            self.ring.commit(advanced);
+            self.nxt += advanced;
+            d.readable = true;
+        }
+        if offset > 0 {
+            // RFC 5681 4.2: out-of-order data → immediate duplicate ACK.
+            d.out_of_order = true;
+        } else if !had_holes {
+            // RFC 1122 4.2.3.2 / RFC 5681 4.2: an ACK at least every second
+            // full-sized segment. A TSO super-segment (TAP offload) counts
+            // as the segments it carries, so one of 2+ MSS is ACKed at once.
+            // (A segment that filled (part of) a hole is ACKed at once.)
+            let carried = data.len().div_ceil(self.mss.max(1));
+            self.unacked_segs += carried.saturating_sub(1).min(2) as u32;
+            d.ack = self.count_segment();
+        }
+        if self.ooo_fin == Some(self.nxt) {
+            self.ooo_fin = None;
+            d.fin_in_order = Some(self.nxt);
+        }
+        d
+    }
+
+    /// RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK every second segment, else
+    /// within the delayed-ACK timeout.
+    fn count_segment(&mut self) -> AckDue {
+        self.unacked_segs += 1;
+        if self.unacked_segs >= 2 {
+            AckDue::Now
+        } else {
+            AckDue::Delayed
+        }
+    }
+
+    /// The FIN bit at sequence number `at` (an ACK is due in every case).
+    pub fn receive_fin(&mut self, at: Seq) -> FinArrival {
+        if at != self.nxt {
+            if at.gt(self.nxt) {
+                self.ooo_fin = Some(at);
+            }
+            return FinArrival::NotInOrder;
+        }
+        if self.fin_received {
+            return FinArrival::Duplicate;
+        }
+        self.fin_received = true;
+        self.nxt += 1;
+        FinArrival::Accepted
+    }
+
+    // ---- departure
+
+    /// The acknowledgment fields of an outgoing segment: ACK, window,
+    /// TSecr, and with SACK the D-SACK block then the most recent blocks.
+    pub fn fill_ack(&mut self, hdr: &mut OutHdr) {
+        hdr.ack = Some(self.nxt);
+        hdr.window = self.advertise_window();
+        if let Some((val, _)) = hdr.ts {
+            hdr.ts = Some((val, self.ts_recent));
+        }
+        if !self.sack {
+            return;
+        }
+        // RFC 2883 4: a D-SACK block first; RFC 2018 4: then the most
+        // recent block first; 3 fit beside timestamps.
+        let dsack = self.dsack.take();
+        hdr.sack.extend(dsack);
+        let max = 3 - usize::from(dsack.is_some());
+        for (s, e) in self.ooo.sack_blocks(max) {
+            // A block is sequence space (RFC 2018 3): it covers a FIN held
+            // after its data, as Linux's, so the sender learns the FIN
+            // arrived.
+            let mut end = self.nxt + e;
+            if self.ooo_fin == Some(end) {
+                end += 1;
+            }
+            hdr.sack.push((self.nxt + s, end));
+        }
+    }
+
+    /// A segment carrying an ACK left: pending (delayed) ACKs are paid.
+    pub fn on_ack_sent(&mut self) {
+        self.last_ack_sent = self.nxt;
+        self.unacked_segs = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rx() -> Receiver {
+        let mut r = Receiver::new(4000, 100, Instant::ZERO);
+        r.synchronize(Seq(999));
+        r
+    }
+
+    #[test]
+    fn every_second_segment_is_acked_at_once() {
+        let mut r = rx();
+        assert_eq!(r.receive_data(Seq(1000), &[1; 100]).ack, AckDue::Delayed);
+        let d = r.receive_data(Seq(1100), &[2; 100]);
+        assert_eq!((d.ack, d.readable), (AckDue::Now, true));
+        r.on_ack_sent();
+        assert_eq!(r.receive_data(Seq(1200), &[3; 100]).ack, AckDue::Delayed);
+        assert_eq!(r.nxt(), Seq(1300));
+        assert_eq!(r.readable_len(), 300);
+    }
+
+    #[test]
+    fn a_held_fin_comes_in_order_with_the_hole() {
+        let mut r = rx();
+        let d = r.receive_data(Seq(1100), &[2; 100]);
+        assert!(d.out_of_order && !d.readable);
+        assert_eq!(r.receive_fin(Seq(1200)), FinArrival::NotInOrder);
+        let d = r.receive_data(Seq(1000), &[1; 100]);
+        assert_eq!(d.fin_in_order, Some(Seq(1200)));
+        assert_eq!(r.receive_fin(Seq(1200)), FinArrival::Accepted);
+        assert_eq!(r.receive_fin(Seq(1200)), FinArrival::NotInOrder);
+        assert!(r.fin_received() && r.nxt() == Seq(1201));
+    }
+
+    #[test]
+    fn sack_blocks_and_dsack_fill_the_ack() {
+        let mut r = rx();
+        r.negotiate(false, true, Some(7), Instant::ZERO);
+        r.receive_data(Seq(1100), &[2; 100]);
+        r.note_duplicate(Seq(900), Seq(950));
+        let mut hdr = OutHdr {
+            ts: Some((5, 0)),
+            ..OutHdr::default()
+        };
+        r.fill_ack(&mut hdr);
+        assert_eq!(hdr.ack, Some(Seq(1000)));
+        assert_eq!(hdr.ts, Some((5, 7)));
+        assert_eq!(
+            hdr.sack.as_slice(),
+            &[(Seq(900), Seq(950)), (Seq(1100), Seq(1200))]
+        );
+    }
+}
