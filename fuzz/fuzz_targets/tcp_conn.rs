@@ -137,7 +137,6 @@ impl World {
             US,
             &bytes,
             RxChecksum::Trusted,
-            &mut self.sink,
         );
         self.step();
     }
@@ -255,7 +254,7 @@ fn establish(inp: &mut Input) -> Option<World> {
     b.splice(20..20, [2, 4, 5, 0xb4, 1, 1, 4, 2]);
     b[12] = (((b.len()) / 4) as u8) << 4;
     w.layer
-        .receive(w.now, PEER, US, &b, RxChecksum::Trusted, &mut w.sink);
+        .receive(w.now, PEER, US, &b, RxChecksum::Trusted);
     w.layer.dispatch(w.now, &mut w.sink);
     w.sink.sent.clear();
     syn.flags = 0x10;

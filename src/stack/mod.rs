@@ -239,8 +239,7 @@ impl Stack {
             }
             IpProtocol::Tcp => {
                 if dst == self.iface.addr() {
-                    self.tcp
-                        .receive(now, src, dst, payload, csum, &mut self.iface);
+                    self.tcp.receive(now, src, dst, payload, csum);
                 } else {
                     self.iface.counters.inc("tcp.to_broadcast");
                 }

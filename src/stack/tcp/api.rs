@@ -13,7 +13,7 @@ use super::output::Owed;
 use super::state::TcpState;
 use super::tcb::SockOpts;
 use super::timer::Timer;
-use super::{MAX_QUEUED_RSTS, Sock, TcpHandle, TcpLayer};
+use super::{Sock, TcpHandle, TcpLayer};
 use crate::stack::socket::Readiness;
 use crate::stack::time::Instant;
 
@@ -212,7 +212,7 @@ impl TcpLayer {
         let Some(t) = self.tcb_mut(raw) else { return };
         if !t.in_pending && t.wants_output() {
             t.in_pending = true;
-            self.pending.push_back(raw);
+            self.queue_conn(raw);
         }
     }
 
@@ -318,14 +318,6 @@ impl TcpLayer {
         Ok(())
     }
 
-    fn queue_rst(&mut self, rst: (SocketAddrV4, SocketAddrV4, super::Queued)) {
-        if self.rst_queue.len() < MAX_QUEUED_RSTS {
-            self.rst_queue.push_back(rst);
-        } else {
-            self.counters.inc("tcp.rst_queue_full");
-        }
-    }
-
     /// The application dropped its handle (RFC 9293 3.10.4; RST when
     /// unread data remains, RFC 2525 2.17).
     pub fn close(&mut self, h: TcpHandle) {
@@ -401,7 +393,7 @@ impl TcpLayer {
                 ack: Some(t.rcv.nxt()),
             };
             let (l, r) = (t.local, t.remote);
-            self.queue_rst((l, r, super::Queued::Rst(rst)));
+            self.queue_rst(l, r, rst);
             self.counters.inc("tcp.aborted");
         }
         self.free_conn(h.0);

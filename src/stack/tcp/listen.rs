@@ -5,7 +5,6 @@ use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
-use super::TcpLayer;
 use super::input::RstReply;
 use super::options::{InSeg, OutHdr};
 use super::receiver::Receiver;
@@ -13,7 +12,7 @@ use super::seq::Seq;
 use super::state::TcpState;
 use super::syncookie;
 use super::tcb::{SockOpts, Tcb};
-use crate::stack::ip::IpSink;
+use super::{Emit, TcpLayer};
 use crate::stack::time::Instant;
 
 #[derive(Debug)]
@@ -85,28 +84,21 @@ impl TcpLayer {
         seg: &InSeg,
         local: SocketAddrV4,
         remote: SocketAddrV4,
-        ip: &mut dyn IpSink,
     ) {
         if seg.rst {
             self.counters.inc("tcp.listen_rst_ignored");
             return;
         }
         if let Some(ack) = seg.ack {
-            if !seg.syn && self.cookie_ack(now, lraw, seg, local, remote, ip) {
+            if !seg.syn && self.cookie_ack(now, lraw, seg, local, remote) {
                 return;
             }
             self.counters.inc("tcp.listen_ack_reset");
-            self.send_rst(
-                now,
-                ip,
-                local,
-                remote,
-                RstReply {
-                    seq: ack,
-                    ack: None,
-                },
-            );
-            return;
+            let rst = RstReply {
+                seq: ack,
+                ack: None,
+            };
+            return self.queue_rst(local, remote, rst);
         }
         if !seg.syn {
             self.counters.inc("tcp.listen_no_syn");
@@ -130,7 +122,7 @@ impl TcpLayer {
         if l.syn_queue.len() >= syn_backlog && !self.evict_unanswered(lraw) {
             self.counters.inc("tcp.syn_queue_full");
             if self.config.syncookies {
-                self.send_cookie(now, lraw, seg, local, remote, ip);
+                self.send_cookie(now, lraw, seg, local, remote);
             }
             return;
         }
@@ -204,7 +196,6 @@ impl TcpLayer {
         seg: &InSeg,
         local: SocketAddrV4,
         remote: SocketAddrV4,
-        ip: &mut dyn IpSink,
     ) {
         let Some(l) = self.listener_mut(lraw) else {
             return;
@@ -235,7 +226,7 @@ impl TcpLayer {
             ..OutHdr::default()
         };
         self.counters.inc("tcp.syncookies_sent");
-        self.send_hdr(now, ip, local, remote, &hdr);
+        self.queue_control(Emit::Cookie(local, remote, hdr));
     }
 
     /// An ACK for a listener: if the SYN queue overflowed lately and the
@@ -248,7 +239,6 @@ impl TcpLayer {
         seg: &InSeg,
         local: SocketAddrV4,
         remote: SocketAddrV4,
-        ip: &mut dyn IpSink,
     ) -> bool {
         let Some(l) = self.listener(lraw) else {
             return false;
@@ -316,7 +306,7 @@ impl TcpLayer {
             ts: ts.map(|(val, _)| (val, 0)),
             ..seg.clone()
         };
-        self.conn_input(now, raw, &seg, ip);
+        self.conn_input(now, raw, &seg);
         true
     }
 

@@ -73,8 +73,29 @@ pub struct TcpHandle(pub u32);
 const INDEX_BITS: u32 = 20;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 const MAX_SOCKETS: usize = 1 << INDEX_BITS;
-/// Bound of RSTs queued by close/abort between dispatches.
-const MAX_QUEUED_RSTS: usize = 4096;
+/// Bound of segments without a connection (RSTs, TIME-WAIT ACKs, cookie
+/// SYN,ACKs) queued between dispatches; past it they are dropped and
+/// counted (`tcp.rst_queue_full`), as a peer's retransmission asks again.
+const MAX_QUEUED_CONTROL: usize = 4096;
+
+/// One entry of the output queue `dispatch` drains, in the order the
+/// events that produced them happened.
+#[derive(Debug)]
+enum Emit {
+    /// Whatever a connection has due (data, ACKs, probes, its SYN).
+    Conn(u32),
+    /// A reset: for a segment no connection accepts (RFC 9293 3.10.7.1),
+    /// an unacceptable ACK (3.10.7.2-4), or ABORT.
+    Rst(SocketAddrV4, SocketAddrV4, RstReply),
+    /// The ACK of a TIME-WAIT pair (3.10.7.4), built when it is sent.
+    TimeWaitAck(SocketAddrV4, SocketAddrV4),
+    /// A SYN,ACK whose sequence number is a SYN cookie (RFC 4987 3.6).
+    Cookie(SocketAddrV4, SocketAddrV4, OutHdr),
+    /// The ACK of the FIN that moved a connection to TIME-WAIT, from the
+    /// entry itself: sent even when the TIME-WAIT table is full (as
+    /// Linux's tcp_fin does).
+    FinalAck(SocketAddrV4, SocketAddrV4, Box<TwEntry>),
+}
 
 /// Boxed, so that a slot costs 16 bytes whatever its socket.
 #[derive(Debug)]
@@ -89,16 +110,6 @@ struct Slot {
     sock: Option<Sock>,
     /// `SocketInfo::id` of the socket in it (never reused).
     id: u64,
-}
-
-/// A segment for the next dispatch, from a connection that no longer
-/// holds the state to send it.
-#[derive(Debug)]
-enum Queued {
-    Rst(RstReply),
-    /// The ACK of the FIN that moved a connection to TIME-WAIT (sent
-    /// even when the TIME-WAIT table is full, as Linux's tcp_fin does).
-    FinalAck(TwEntry),
 }
 
 /// Owns all TCP sockets.
@@ -122,12 +133,13 @@ pub struct TcpLayer {
     timers: Timers,
     /// Buffer storage lent to connections while they hold data.
     pool: BufferPool,
-    pending: VecDeque<u32>,
-    /// The connections `dispatch` is producing output for right now.
-    pending_now: VecDeque<u32>,
-    /// RSTs from close/abort, and final ACKs of connections that moved
-    /// to the TIME-WAIT table, sent on the next dispatch.
-    rst_queue: VecDeque<(SocketAddrV4, SocketAddrV4, Queued)>,
+    /// The one output route: everything to send, in order, until the
+    /// next `dispatch` (a connection at most once, `Tcb::in_pending`).
+    queue: VecDeque<Emit>,
+    /// The entries `dispatch` is sending right now.
+    queue_now: VecDeque<Emit>,
+    /// Entries of `queue` that are not `Emit::Conn` (bounded).
+    control_queued: usize,
     events: Vec<TcpHandle>,
     event_set: HashSet<u32>,
     challenge: ChallengeLimiter,
@@ -162,9 +174,9 @@ impl TcpLayer {
             time_wait,
             timers: Timers::default(),
             pool: BufferPool::default(),
-            pending: VecDeque::new(),
-            pending_now: VecDeque::new(),
-            rst_queue: VecDeque::new(),
+            queue: VecDeque::new(),
+            queue_now: VecDeque::new(),
+            control_queued: 0,
             events: Vec::new(),
             event_set: HashSet::new(),
             challenge: ChallengeLimiter::default(),
@@ -198,14 +210,14 @@ impl TcpLayer {
     }
 
     /// Fuzzing hook: lengths of the layer's internal queues (timer heap,
-    /// output queue, RST queue, readiness events, TIME-WAIT expiry queue),
-    /// which must stay bounded.
+    /// connections and other segments in the output queue, readiness
+    /// events, TIME-WAIT expiry queue), which must stay bounded.
     #[doc(hidden)]
     pub fn queue_lens(&self) -> [usize; 5] {
         [
             self.timers.len(),
-            self.pending.len(),
-            self.rst_queue.len(),
+            self.queue.len() - self.control_queued,
+            self.control_queued,
             self.events.len(),
             self.time_wait.queue_len(),
         ]
@@ -228,6 +240,26 @@ impl TcpLayer {
                 _ => None,
             })
             .sum()
+    }
+
+    /// Queues a connection's output for the next dispatch.
+    fn queue_conn(&mut self, raw: u32) {
+        self.queue.push_back(Emit::Conn(raw));
+    }
+
+    /// Queues a segment that belongs to no connection, within the bound.
+    fn queue_control(&mut self, e: Emit) {
+        if self.control_queued < MAX_QUEUED_CONTROL {
+            self.control_queued += 1;
+            self.queue.push_back(e);
+        } else {
+            self.counters.inc("tcp.rst_queue_full");
+        }
+    }
+
+    /// Queues a reset.
+    fn queue_rst(&mut self, local: SocketAddrV4, remote: SocketAddrV4, r: RstReply) {
+        self.queue_control(Emit::Rst(local, remote, r));
     }
 
     // ---- slot table
@@ -370,7 +402,6 @@ impl TcpLayer {
         dst: Ipv4Addr,
         segment: &[u8],
         csum: RxChecksum,
-        ip: &mut dyn IpSink,
     ) {
         let seg = match InSeg::parse(src, dst, segment, csum) {
             Ok(s) => s,
@@ -381,19 +412,15 @@ impl TcpLayer {
         let local = SocketAddrV4::new(dst, seg.dst_port);
         let remote = SocketAddrV4::new(src, seg.src_port);
         if let Some(&raw) = self.conns.get(&(local, remote)) {
-            return self.conn_input(now, raw, &seg, ip);
+            return self.conn_input(now, raw, &seg);
         }
         let key = (local, remote);
         if let Some(owner) = self.time_wait.get(&key).map(|e| e.owner) {
             match self.time_wait.input(&key, &seg, now) {
                 TwVerdict::Drop => return self.counters.inc("tcp.time_wait_drop"),
                 TwVerdict::Ack => {
-                    if let Some(e) = self.time_wait.get(&key) {
-                        let hdr = e.ack_header(now, local, remote);
-                        self.counters.inc("tcp.time_wait_ack");
-                        self.send_hdr(now, ip, local, remote, &hdr);
-                    }
-                    return;
+                    self.counters.inc("tcp.time_wait_ack");
+                    return self.queue_control(Emit::TimeWaitAck(local, remote));
                 }
                 TwVerdict::Closed => {
                     self.close_owner(owner);
@@ -408,31 +435,23 @@ impl TcpLayer {
         if let Some(&lraw) = self.listeners.get(&seg.dst_port) {
             let l_ip = self.listener(lraw).map(|l| *l.local.ip());
             if l_ip.is_some_and(|a| a.is_unspecified() || a == dst) {
-                return self.listen_input(now, lraw, &seg, local, remote, ip);
+                return self.listen_input(now, lraw, &seg, local, remote);
             }
         }
-        self.reset_closed(now, &seg, local, remote, ip);
+        self.reset_closed(&seg, local, remote);
     }
 
     /// RFC 9293 3.10.7.1: a segment for no connection gets a RST (never a
     /// RST for a RST).
-    fn reset_closed(
-        &mut self,
-        now: Instant,
-        seg: &InSeg,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        ip: &mut dyn IpSink,
-    ) {
+    fn reset_closed(&mut self, seg: &InSeg, local: SocketAddrV4, remote: SocketAddrV4) {
         if seg.rst {
             return self.counters.inc("tcp.closed_port_rst_ignored");
         }
         self.counters.inc("tcp.closed_port");
-        let reply = RstReply::for_segment(seg);
-        self.send_rst(now, ip, local, remote, reply);
+        self.queue_rst(local, remote, RstReply::for_segment(seg));
     }
 
-    fn conn_input(&mut self, now: Instant, raw: u32, seg: &InSeg, ip: &mut dyn IpSink) {
+    fn conn_input(&mut self, now: Instant, raw: u32, seg: &InSeg) {
         // A child completing its handshake needs room in the accept queue;
         // otherwise drop the ACK (the SYN,ACK is retransmitted), as Linux.
         let parent = self
@@ -458,12 +477,12 @@ impl TcpLayer {
             .flatten();
         if let (Some(r), Some(t)) = (reply, self.tcb(raw)) {
             let (l, rm) = (t.local, t.remote);
-            self.send_rst(now, ip, l, rm, r);
+            self.queue_rst(l, rm, r);
         }
         self.settle(now, raw, false);
     }
 
-    pub(crate) fn send_rst(
+    fn send_rst(
         &mut self,
         now: Instant,
         ip: &mut dyn IpSink,
@@ -535,17 +554,8 @@ impl TcpLayer {
 
     // ---- output and timers
 
-    /// Emits everything that is due now.
+    /// Runs the timers due at `now`, then sends what is queued, in order.
     pub fn dispatch(&mut self, now: Instant, ip: &mut dyn IpSink) {
-        while let Some((l, r, rst)) = self.rst_queue.pop_front() {
-            match rst {
-                Queued::Rst(rst) => self.send_rst(now, ip, l, r, rst),
-                Queued::FinalAck(e) => {
-                    let hdr = e.ack_header(now, l, r);
-                    self.send_hdr(now, ip, l, r, &hdr);
-                }
-            }
-        }
         // A connection whose timers ran is re-armed with its `poll_at`;
         // one re-armed at `now` again waits for the next dispatch rather
         // than looping here (at most one pass over what is queued).
@@ -563,21 +573,43 @@ impl TcpLayer {
             self.close_owner(owner);
         }
         // Swapped, not taken, so neither queue is reallocated per call.
-        std::mem::swap(&mut self.pending, &mut self.pending_now);
-        while let Some(raw) = self.pending_now.pop_front() {
-            let done = self.with_tcb(now, raw, |t, env| {
-                t.in_pending = false;
-                t.output(env, ip);
-            });
-            if done.is_some() {
-                self.settle(now, raw, true);
+        std::mem::swap(&mut self.queue, &mut self.queue_now);
+        self.control_queued = 0;
+        while let Some(e) = self.queue_now.pop_front() {
+            self.emit(now, e, ip);
+        }
+    }
+
+    /// Sends one entry of the output queue.
+    fn emit(&mut self, now: Instant, e: Emit, ip: &mut dyn IpSink) {
+        match e {
+            Emit::Conn(raw) => {
+                let done = self.with_tcb(now, raw, |t, env| {
+                    t.in_pending = false;
+                    t.output(env, ip);
+                });
+                if done.is_some() {
+                    self.settle(now, raw, true);
+                }
             }
+            Emit::Rst(l, r, rst) => self.send_rst(now, ip, l, r, rst),
+            Emit::TimeWaitAck(l, r) => {
+                if let Some(e) = self.time_wait.get(&(l, r)) {
+                    let hdr = e.ack_header(now, l, r);
+                    self.send_hdr(now, ip, l, r, &hdr);
+                }
+            }
+            Emit::FinalAck(l, r, e) => {
+                let hdr = e.ack_header(now, l, r);
+                self.send_hdr(now, ip, l, r, &hdr);
+            }
+            Emit::Cookie(l, r, hdr) => self.send_hdr(now, ip, l, r, &hdr),
         }
     }
 
     /// Earliest deadline, or `Instant::ZERO` ("now") when output is queued.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.pending.is_empty() || !self.rst_queue.is_empty() {
+        if !self.queue.is_empty() {
             return Some(Instant::ZERO);
         }
         crate::stack::time::earliest(self.timers.next(), self.time_wait.next_expiry())
@@ -623,7 +655,6 @@ impl TcpLayer {
             slots,
             pool,
             timers,
-            pending,
             ..
         } = self;
         let Some(Sock::Conn(t)) = slots[idx].sock.as_mut() else {
@@ -635,9 +666,11 @@ impl TcpLayer {
         let want = !after_output && !t.in_pending && t.wants_output();
         if want {
             t.in_pending = true;
-            pending.push_back(raw);
         }
         timers.schedule(raw, t.poll_at());
+        if want {
+            self.queue_conn(raw);
+        }
     }
 
     /// Moves a finished handshake from the SYN queue to the accept queue,
@@ -670,8 +703,7 @@ impl TcpLayer {
         self.timers.schedule(raw, None);
         if ack_due {
             // Bounded by the connections there are.
-            let ack = Queued::FinalAck(entry.clone());
-            self.rst_queue.push_back((key.0, key.1, ack));
+            self.queue_control(Emit::FinalAck(key.0, key.1, Box::new(entry.clone())));
         }
         if self.time_wait.len() < MAX_TIME_WAIT {
             self.time_wait.insert(key, entry);

@@ -102,6 +102,11 @@ impl Seg {
         self
     }
 
+    /// Wire bytes, peer to us.
+    pub fn bytes_for_test(&self) -> Vec<u8> {
+        self.bytes(REMOTE, LOCAL)
+    }
+
     fn bytes(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
         let hdr = OutHdr {
             src_port: self.src_port,
@@ -189,14 +194,8 @@ impl Harness {
     /// Feeds one segment from the peer and runs dispatch.
     pub fn send(&mut self, seg: Seg) {
         let bytes = seg.bytes(REMOTE, LOCAL);
-        self.layer.receive(
-            self.now,
-            REMOTE,
-            LOCAL,
-            &bytes,
-            RxChecksum::Verify,
-            &mut self.sink,
-        );
+        self.layer
+            .receive(self.now, REMOTE, LOCAL, &bytes, RxChecksum::Verify);
         self.layer.dispatch(self.now, &mut self.sink);
     }
 

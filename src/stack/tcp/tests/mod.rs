@@ -10,6 +10,7 @@ mod script_data;
 mod script_hostile;
 mod script_pkt;
 mod script_rack;
+mod script_route;
 mod script_timers;
 mod sim;
 mod sim_short;

@@ -190,15 +190,7 @@ impl Sim {
                 .unwrap();
             let p = self.queue.swap_remove(i);
             let layer = if p.dst == A { &mut self.a } else { &mut self.b };
-            let mut w = Wire {
-                local: p.dst,
-                model: &mut self.model,
-                faults: self.faults,
-                queue: &mut self.queue,
-                counter: &mut self.counter,
-                lost: &mut self.lost,
-            };
-            layer.receive(self.now, p.src, p.dst, &p.bytes, RxChecksum::Verify, &mut w);
+            layer.receive(self.now, p.src, p.dst, &p.bytes, RxChecksum::Verify);
         }
         true
     }
