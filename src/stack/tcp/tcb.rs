@@ -319,8 +319,51 @@ impl Tcb {
         self.cc.set_mss(self.mss);
     }
 
+    /// Current retransmission timeout, backoff included.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+
+    // ---- read-only views (for `info`, `ss` and tests)
+
+    /// SND.UNA: oldest unacknowledged sequence number.
+    pub fn snd_una(&self) -> Seq {
+        self.snd_una
+    }
+
+    /// SND.NXT: next sequence number to send.
+    pub fn snd_nxt(&self) -> Seq {
+        self.snd_nxt
+    }
+
+    /// SND.WND: the peer's window, scaled, in bytes.
+    pub fn snd_wnd(&self) -> usize {
+        self.snd_wnd
+    }
+
+    /// Congestion window, in bytes.
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+
+    /// Slow-start threshold, in bytes.
+    pub fn ssthresh(&self) -> usize {
+        self.cc.ssthresh()
+    }
+
+    /// Smoothed RTT (RFC 6298), once sampled.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// Segments retransmitted over the connection's life.
+    pub fn retransmitted_segments(&self) -> u64 {
+        self.rtx_segs
+    }
+
+    /// Bytes retransmitted over the connection's life.
+    pub fn retransmitted_bytes(&self) -> u64 {
+        self.rtx_bytes
     }
 
     /// Restart or stop the retransmission timer (RFC 6298 5.1-5.3).
