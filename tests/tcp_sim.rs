@@ -26,7 +26,7 @@ use smoltcp::socket::tcp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Cidr};
 use tapstack::stack::rng::Rng;
 use tapstack::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle};
-use tapstack::stack::{Instant, Stack, StackConfig};
+use tapstack::stack::{Instant, RxChecksum, Stack, StackConfig};
 use tapstack::trace::describe_frame;
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -290,12 +290,11 @@ impl Endpoint for Ours {
     }
 
     fn receive(&mut self, now: Instant, frame: &[u8]) {
-        self.stack.receive(now, frame);
+        self.stack.handle_frame(now, frame, RxChecksum::Verify);
     }
 
     fn pump(&mut self, now: Instant, out: &mut dyn FnMut(&[u8])) {
-        self.stack.dispatch(now);
-        self.stack.dispatch_transport(now);
+        self.stack.handle_timeout(now);
         while let Some(f) = self.stack.poll_transmit() {
             out(&f);
             self.stack.recycle(f);
