@@ -17,7 +17,7 @@ use tapstack::stack::rng::Rng;
 use tapstack::stack::socket::SocketId;
 use tapstack::stack::tcp::TcpHandle;
 use tapstack::stack::udp::UdpHandle;
-use tapstack::stack::{Instant, Stack};
+use tapstack::stack::{Instant, RxChecksum, Stack};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -101,10 +101,7 @@ impl Link {
         self.now = Instant::from_micros(self.now.total_micros() + 10);
         let now = self.now;
         for (from, to) in [(&mut self.a, &mut self.to_b), (&mut self.b, &mut self.to_a)] {
-            counted(|| {
-                from.dispatch(now);
-                from.dispatch_transport(now);
-            });
+            counted(|| from.handle_timeout(now));
             while let Some(f) = counted(|| from.poll_transmit()) {
                 let mut copy = self.spare.pop().unwrap_or_default();
                 copy.clear();
@@ -115,7 +112,7 @@ impl Link {
         }
         for (into, from) in [(&mut self.a, &mut self.to_a), (&mut self.b, &mut self.to_b)] {
             while let Some(f) = from.pop_front() {
-                counted(|| into.receive(now, &f));
+                counted(|| into.handle_frame(now, &f, RxChecksum::Verify));
                 self.frames += 1;
                 self.spare.push(f);
             }

@@ -18,6 +18,7 @@ use tapstack::device::vnet::{
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, complete_checksum,
 };
 use tapstack::device::{Device, RxMeta};
+use tapstack::stack::RxChecksum;
 use tapstack::stack::rng::Rng;
 
 mod inmem;
@@ -272,8 +273,7 @@ fn core_transfer(offloads: bool, len: usize) -> (Vec<Vec<u8>>, usize) {
             sent += a.tcp.send(ca, &data[sent..]).unwrap_or(0);
         }
         for s in [&mut a, &mut b] {
-            s.dispatch(now);
-            s.dispatch_transport(now);
+            s.handle_timeout(now);
         }
         let mut to_b = Vec::new();
         while let Some(mut f) = a.poll_transmit() {
@@ -290,11 +290,11 @@ fn core_transfer(offloads: bool, len: usize) -> (Vec<Vec<u8>>, usize) {
             a.recycle(f);
         }
         for f in &to_b {
-            b.receive(now, f);
+            b.handle_frame(now, f, RxChecksum::Verify);
         }
         wire.extend(to_b);
         while let Some(f) = b.poll_transmit() {
-            a.receive(now, &f);
+            a.handle_frame(now, &f, RxChecksum::Verify);
             b.recycle(f);
         }
         if cb.is_none() {

@@ -13,7 +13,7 @@ use std::net::SocketAddrV4;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tapstack::stack::socket::SocketId;
 use tapstack::stack::tcp::TcpHandle;
-use tapstack::stack::{Instant, Stack};
+use tapstack::stack::{Instant, RxChecksum, Stack};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -58,8 +58,7 @@ impl Link {
         self.now = Instant::from_micros(self.now.total_micros() + 100);
         let now = self.now;
         for (from, to) in [(&mut self.a, &mut self.to_b), (&mut self.b, &mut self.to_a)] {
-            from.dispatch(now);
-            from.dispatch_transport(now);
+            from.handle_timeout(now);
             while let Some(f) = from.poll_transmit() {
                 let mut copy = self.spare.pop().unwrap_or_default();
                 copy.clear();
@@ -70,7 +69,7 @@ impl Link {
         }
         for (into, from) in [(&mut self.a, &mut self.to_a), (&mut self.b, &mut self.to_b)] {
             while let Some(f) = from.pop_front() {
-                into.receive(now, &f);
+                into.handle_frame(now, &f, RxChecksum::Verify);
                 self.spare.push(f);
             }
         }

@@ -91,7 +91,7 @@ fn introduce_peer(s: &mut Stack, now: Instant) {
         EthernetAddress([0; 6]),
         US,
     );
-    s.receive(now, &req);
+    s.handle_frame(now, &req, RxChecksum::Verify);
     let out = drain(s);
     assert_eq!(out.len(), 1);
 }
@@ -262,7 +262,7 @@ fn arp_request_for_our_address_gets_exact_reply() {
         EthernetAddress([0; 6]),
         US,
     );
-    s.receive(Instant::ZERO, &req);
+    s.handle_frame(Instant::ZERO, &req, RxChecksum::Verify);
     let out = drain(&mut s);
     #[rustfmt::skip]
     let expected: Vec<u8> = vec![
@@ -283,7 +283,7 @@ fn arp_request_for_our_address_gets_exact_reply() {
         EthernetAddress([0; 6]),
         Ipv4Addr::new(10, 0, 0, 3),
     );
-    s.receive(Instant::ZERO, &other);
+    s.handle_frame(Instant::ZERO, &other, RxChecksum::Verify);
     assert!(drain(&mut s).is_empty());
     assert_eq!(s.counters().get("arp.request_answered"), 1);
 }
@@ -309,7 +309,7 @@ fn unresolved_neighbour_gets_three_requests_a_second_apart_then_drop() {
     let mut now = Instant::ZERO;
     while now < Instant::from_secs(6) {
         now += Duration::from_millis(10);
-        s.dispatch(now);
+        s.handle_timeout(now);
         for f in drain(&mut s) {
             assert!(is_arp_request_for(&f, PEER), "unexpected frame {f:02x?}");
             requests.push(now);
@@ -339,7 +339,7 @@ fn arp_answer_releases_queued_datagrams_in_order() {
     assert_eq!(out.len(), 1);
     assert!(is_arp_request_for(&out[0], PEER));
     let reply = arp(ArpOperation::Reply, PEER_MAC, PEER, US_MAC, US);
-    s.receive(Instant::from_millis(300), &reply);
+    s.handle_frame(Instant::from_millis(300), &reply, RxChecksum::Verify);
     let out = drain(&mut s);
     assert_eq!(out.len(), 5);
     for (i, f) in out.iter().enumerate() {
@@ -353,7 +353,7 @@ fn arp_answer_releases_queued_datagrams_in_order() {
         assert_eq!(udp.payload(), &[i as u8; 10], "datagram {i} out of order");
     }
     assert_eq!(s.poll_at(), None, "no more retries once answered");
-    s.dispatch(Instant::from_secs(5));
+    s.handle_timeout(Instant::from_secs(5));
     assert!(drain(&mut s).is_empty());
     // Resolved now: the next datagram goes straight out.
     send_udp(&mut s, Instant::from_secs(5), h, b"direct", dst);
@@ -382,7 +382,7 @@ fn fragmented_echo_in_reverse_order_gets_fragmented_reply() {
     }
     let t = Instant::from_millis(1);
     for f in frames.iter().rev() {
-        s.receive(t, f);
+        s.handle_frame(t, f, RxChecksum::Verify);
     }
     let sent: Vec<Sent> = drain(&mut s).iter().map(|f| parse_ip(f)).collect();
     assert_eq!(
@@ -423,18 +423,18 @@ fn reassembly_timeout_sends_time_exceeded_if_first_fragment_seen() {
         more: true,
         ..ip(IpProtocol::Udp, 0x4242, &payload)
     };
-    s.receive(t0, &first.frame());
+    s.handle_frame(t0, &first.frame(), RxChecksum::Verify);
     // Datagram 0x4343: only a later fragment arrives (no error for it).
     let later = Ip {
         offset: 1480,
         ..ip(IpProtocol::Udp, 0x4343, &payload[..100])
     };
-    s.receive(t0, &later.frame());
+    s.handle_frame(t0, &later.frame(), RxChecksum::Verify);
     assert!(drain(&mut s).is_empty());
     assert_eq!(s.poll_at(), Some(t0 + Duration::from_secs(30)));
-    s.dispatch(t0 + Duration::from_millis(29_999));
+    s.handle_timeout(t0 + Duration::from_millis(29_999));
     assert!(drain(&mut s).is_empty(), "too early");
-    s.dispatch(t0 + Duration::from_secs(30));
+    s.handle_timeout(t0 + Duration::from_secs(30));
     let out = drain(&mut s);
     assert_eq!(
         out.len(),
@@ -462,7 +462,7 @@ fn unknown_protocol_gets_rate_limited_protocol_unreachable() {
     let payload = [0xa5u8; 16];
     let pkt = ip(IpProtocol::Unknown(253), 1, &payload);
     for _ in 0..100 {
-        s.receive(t, &pkt.frame());
+        s.handle_frame(t, &pkt.frame(), RxChecksum::Verify);
     }
     let out = drain(&mut s);
     assert_eq!(out.len(), 50, "burst of 50, then rate-limited");
@@ -482,7 +482,11 @@ fn unknown_protocol_gets_rate_limited_protocol_unreachable() {
     assert_eq!(c.get("icmp.error_rate_limited"), 50);
     assert_eq!(c.get("ipv4.unknown_protocol"), 100);
     // The bucket refills at 1000/s.
-    s.receive(t + Duration::from_millis(1), &pkt.frame());
+    s.handle_frame(
+        t + Duration::from_millis(1),
+        &pkt.frame(),
+        RxChecksum::Verify,
+    );
     assert_eq!(drain(&mut s).len(), 1);
 }
 
@@ -512,13 +516,13 @@ fn two_stacks_exchange_a_maximum_udp_datagram() {
     for _ in 0..10_000 {
         let mut moved = false;
         while let Some(f) = a.poll_transmit() {
-            b.receive(now, &f);
+            b.handle_frame(now, &f, RxChecksum::Verify);
             a.recycle(f);
             moved = true;
             frames += 1;
         }
         while let Some(f) = b.poll_transmit() {
-            a.receive(now, &f);
+            a.handle_frame(now, &f, RxChecksum::Verify);
             b.recycle(f);
             moved = true;
             frames += 1;
@@ -541,8 +545,8 @@ fn two_stacks_exchange_a_maximum_udp_datagram() {
                 break;
             };
             now = now.max(next);
-            a.dispatch(now);
-            b.dispatch(now);
+            a.handle_timeout(now);
+            b.handle_timeout(now);
         }
     }
     assert!(echoed, "B never got the datagram ({frames} frames)");
@@ -650,13 +654,13 @@ fn random_frames_never_panic_and_the_stack_still_answers() {
             }
             _ => {}
         }
-        s.receive(now, &f);
+        s.handle_frame(now, &f, RxChecksum::Verify);
         assert!(
             s.iface.outbox.len() <= OUTBOX_LIMIT,
             "outbox over its bound"
         );
         if i % 100 == 0 {
-            s.dispatch(now);
+            s.handle_timeout(now);
         }
         // Drained rarely, so the outbox does fill up to its bound.
         if i % 5000 == 0 {
@@ -682,7 +686,11 @@ fn random_frames_never_panic_and_the_stack_still_answers() {
     now += Duration::from_secs(1);
     introduce_peer(&mut s, now);
     let ping = echo_request(0x7777, 1, b"still there?");
-    s.receive(now, &ip(IpProtocol::Icmp, 0x1111, &ping).frame());
+    s.handle_frame(
+        now,
+        &ip(IpProtocol::Icmp, 0x1111, &ping).frame(),
+        RxChecksum::Verify,
+    );
     let out = drain(&mut s);
     assert_eq!(out.len(), 1);
     let r = parse_ip(&out[0]);
@@ -727,13 +735,16 @@ fn transport_checksums_are_skipped_only_when_the_device_vouches() {
         let t = Instant::from_secs(1);
         introduce_peer(&mut s, t);
         let frame = ip(protocol, 1, payload).frame();
-        s.receive_with(t, &frame, RxChecksum::Verify);
+        s.handle_frame(t, &frame, RxChecksum::Verify);
+        s.handle_timeout(t);
         assert!(
             drain(&mut s).is_empty(),
             "{protocol}: answered a bad checksum"
         );
         assert_eq!(s.counters().get(counter), 1, "{protocol}");
-        s.receive_with(t, &frame, RxChecksum::Trusted);
+        s.handle_frame(t, &frame, RxChecksum::Trusted);
+        // The core's contract: output is produced by `handle_timeout`.
+        s.handle_timeout(t);
         let out = drain(&mut s);
         assert_eq!(out.len(), 1, "{protocol}: no answer when trusted");
         let reply = parse_ip(&out[0]);

@@ -81,8 +81,7 @@ fn ip_checksum(h: &[u8]) -> u16 {
 }
 
 fn step(s: &mut Stack, now: Instant) {
-    s.dispatch(now);
-    s.dispatch_transport(now);
+    s.handle_timeout(now);
     let mut n = 0;
     while let Some(f) = s.poll_transmit() {
         n += 1;
@@ -155,7 +154,7 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 RxChecksum::Verify
             };
-            s.receive_with(now, &frame, csum);
+            s.handle_frame(now, &frame, csum);
         }
         step(&mut s, now);
         app(&mut s, &listeners, &mut conns, op);

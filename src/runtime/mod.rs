@@ -283,7 +283,7 @@ impl Core {
     /// then wakes waiters. Called by the stack thread and after any socket
     /// operation, so output never waits for the stack thread to wake up.
     pub fn transmit(&mut self, now: Instant) {
-        self.stack.dispatch_transport(now);
+        self.stack.handle_timeout(now);
         while !self.tx_blocked {
             let Some(mut frame) = self.stack.poll_transmit() else {
                 break;
@@ -466,18 +466,21 @@ impl Core {
             csum
         };
         self.link
-            .inbound(now, frame, &mut |f| stack.receive_with(now, f, csum));
+            .inbound(now, frame, &mut |f| stack.handle_frame(now, f, csum));
     }
 
     /// Timers and held frames due at `now`.
     fn on_timers(&mut self, now: Instant) {
         let stack = &mut self.stack;
         let device = self.device.clone();
-        self.link
-            .flush_due(now, &mut |f| stack.receive(now, f), &mut |f| {
+        self.link.flush_due(
+            now,
+            &mut |f| stack.handle_frame(now, f, RxChecksum::Verify),
+            &mut |f| {
                 let _ = device.send(f);
-            });
-        self.stack.dispatch(now);
+            },
+        );
+        self.stack.handle_timeout(now);
     }
 
     fn poll_at(&self) -> Option<Instant> {

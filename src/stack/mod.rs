@@ -1,9 +1,8 @@
 //! The sans-I/O core: no syscalls, no threads, no clock.
 //!
-//! `Stack` glues the layers together. Inputs: `receive(now, frame)` and
-//! socket operations on the layers; outputs: `poll_transmit()` frames,
-//! `poll_at()` the next deadline, and `take_events()` the sockets whose
-//! readiness may have changed.
+//! `Stack` glues the layers together; its calling contract is written on
+//! the type: `handle_frame`, `handle_timeout`, `poll_transmit`, `poll_at`,
+//! `take_events`.
 
 pub mod arp;
 pub mod counters;
@@ -27,7 +26,7 @@ pub use counters::Counters;
 use icmp::IcmpLayer;
 pub use iface::Frame;
 use iface::{IfaceConfig, Interface};
-use ip::RxChecksum;
+pub use ip::RxChecksum;
 use ipv4::reassembly::{Reassembler, ReassemblyConfig};
 use socket::SocketId;
 use tcp::{TcpConfig, TcpHandle, TcpLayer};
@@ -103,9 +102,40 @@ impl StackConfig {
     }
 }
 
-/// The sans-I/O protocol core: frames in (`receive`), frames out
-/// (`poll_transmit`), timers driven by the caller's `now` (`poll_at`,
-/// `dispatch`). It never reads a clock or touches a device.
+/// The sans-I/O protocol core. It never reads a clock or touches a device:
+/// the caller passes `now` (a monotonic [`Instant`]) into every entry
+/// point and moves frames between the core and the device.
+///
+/// # Calling contract (in the manner of quinn-proto)
+///
+/// A driver loops over these, in this order:
+///
+/// 1. [`handle_frame`](Stack::handle_frame) for each frame from the link.
+///    It updates state and may queue output (ARP replies, ICMP echo
+///    replies and errors, and on the TCP side: ACKs, resets, TIME-WAIT
+///    ACKs, SYN,ACKs); it sends nothing itself, except what the IP layer
+///    answers at once (ARP, ICMP). Socket calls on `tcp` / `udp` (`send`,
+///    `recv`, `connect`, `close`...) are inputs too, and queue the same way.
+/// 2. [`handle_timeout`](Stack::handle_timeout) once the inputs are in
+///    (after a batch of frames or a socket call) and whenever
+///    [`poll_at`](Stack::poll_at) has passed. It runs every timer due at
+///    `now` (ARP retries, reassembly timeouts, TCP retransmission, probes,
+///    delayed ACKs, keepalive, FIN-WAIT-2 and TIME-WAIT), then turns what
+///    is queued into frames, in the order it was queued. Calling it early
+///    or twice at one `now` is harmless.
+/// 3. [`poll_transmit`](Stack::poll_transmit) until it returns `None`,
+///    writing each frame to the device and giving its buffer back with
+///    [`recycle`](Stack::recycle). Frames come out in the order produced.
+/// 4. [`take_events`](Stack::take_events): the sockets whose readiness may
+///    have changed (readable, writable, accepted, closed, error) since the
+///    last call; wake their waiters.
+/// 5. Sleep until a frame arrives, a socket call is made, or
+///    [`poll_at`](Stack::poll_at): the earliest deadline, `None` for none,
+///    or a time at or before `now` when output is queued (call
+///    `handle_timeout` again before sleeping).
+///
+/// Nothing is sent between calls; no call blocks; every queue the core
+/// keeps between calls is bounded (past a bound: a counter and a drop).
 pub struct Stack {
     /// Ethernet, ARP and IPv4 in and out: routing, next-hop resolution, the
     /// outgoing frame queue.
@@ -163,14 +193,10 @@ impl Stack {
         self.tcp.set_segmentation_offload(csum && tso);
     }
 
-    /// One frame from the link.
-    pub fn receive(&mut self, now: Instant, frame: &[u8]) {
-        self.receive_with(now, frame, RxChecksum::Verify);
-    }
-
     /// One frame from the link, with what the device knows of its
-    /// transport checksum (IPv4 header checksums are always checked).
-    pub fn receive_with(&mut self, now: Instant, frame: &[u8], csum: RxChecksum) {
+    /// transport checksum (IPv4 header checksums are always checked);
+    /// `RxChecksum::Verify` when it knows nothing. Contract step 1.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], csum: RxChecksum) {
         let Some(ip_bytes) = self.iface.receive_frame(now, frame) else {
             return;
         };
@@ -303,8 +329,15 @@ impl Stack {
             .extend(self.udp_scratch.drain(..).map(|h| SocketId::Udp(h.0)));
     }
 
-    /// Timers: ARP retries, reassembly timeouts.
-    pub fn dispatch(&mut self, now: Instant) {
+    /// Runs every timer due at `now`, then produces the frames for what
+    /// is queued (contract step 2).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ip_timers(now);
+        self.tcp.dispatch(now, &mut self.iface);
+    }
+
+    /// ARP retries and reassembly timeouts.
+    fn ip_timers(&mut self, now: Instant) {
         self.iface.poll_arp(now);
         for expired in self.reassembler.expire(now, &mut self.iface.counters) {
             // RFC 792: time exceeded (reassembly) if we had the first fragment.
@@ -321,14 +354,9 @@ impl Stack {
         }
     }
 
-    /// Lets the transports emit what is due (data, ACKs, retransmissions).
-    pub fn dispatch_transport(&mut self, now: Instant) {
-        self.tcp.dispatch(now, &mut self.iface);
-    }
-
     /// Next frame to send, if any, with what the device must do with it
-    /// ([`Frame::offload`]: checksum state, TSO cut). Give the buffer back
-    /// with `recycle`.
+    /// ([`Frame::offload`]: checksum state, TSO cut) (contract step 3).
+    /// Give the buffer back with `recycle`.
     pub fn poll_transmit(&mut self) -> Option<Frame> {
         self.iface.outbox.pop()
     }
@@ -339,13 +367,15 @@ impl Stack {
         self.iface.outbox.recycle(frame.into());
     }
 
-    /// The earliest time `dispatch` has work to do.
+    /// The earliest time `handle_timeout` has work to do (contract step
+    /// 5); at or before any `now` while output is queued.
     pub fn poll_at(&self) -> Option<Instant> {
         let ip = time::earliest(self.iface.arp.poll_at(), self.reassembler.poll_at());
         time::earliest(ip, self.tcp.poll_at())
     }
 
-    /// Sockets whose readiness may have changed since the last call.
+    /// Sockets whose readiness may have changed since the last call
+    /// (contract step 4).
     pub fn take_events(&mut self, out: &mut Vec<SocketId>) {
         out.append(&mut self.events);
         self.tcp.take_events(&mut self.tcp_scratch);

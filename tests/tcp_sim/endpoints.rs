@@ -72,12 +72,11 @@ impl Endpoint for Ours {
     }
 
     fn receive(&mut self, now: Instant, frame: &[u8]) {
-        self.stack.receive(now, frame);
+        self.stack.handle_frame(now, frame, RxChecksum::Verify);
     }
 
     fn pump(&mut self, now: Instant, out: &mut dyn FnMut(&[u8])) {
-        self.stack.dispatch(now);
-        self.stack.dispatch_transport(now);
+        self.stack.handle_timeout(now);
         while let Some(f) = self.stack.poll_transmit() {
             out(&f);
             self.stack.recycle(f);

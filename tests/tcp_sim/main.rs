@@ -48,7 +48,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Cid
 use tapstack::device::fault::{FaultConfig, FaultModel};
 use tapstack::stack::rng::Rng;
 use tapstack::stack::tcp::{CcAlgorithm, TcpConfig, TcpHandle};
-use tapstack::stack::{Instant, Stack, StackConfig};
+use tapstack::stack::{Instant, RxChecksum, Stack, StackConfig};
 use tapstack::trace::describe_frame;
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

@@ -66,7 +66,8 @@ impl Tcb {
         };
         let irs_known = self.state.is_synchronized() || self.state == TcpState::SynReceived;
         let received = if irs_known {
-            span(self.rcv.irs() + 1, self.rcv.nxt()).saturating_sub(u64::from(self.rcv.fin_received()))
+            span(self.rcv.irs() + 1, self.rcv.nxt())
+                .saturating_sub(u64::from(self.rcv.fin_received()))
         } else {
             0
         };

@@ -5,9 +5,10 @@
 //! recovery), `timer`, `listen` (backlog), `timewait`, `isn` (ISN and
 //! ephemeral ports), `options` (wire format), `api` (socket operations).
 //!
-//! Calling contract (sans-I/O): `receive` segments, then `dispatch` to
-//! emit what is due; sleep until `poll_at`; `take_events` tells which
-//! handles may have changed readiness.
+//! Calling contract (sans-I/O; the `Stack` documents the whole core's):
+//! `receive` segments (they only queue output), then `dispatch` runs the
+//! timers and sends the one output queue in order; sleep until `poll_at`;
+//! `take_events` tells which handles may have changed readiness.
 
 pub mod assembler;
 pub mod buffer;
