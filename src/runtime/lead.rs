@@ -40,6 +40,7 @@ use nix::sys::timerfd::TimerFd;
 
 use super::{Core, Shared, WAKES, WaitFor, fire_wakes, stopped_error, unlock_and_wake};
 use crate::device::Device;
+use crate::stack::Instant;
 use crate::stack::socket::SocketId;
 
 /// Who reads the device now.
@@ -61,6 +62,11 @@ pub(super) struct Lead {
     /// Asleep (or about to be) in epoll, outside the lock.
     pub(super) waiting: bool,
 }
+
+/// How long a returning leader's thread keeps the device (see
+/// `lease_device`): also the longest a frame waits when it does not
+/// come back.
+const LEASE_US: u64 = 1_000;
 
 pub(super) const TOKEN_DEVICE: u64 = 0;
 const TOKEN_KICK: u64 = 1;
@@ -286,22 +292,55 @@ impl Shared {
         if lead {
             core.rx_owner = RxOwner::Nobody;
             core.lead = None;
+            // Hand the device on: a follower leads next, if there is one.
             promote = core.followers.last().cloned();
+            self.lease_device(&mut core);
         }
         let wake = core.stack_thread_needs_wake();
         unlock_and_wake(self, core, wake);
-        if lead {
-            // Hand the device on: a follower leads next. Else the stack
-            // thread reads, woken by the next frame; but a frame that came
-            // after our last read and before we let go woke the stack
-            // thread while we still owned the device, and it left the
-            // frame to us: wake it again for that one.
-            if let Some(c) = promote {
-                c.notify_one();
+        if let Some(c) = promote {
+            c.notify_one();
+        }
+    }
+
+    /// Leases the device to the returning leader's thread: the stack
+    /// thread stops watching it for `LEASE`. A request/response server
+    /// answers and blocks again within microseconds and leads again; the
+    /// next request waits on the device for it meanwhile, instead of
+    /// waking the stack thread (on one CPU the answer wakes the client,
+    /// which preempts the server and sends its next request before the
+    /// server is back). If the thread does not come back, the stack
+    /// thread takes the device over when the lease runs out.
+    fn lease_device(&self, core: &mut Core) {
+        if core.stack_watches {
+            if let Err(e) = self.stack_wait.delete(self.device.fd()) {
+                log::debug!("cannot lease the device: {e}");
+                return;
             }
-            if self.device_readable() {
-                self.wake();
+            core.stack_watches = false;
+        }
+        let until = Instant::from_micros(core.now().total_micros() + LEASE_US);
+        core.lease_until = Some(until);
+        // The timer is not moved later: if it fires before the lease
+        // runs out, the stack thread arms it again.
+        if core.timer_at.is_none_or(|t| t > until) {
+            core.set_timer(until);
+        }
+    }
+
+    /// The stack thread watches the device again (the lease ran out and
+    /// nobody leads). Frames already waiting are reported at once.
+    pub(super) fn watch_device(&self, core: &mut Core) {
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE | EpollFlags::EPOLLET;
+        match self
+            .stack_wait
+            .add(self.device.fd(), EpollEvent::new(flags, TOKEN_DEVICE))
+        {
+            Ok(()) => {
+                core.stack_watches = true;
+                core.lease_until = None;
             }
+            Err(e) => log::error!("cannot watch the device: {e}"),
         }
     }
 }

@@ -103,6 +103,13 @@ pub struct Core {
     /// before the core's next deadline whenever that is set.
     timer: Arc<TimerFd>,
     timer_at: Option<Instant>,
+    /// The stack thread's epoll set holds the device. A leader that
+    /// returns takes it out (`lead.rs`: the device is leased to the
+    /// application thread, which is expected back) ...
+    stack_watches: bool,
+    /// ... until then, when the stack thread watches it again if nobody
+    /// leads.
+    lease_until: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -143,6 +150,8 @@ pub struct Shared {
     rx: Mutex<RxBatch>,
     /// Where leaders sleep (`lead.rs`).
     lead_wait: Epoll,
+    /// Where the stack thread sleeps (its device entry comes and goes).
+    stack_wait: Epoll,
     kick: Arc<EventFd>,
     halt: Arc<EventFd>,
     timer: Arc<TimerFd>,
@@ -354,13 +363,20 @@ impl Core {
     /// Arms the timer for the next deadline, or disarms it. The stack
     /// thread does this each time it wakes (the timer may have fired).
     fn rearm_timer(&mut self) {
-        match self.poll_at() {
+        let lease = self.lease_until.filter(|_| self.device_leased());
+        match crate::stack::time::earliest(self.poll_at(), lease) {
             Some(due) => self.set_timer(due),
             None => {
                 let _ = self.timer.unset();
                 self.timer_at = None;
             }
         }
+    }
+
+    /// Leased: nobody reads the device, and the stack thread leaves it to
+    /// the application thread expected back (`lead.rs`).
+    fn device_leased(&self) -> bool {
+        !self.stack_watches && self.rx_owner == RxOwner::Nobody
     }
 
     fn set_timer(&mut self, due: Instant) {
@@ -666,6 +682,8 @@ pub fn start(
         halt_fd: halt.clone(),
         timer: timer.clone(),
         timer_at: None,
+        stack_watches: true,
+        lease_until: None,
     };
     let shared = Arc::new(Shared {
         core: Mutex::new(core),
@@ -674,12 +692,13 @@ pub fn start(
         device,
         rx: Mutex::new(RxBatch::new()),
         lead_wait,
+        stack_wait,
         kick,
         halt,
         timer,
         busy_poll: opts.busy_poll,
     });
-    let handle = thread::spawn(shared.clone(), stack_wait)?;
+    let handle = thread::spawn(shared.clone())?;
     *shared.join.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     Ok(shared)
 }

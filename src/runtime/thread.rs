@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::sync::MutexGuard;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::epoll::{Epoll, EpollEvent};
+use nix::sys::epoll::EpollEvent;
 
 use super::lead::{RxOwner, TOKEN_WAKE};
 use super::{Core, Shared, fire_wakes};
@@ -91,17 +91,14 @@ impl RxBatch {
     }
 }
 
-pub fn spawn(
-    shared: std::sync::Arc<Shared>,
-    epoll: Epoll,
-) -> Result<std::thread::JoinHandle<()>, String> {
+pub fn spawn(shared: std::sync::Arc<Shared>) -> Result<std::thread::JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name("tapstack".into())
-        .spawn(move || run(&shared, &epoll))
+        .spawn(move || run(&shared))
         .map_err(|e| format!("cannot start the stack thread: {e}"))
 }
 
-fn run(shared: &Shared, epoll: &Epoll) {
+fn run(shared: &Shared) {
     let device = &*shared.device;
     let mut want_write = false;
     // The first pass does not sleep: it sends what the stack queued when
@@ -112,7 +109,7 @@ fn run(shared: &Shared, epoll: &Epoll) {
         let writable = if more {
             false
         } else {
-            match sleep(shared, epoll, want_write) {
+            match sleep(shared, want_write) {
                 Ok(w) => w,
                 Err(why) => return stop_with(shared, why),
             }
@@ -125,9 +122,18 @@ fn run(shared: &Shared, epoll: &Epoll) {
         let mut failure = None;
         more = false;
         // A leading application thread reads the device itself; reading
-        // too would let two threads process frames out of order.
+        // too would let two threads process frames out of order. Leased
+        // (a leader returned and is expected back), the device is left
+        // to it until the lease runs out.
+        let now = core.now();
+        if !core.stack_watches
+            && core.rx_owner == RxOwner::Nobody
+            && core.lease_until.is_none_or(|t| t <= now)
+        {
+            shared.watch_device(&mut core);
+        }
         let rx_guard;
-        if core.rx_owner == RxOwner::Nobody {
+        if core.rx_owner == RxOwner::Nobody && core.stack_watches {
             core.rx_owner = RxOwner::StackThread;
             drop(core);
             let mut rx = shared.rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -167,7 +173,7 @@ fn run(shared: &Shared, epoll: &Epoll) {
 /// Sleeps until a frame arrives that no leader takes, a wake-up, the
 /// timer or the stop signal. Returns whether the device became writable
 /// (only asked for when it pushed back).
-fn sleep(shared: &Shared, epoll: &Epoll, want_write: bool) -> Result<bool, String> {
+fn sleep(shared: &Shared, want_write: bool) -> Result<bool, String> {
     if want_write {
         // Rare (the device pushed back): a plain poll that also asks for
         // POLLOUT. Not exclusive, so a leader may be woken along with us.
@@ -189,7 +195,10 @@ fn sleep(shared: &Shared, epoll: &Epoll, want_write: bool) -> Result<bool, Strin
         return Ok(has(&fds[0], PollFlags::POLLOUT));
     }
     let mut events = [EpollEvent::empty(); 4];
-    let n = match epoll.wait(&mut events, PollTimeout::from(MAX_SLEEP_MS)) {
+    let n = match shared
+        .stack_wait
+        .wait(&mut events, PollTimeout::from(MAX_SLEEP_MS))
+    {
         Ok(n) => n,
         Err(nix::errno::Errno::EINTR) => 0,
         Err(e) => return Err(format!("epoll failed: {e}")),
