@@ -219,7 +219,8 @@ impl Shared {
             l.waiting = false;
         }
         let now = core.now();
-        rx.process(&mut core, now);
+        core.rx_backlog = rx.full();
+        rx.process(&mut core, now, "runtime.frames_read_by_leader");
         drop(rx);
         core.on_timers(now);
         core.transmit(now);
@@ -294,9 +295,20 @@ impl Shared {
             core.lead = None;
             // Hand the device on: a follower leads next, if there is one.
             promote = core.followers.last().cloned();
-            self.lease_device(&mut core);
+            if !core.rx_backlog {
+                self.lease_device(&mut core);
+            } else if !core.stack_watches {
+                // Frames are waiting: the stack thread reads them now
+                // (watching again reports them at once).
+                self.watch_device(&mut core);
+            }
         }
-        let wake = core.stack_thread_needs_wake();
+        let mut wake = core.stack_thread_needs_wake();
+        if lead && core.rx_backlog && promote.is_none() {
+            // Watched all along, the device will not report the waiting
+            // frames again (edge-triggered): wake the stack thread.
+            wake = true;
+        }
         unlock_and_wake(self, core, wake);
         if let Some(c) = promote {
             c.notify_one();

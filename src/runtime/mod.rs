@@ -110,6 +110,9 @@ pub struct Core {
     /// ... until then, when the stack thread watches it again if nobody
     /// leads.
     lease_until: Option<Instant>,
+    /// The leader's last read stopped at the batch size: frames are
+    /// probably still waiting, so it must not lease the device.
+    rx_backlog: bool,
 }
 
 #[derive(Default)]
@@ -510,6 +513,17 @@ impl Core {
         self.sleeping.is_some()
     }
 
+    /// Whether an application thread leads: it owns the device, blocked
+    /// in a call (for tests of the hand-off).
+    pub fn application_thread_leads(&self) -> bool {
+        self.lead.is_some()
+    }
+
+    /// How many blocked calls wait as followers (for tests).
+    pub fn followers(&self) -> usize {
+        self.followers.len()
+    }
+
     /// Whether the device pushed back while the stack thread sleeps
     /// without polling for POLLOUT. (Deadlines need no wake-up: they move
     /// its timer.)
@@ -684,6 +698,7 @@ pub fn start(
         timer_at: None,
         stack_watches: true,
         lease_until: None,
+        rx_backlog: false,
     };
     let shared = Arc::new(Shared {
         core: Mutex::new(core),

@@ -72,8 +72,12 @@ impl RxBatch {
         self.n == BATCH
     }
 
-    /// Feeds the frames read to the core, in the order the device gave them.
-    pub(super) fn process(&mut self, core: &mut Core, now: Instant) {
+    /// Feeds the frames read to the core, in the order the device gave
+    /// them, counting them under `reader` (who read them).
+    pub(super) fn process(&mut self, core: &mut Core, now: Instant, reader: &'static str) {
+        if self.n > 0 {
+            core.stack.iface.counters.add(reader, self.n as u64);
+        }
         for i in 0..std::mem::take(&mut self.n) {
             let (len, meta) = self.lens[i];
             match meta.kind {
@@ -101,6 +105,7 @@ pub fn spawn(shared: std::sync::Arc<Shared>) -> Result<std::thread::JoinHandle<(
 fn run(shared: &Shared) {
     let device = &*shared.device;
     let mut want_write = false;
+    let mut want_read = true;
     // The first pass does not sleep: it sends what the stack queued when
     // it was made (ARP announcement) and arms the timer.
     let mut more = true;
@@ -109,7 +114,7 @@ fn run(shared: &Shared) {
         let writable = if more {
             false
         } else {
-            match sleep(shared, want_write) {
+            match sleep(shared, want_write, want_read) {
                 Ok(w) => w,
                 Err(why) => return stop_with(shared, why),
             }
@@ -141,7 +146,7 @@ fn run(shared: &Shared) {
             core = shared.lock();
             core.rx_owner = RxOwner::Nobody;
             let now = core.now();
-            rx.process(&mut core, now);
+            rx.process(&mut core, now, "runtime.frames_read_by_stack_thread");
             more = rx.full();
             rx_guard = Some(rx);
         } else {
@@ -155,6 +160,7 @@ fn run(shared: &Shared) {
         core.on_timers(now);
         core.transmit(now);
         want_write = core.tx_blocked;
+        want_read = core.stack_watches && core.rx_owner == RxOwner::Nobody;
         if let Some(why) = failure {
             core.halt(why);
             return;
@@ -173,12 +179,19 @@ fn run(shared: &Shared) {
 /// Sleeps until a frame arrives that no leader takes, a wake-up, the
 /// timer or the stop signal. Returns whether the device became writable
 /// (only asked for when it pushed back).
-fn sleep(shared: &Shared, want_write: bool) -> Result<bool, String> {
+fn sleep(shared: &Shared, want_write: bool, want_read: bool) -> Result<bool, String> {
     if want_write {
         // Rare (the device pushed back): a plain poll that also asks for
-        // POLLOUT. Not exclusive, so a leader may be woken along with us.
+        // POLLOUT. Not exclusive, so a leader may be woken along with us;
+        // and level-triggered, so it asks for frames only if it is to
+        // read them (else it would spin while a leader owns them).
+        let read = if want_read {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
         let mut fds = [
-            PollFd::new(shared.device.fd(), PollFlags::POLLIN | PollFlags::POLLOUT),
+            PollFd::new(shared.device.fd(), read | PollFlags::POLLOUT),
             PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN),
             PollFd::new(shared.timer.as_fd(), PollFlags::POLLIN),
             PollFd::new(shared.halt.as_fd(), PollFlags::POLLIN),
