@@ -176,6 +176,10 @@ fn two_blocked_calls_on_different_sockets_are_both_woken() {
     let (c1, s1) = connected(&pair, 7002);
     let (c2, s2) = connected(&pair, 7003);
     let poll = Arc::new(Poll::new(&pair.b));
+    // No timeouts on the blocked calls: a call that times out re-checks
+    // its socket and would hide a missing wake-up. The channels bound
+    // the wait.
+    s1.set_read_timeout(None).unwrap();
     s2.set_nonblocking(true).unwrap();
     poll.register(&s2, Token(2), Interest::READABLE).unwrap();
     let leader_before = counter(&pair.b, LEADER);
@@ -185,7 +189,7 @@ fn two_blocked_calls_on_different_sockets_are_both_woken() {
         let p = poll.clone();
         std::thread::spawn(move || {
             let mut events = Events::with_capacity(4);
-            let r = p.poll(&mut events, Some(Duration::from_secs(5)));
+            let r = p.poll(&mut events, None);
             let _ = tx.send(r.map(|_| events.iter().map(|e| e.token()).collect::<Vec<_>>()));
         });
         wait_until(
@@ -193,19 +197,27 @@ fn two_blocked_calls_on_different_sockets_are_both_woken() {
             Duration::from_secs(5),
             || pair.b.application_thread_leads() && pair.b.followers() == 1,
         );
-        let (first, second) = if round % 2 == 0 {
-            (&c1, &c2)
-        } else {
-            (&c2, &c1)
+        // One socket at a time, the second written only once the first
+        // call returned: when the follower's data comes first, the
+        // leader alone can wake it.
+        let check_read = || assert_eq!(result(&got1).expect("read"), vec![round]);
+        let check_poll = || {
+            let tokens = got2
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the blocked poll never returned");
+            assert_eq!(tokens.expect("poll"), vec![Token(2)]);
         };
-        let (mut first, mut second) = (first, second);
-        first.write_all(&[round]).unwrap();
-        second.write_all(&[round]).unwrap();
-        assert_eq!(result(&got1).expect("read"), vec![round]);
-        let tokens = got2
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the blocked poll never returned");
-        assert_eq!(tokens.expect("poll"), vec![Token(2)]);
+        if round % 2 == 0 {
+            (&c1).write_all(&[round]).unwrap();
+            check_read();
+            (&c2).write_all(&[round]).unwrap();
+            check_poll();
+        } else {
+            (&c2).write_all(&[round]).unwrap();
+            check_poll();
+            (&c1).write_all(&[round]).unwrap();
+            check_read();
+        }
         // Readable, as the poll said.
         let mut b = [0u8; 1];
         assert_eq!((&s2).read(&mut b).expect("read after poll"), 1);
