@@ -137,7 +137,6 @@ fn run(shared: &Shared) {
         {
             shared.watch_device(&mut core);
         }
-        let rx_guard;
         if core.rx_owner == RxOwner::Nobody && core.stack_watches {
             core.rx_owner = RxOwner::StackThread;
             drop(core);
@@ -148,11 +147,7 @@ fn run(shared: &Shared) {
             let now = core.now();
             rx.process(&mut core, now, "runtime.frames_read_by_stack_thread");
             more = rx.full();
-            rx_guard = Some(rx);
-        } else {
-            rx_guard = None;
         }
-        drop(rx_guard);
         if writable {
             core.tx_blocked = false;
         }
