@@ -11,7 +11,10 @@
 //! owns the receive side (`RxOwner`), so frames are processed in the order
 //! the device delivered them; other blocked calls are *followers* and
 //! wait on their socket's condition. When the leader returns it hands the
-//! device on: to a follower, which it wakes, or else to the stack thread.
+//! device on: to a follower, which it wakes, or else to the stack thread,
+//! after a 1 ms lease in which the returning thread, if it blocks again
+//! (a server answering and waiting for the next request), reads the
+//! next frames itself (`lease_device`).
 //!
 //! Chosen over receive processing on the socket owner's thread because a
 //! frame's socket is only known once the frame has been parsed, and one
