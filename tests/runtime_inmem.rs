@@ -1,14 +1,15 @@
-//! The runtime's hand-off between application threads and the stack thread,
-//! over an in-memory link whose far end the test reads itself. No root.
+//! The runtime's hand-off between application threads and the stack thread
+//! (deadlines, leader/follower), over in-memory links. No root.
 
+use std::io::{Read, Write};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 mod inmem;
 
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
-use tapstack::api::{Net, UdpSocket};
+use tapstack::api::{Events, Interest, Net, Poll, TcpListener, TcpStream, Token, UdpSocket};
 use tapstack::device::fault::{FaultConfig, REORDER_HOLD};
 use tapstack::device::{Device, pair};
 use tapstack::runtime::link::LinkOptions;
@@ -88,4 +89,234 @@ fn a_deadline_set_by_an_application_thread_wakes_the_stack_thread() {
         took < Duration::from_millis(300),
         "the held frame left after {took:?}, not about {REORDER_HOLD:?}"
     );
+}
+
+// ---- leader/follower (src/runtime/lead.rs) ----------------------------
+
+const LEADER: &str = "runtime.frames_read_by_leader";
+const STACK_THREAD: &str = "runtime.frames_read_by_stack_thread";
+
+fn counter(net: &Net, name: &str) -> u64 {
+    net.counters().get(name)
+}
+
+/// Polls `cond` every millisecond until it holds, failing with `what`
+/// after `within`.
+fn wait_until(what: &str, within: Duration, cond: impl Fn() -> bool) {
+    let until = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < until, "{what} (after {within:?})");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A connection from a to b on `port`: (client end, server end).
+fn connected(pair: &inmem::Pair, port: u16) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(&pair.b, ("0.0.0.0", port)).unwrap();
+    let client = TcpStream::connect(&pair.a, (inmem::B, port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    for s in [&client, &server] {
+        s.set_nodelay(true).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    }
+    (client, server)
+}
+
+/// Reads `n` bytes on a new thread; the result arrives on the channel.
+fn read_on_thread(s: &TcpStream, n: usize) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let s = s.try_clone().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; n];
+        let _ = tx.send((&s).read_exact(&mut buf).map(|()| buf));
+    });
+    rx
+}
+
+fn result(rx: &mpsc::Receiver<std::io::Result<Vec<u8>>>) -> std::io::Result<Vec<u8>> {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the blocked call never returned")
+}
+
+/// A blocked read leads: the request's frame is read and processed by
+/// the reader's own thread, not handed over by the stack thread.
+#[test]
+fn a_blocked_reader_reads_the_device_itself() {
+    let pair = inmem::Pair::new();
+    let (client, server) = connected(&pair, 7001);
+    for round in 0..10u8 {
+        let got = read_on_thread(&server, 3);
+        wait_until(
+            "the blocked reader never led",
+            Duration::from_secs(5),
+            || pair.b.application_thread_leads(),
+        );
+        let (stack, leader) = (counter(&pair.b, STACK_THREAD), counter(&pair.b, LEADER));
+        (&client).write_all(&[round; 3]).unwrap();
+        assert_eq!(result(&got).expect("read"), vec![round; 3]);
+        assert!(
+            counter(&pair.b, LEADER) > leader,
+            "the reader did not read the frame"
+        );
+        assert_eq!(
+            counter(&pair.b, STACK_THREAD),
+            stack,
+            "the stack thread read a frame while a reader led"
+        );
+    }
+}
+
+/// Two calls blocked at once on different sockets, one a read and one a
+/// `Poll::poll`: whichever leads, each is woken for its own socket's data,
+/// in either order of arrival (the leader wakes the follower, or hands
+/// the device on to it).
+#[test]
+fn two_blocked_calls_on_different_sockets_are_both_woken() {
+    let pair = inmem::Pair::new();
+    let (c1, s1) = connected(&pair, 7002);
+    let (c2, s2) = connected(&pair, 7003);
+    let poll = Arc::new(Poll::new(&pair.b));
+    // No timeouts on the blocked calls: a call that times out re-checks
+    // its socket and would hide a missing wake-up. The channels bound
+    // the wait.
+    s1.set_read_timeout(None).unwrap();
+    s2.set_nonblocking(true).unwrap();
+    poll.register(&s2, Token(2), Interest::READABLE).unwrap();
+    let leader_before = counter(&pair.b, LEADER);
+    for round in 0..20u8 {
+        let got1 = read_on_thread(&s1, 1);
+        let (tx, got2) = mpsc::channel();
+        let p = poll.clone();
+        std::thread::spawn(move || {
+            let mut events = Events::with_capacity(4);
+            let r = p.poll(&mut events, None);
+            let _ = tx.send(r.map(|_| events.iter().map(|e| e.token()).collect::<Vec<_>>()));
+        });
+        wait_until(
+            "not one leader and one follower",
+            Duration::from_secs(5),
+            || pair.b.application_thread_leads() && pair.b.followers() == 1,
+        );
+        // One socket at a time, the second written only once the first
+        // call returned: when the follower's data comes first, the
+        // leader alone can wake it.
+        let check_read = || assert_eq!(result(&got1).expect("read"), vec![round]);
+        let check_poll = || {
+            let tokens = got2
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the blocked poll never returned");
+            assert_eq!(tokens.expect("poll"), vec![Token(2)]);
+        };
+        if round % 2 == 0 {
+            (&c1).write_all(&[round]).unwrap();
+            check_read();
+            (&c2).write_all(&[round]).unwrap();
+            check_poll();
+        } else {
+            (&c2).write_all(&[round]).unwrap();
+            check_poll();
+            (&c1).write_all(&[round]).unwrap();
+            check_read();
+        }
+        // Readable, as the poll said.
+        let mut b = [0u8; 1];
+        assert_eq!((&s2).read(&mut b).expect("read after poll"), 1);
+        assert_eq!(b, [round]);
+    }
+    assert!(counter(&pair.b, LEADER) > leader_before, "nobody led");
+}
+
+/// The leader's socket becomes ready: it returns, and the follower takes
+/// the device over and reads the next frame itself.
+#[test]
+fn the_device_is_handed_on_when_the_leader_returns() {
+    let pair = inmem::Pair::new();
+    let (c1, s1) = connected(&pair, 7004);
+    let (c2, s2) = connected(&pair, 7005);
+    for round in 0..5u8 {
+        let got1 = read_on_thread(&s1, 1);
+        wait_until("the first reader never led", Duration::from_secs(5), || {
+            pair.b.application_thread_leads()
+        });
+        let got2 = read_on_thread(&s2, 1);
+        wait_until(
+            "the second reader never followed",
+            Duration::from_secs(5),
+            || pair.b.followers() == 1,
+        );
+        (&c1).write_all(&[round]).unwrap();
+        assert_eq!(result(&got1).expect("read 1"), vec![round]);
+        wait_until(
+            "the follower never took the device over",
+            Duration::from_secs(5),
+            || pair.b.application_thread_leads() && pair.b.followers() == 0,
+        );
+        let stack = counter(&pair.b, STACK_THREAD);
+        (&c2).write_all(&[round]).unwrap();
+        assert_eq!(result(&got2).expect("read 2"), vec![round]);
+        assert_eq!(
+            counter(&pair.b, STACK_THREAD),
+            stack,
+            "the new leader did not read"
+        );
+    }
+}
+
+/// With no application thread blocked (the last one led, returned and
+/// left the device leased), timers still fire: keepalive probes to a
+/// peer that went silent run out and end the connection.
+#[test]
+fn timers_fire_when_no_application_thread_is_blocked() {
+    let pair = inmem::Pair::new();
+    let (client, server) = connected(&pair, 7006);
+    let got = read_on_thread(&client, 1);
+    wait_until("the reader never led", Duration::from_secs(5), || {
+        pair.a.application_thread_leads()
+    });
+    (&server).write_all(b"x").unwrap();
+    assert_eq!(result(&got).expect("read"), b"x");
+    pair.b.shutdown(); // the peer goes silent
+    let probe = Duration::from_millis(50);
+    client.set_keepalive(Some((probe, probe, 2))).unwrap();
+    wait_until("keepalive never gave up", Duration::from_secs(5), || {
+        counter(&pair.a, "tcp.keepalive_timeout") == 1
+    });
+    assert!(counter(&pair.a, "tcp.keepalive_probe") >= 2);
+    assert!(!pair.a.application_thread_leads());
+}
+
+/// Shutting the stack down releases a call that leads (it sleeps in
+/// epoll, not on a condition).
+#[test]
+fn shutdown_releases_a_leading_call() {
+    let pair = inmem::Pair::new();
+    let (_client, server) = connected(&pair, 7007);
+    server.set_read_timeout(None).unwrap();
+    let got = read_on_thread(&server, 1);
+    wait_until("the reader never led", Duration::from_secs(5), || {
+        pair.b.application_thread_leads()
+    });
+    pair.b.shutdown();
+    let err = result(&got).expect_err("read after shutdown");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
+}
+
+/// A leader sleeps in epoll, not on its socket's condition: when the
+/// stack thread's timer (keepalive giving up on a silent peer) ends its
+/// connection, it must be kicked awake.
+#[test]
+fn a_leader_is_woken_when_a_timer_ends_its_connection() {
+    let pair = inmem::Pair::new();
+    let (client, _server) = connected(&pair, 7008);
+    client.set_read_timeout(None).unwrap();
+    pair.b.shutdown(); // the peer goes silent
+    // Long enough for the reader to be leading when keepalive gives up.
+    let probe = Duration::from_millis(200);
+    client.set_keepalive(Some((probe, probe, 2))).unwrap();
+    let got = read_on_thread(&client, 1);
+    wait_until("the reader never led", Duration::from_secs(5), || {
+        pair.a.application_thread_leads() || counter(&pair.a, "tcp.keepalive_timeout") > 0
+    });
+    let err = result(&got).expect_err("read on a connection keepalive ended");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
 }

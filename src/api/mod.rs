@@ -171,6 +171,19 @@ impl Net {
         self.shared.lock().stack_thread_sleeping()
     }
 
+    /// Whether a blocked application call is running the stack (it owns
+    /// the device: see `runtime/lead.rs`), for tests of the hand-off.
+    #[doc(hidden)]
+    pub fn application_thread_leads(&self) -> bool {
+        self.shared.lock().application_thread_leads()
+    }
+
+    /// How many blocked calls wait for the leader (for tests).
+    #[doc(hidden)]
+    pub fn followers(&self) -> usize {
+        self.shared.lock().followers()
+    }
+
     /// Why the stack stopped, if it did (device gone, shutdown).
     pub fn stopped(&self) -> Option<String> {
         self.shared.lock().stopped.clone()

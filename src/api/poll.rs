@@ -3,9 +3,10 @@
 //! timeout) until some are ready. Level-triggered: a socket stays
 //! reported while it is ready.
 //!
-//! The stack thread records which sockets had events; `poll` checks only
-//! those (and those it last reported), so a registry of thousands of idle
-//! sockets costs nothing per call.
+//! The stack records which sockets had events; `poll` checks only those
+//! (and those it last reported), so a registry of thousands of idle
+//! sockets costs nothing per call. A blocked `poll` may run the stack
+//! itself while it waits (`runtime/lead.rs`).
 
 use std::io;
 use std::sync::Arc;
@@ -203,36 +204,21 @@ impl Poll {
     pub fn poll(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
         events.list.clear();
         let cap = events.capacity.max(1);
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        let mut core = self.net.shared.lock();
+        let shared = &self.net.shared;
+        let core = shared.lock();
+        // On the core's clock (runtime/clock.rs), like every deadline there.
+        let deadline = timeout.map(|t| core.now() + t);
         let cond: Arc<std::sync::Condvar> = match core.polls.get(&self.id) {
             Some(p) => p.cond.clone(),
             None => return Err(io::Error::other("poll registry is gone")),
         };
-        loop {
-            if let Some(why) = &core.stopped {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    format!("network stack stopped: {why}"),
-                ));
-            }
-            collect(&mut core, self.id, &mut events.list, cap);
-            if !events.list.is_empty() {
-                return Ok(events.list.len());
-            }
-            core = match deadline {
-                None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return Ok(0);
-                    }
-                    cond.wait_timeout(core, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        let list = &mut events.list;
+        // Blocked, this call may run the stack itself (see runtime/lead.rs).
+        let r = shared.run_blocking(core, &cond, None, deadline, |core| {
+            collect(core, self.id, list, cap);
+            (!list.is_empty()).then_some(Ok(list.len()))
+        });
+        r.unwrap_or(Ok(0))
     }
 }
 

@@ -366,7 +366,13 @@ impl TcpStream {
     /// Keepalive probes after `idle`, every `interval`, giving up after
     /// `probes` unanswered; `None` turns keepalive off (the default).
     pub fn set_keepalive(&self, ka: Option<(Duration, Duration, u32)>) -> io::Result<()> {
-        self.inner.tcp(|t, h| t.set_keepalive(h, ka))
+        // Through `with_core`: the new deadline must reach the stack
+        // thread's timer.
+        let h = self.inner.handle;
+        self.inner
+            .net
+            .shared
+            .with_core(|core| core.stack.tcp.set_keepalive(h, ka))
     }
 
     /// `Some(Duration::ZERO)`: dropping the stream aborts it with RST

@@ -80,6 +80,10 @@ pub struct Cli {
     /// Plain frames on the TAP: no checksum/TSO offloads, no GSO super-frames
     #[arg(long, global = true, help_heading = "Interface")]
     pub no_offload: bool,
+    /// A blocked call that runs the stack checks the TAP for USECS before
+    /// it sleeps (like SO_BUSY_POLL: lower latency for CPU); off by default
+    #[arg(long, global = true, help_heading = "Interface", value_name = "USECS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub busy_poll: Option<u64>,
     /// Drop each frame (both directions) with probability P (0.01 or 1%)
     #[arg(long, global = true, help_heading = "Faults", default_value = "0", value_name = "P", value_parser = config::parse_probability)]
     pub loss: f64,
@@ -333,6 +337,7 @@ impl Cli {
                 corrupt: self.corrupt,
                 seed: self.seed.unwrap_or(1),
             },
+            busy_poll: self.busy_poll.map(std::time::Duration::from_micros),
         }
     }
 }

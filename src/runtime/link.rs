@@ -20,6 +20,11 @@ pub struct LinkOptions {
     pub trace: bool,
     /// Applied to frames in both directions, with independent streams.
     pub fault: FaultConfig,
+    /// `--busy-poll USECS`: a blocked call that runs the stack checks the
+    /// device for this long before it sleeps (like SO_BUSY_POLL); off
+    /// (`None`) by default. It is here because it is per device, like
+    /// the rest of these options.
+    pub busy_poll: Option<std::time::Duration>,
 }
 
 /// The per-frame taps and faults between the stack and the device.

@@ -1,15 +1,18 @@
-//! The one stack thread and the state it shares with application threads.
+//! The stack thread and the state it shares with application threads.
 //!
 //! The core (`Stack`) sits behind one mutex together with the link (pcap,
-//! trace, faults) and the wait registry. The stack thread sleeps in
-//! `poll()` on the device and an eventfd with the core's next deadline as
-//! timeout, never holding the lock while it waits. Application threads lock
-//! briefly to operate on their socket; output they cause is written to the
-//! device right away from their own thread (no wake-up of the stack thread
-//! needed), and a blocked call sleeps on its own socket's condition, which
-//! is signalled only for events on that socket.
+//! trace, faults) and the wait registry. Application threads lock briefly
+//! to operate on their socket; output they cause is written to the device
+//! right away from their own thread. A blocked call that finds the device
+//! free runs the stack itself until its socket is ready (leader/follower,
+//! `lead.rs`): a request then costs the server one wake-up, not two. The
+//! stack thread sleeps in epoll on the device (woken only when no leader
+//! is waiting), an eventfd and a timerfd set to the core's next deadline,
+//! never holding the lock while it waits: it reads the device when no
+//! application thread leads, and fires timers.
 
 pub mod clock;
+mod lead;
 pub mod link;
 pub mod tap;
 mod thread;
@@ -20,7 +23,10 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use nix::sys::epoll::Epoll;
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use crate::device::Device;
 use crate::device::vnet;
@@ -29,7 +35,9 @@ use crate::stack::ip::RxChecksum;
 use crate::stack::socket::{Readiness, SocketId};
 use crate::stack::{Instant, Stack};
 pub use clock::Clock;
+use lead::{Lead, RxOwner};
 use link::Link;
+use thread::RxBatch;
 
 /// Identifies a `Poll` registry inside the core.
 pub type PollId = u64;
@@ -77,8 +85,34 @@ pub struct Core {
     /// again on it (one more context switch each way).
     wakes: Vec<Wake>,
     /// What the stack thread went to sleep waiting for; `None` while it is
-    /// awake (it recomputes its deadline before it sleeps again).
+    /// awake.
     sleeping: Option<Sleep>,
+    /// Who reads the device: one thread at a time, so that frames are
+    /// processed in the order the device delivered them.
+    rx_owner: RxOwner,
+    /// The application thread that leads, if one does.
+    lead: Option<Lead>,
+    /// Conditions of calls blocked as followers (one is woken to lead
+    /// when the leader returns).
+    followers: Vec<Arc<Condvar>>,
+    /// Wakes the leader out of epoll when its own socket has news.
+    kick: Arc<EventFd>,
+    /// Written once when the stack stops: every epoll set holds it.
+    halt_fd: Arc<EventFd>,
+    /// The stack thread's timer, and the deadline it is armed for: at or
+    /// before the core's next deadline whenever that is set.
+    timer: Arc<TimerFd>,
+    timer_at: Option<Instant>,
+    /// The stack thread's epoll set holds the device. A leader that
+    /// returns takes it out (`lead.rs`: the device is leased to the
+    /// application thread, which is expected back) ...
+    stack_watches: bool,
+    /// ... until then, when the stack thread watches it again if nobody
+    /// leads.
+    lease_until: Option<Instant>,
+    /// The leader's last read stopped at the batch size: frames are
+    /// probably still waiting, so it must not lease the device.
+    rx_backlog: bool,
 }
 
 /// What the device does for outgoing frames: learnt at start, lowered
@@ -119,7 +153,6 @@ pub enum WaitFor {
 /// The stack thread's wait, as it computed it under the lock.
 #[derive(Clone, Copy, Debug)]
 struct Sleep {
-    until: Option<Instant>,
     want_write: bool,
 }
 
@@ -129,6 +162,18 @@ pub struct Shared {
     pub core: Mutex<Core>,
     wake: EventFd,
     join: Mutex<Option<std::thread::JoinHandle<()>>>,
+    device: Arc<dyn Device>,
+    /// The receive batch of whoever owns the device (`RxOwner`).
+    rx: Mutex<RxBatch>,
+    /// Where leaders sleep (`lead.rs`).
+    lead_wait: Epoll,
+    /// Where the stack thread sleeps (its device entry comes and goes).
+    stack_wait: Epoll,
+    kick: Arc<EventFd>,
+    halt: Arc<EventFd>,
+    timer: Arc<TimerFd>,
+    /// `--busy-poll`: how long a leader checks the device before sleeping.
+    busy_poll: Option<Duration>,
 }
 
 fn stopped_error(why: &str) -> io::Error {
@@ -254,6 +299,7 @@ impl Core {
                     || (w.writers > 0 && (r.writable || failed))
                 {
                     defer_wake(wakes, &w.cond);
+                    kick_leader_if(&mut self.lead, &self.kick, &w.cond);
                 }
             }
             if let Some(polls) = self.socket_polls.get(&id) {
@@ -261,6 +307,7 @@ impl Core {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
                         defer_wake(wakes, &state.cond);
+                        kick_leader_if(&mut self.lead, &self.kick, &state.cond);
                         if let Some(fd) = &state.notify
                             && !state.notified
                         {
@@ -295,6 +342,71 @@ impl Core {
         // when nothing was written since).
         self.link.flush_capture();
         self.notify();
+        self.arm_timer_if_earlier();
+    }
+
+    /// Moves the stack thread's timer earlier if the core now has an
+    /// earlier deadline (no wake-up: the timer fires when it is due).
+    fn arm_timer_if_earlier(&mut self) {
+        if let Some(due) = self.poll_at()
+            && self.timer_at.is_none_or(|t| due < t)
+        {
+            self.set_timer(due);
+        }
+    }
+
+    /// Arms the timer for the next deadline, or disarms it. The stack
+    /// thread does this each time it wakes (the timer may have fired).
+    fn rearm_timer(&mut self) {
+        let lease = self.lease_until.filter(|_| self.device_leased());
+        match crate::stack::time::earliest(self.poll_at(), lease) {
+            Some(due) => self.set_timer(due),
+            None => {
+                let _ = self.timer.unset();
+                self.timer_at = None;
+            }
+        }
+    }
+
+    /// Leased: nobody reads the device, and the stack thread leaves it to
+    /// the application thread expected back (`lead.rs`).
+    fn device_leased(&self) -> bool {
+        !self.stack_watches && self.rx_owner == RxOwner::Nobody
+    }
+
+    fn set_timer(&mut self, due: Instant) {
+        let us = due
+            .total_micros()
+            .saturating_sub(self.now().total_micros())
+            .max(1); // zero would disarm it
+        let when = Expiration::OneShot(TimeSpec::from_duration(Duration::from_micros(us)));
+        if let Err(e) = self.timer.set(when, TimerSetTimeFlags::empty()) {
+            log::error!("cannot arm the stack's timer: {e}");
+        }
+        self.timer_at = Some(due);
+    }
+
+    /// Stops the stack (device failure or shutdown): every blocked call,
+    /// the leader and the stack thread return.
+    fn halt(&mut self, why: String) {
+        if self.stopped.is_none() {
+            if why != SHUT_DOWN {
+                log::error!("{why}");
+            }
+            self.stopped = Some(why);
+        }
+        // Live captures end too: their readers see end-of-stream.
+        self.link.close_taps();
+        for w in self.waiters.values() {
+            w.cond.notify_all();
+        }
+        for p in self.polls.values() {
+            p.cond.notify_all();
+        }
+        for c in &self.followers {
+            c.notify_all();
+        }
+        let _ = self.halt_fd.write(1);
     }
 
     /// A new live subscriber to every frame the link sees.
@@ -487,29 +599,28 @@ impl Core {
         crate::stack::time::earliest(self.stack.poll_at(), self.link.poll_at())
     }
 
-    /// Whether the stack thread is asleep in `poll()`, waiting for frames or
-    /// its next deadline (for tests of the wake-up logic).
+    /// Whether the stack thread is asleep, waiting for frames or its next
+    /// deadline (for tests of the wake-up logic).
     pub fn stack_thread_sleeping(&self) -> bool {
         self.sleeping.is_some()
     }
 
-    /// Whether an application thread's operation left the stack thread
-    /// sleeping too long: a deadline earlier than the one it sleeps until,
-    /// or a device that pushed back while it is not polling for POLLOUT.
-    /// Waking it only then saves a context switch per socket call (on one
-    /// CPU that raised 1-byte request/response from ~36k/s to ~45k/s).
+    /// Whether an application thread leads: it owns the device, blocked
+    /// in a call (for tests of the hand-off).
+    pub fn application_thread_leads(&self) -> bool {
+        self.lead.is_some()
+    }
+
+    /// How many blocked calls wait as followers (for tests).
+    pub fn followers(&self) -> usize {
+        self.followers.len()
+    }
+
+    /// Whether the device pushed back while the stack thread sleeps
+    /// without polling for POLLOUT. (Deadlines need no wake-up: they move
+    /// its timer.)
     fn stack_thread_needs_wake(&self) -> bool {
-        let Some(sleep) = self.sleeping else {
-            return false;
-        };
-        if self.tx_blocked && !sleep.want_write {
-            return true;
-        }
-        match (self.poll_at(), sleep.until) {
-            (Some(due), Some(until)) => due < until,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
+        self.tx_blocked && self.sleeping.is_some_and(|s| !s.want_write)
     }
 }
 
@@ -517,6 +628,21 @@ fn readiness_of(stack: &Stack, id: SocketId) -> Readiness {
     match id {
         SocketId::Udp(h) => stack.udp.readiness(crate::stack::udp::UdpHandle(h)),
         SocketId::Tcp(h) => stack.tcp.readiness(crate::stack::tcp::TcpHandle(h)),
+    }
+}
+
+/// What `Core::halt` is given on an orderly shutdown (not logged as an error).
+const SHUT_DOWN: &str = "shut down";
+
+/// A deferred wake-up for the leader, which sleeps in epoll rather than
+/// on its condition: kick it (once per sleep).
+fn kick_leader_if(lead: &mut Option<Lead>, kick: &EventFd, cond: &Arc<Condvar>) {
+    if let Some(l) = lead
+        && l.waiting
+        && Arc::ptr_eq(&l.cond, cond)
+    {
+        l.waiting = false;
+        let _ = kick.write(1);
     }
 }
 
@@ -583,9 +709,9 @@ impl Shared {
     }
 
     /// Runs `op` on the core, transmitting whatever it produced. While it
-    /// returns `WouldBlock` and `blocking` is set, waits on `id`'s
-    /// condition until `deadline`; then returns `WouldBlock` (like std's
-    /// socket timeouts on Unix) or `timeout_kind`.
+    /// returns `WouldBlock` and `blocking` is set, waits (leading the
+    /// stack, or on `id`'s condition) until `deadline`; then returns
+    /// `WouldBlock` (like std's socket timeouts on Unix) or `timeout_kind`.
     pub fn block_on<T>(
         &self,
         id: SocketId,
@@ -599,52 +725,16 @@ impl Shared {
         // On the core's clock (runtime/clock.rs), like every deadline here.
         let deadline = timeout.map(|t| core.now() + t);
         let cond = core.waiter(id);
-        loop {
-            if let Some(why) = &core.stopped {
-                return Err(stopped_error(why));
-            }
-            let result = op(&mut core);
+        let r = self.run_blocking(core, &cond, Some((id, wait)), deadline, |core| {
+            let result = op(core);
             let now = core.now();
             core.transmit(now);
-            let wake = core.stack_thread_needs_wake();
             match result {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && blocking => {
-                    // Rare: this call made other sockets ready. Signal
-                    // them now; the wait below releases the lock.
-                    WAKES.with_borrow_mut(|w| {
-                        core.take_wakes(w);
-                        fire_wakes(w);
-                    });
-                    if wake {
-                        self.wake();
-                    }
-                }
-                r => {
-                    unlock_and_wake(self, core, wake);
-                    return r;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && blocking => None,
+                r => Some(r),
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = core.now();
-                    if d <= now {
-                        return Err(io::Error::new(timeout_kind, "operation timed out"));
-                    }
-                    Some(d - now)
-                }
-            };
-            core.count_blocked(id, wait, true);
-            core = match left {
-                None => cond.wait(core).unwrap_or_else(|e| e.into_inner()),
-                Some(left) => {
-                    cond.wait_timeout(core, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-            core.count_blocked(id, wait, false);
-        }
+        });
+        r.unwrap_or_else(|| Err(io::Error::new(timeout_kind, "operation timed out")))
     }
 
     /// Runs a non-blocking operation and transmits its output.
@@ -663,9 +753,9 @@ impl Shared {
 pub fn start(
     device: Arc<dyn Device>,
     mut stack: Stack,
-    link: &link::LinkOptions,
+    opts: &link::LinkOptions,
 ) -> Result<Arc<Shared>, String> {
-    let link = Link::new(link)?;
+    let link = Link::new(opts)?;
     // With a device that takes virtio-net headers and no fault injector
     // (which must see every frame on its own), checksums and segmentation
     // are left to the kernel; a capture still shows wire frames
@@ -678,8 +768,18 @@ pub fn start(
         scratch: Vec::new(),
     };
     stack.set_tx_offloads(tx.csum, tx.gso);
-    let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
-        .map_err(|e| format!("cannot create eventfd: {e}"))?;
+    let efd = || {
+        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)
+            .map_err(|e| format!("cannot create eventfd: {e}"))
+    };
+    let (wake, kick, halt) = (efd()?, Arc::new(efd()?), Arc::new(efd()?));
+    let timer = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )
+    .map(Arc::new)
+    .map_err(|e| format!("cannot create timerfd: {e}"))?;
+    let (lead_wait, stack_wait) = lead::wait_sets(&*device, &kick, &halt, &wake, &timer)?;
     let core = Core {
         stack,
         clock: Clock::new(),
@@ -695,13 +795,31 @@ pub fn start(
         events: Vec::new(),
         wakes: Vec::new(),
         sleeping: None,
+        rx_owner: RxOwner::Nobody,
+        lead: None,
+        followers: Vec::new(),
+        kick: kick.clone(),
+        halt_fd: halt.clone(),
+        timer: timer.clone(),
+        timer_at: None,
+        stack_watches: true,
+        lease_until: None,
+        rx_backlog: false,
     };
     let shared = Arc::new(Shared {
         core: Mutex::new(core),
         wake,
         join: Mutex::new(None),
+        device,
+        rx: Mutex::new(RxBatch::new()),
+        lead_wait,
+        stack_wait,
+        kick,
+        halt,
+        timer,
+        busy_poll: opts.busy_poll,
     });
-    let handle = thread::spawn(shared.clone(), device)?;
+    let handle = thread::spawn(shared.clone())?;
     *shared.join.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     Ok(shared)
 }
@@ -710,19 +828,9 @@ pub fn start(
 pub fn stop(shared: &Shared) {
     {
         let mut core = shared.lock();
-        if core.stopped.is_none() {
-            core.stopped = Some("shut down".into());
-        }
         core.link.flush_capture();
-        core.link.close_taps();
-        for w in core.waiters.values() {
-            w.cond.notify_all();
-        }
-        for p in core.polls.values() {
-            p.cond.notify_all();
-        }
+        core.halt(SHUT_DOWN.into());
     }
-    shared.wake();
     let handle = shared.join.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(h) = handle
         && h.thread().id() != std::thread::current().id()
