@@ -30,9 +30,13 @@ const LISTENER: Token = Token(0);
 /// Share of the slots that clients still waiting for their request head
 /// may hold before the longest-waiting one is dropped for a newcomer.
 const SLOW_SHARE: (usize, usize) = (1, 2);
-/// A client is slow once it has waited this long for its head: a burst of
-/// new clients that have not sent their request yet is not slow.
-const SLOW_AFTER: Duration = Duration::from_secs(1);
+/// A client is slow once it has waited this long for its head. An HTTP
+/// client sends its head right after the handshake (one round trip on
+/// this link is well under a millisecond), so a client still silent after
+/// 50 ms is holding a slot, not about to use it. (It was 1 s: with
+/// connections set up faster, 1,024 slowloris clients then filled every
+/// slot within that second and plain requests got 503 until it passed.)
+const SLOW_AFTER: Duration = Duration::from_millis(50);
 /// Connections refused with 503 still being closed, per served slot;
 /// beyond it a refused connection is reset.
 const LINGERING_PER_SLOT: usize = 4;
