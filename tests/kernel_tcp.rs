@@ -533,27 +533,19 @@ fn echo_200_concurrent_connections() {
     assert_clean_exit(status, &stderr);
 }
 
-/// Issue 13 faults soak: 16 parallel 16 MiB echo transfers through the
-/// stack's fault injector (loss 5%, duplication 2%, reordering 5%,
-/// corruption 1%): every echo byte-exact, and no connection moves no byte
-/// for 5 s (its socket timeout). One round by default;
-/// `TAPSTACK_SOAK_ROUNDS=11` runs the issue's soak. Not in the default
-/// run yet: about one round in 30 had one connection silent for 5 s
-/// (counters then show `tcp.fin_received=15`, few RTOs). A kernel-side
-/// capture of one: the connection's handshake had needed a retransmission,
-/// so the kernel's RTO was ~3 s (RFC 6298 5.7); a data segment was lost,
-/// the kernel's retransmission of it too, and every later ACK of ours rode
-/// on a full-sized echo segment, which had no room for SACK blocks, so the
-/// kernel never learnt that 18 later segments had arrived and waited 3 s
-/// for its RTO, whose retransmission was lost as well. Fixed: the blocks
-/// follow in a bare ACK (`src/stack/tcp/output.rs`). A second cause under
-/// load: the TAP's 1000-frame queue overflowed (155-509 frames dropped per
-/// round) while the stack thread was off the CPU; the stack now asks for
-/// 10,000. With both, 141 rounds on a loaded machine had no stall (before:
-/// one in 15 and one in 24). Kept out of the default run until more rounds
-/// confirm.
+/// Issue 13 faults soak: 11 rounds of 16 parallel 16 MiB echo transfers
+/// through the stack's fault injector (loss 5%, duplication 2%,
+/// reordering 5%, corruption 1%): every echo byte-exact, and no connection
+/// moves no byte for 5 s (its socket timeout). `TAPSTACK_SOAK_ROUNDS`
+/// changes the count, `TAPSTACK_SOAK_FIRST` replays from a round (its
+/// fault seed). It once stalled about one round in 30: a kernel-side
+/// capture showed the kernel waiting out a 3 s RTO (its handshake had
+/// needed a retransmission, RFC 6298 5.7) because every ACK of ours rode on
+/// a full-sized echo segment with no room for SACK blocks, so it never
+/// learnt that later segments had arrived; the blocks now follow in a bare
+/// ACK (`src/stack/tcp/output.rs`). Under load the TAP's 1000-frame queue
+/// also overflowed; the stack asks for 10,000. Since: 185 rounds, no stall.
 #[test]
-#[ignore = "issue 13 soak: rare residual 5 s stall; run with --ignored"]
 fn echo_faults_soak_16_parallel_16mib() {
     if !require_root() {
         return;
@@ -566,7 +558,7 @@ fn echo_faults_soak_16_parallel_16mib() {
     };
     // TAPSTACK_SOAK_FIRST replays from a given round (its fault seed).
     let first = env("TAPSTACK_SOAK_FIRST", 0);
-    for round in first..first + env("TAPSTACK_SOAK_ROUNDS", 1) {
+    for round in first..first + env("TAPSTACK_SOAK_ROUNDS", 11) {
         let ns = Netns::new(&format!("soak{round}"));
         let seed = (round + 1).to_string();
         let faults = [
