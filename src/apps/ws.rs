@@ -159,22 +159,10 @@ pub fn counters_json<'a>(counters: impl IntoIterator<Item = (&'a str, u64)>) -> 
     format!("{{{}}}", fields.join(","))
 }
 
-/// `s` as a JSON string literal.
+/// `s` as a JSON string literal (the daemon's writer: one escaping rule).
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::daemon::show::json_str(&mut out, s);
     out
 }
 
