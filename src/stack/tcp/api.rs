@@ -5,11 +5,10 @@ use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddrV4};
 use std::time::Duration;
 
-use super::cc::{CcAlgorithm, new_congestion_control};
+use super::cc::CcAlgorithm;
 use super::input::RstReply;
 use super::isn::pick_ephemeral;
 use super::listen::Listener;
-use super::output::Owed;
 use super::state::TcpState;
 use super::tcb::SockOpts;
 use super::timer::Timer;
@@ -223,15 +222,14 @@ impl TcpLayer {
             return Err(err(e));
         }
         let n = match t.state {
-            TcpState::SynSent | TcpState::SynReceived if !t.fin_queued() => {
+            TcpState::SynSent | TcpState::SynReceived if !t.snd.fin_queued() => {
                 return Err(err(ErrorKind::WouldBlock));
             }
-            TcpState::Established | TcpState::CloseWait if !t.fin_queued() => {
+            TcpState::Established | TcpState::CloseWait if !t.snd.fin_queued() => {
                 if data.is_empty() {
                     return Ok(0);
                 }
-                t.tx.provide(pool);
-                let n = t.tx.enqueue(data);
+                let n = t.snd.queue(data, pool);
                 if n == 0 {
                     return Err(err(ErrorKind::WouldBlock));
                 }
@@ -257,7 +255,7 @@ impl TcpLayer {
             let n = t.rcv.read(buf);
             t.rcv.release_if_idle(pool);
             if t.state.is_synchronized() && t.rcv.window_update_due() {
-                t.owe(Owed::Ack);
+                t.rcv.owe_ack();
                 self.counters.inc("tcp.window_update");
                 self.touch(h);
             }
@@ -389,7 +387,7 @@ impl TcpLayer {
                 | TcpState::CloseWait
         ) {
             let rst = RstReply {
-                seq: t.snd_max,
+                seq: t.snd.snd_max(),
                 ack: Some(t.rcv.nxt()),
             };
             let (l, r) = (t.local, t.remote);
@@ -424,7 +422,7 @@ impl TcpLayer {
                         || t.rcv.read_closed()
                         || t.error.is_some()
                         || closed,
-                    writable: (t.state.can_send() && !t.fin_queued() && t.tx.free() > 0)
+                    writable: (t.state.can_send() && !t.snd.fin_queued() && t.snd.has_room())
                         || t.error.is_some(),
                     hup: t.rcv.fin_received() || closed,
                     error,
@@ -513,11 +511,7 @@ impl TcpLayer {
             Some(Sock::Listener(l)) => l.opts.cc = cc,
             Some(Sock::Conn(t)) => {
                 t.opts.cc = cc;
-                if t.cc.name() != cc.to_string() {
-                    // Restart the controller (Linux does the same on
-                    // TCP_CONGESTION): keep cwnd/ssthresh semantics fresh.
-                    t.cc = new_congestion_control(cc, t.mss, t.last_rx);
-                }
+                t.snd.set_congestion_control(cc, t.last_rx);
             }
             None => return Err(err(ErrorKind::NotConnected)),
         }
@@ -537,7 +531,7 @@ impl TcpLayer {
                 l.opts.tx_buffer = tx.unwrap_or(l.opts.tx_buffer);
             }
             Some(Sock::Conn(t)) => {
-                if t.state.is_synchronized() || t.rcv.has_unread() || !t.tx.is_empty() {
+                if t.state.is_synchronized() || t.rcv.has_unread() || t.snd.has_queued() {
                     return Err(err(ErrorKind::InvalidInput));
                 }
                 if let Some(r) = rx {
@@ -545,7 +539,7 @@ impl TcpLayer {
                     t.opts.rx_buffer = r;
                 }
                 if let Some(s) = tx {
-                    t.tx.set_capacity(s);
+                    t.snd.set_capacity(s);
                     t.opts.tx_buffer = s;
                 }
             }
@@ -559,24 +553,24 @@ impl TcpLayer {
         let t = self.conn_ref(h)?;
         Ok(TcpInfo {
             state: t.state,
-            snd_una: t.snd_una().0,
-            snd_nxt: t.snd_nxt().0,
+            snd_una: t.snd.snd_una().0,
+            snd_nxt: t.snd.snd_nxt().0,
             rcv_nxt: t.rcv.nxt().0,
-            snd_wnd: t.snd_wnd(),
+            snd_wnd: t.snd.snd_wnd(),
             rcv_wnd: t.rcv.wnd(),
-            cwnd: t.cwnd(),
-            ssthresh: t.ssthresh(),
-            srtt: t.srtt(),
-            rto: t.rto(),
-            retransmitted_segments: t.retransmitted_segments(),
-            retransmitted_bytes: t.retransmitted_bytes(),
-            mss: t.mss,
-            snd_wscale: t.snd_wscale,
+            cwnd: t.snd.cc().cwnd(),
+            ssthresh: t.snd.cc().ssthresh(),
+            srtt: t.snd.rtt().srtt(),
+            rto: t.snd.rto(),
+            retransmitted_segments: t.snd.retransmitted_segments(),
+            retransmitted_bytes: t.snd.retransmitted_bytes(),
+            mss: t.snd.mss(),
+            snd_wscale: t.snd.snd_wscale(),
             rcv_wscale: t.rcv.wscale(),
             sack: t.sack_ok,
-            timestamps: t.ts_ok,
-            bytes_in_flight: t.bytes_in_flight(),
-            congestion_control: t.cc.name(),
+            timestamps: t.snd.timestamps(),
+            bytes_in_flight: t.snd.bytes_in_flight(),
+            congestion_control: t.snd.cc().name(),
         })
     }
 

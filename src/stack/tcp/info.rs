@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::listen::Listener;
 use super::seq::Seq;
 use super::state::TcpState;
-use super::tcb::{RecoveryKind, Tcb};
+use super::tcb::Tcb;
 use super::timer::Timer;
 use super::timewait::TwEntry;
 use super::{Sock, TcpLayer};
@@ -26,16 +26,6 @@ fn left(at: Option<Instant>, now: Instant) -> Option<Duration> {
 }
 
 impl Tcb {
-    /// Linux's ca_state names for where loss recovery is.
-    fn ca_state(&self) -> &'static str {
-        match self.recovery.map(|r| r.kind) {
-            Some(RecoveryKind::Fast) => "recovery",
-            Some(RecoveryKind::Rto) => "loss",
-            None if self.dupacks > 0 => "disorder",
-            None => "open",
-        }
-    }
-
     /// Bytes received and not yet read.
     fn recv_q(&self) -> usize {
         self.rcv.readable_len()
@@ -43,24 +33,25 @@ impl Tcb {
 
     /// Bytes queued and not yet acknowledged.
     fn send_q(&self) -> usize {
-        self.tx.len()
+        self.snd.queued()
     }
 
     /// Payload bytes sent (retransmissions not counted), acknowledged and
     /// received, from the sequence numbers: SYN and FIN take one number
     /// each and carry no byte.
     fn byte_counts(&self) -> (u64, u64, u64) {
-        let data_start = self.iss + 1;
-        let syn_sent = self.snd_max != self.iss;
-        let data_end = self.data_end();
+        let (iss, una, max) = (self.snd.iss(), self.snd.snd_una(), self.snd.snd_max());
+        let data_start = iss + 1;
+        let syn_sent = max != iss;
+        let data_end = self.snd.data_end();
         let clip = |s: Seq| if s.gt(data_end) { data_end } else { s };
         let sent = if syn_sent {
-            span(data_start, clip(self.snd_max))
+            span(data_start, clip(max))
         } else {
             0
         };
-        let acked = if self.snd_una.gt(self.iss) {
-            span(data_start, clip(self.snd_una))
+        let acked = if una.gt(iss) {
+            span(data_start, clip(una))
         } else {
             0
         };
@@ -89,43 +80,45 @@ impl Tcb {
     /// What `ss -ti` shows of this connection.
     fn conn_info(&self, now: Instant) -> TcpConnInfo {
         let (sent, acked, received) = self.byte_counts();
-        let ssthresh = self.cc.ssthresh();
-        let sacked = self.loss.sacked_bytes();
+        let snd = &self.snd;
+        let (cc, rtt) = (snd.cc(), snd.rtt());
+        let ssthresh = cc.ssthresh();
+        let sacked = snd.loss().sacked_bytes();
         TcpConnInfo {
-            cc: self.cc.name(),
-            cc_phase: self.cc.phase(),
-            ca_state: self.ca_state(),
-            cwnd: self.cc.cwnd(),
+            cc: cc.name(),
+            cc_phase: cc.phase(),
+            ca_state: snd.ca_state(),
+            cwnd: cc.cwnd(),
             ssthresh: (ssthresh != usize::MAX).then_some(ssthresh),
-            in_flight: self.bytes_in_flight(),
-            snd_wnd: self.snd_wnd,
+            in_flight: snd.bytes_in_flight(),
+            snd_wnd: snd.snd_wnd(),
             rcv_wnd: self.rcv.wnd(),
-            srtt: self.rtt.srtt(),
-            rttvar: self.rtt.rttvar(),
-            min_rtt: self.rtt.min_rtt(),
-            rto: self.rto(),
-            backoff: self.rtt.backoff_count(),
-            mss: self.mss,
+            srtt: rtt.srtt(),
+            rttvar: rtt.rttvar(),
+            min_rtt: rtt.min_rtt(),
+            rto: snd.rto(),
+            backoff: rtt.backoff_count(),
+            mss: snd.mss(),
             rcv_mss: self.our_mss,
-            wscale: self.ws_ok.then_some((self.snd_wscale, self.rcv.wscale())),
+            wscale: self.ws_ok.then_some((snd.snd_wscale(), self.rcv.wscale())),
             sack: self.sack_ok,
-            timestamps: self.ts_ok,
-            bytes_sent: sent + self.rtx_bytes,
-            bytes_retrans: self.rtx_bytes,
+            timestamps: snd.timestamps(),
+            bytes_sent: sent + snd.retransmitted_bytes(),
+            bytes_retrans: snd.retransmitted_bytes(),
             bytes_acked: acked,
             bytes_received: received,
-            retrans_segs: self.rtx_segs,
-            lost: self.rack.lost_segs() as u64,
+            retrans_segs: snd.retransmitted_segments(),
+            lost: snd.rack().lost_segs() as u64,
             sacked,
-            sack_holes: self.loss.scoreboard().map_or(0, |sb| sb.ranges()),
-            delivery_rate: self.rack.last_rate(),
-            last_send: self.rack.last_send().map(|t| now.saturating_since(t)),
+            sack_holes: snd.loss().scoreboard().map_or(0, |sb| sb.ranges()),
+            delivery_rate: snd.rack().last_rate(),
+            last_send: snd.rack().last_send().map(|t| now.saturating_since(t)),
             last_recv: now.saturating_since(self.last_rx),
             timers: self.timers(now),
-            iss: self.iss.0,
+            iss: snd.iss().0,
             irs: self.rcv.irs().0,
-            snd_una: self.snd_una.0,
-            snd_nxt: self.snd_nxt.0,
+            snd_una: snd.snd_una().0,
+            snd_nxt: snd.snd_nxt().0,
             rcv_nxt: self.rcv.nxt().0,
         }
     }

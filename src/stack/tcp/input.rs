@@ -3,10 +3,7 @@
 
 use std::io::ErrorKind;
 
-use super::loss::is_dsack;
-use super::loss_recovery::LossRecovery;
 use super::options::InSeg;
-use super::output::Owed;
 use super::receiver::{AckDue, FinArrival};
 use super::seq::Seq;
 use super::state::TcpState;
@@ -54,7 +51,7 @@ impl Tcb {
     /// RFC 9293 3.10.7.3.
     fn input_syn_sent(&mut self, env: &mut Env, seg: &InSeg) -> Option<RstReply> {
         if let Some(ack) = seg.ack
-            && (ack.le(self.iss) || ack.gt(self.snd_max))
+            && !self.snd.acks_syn(ack)
         {
             env.counters.inc("tcp.syn_sent_bad_ack");
             self.trace_drop("unacceptable ACK in SYN-SENT");
@@ -78,14 +75,10 @@ impl Tcb {
         }
         self.rcv.synchronize(seg.seq);
         self.negotiate(env, seg);
-        self.snd_wl1 = seg.seq;
         if let Some(ack) = seg.ack {
-            self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
-            self.max_snd_wnd = self.snd_wnd;
-            self.snd_wl2 = ack;
-            self.on_new_ack(env, seg, ack);
+            self.changed |= self.snd.on_syn_ack(env, &mut self.timers, seg, ack);
             self.set_state(TcpState::Established);
-            self.owe(Owed::Ack);
+            self.rcv.owe_ack();
             // 3.10.7.3 fourth: "If there are other controls or text in the
             // segment, then continue processing at the sixth step under
             // Section 3.10.7.4": the text, then the FIN (CLOSE-WAIT).
@@ -99,29 +92,24 @@ impl Tcb {
             }
         } else {
             // Simultaneous open (3.5, figure 8): answer with SYN,ACK.
-            self.snd_wnd = usize::from(seg.window);
-            self.max_snd_wnd = self.snd_wnd;
+            self.snd.on_syn(seg.seq, seg.window);
             self.set_state(TcpState::SynReceived);
-            self.snd_nxt = self.iss;
+            self.snd.resend_syn();
         }
         None
     }
 
     /// Options from the peer's SYN (RFC 7323 1.3/2.2, RFC 2018 2, 3.7.1).
     pub fn negotiate(&mut self, env: &Env, seg: &InSeg) {
-        if let (Some(ws), true) = (seg.wscale, env.cfg.window_scaling) {
-            self.ws_ok = true;
-            self.snd_wscale = ws.min(14);
-        } else {
-            self.ws_ok = false;
-            self.snd_wscale = 0;
-        }
+        let wscale = seg.wscale.filter(|_| env.cfg.window_scaling);
+        self.ws_ok = wscale.is_some();
         self.sack_ok = seg.sack_perm && env.cfg.sack;
-        self.loss = LossRecovery::negotiated(self.sack_ok, env.cfg.rack);
-        self.ts_ok = seg.ts.is_some() && env.cfg.timestamps;
-        let tsval = seg.ts.filter(|_| self.ts_ok).map(|(val, _)| val);
+        let ts_ok = seg.ts.is_some() && env.cfg.timestamps;
+        let tsval = seg.ts.filter(|_| ts_ok).map(|(val, _)| val);
         self.rcv.negotiate(self.ws_ok, self.sack_ok, tsval, env.now);
-        self.set_send_mss(seg.mss);
+        let (rack, mss) = (env.cfg.rack, self.our_mss);
+        self.snd
+            .negotiate(wscale, self.sack_ok, rack, ts_ok, seg.mss, mss);
     }
 
     /// RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states.
@@ -134,7 +122,7 @@ impl Tcb {
         {
             // Retransmitted SYN: send the SYN,ACK again.
             env.counters.inc("tcp.syn_retransmitted_by_peer");
-            self.snd_nxt = self.iss;
+            self.snd.resend_syn();
             return None;
         }
         if self.paws_reject(env, seg) {
@@ -166,17 +154,14 @@ impl Tcb {
             return None;
         };
         if self.state == TcpState::SynReceived {
-            if ack.le(self.snd_una) || ack.gt(self.snd_max) {
+            if !self.snd.acks_syn(ack) {
                 env.counters.inc("tcp.syn_received_bad_ack");
                 return Some(RstReply {
                     seq: ack,
                     ack: None,
                 });
             }
-            self.snd_wnd = usize::from(seg.window) << self.snd_wscale;
-            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
-            self.snd_wl1 = seg.seq;
-            self.snd_wl2 = ack;
+            self.snd.on_handshake_ack(seg, ack);
             self.set_state(TcpState::Established);
         }
         if !self.process_ack(env, seg, ack, payload.is_empty() && !fin) {
@@ -200,7 +185,7 @@ impl Tcb {
 
     /// RFC 7323 5.3 R1: PAWS. Returns true if the segment is dropped.
     fn paws_reject(&mut self, env: &mut Env, seg: &InSeg) -> bool {
-        let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) else {
+        let (true, Some((tsval, _))) = (self.snd.timestamps(), seg.ts) else {
             return false;
         };
         if seg.rst || !self.rcv.paws_rejects(tsval, env.now) {
@@ -215,7 +200,7 @@ impl Tcb {
     /// RFC 7323 4.3 (3): record TS.Recent from a segment covering
     /// Last.ACK.sent.
     fn update_ts_recent(&mut self, seg: &InSeg) {
-        if let (true, Some((tsval, _))) = (self.ts_ok, seg.ts) {
+        if let (true, Some((tsval, _))) = (self.snd.timestamps(), seg.ts) {
             self.rcv.update_ts_recent(seg.seq, tsval, self.last_rx);
         }
     }
@@ -313,7 +298,7 @@ impl Tcb {
             env.counters.inc("tcp.syn_unacceptable");
             self.challenge_ack(env);
         } else {
-            self.owe(Owed::Ack);
+            self.rcv.owe_ack();
         }
     }
 
@@ -321,7 +306,7 @@ impl Tcb {
     pub fn challenge_ack(&mut self, env: &mut Env) {
         if env.challenge.allow(env.now, env.cfg.challenge_ack_limit) {
             env.counters.inc("tcp.challenge_ack_sent");
-            self.owe(Owed::Ack);
+            self.rcv.owe_ack();
         } else {
             env.counters.inc("tcp.challenge_ack_limited");
         }
@@ -330,77 +315,20 @@ impl Tcb {
     /// The ACK field (3.10.7.4 fifth check). Returns false if the rest of
     /// the segment must be dropped.
     fn process_ack(&mut self, env: &mut Env, seg: &InSeg, ack: Seq, pure: bool) -> bool {
-        // RFC 5961 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.MAX].
-        if ack.gt(self.snd_max) {
-            env.counters.inc("tcp.ack_unsent");
-            self.trace_drop("ACK for unsent data");
+        if let Err((counter, why)) = self.snd.check_ack(ack) {
+            env.counters.inc(counter);
+            self.trace_drop(why);
             self.challenge_ack(env);
             return false;
         }
-        if ack.lt(self.snd_una - self.max_snd_wnd) {
-            env.counters.inc("tcp.ack_too_old");
-            self.trace_drop("ACK too old");
-            self.challenge_ack(env);
-            return false;
-        }
-        let old_wnd = self.snd_wnd;
-        let wnd = usize::from(seg.window) << self.snd_wscale;
-        let mut newly_sacked = 0;
-        let mut dsack = false;
-        let duplicate = ack == self.snd_una;
-        if ack.gt(self.snd_una) {
-            self.on_new_ack(env, seg, ack);
-        }
-        let mut buf = [(Seq(0), Seq(0)); 3];
-        let mut n = 0;
-        for (slot, block) in buf.iter_mut().zip(seg.sack.iter().flatten()) {
-            *slot = *block;
-            n += 1;
-        }
-        let blocks = &buf[..n];
-        if let Some(sb) = self.loss.scoreboard_mut() {
-            if !blocks.is_empty() {
-                newly_sacked = sb.update(self.snd_una, self.snd_max, blocks);
-            }
-            dsack = is_dsack(blocks, ack);
-            if dsack {
-                self.on_dsack(env, blocks[0]);
-            }
-        }
-        if let LossRecovery::Rack(_) = self.loss {
-            let delivered = !duplicate || newly_sacked > 0;
-            self.rack_on_ack(env, seg, blocks, delivered);
-        }
-        // RFC 9293 3.10.7.4: update the send window from newer segments.
-        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {
-            self.snd_wnd = wnd;
-            self.max_snd_wnd = self.max_snd_wnd.max(wnd);
-            self.snd_wl1 = seg.seq;
-            self.snd_wl2 = ack;
-            if wnd > old_wnd {
-                self.changed = true;
-                if wnd > 0 {
-                    self.timers.stop(Timer::Persist);
-                    self.persist_backoff = 0;
-                    self.probe_sent_at = None;
-                    self.probes_unanswered = 0;
-                }
-            }
-        }
-        // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
-        let outstanding = self.snd_max != self.snd_una;
-        // A D-SACK reports a duplicate that arrived, not a loss.
-        if duplicate && pure && outstanding && !dsack && (wnd == old_wnd || newly_sacked > 0) {
-            self.on_dupack(env);
-        }
-        self.rate_sample_on_ack(env);
+        self.changed |= self.snd.on_ack(env, &mut self.timers, seg, ack, pure);
         self.after_ack_state();
         true
     }
 
     /// State changes once our FIN is acknowledged.
     fn after_ack_state(&mut self) {
-        if !self.fin_acked() {
+        if !self.snd.fin_acked() {
             return;
         }
         match self.state {
@@ -435,7 +363,7 @@ impl Tcb {
     /// 4.2; the timer is not pushed back by later segments).
     fn ack_due(&mut self, env: &mut Env, due: AckDue) {
         match due {
-            AckDue::Now => self.owe(Owed::Ack),
+            AckDue::Now => self.rcv.owe_ack(),
             AckDue::Delayed => {
                 if !self.timers.is_armed(Timer::DelayedAck) {
                     self.timers
@@ -447,7 +375,7 @@ impl Tcb {
 
     /// The FIN bit (3.10.7.4 eighth check) at sequence number `at`.
     fn receive_fin(&mut self, env: &mut Env, at: Seq) {
-        self.owe(Owed::Ack);
+        self.rcv.owe_ack();
         if self.rcv.receive_fin(at) != FinArrival::Accepted {
             return;
         }
@@ -455,7 +383,7 @@ impl Tcb {
         self.changed = true;
         match self.state {
             TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
-            TcpState::FinWait1 if self.fin_acked() => self.set_state(TcpState::TimeWait),
+            TcpState::FinWait1 if self.snd.fin_acked() => self.set_state(TcpState::TimeWait),
             TcpState::FinWait1 => self.set_state(TcpState::Closing),
             TcpState::FinWait2 => self.set_state(TcpState::TimeWait),
             _ => {}
@@ -466,27 +394,17 @@ impl Tcb {
     /// RFC 5927 4.1: ignore it unless the quoted seq is in flight).
     /// Returns true if the connection changed.
     pub fn icmp(&mut self, env: &mut Env, icmp_type: u8, code: u8, mtu: u16, seq: Seq) -> bool {
-        if !seq.ge(self.snd_una) || !seq.le(self.snd_max) {
+        if !self.snd.in_flight_seq(seq) {
             env.counters.inc("tcp.icmp_stale");
             return false;
         }
         match (icmp_type, code) {
             (3, 4) => {
                 // Fragmentation needed: lower the MSS and resend.
-                let hdr = 40
-                    + if self.ts_ok {
-                        super::tcb::TS_OVERHEAD
-                    } else {
-                        0
-                    };
-                let new_mss = usize::from(mtu).saturating_sub(hdr).max(88);
-                if mtu == 0 || new_mss >= self.mss {
+                if !self.snd.lower_mss(mtu) {
                     return false;
                 }
                 env.counters.inc("tcp.icmp_pmtu");
-                self.mss = new_mss;
-                self.cc.set_mss(new_mss);
-                self.snd_nxt = self.snd_una;
                 true
             }
             (3, 2) | (3, 3) if self.state == TcpState::SynSent => {

@@ -133,9 +133,7 @@ impl TcpLayer {
         tcb.set_state(TcpState::SynReceived);
         tcb.rcv.synchronize(seg.seq);
         self.negotiate(now, &mut tcb, seg);
-        tcb.snd_wnd = usize::from(seg.window);
-        tcb.max_snd_wnd = tcb.snd_wnd;
-        tcb.snd_wl1 = seg.seq;
+        tcb.snd.on_syn(seg.seq, seg.window);
         let Some(raw) = self.insert_conn(tcb) else {
             self.counters.inc("tcp.socket_table_full");
             return;
@@ -172,7 +170,7 @@ impl TcpLayer {
         };
         let stale = self
             .tcb(oldest)
-            .is_none_or(|t| t.state == TcpState::SynReceived && t.retries >= 2);
+            .is_none_or(|t| t.state == TcpState::SynReceived && t.snd.retries() >= 2);
         if !stale {
             return false;
         }
@@ -288,10 +286,8 @@ impl TcpLayer {
         };
         self.negotiate(now, &mut tcb, &syn);
         // What the cookie SYN,ACK said and did: SYN sent, window offered.
-        tcb.snd_nxt = cookie + 1;
-        tcb.snd_max = cookie + 1;
+        tcb.snd.syn_sent_as_cookie(peer_isn);
         tcb.rcv.syn_window(true);
-        tcb.snd_wl1 = peer_isn;
         let Some(raw) = self.insert_conn(tcb) else {
             self.counters.inc("tcp.socket_table_full");
             return true;

@@ -24,13 +24,12 @@ mod info;
 mod input;
 mod isn;
 mod listen;
-mod loss;
 mod loss_recovery;
 mod options;
 mod output;
 mod rack;
 mod receiver;
-mod recovery;
+mod sender;
 pub mod state;
 mod syncookie;
 mod tcb;
@@ -54,7 +53,6 @@ use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
 use self::options::{InSeg, OutHdr, ParseError};
-use self::output::Owed;
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timer::Timer;
@@ -237,7 +235,7 @@ impl TcpLayer {
         self.slots
             .iter()
             .filter_map(|s| match &s.sock {
-                Some(Sock::Conn(t)) => Some(t.rcv.storage_bytes() + t.tx.storage_bytes()),
+                Some(Sock::Conn(t)) => Some(t.rcv.storage_bytes() + t.snd.storage_bytes()),
                 _ => None,
             })
             .sum()
@@ -296,7 +294,7 @@ impl TcpLayer {
             let slot = &mut self.slots[idx];
             if let Some(Sock::Conn(t)) = slot.sock.as_mut() {
                 t.rcv.release(&mut self.pool);
-                t.tx.release(&mut self.pool);
+                t.snd.release(&mut self.pool);
             }
             slot.sock = None;
             slot.generation = (slot.generation + 1) & ((1 << (32 - INDEX_BITS)) - 1);
@@ -662,7 +660,7 @@ impl TcpLayer {
             return;
         };
         // Idle connections hold no buffer storage.
-        t.tx.release_if_idle(pool);
+        t.snd.release_if_idle(pool);
         t.rcv.release_if_idle(pool);
         let want = !after_output && !t.in_pending && t.wants_output();
         if want {
@@ -693,7 +691,7 @@ impl TcpLayer {
         let expires = now + self.config.time_wait;
         let id = self.slot_of(raw).map_or(0, |i| self.slots[i].id);
         let Some(t) = self.tcb_mut(raw) else { return };
-        let ack_due = t.owed.contains(Owed::Ack);
+        let ack_due = t.rcv.ack_owed();
         t.enter_closed();
         t.state = TcpState::TimeWait;
         let owner = (!t.orphaned).then_some(raw);

@@ -86,6 +86,10 @@ pub struct Receiver {
     last_ack_sent: Seq,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segs: u32,
+    /// An ACK is to go on the next output pass (any segment carrying one
+    /// pays it): out-of-order or duplicate data, a FIN, the delayed-ACK
+    /// timer, a window update, an unacceptable segment.
+    ack_owed: bool,
 }
 
 impl Receiver {
@@ -108,6 +112,7 @@ impl Receiver {
             ts_recent_at: now,
             last_ack_sent: Seq(0),
             unacked_segs: 0,
+            ack_owed: false,
         }
     }
 
@@ -441,10 +446,26 @@ impl Receiver {
         }
     }
 
+    /// An ACK is to go on the next output pass.
+    pub fn owe_ack(&mut self) {
+        self.ack_owed = true;
+    }
+
+    /// Whether an ACK is owed.
+    pub fn ack_owed(&self) -> bool {
+        self.ack_owed
+    }
+
+    /// The connection closed: no ACK is owed any more.
+    pub fn forget_ack(&mut self) {
+        self.ack_owed = false;
+    }
+
     /// A segment carrying an ACK left: pending (delayed) ACKs are paid.
     pub fn on_ack_sent(&mut self) {
         self.last_ack_sent = self.nxt;
         self.unacked_segs = 0;
+        self.ack_owed = false;
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::io::ErrorKind;
 
-use super::output::Owed;
+use super::sender::GiveUp;
 use super::state::TcpState;
 use super::tcb::{Env, Tcb};
 use crate::stack::time::Instant;
@@ -113,30 +113,21 @@ impl Tcb {
     fn on_timer(&mut self, env: &mut Env, timer: Timer) -> bool {
         match timer {
             Timer::Retransmit => self.on_rto(env),
-            Timer::LossProbe => {
-                let allowed = self.recovery.is_none() || self.loss.is_rack();
-                if allowed && self.snd_max != self.snd_una && !self.tlp_used {
-                    env.counters.inc("tcp.tlp_probe");
-                    self.tlp_used = true;
-                    self.owe(Owed::LossProbe);
-                }
-            }
+            Timer::LossProbe => self.snd.on_loss_probe_timer(env),
             Timer::Reorder => {
-                if self.loss.is_rack() && self.state.is_synchronized() {
-                    self.on_rack_timer(env);
+                if self.state.is_synchronized() {
+                    self.snd.on_rack_timer(env, &mut self.timers);
                 }
             }
             Timer::DelayedAck => {
                 env.counters.inc("tcp.delayed_ack_sent");
-                self.owe(Owed::Ack);
+                self.rcv.owe_ack();
             }
             Timer::Persist => {
-                if self.snd_wnd == 0 {
-                    self.persist_backoff += 1;
-                    return self.zero_window_probe(env);
+                if self.snd.on_persist_timer(env, self.last_rx).is_err() {
+                    self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
+                    return false;
                 }
-                // SWS override timeout (3.8.6.2.1): send what fits.
-                self.owe(Owed::SwsOverride);
             }
             Timer::Keepalive => self.on_keepalive(env),
             Timer::FinWait2 => {
@@ -149,60 +140,30 @@ impl Tcb {
         true
     }
 
+    /// The retransmission timer: the SYN or the data goes again (RFC
+    /// 6298 5.4-5.7), or the connection gives up.
     fn on_rto(&mut self, env: &mut Env) {
-        match self.state {
-            TcpState::SynSent | TcpState::SynReceived => {
-                self.retries += 1;
-                if self.retries > env.cfg.syn_retries {
-                    env.counters.inc("tcp.syn_timeout");
-                    if self.parent.is_some() {
-                        self.orphaned = true;
-                        self.enter_closed();
-                    } else {
-                        self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
-                    }
-                    return;
-                }
-                self.rtt.backoff();
-                self.timed = None;
-                self.snd_nxt = self.iss;
-            }
-            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => {}
-            _ => {
-                if self.snd_max == self.snd_una {
-                    return;
-                }
-                self.retries += 1;
-                if self.retries > env.cfg.max_retries {
-                    env.counters.inc("tcp.retransmit_give_up");
-                    self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
-                    return;
-                }
-                self.on_rto_data(env);
-            }
-        }
-    }
-
-    /// A zero-window probe is due. RFC 1122 4.2.2.17: probing goes on as
-    /// long as the peer answers, however long its window stays shut. A
-    /// peer that has gone silent would hold the connection forever, so as
-    /// Linux does (tcp_probe_timer) it fails after `max_retries` probes in
-    /// a row got no segment back. False when the connection failed.
-    fn zero_window_probe(&mut self, env: &mut Env) -> bool {
-        let answered = self.probe_sent_at.is_none_or(|t| self.last_rx >= t);
-        self.probes_unanswered = if answered {
-            0
-        } else {
-            self.probes_unanswered + 1
+        let verdict = match self.state {
+            TcpState::SynSent | TcpState::SynReceived => self.snd.on_syn_timeout(env.cfg),
+            TcpState::Closed | TcpState::Listen | TcpState::TimeWait => Ok(()),
+            _ => self.snd.on_rto(env, &mut self.timers),
         };
-        if self.probes_unanswered >= env.cfg.max_retries {
-            env.counters.inc("tcp.persist_give_up");
-            self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
-            return false;
+        match verdict {
+            Ok(()) => {}
+            Err(GiveUp::Syn) => {
+                env.counters.inc("tcp.syn_timeout");
+                if self.parent.is_some() {
+                    self.orphaned = true;
+                    self.enter_closed();
+                } else {
+                    self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
+                }
+            }
+            Err(GiveUp::Data) => {
+                env.counters.inc("tcp.retransmit_give_up");
+                self.fail(self.soft_error.unwrap_or(ErrorKind::TimedOut));
+            }
         }
-        self.probe_sent_at = Some(env.now);
-        self.owe(Owed::WindowProbe);
-        true
     }
 
     /// RFC 9293 3.8.4 / RFC 1122 4.2.3.6.
@@ -220,7 +181,7 @@ impl Tcb {
         }
         self.ka_probes += 1;
         env.counters.inc("tcp.keepalive_probe");
-        self.owe(Owed::WindowProbe);
+        self.snd.probe_peer();
         self.timers.set(Timer::Keepalive, env.now + interval);
     }
 

@@ -36,10 +36,13 @@ pub struct TwEntry {
 impl TwEntry {
     pub fn from_tcb(tcb: &Tcb, expires: Instant, owner: Option<u32>, id: u64) -> TwEntry {
         TwEntry {
-            snd_nxt: tcb.snd_max,
+            snd_nxt: tcb.snd.snd_max(),
             rcv_nxt: tcb.rcv.nxt(),
             window: tcb.rcv.last_window_field(),
-            ts: tcb.ts_ok.then_some((tcb.rcv.ts_recent(), tcb.ts_offset)),
+            ts: tcb
+                .snd
+                .timestamps()
+                .then_some((tcb.rcv.ts_recent(), tcb.snd.ts_offset())),
             expires,
             owner,
             id,

@@ -5,28 +5,36 @@
 
 use std::time::Duration;
 
-use super::loss_recovery::LossRecovery;
-use super::options::InSeg;
-use super::output::Owed;
-use super::seq::Seq;
-use super::tcb::{Env, Recovery, RecoveryKind, Tcb};
-use super::timer::Timer;
+use super::super::loss_recovery::LossRecovery;
+use super::super::options::InSeg;
+use super::super::seq::Seq;
+use super::super::tcb::Env;
+use super::super::timer::{Timer, TimerTable};
+use super::{Due, Recovery, RecoveryKind, Sender};
 
 /// RFC 5681 DupThresh.
-pub const DUP_THRESH: u32 = 3;
+pub(super) const DUP_THRESH: u32 = 3;
 
-impl Tcb {
+impl Sender {
     /// SEG.ACK advanced SND.UNA (3.10.7.4 fifth check, ESTABLISHED case).
-    pub fn on_new_ack(&mut self, env: &mut Env, seg: &InSeg, ack: Seq) {
+    /// True if acknowledged data left the ring (room to write).
+    pub(super) fn on_new_ack(
+        &mut self,
+        env: &mut Env,
+        timers: &mut TimerTable,
+        seg: &InSeg,
+        ack: Seq,
+    ) -> bool {
         let now = env.now;
         let syn_acked = self.snd_una == self.iss;
         let acked = ack.distance_from(self.snd_una) - usize::from(syn_acked);
         let flight_before = self.bytes_in_flight();
+        let mut freed = false;
         if ack.gt(self.tx_base) {
             let n = ack.distance_from(self.tx_base).min(self.tx.len());
             self.tx.discard(n);
             self.tx_base += n;
-            self.changed |= n > 0;
+            freed = n > 0;
         }
         self.snd_una = ack;
         if self.snd_nxt.lt(ack) {
@@ -61,7 +69,7 @@ impl Tcb {
                 // RFC 6582 3.2 step 5: partial ACK.
                 env.counters.inc("tcp.partial_ack");
                 if let LossRecovery::NewReno = self.loss {
-                    self.owe(Owed::RetransmitHead);
+                    self.due.insert(Due::RetransmitHead);
                     self.inflation = self.inflation.saturating_sub(acked);
                     if acked >= self.mss {
                         self.inflation += self.mss;
@@ -79,9 +87,10 @@ impl Tcb {
             }
             _ => {}
         }
-        self.restart_rtx(now);
+        self.restart_rtx(now, timers);
         self.tlp_used = false;
-        self.arm_tlp(now);
+        self.arm_tlp(now, timers);
+        freed
     }
 
     /// RTT measurement: from RACK's per-segment send times (microsecond
@@ -135,7 +144,7 @@ impl Tcb {
     }
 
     /// A duplicate ACK (RFC 5681 3.2; RFC 6675 5 for SACK).
-    pub fn on_dupack(&mut self, env: &mut Env) {
+    pub(super) fn on_dupack(&mut self, env: &mut Env, timers: &mut TimerTable) {
         self.dupacks += 1;
         env.counters.inc("tcp.dupack");
         match self.recovery {
@@ -180,12 +189,12 @@ impl Tcb {
         if let LossRecovery::Rack(_) = self.loss {
             self.rack.mark_lost(self.snd_una);
         }
-        self.enter_fast_recovery(env);
+        self.enter_fast_recovery(env, timers);
     }
 
     /// RFC 5681 3.2 / RFC 6675 5 step 4: a loss was detected outside
     /// recovery; reduce the window and retransmit the first lost segment.
-    pub fn enter_fast_recovery(&mut self, env: &mut Env) {
+    pub(super) fn enter_fast_recovery(&mut self, env: &mut Env, timers: &mut TimerTable) {
         env.counters.inc("tcp.fast_retransmit");
         // RFC 5681 eq. 4 / RFC 6675 5 step 4.2: FlightSize is all data
         // sent and not cumulatively ACKed, SACKed bytes included; without
@@ -198,20 +207,20 @@ impl Tcb {
             recover: self.snd_max,
             high_rxt: self.snd_una,
         });
-        self.owe(Owed::RetransmitHead);
+        self.due.insert(Due::RetransmitHead);
         self.timed = None;
         self.inflation = match self.loss {
             LossRecovery::NewReno => DUP_THRESH as usize * self.mss,
             _ => 0,
         };
         if !self.loss.is_rack() {
-            self.timers.stop(Timer::LossProbe);
+            timers.stop(Timer::LossProbe);
         }
     }
 
     /// In SACK recovery (RFC 6675 5 step C), the next range to send:
     /// (seq, len). None when pipe fills cwnd or nothing is left.
-    pub fn sack_next(&mut self) -> Option<(Seq, usize)> {
+    pub(super) fn sack_next(&mut self) -> Option<(Seq, usize)> {
         let r = self.recovery?;
         let high_rxt = r.high_rxt.max(self.snd_una);
         let pipe = match &self.loss {
@@ -247,7 +256,7 @@ impl Tcb {
 
     /// Loss recovery by NextSeg(): after fast retransmit with SACK, and
     /// with RACK after a timeout too (RFC 8985 6.3).
-    pub fn in_sack_recovery(&self) -> bool {
+    pub(super) fn in_sack_recovery(&self) -> bool {
         match self.recovery {
             None => false,
             Some(r) => match self.loss {
@@ -260,9 +269,9 @@ impl Tcb {
 
     /// After an RTO (RFC 6298 5.4-5.6, RFC 5681 3.1): back off, collapse
     /// the window and go back to SND.UNA (with RACK: mark the lost).
-    pub fn on_rto_data(&mut self, env: &mut Env) {
+    pub(super) fn on_rto_data(&mut self, env: &mut Env, timers: &mut TimerTable) {
         env.counters.inc("tcp.rto");
-        self.timers.stop(Timer::LossProbe);
+        timers.stop(Timer::LossProbe);
         if self.rtt.backoff_count() == 0 {
             let flight = self.bytes_outstanding();
             self.cc.on_retransmission_timeout(env.now, flight);
@@ -280,7 +289,7 @@ impl Tcb {
         });
         self.inflation = 0;
         self.dupacks = 0;
-        self.owed.take(Owed::RetransmitHead);
+        self.due.take(Due::RetransmitHead);
         self.timed = None;
         if self.loss.is_sacked(self.snd_una) {
             // The cumulative ACK stopped at data the receiver had SACKed:
@@ -301,10 +310,10 @@ impl Tcb {
             // RACK keeps watching the retransmissions.
             let reo_wnd = self.rack.reo_wnd(true, self.rtt.srtt());
             self.rack.mark_lost_on_rto(env.now, reo_wnd);
-            self.timers.stop(Timer::Reorder);
+            timers.stop(Timer::Reorder);
             // RFC 6298 5.4: the earliest segment goes out whatever the
             // pipe (segments sent within RACK.rtt still count in it).
-            self.owe(Owed::RetransmitHead);
+            self.due.insert(Due::RetransmitHead);
             // No loss probe in RTO recovery (RFC 8985 7.2): the next
             // expiry, backed off, resends the head once more (5.4-5.6).
         } else {
