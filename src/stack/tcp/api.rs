@@ -11,7 +11,6 @@ use super::isn::pick_ephemeral;
 use super::listen::Listener;
 use super::state::TcpState;
 use super::tcb::SockOpts;
-use super::timer::Timer;
 use super::{Sock, TcpHandle, TcpLayer};
 use crate::stack::socket::Readiness;
 use crate::stack::time::Instant;
@@ -156,7 +155,7 @@ impl TcpLayer {
             let Some(l_ref) = self.tcb_mut(raw) else {
                 return Err(err(ErrorKind::WouldBlock));
             };
-            l_ref.parent = None;
+            l_ref.detach_from_listener();
             let remote = l_ref.remote;
             return Ok((TcpHandle(raw), remote));
         }
@@ -209,8 +208,7 @@ impl TcpLayer {
         // is queued for the next dispatch.
         let raw = h.0;
         let Some(t) = self.tcb_mut(raw) else { return };
-        if !t.in_pending && t.wants_output() {
-            t.in_pending = true;
+        if t.enqueue_output() {
             self.queue_conn(raw);
         }
     }
@@ -218,7 +216,7 @@ impl TcpLayer {
     /// SEND: queues data; it leaves on the next `dispatch`.
     pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> io::Result<usize> {
         let (t, pool) = self.conn_and_pool(h)?;
-        if let Some(e) = t.error {
+        if let Some(e) = t.error() {
             return Err(err(e));
         }
         let n = match t.state {
@@ -271,7 +269,7 @@ impl TcpLayer {
         if t.rcv.fin_received() {
             return Ok(0);
         }
-        if let Some(e) = t.error {
+        if let Some(e) = t.error() {
             return Err(err(e));
         }
         if t.rcv.read_closed() {
@@ -414,16 +412,16 @@ impl TcpLayer {
                 ..Readiness::default()
             },
             Some(Sock::Conn(t)) => {
-                let error = t.error.is_some() && !t.error_taken;
+                let error = t.error_pending();
                 let closed = matches!(t.state, TcpState::Closed | TcpState::TimeWait);
                 Readiness {
                     readable: t.rcv.readable_len() > 0
                         || t.rcv.fin_received()
                         || t.rcv.read_closed()
-                        || t.error.is_some()
+                        || t.error().is_some()
                         || closed,
                     writable: (t.state.can_send() && !t.snd.fin_queued() && t.snd.has_room())
-                        || t.error.is_some(),
+                        || t.error().is_some(),
                     hup: t.rcv.fin_received() || closed,
                     error,
                 }
@@ -464,7 +462,7 @@ impl TcpLayer {
     pub fn set_nodelay(&mut self, h: TcpHandle, on: bool) -> io::Result<()> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => l.opts.nodelay = on,
-            Some(Sock::Conn(t)) => t.opts.nodelay = on,
+            Some(Sock::Conn(t)) => t.set_nodelay(on),
             None => return Err(err(ErrorKind::NotConnected)),
         }
         self.touch(h);
@@ -475,7 +473,7 @@ impl TcpLayer {
     pub fn nodelay(&self, h: TcpHandle) -> io::Result<bool> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_ref()) {
             Some(Sock::Listener(l)) => Ok(l.opts.nodelay),
-            Some(Sock::Conn(t)) => Ok(t.opts.nodelay),
+            Some(Sock::Conn(t)) => Ok(t.nodelay()),
             None => Err(err(ErrorKind::NotConnected)),
         }
     }
@@ -490,12 +488,7 @@ impl TcpLayer {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => l.opts.keepalive = ka,
             Some(Sock::Conn(t)) => {
-                t.opts.keepalive = ka;
-                t.timers.stop(Timer::Keepalive);
-                t.ka_probes = 0;
-                // Armed relative to the last segment received.
-                let last = t.last_rx;
-                t.arm_keepalive(last);
+                t.set_keepalive(ka);
                 let deadline = t.poll_at();
                 self.timers.schedule(h.0, deadline);
             }
@@ -510,8 +503,7 @@ impl TcpLayer {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
             Some(Sock::Listener(l)) => l.opts.cc = cc,
             Some(Sock::Conn(t)) => {
-                t.opts.cc = cc;
-                t.snd.set_congestion_control(cc, t.last_rx);
+                t.set_congestion_control(cc);
             }
             None => return Err(err(ErrorKind::NotConnected)),
         }
@@ -530,19 +522,7 @@ impl TcpLayer {
                 l.opts.rx_buffer = rx.unwrap_or(l.opts.rx_buffer);
                 l.opts.tx_buffer = tx.unwrap_or(l.opts.tx_buffer);
             }
-            Some(Sock::Conn(t)) => {
-                if t.state.is_synchronized() || t.rcv.has_unread() || t.snd.has_queued() {
-                    return Err(err(ErrorKind::InvalidInput));
-                }
-                if let Some(r) = rx {
-                    t.rcv.set_capacity(r);
-                    t.opts.rx_buffer = r;
-                }
-                if let Some(s) = tx {
-                    t.snd.set_capacity(s);
-                    t.opts.tx_buffer = s;
-                }
-            }
+            Some(Sock::Conn(t)) => t.set_buffer_sizes(rx, tx).map_err(err)?,
             None => return Err(err(ErrorKind::NotConnected)),
         }
         Ok(())
@@ -576,11 +556,6 @@ impl TcpLayer {
 
     /// SO_ERROR: the pending error, once.
     pub fn take_error(&mut self, h: TcpHandle) -> Option<io::Error> {
-        let t = self.conn_mut(h).ok()?;
-        if let (Some(e), false) = (t.error, t.error_taken) {
-            t.error_taken = true;
-            return Some(err(e));
-        }
-        t.soft_error.take().map(err)
+        self.conn_mut(h).ok()?.take_error().map(err)
     }
 }

@@ -128,9 +128,7 @@ impl TcpLayer {
         }
         let iss = self.pick_iss(now, local, remote);
         let mut tcb = self.new_tcb(now, opts, local, remote, iss);
-        tcb.state = TcpState::Listen;
-        tcb.parent = Some(lraw);
-        tcb.set_state(TcpState::SynReceived);
+        tcb.open_passive(lraw);
         tcb.rcv.synchronize(seg.seq);
         self.negotiate(now, &mut tcb, seg);
         tcb.snd.on_syn(seg.seq, seg.window);
@@ -266,9 +264,7 @@ impl TcpLayer {
         }
         self.counters.inc("tcp.syncookies_validated");
         let mut tcb = self.new_tcb(now, opts, local, remote, cookie);
-        tcb.state = TcpState::Listen;
-        tcb.parent = Some(lraw);
-        tcb.set_state(TcpState::SynReceived);
+        tcb.open_passive(lraw);
         tcb.rcv.synchronize(peer_isn);
         let syn = InSeg {
             seq: peer_isn,

@@ -133,7 +133,7 @@ pub struct TcpLayer {
     /// Buffer storage lent to connections while they hold data.
     pool: BufferPool,
     /// The one output route: everything to send, in order, until the
-    /// next `dispatch` (a connection at most once, `Tcb::in_pending`).
+    /// next `dispatch` (a connection at most once, `Tcb::enqueue_output`).
     queue: VecDeque<Emit>,
     /// The entries `dispatch` is sending right now.
     queue_now: VecDeque<Emit>,
@@ -584,7 +584,7 @@ impl TcpLayer {
         match e {
             Emit::Conn(raw) => {
                 let done = self.with_tcb(now, raw, |t, env| {
-                    t.in_pending = false;
+                    t.dequeue_output();
                     t.output(env, ip);
                 });
                 if done.is_some() {
@@ -632,7 +632,7 @@ impl TcpLayer {
         }
         t.arm_keepalive(now);
         let (state, orphaned, parent, key) = (t.state, t.orphaned, t.parent, (t.local, t.remote));
-        let changed = std::mem::take(&mut t.changed);
+        let changed = t.take_changed();
         if let Some(p) = parent {
             self.settle_child(raw, p, state);
         }
@@ -662,10 +662,7 @@ impl TcpLayer {
         // Idle connections hold no buffer storage.
         t.snd.release_if_idle(pool);
         t.rcv.release_if_idle(pool);
-        let want = !after_output && !t.in_pending && t.wants_output();
-        if want {
-            t.in_pending = true;
-        }
+        let want = !after_output && t.enqueue_output();
         timers.schedule(raw, t.poll_at());
         if want {
             self.queue_conn(raw);

@@ -47,6 +47,7 @@ impl Tcb {
             _ => true,
         };
         let tsval = self.snd.tsval(env.now);
+        let nodelay = self.nodelay();
         let mut w = Wire {
             env,
             timers: &mut self.timers,
@@ -56,7 +57,7 @@ impl Tcb {
             remote: self.remote,
         };
         if synchronized {
-            self.snd.output(&mut w, self.opts.nodelay);
+            self.snd.output(&mut w, nodelay);
         }
         if w.rcv.ack_owed() {
             w.bare(self.snd.snd_max(), tsval);

@@ -7,12 +7,13 @@ use std::io::ErrorKind;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use super::cc::CcAlgorithm;
 use super::config::TcpConfig;
 use super::receiver::Receiver;
 use super::sender::Sender;
 use super::seq::Seq;
 use super::state::TcpState;
-use super::timer::TimerTable;
+use super::timer::{Timer, TimerTable};
 use crate::stack::counters::Counters;
 use crate::stack::time::Instant;
 
@@ -71,42 +72,59 @@ impl SockOpts {
     }
 }
 
+/// One connection. Fields are `pub(super)` where the connection's
+/// behaviour, which is `impl Tcb` in the sibling modules `input.rs`,
+/// `output.rs`, `timer.rs` and `info.rs`, reads or changes them; the
+/// layer (`mod.rs`, `api.rs`, `listen.rs`) goes through methods for the
+/// rest.
 #[derive(Debug)]
 pub struct Tcb {
-    pub state: TcpState,
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
-    /// Raw handle of the listener this connection came from.
-    pub parent: Option<u32>,
-    pub opts: SockOpts,
+    /// Changed through `set_state` (which raises a readiness event), but
+    /// for the layer's silent moves into and out of TIME-WAIT.
+    pub(super) state: TcpState,
+    /// The connection's 4-tuple, fixed at creation (the layer's keys).
+    pub(super) local: SocketAddrV4,
+    pub(super) remote: SocketAddrV4,
+    /// Raw handle of the listener this connection came from, until it
+    /// is accepted.
+    pub(super) parent: Option<u32>,
+    opts: SockOpts,
 
     /// The send half: the send sequence space, the transmit ring, RTT
-    /// estimation, congestion control and loss recovery.
-    pub snd: Sender,
+    /// estimation, congestion control and loss recovery. Its fields are
+    /// private: the whole connection and the layer call its methods.
+    pub(super) snd: Sender,
     /// The receive half: RCV.NXT, the window, the receive ring and the
-    /// out-of-order assembler, TS.Recent, delayed-ACK count.
-    pub rcv: Receiver,
+    /// out-of-order assembler, TS.Recent, delayed-ACK count, the owed
+    /// ACK. Its fields are private too.
+    pub(super) rcv: Receiver,
 
-    // Options (RFC 7323, RFC 2018, RFC 9293 3.7.1).
-    pub our_mss: usize,
+    // Options (RFC 7323, RFC 2018, RFC 9293 3.7.1), set on the SYNs.
+    pub(super) our_mss: usize,
     /// Window scaling negotiated (RFC 7323 2.2).
-    pub ws_ok: bool,
+    pub(super) ws_ok: bool,
     /// SACK-permitted exchanged (RFC 2018 2): we send SACK blocks.
-    pub sack_ok: bool,
+    pub(super) sack_ok: bool,
 
-    /// Every deadline of the connection.
-    pub timers: TimerTable,
-    pub ka_probes: u32,
-    pub last_rx: Instant,
+    /// Every deadline of the connection; armed by the halves as well
+    /// (passed to them), read by the layer after each event.
+    pub(super) timers: TimerTable,
+    /// Keepalive probes sent without an answer (RFC 9293 3.8.4).
+    pub(super) ka_probes: u32,
+    /// When the last segment arrived (keepalive, persist give-up).
+    pub(super) last_rx: Instant,
 
-    pub error: Option<ErrorKind>,
-    pub error_taken: bool,
-    pub soft_error: Option<ErrorKind>,
+    error: Option<ErrorKind>,
+    error_taken: bool,
+    /// The last ICMP error (RFC 1122 4.2.3.9): reported by SO_ERROR, and
+    /// as the reason when a timer gives up.
+    pub(super) soft_error: Option<ErrorKind>,
     /// The application closed its handle.
-    pub orphaned: bool,
+    pub(super) orphaned: bool,
     /// Set when the state, buffers or error changed (readiness event).
-    pub changed: bool,
-    pub in_pending: bool,
+    pub(super) changed: bool,
+    /// In the layer's output queue (at most once).
+    in_pending: bool,
 }
 
 impl Tcb {
@@ -171,6 +189,114 @@ impl Tcb {
         self.snd.forget_due();
         self.rcv.forget_ack();
         self.changed = true;
+    }
+
+    /// Passive OPEN answered a SYN: a child of listener `lraw`, from
+    /// LISTEN to SYN-RECEIVED.
+    pub fn open_passive(&mut self, lraw: u32) {
+        self.state = TcpState::Listen;
+        self.parent = Some(lraw);
+        self.set_state(TcpState::SynReceived);
+    }
+
+    /// The application accepted the connection from its listener.
+    pub fn detach_from_listener(&mut self) {
+        self.parent = None;
+    }
+
+    // ---- the layer's output queue
+
+    /// Claims a place in the layer's output queue: true if the
+    /// connection has something to send and was not queued yet.
+    pub fn enqueue_output(&mut self) -> bool {
+        if self.in_pending || !self.wants_output() {
+            return false;
+        }
+        self.in_pending = true;
+        true
+    }
+
+    /// The layer took the connection off its output queue to run `output`.
+    pub fn dequeue_output(&mut self) {
+        self.in_pending = false;
+    }
+
+    /// Whether readiness may have changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    // ---- errors
+
+    /// The error that closed the connection, if any.
+    pub fn error(&self) -> Option<ErrorKind> {
+        self.error
+    }
+
+    /// An error not yet reported by `take_error`.
+    pub fn error_pending(&self) -> bool {
+        self.error.is_some() && !self.error_taken
+    }
+
+    /// SO_ERROR: the pending error, once; else the last soft error.
+    pub fn take_error(&mut self) -> Option<ErrorKind> {
+        if let (Some(e), false) = (self.error, self.error_taken) {
+            self.error_taken = true;
+            return Some(e);
+        }
+        self.soft_error.take()
+    }
+
+    // ---- socket options
+
+    /// Turns Nagle's algorithm off (`true`) or on.
+    pub fn set_nodelay(&mut self, on: bool) {
+        self.opts.nodelay = on;
+    }
+
+    /// Whether Nagle's algorithm is off (`TCP_NODELAY`).
+    pub fn nodelay(&self) -> bool {
+        self.opts.nodelay
+    }
+
+    /// Keepalive (RFC 1122 4.2.3.6): `(idle, interval, probes)`.
+    pub fn keepalive(&self) -> Option<(Duration, Duration, u32)> {
+        self.opts.keepalive
+    }
+
+    /// Sets keepalive, armed relative to the last segment received.
+    pub fn set_keepalive(&mut self, ka: Option<(Duration, Duration, u32)>) {
+        self.opts.keepalive = ka;
+        self.timers.stop(Timer::Keepalive);
+        self.ka_probes = 0;
+        let last = self.last_rx;
+        self.arm_keepalive(last);
+    }
+
+    /// Switches the congestion control (as Linux's `TCP_CONGESTION`).
+    pub fn set_congestion_control(&mut self, cc: CcAlgorithm) {
+        self.opts.cc = cc;
+        self.snd.set_congestion_control(cc, self.last_rx);
+    }
+
+    /// Buffer sizes; only before data flows (buffers must be empty).
+    pub fn set_buffer_sizes(
+        &mut self,
+        rx: Option<usize>,
+        tx: Option<usize>,
+    ) -> Result<(), ErrorKind> {
+        if self.state.is_synchronized() || self.rcv.has_unread() || self.snd.has_queued() {
+            return Err(ErrorKind::InvalidInput);
+        }
+        if let Some(r) = rx {
+            self.rcv.set_capacity(r);
+            self.opts.rx_buffer = r;
+        }
+        if let Some(s) = tx {
+            self.snd.set_capacity(s);
+            self.opts.tx_buffer = s;
+        }
+        Ok(())
     }
 
     pub fn poll_at(&self) -> Option<Instant> {

@@ -45,35 +45,49 @@ impl Timer {
 }
 
 /// One deadline per `Timer` (as quinn-proto's `TimerTable`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TimerTable {
-    at: [Option<Instant>; Timer::ALL.len()],
+    /// `NEVER` when disarmed: half the size of `Option<Instant>`, in
+    /// every connection block. A deadline that saturates at the end of
+    /// time is never reached either way.
+    at: [Instant; Timer::ALL.len()],
+}
+
+/// A disarmed timer's deadline.
+const NEVER: Instant = Instant::from_micros(u64::MAX);
+
+impl Default for TimerTable {
+    fn default() -> TimerTable {
+        TimerTable {
+            at: [NEVER; Timer::ALL.len()],
+        }
+    }
 }
 
 impl TimerTable {
     /// Arms `timer` to fire at `at`, replacing any earlier deadline.
     pub fn set(&mut self, timer: Timer, at: Instant) {
-        self.at[timer as usize] = Some(at);
+        self.at[timer as usize] = at;
     }
 
     /// Arms `timer` at `at`, or stops it for `None`.
     pub fn set_opt(&mut self, timer: Timer, at: Option<Instant>) {
-        self.at[timer as usize] = at;
+        self.at[timer as usize] = at.unwrap_or(NEVER);
     }
 
     /// Disarms `timer`.
     pub fn stop(&mut self, timer: Timer) {
-        self.at[timer as usize] = None;
+        self.at[timer as usize] = NEVER;
     }
 
     /// Disarms every timer.
     pub fn stop_all(&mut self) {
-        self.at = Default::default();
+        self.at = [NEVER; Timer::ALL.len()];
     }
 
     /// `timer`'s deadline, if armed.
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        self.at[timer as usize]
+        Some(self.at[timer as usize]).filter(|&t| t != NEVER)
     }
 
     /// Whether `timer` is armed.
@@ -92,7 +106,7 @@ impl TimerTable {
 
     /// The earliest armed deadline.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.at.iter().flatten().min().copied()
+        Some(*self.at.iter().min()?).filter(|&t| t != NEVER)
     }
 }
 
@@ -168,7 +182,7 @@ impl Tcb {
 
     /// RFC 9293 3.8.4 / RFC 1122 4.2.3.6.
     fn on_keepalive(&mut self, env: &mut Env) {
-        let Some((idle, interval, probes)) = self.opts.keepalive else {
+        let Some((idle, interval, probes)) = self.keepalive() else {
             return;
         };
         if env.now - self.last_rx < idle {
@@ -191,7 +205,7 @@ impl Tcb {
             self.state,
             TcpState::Established | TcpState::CloseWait | TcpState::FinWait2
         );
-        match (self.opts.keepalive, applies) {
+        match (self.keepalive(), applies) {
             (Some((idle, _, _)), true) => {
                 if !self.timers.is_armed(Timer::Keepalive) || self.ka_probes == 0 {
                     let at = self.last_rx + idle;

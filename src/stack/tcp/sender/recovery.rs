@@ -1,4 +1,6 @@
-//! Acknowledgment processing for the sender: RTT sampling (RFC 6298,
+//! Acknowledgment processing for the sender: acceptability (RFC 5961
+//! 5.2), SND.UNA and the send window (RFC 9293 3.10.7.4), SACK blocks
+//! (RFC 2018, RFC 2883), RTT sampling (RFC 6298,
 //! RFC 7323 4), congestion control hooks, fast retransmit (RFC 5681 3.2),
 //! NewReno (RFC 6582) and SACK-based loss recovery (RFC 6675), with loss
 //! detection by RACK (RFC 8985, `loss.rs`) on SACK connections.
@@ -16,6 +18,100 @@ use super::{Due, Recovery, RecoveryKind, Sender};
 pub(super) const DUP_THRESH: u32 = 3;
 
 impl Sender {
+    /// RFC 5961 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND,
+    /// SND.MAX]. Otherwise the counter and the trace text of the reason.
+    pub fn check_ack(&self, ack: Seq) -> Result<(), (&'static str, &'static str)> {
+        if ack.gt(self.snd_max) {
+            return Err(("tcp.ack_unsent", "ACK for unsent data"));
+        }
+        if ack.lt(self.snd_una - self.max_snd_wnd) {
+            return Err(("tcp.ack_too_old", "ACK too old"));
+        }
+        Ok(())
+    }
+
+    /// The ACK field of an acceptable segment (3.10.7.4 fifth check):
+    /// SND.UNA, SACK and RACK, the send window, duplicate ACKs. `pure`:
+    /// the segment carries neither data nor FIN. True if the application
+    /// may write more (acknowledged data freed room, the window opened).
+    pub fn on_ack(
+        &mut self,
+        env: &mut Env,
+        timers: &mut TimerTable,
+        seg: &InSeg,
+        ack: Seq,
+        pure: bool,
+    ) -> bool {
+        let old_wnd = self.snd_wnd;
+        let wnd = usize::from(seg.window) << self.snd_wscale;
+        let duplicate = ack == self.snd_una;
+        let mut changed = false;
+        if ack.gt(self.snd_una) {
+            changed |= self.on_new_ack(env, timers, seg, ack);
+        }
+        let (newly_sacked, dsack) = self.on_sack_blocks(env, timers, seg, ack, duplicate);
+        // RFC 9293 3.10.7.4: update the send window from newer segments.
+        if self.snd_wl1.lt(seg.seq) || (self.snd_wl1 == seg.seq && self.snd_wl2.le(ack)) {
+            self.snd_wnd = wnd;
+            self.max_snd_wnd = self.max_snd_wnd.max(wnd);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            if wnd > old_wnd {
+                changed = true;
+                if wnd > 0 {
+                    timers.stop(Timer::Persist);
+                    self.persist_backoff = 0;
+                    self.probe_sent_at = None;
+                    self.probes_unanswered = 0;
+                }
+            }
+        }
+        // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
+        let outstanding = self.snd_max != self.snd_una;
+        // A D-SACK reports a duplicate that arrived, not a loss.
+        if duplicate && pure && outstanding && !dsack && (wnd == old_wnd || newly_sacked > 0) {
+            self.on_dupack(env, timers);
+        }
+        self.rate_sample_on_ack(env);
+        changed
+    }
+
+    /// The SACK blocks of an ACK (RFC 2018, RFC 2883 D-SACK) and RACK's
+    /// part of it. Returns the bytes newly SACKed and whether the first
+    /// block was a D-SACK.
+    fn on_sack_blocks(
+        &mut self,
+        env: &mut Env,
+        timers: &mut TimerTable,
+        seg: &InSeg,
+        ack: Seq,
+        duplicate: bool,
+    ) -> (usize, bool) {
+        let mut newly_sacked = 0;
+        let mut dsack = false;
+        let mut buf = [(Seq(0), Seq(0)); 3];
+        let mut n = 0;
+        for (slot, block) in buf.iter_mut().zip(seg.sack.iter().flatten()) {
+            *slot = *block;
+            n += 1;
+        }
+        let blocks = &buf[..n];
+        if let Some(sb) = self.loss.scoreboard_mut() {
+            if !blocks.is_empty() {
+                newly_sacked = sb.update(self.snd_una, self.snd_max, blocks);
+            }
+            dsack = super::loss::is_dsack(blocks, ack);
+            if dsack {
+                self.on_dsack(env, blocks[0]);
+            }
+        }
+        if let LossRecovery::Rack(_) = self.loss {
+            let delivered = !duplicate || newly_sacked > 0;
+            self.rack_on_ack(env, timers, seg, blocks, delivered);
+        }
+        (newly_sacked, dsack)
+    }
+
     /// SEG.ACK advanced SND.UNA (3.10.7.4 fifth check, ESTABLISHED case).
     /// True if acknowledged data left the ring (room to write).
     pub(super) fn on_new_ack(
