@@ -1,7 +1,7 @@
 //! Socket snapshots for `ss`, the daemon and the web page. Every read of
-//! a connection block's internals for them is in this file (accessors on
-//! `Tcb`), so a change of the TCB's layout changes one place. Nothing here
-//! writes.
+//! a connection block's internals for them is in this file (the read
+//! accessors of `Tcb`, `Sender` and `Receiver`), so a change of the
+//! TCB's layout changes one place. Nothing here writes.
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! (RFC 2018 SACK-permitted and `TcpConfig::rack`): duplicate ACKs alone
 //! (RFC 5681 3.2, RFC 6582 NewReno), the SACK scoreboard (RFC 6675), or
 //! RACK-TLP over the scoreboard (RFC 8985). The behaviour for each lives
-//! in `recovery.rs` (ACKs), `loss.rs` (RACK) and `output.rs` (NextSeg),
-//! each a `match` on this enum.
+//! in the sender: `sender/recovery.rs` (ACKs), `sender/loss.rs` (RACK)
+//! and `sender/transmit.rs` (NextSeg), each a `match` on this enum.
 
 use super::sack::Scoreboard;
 use super::seq::Seq;

@@ -1,9 +1,12 @@
 //! TCP (RFC 9293): the layer that owns every TCP socket, demultiplexes
 //! arriving segments and drives output and timers. Split by concern:
-//! `state` (states), `tcb` (connection block), `input` (segment arrival),
-//! `output` (segment construction), `recovery` (ACK processing, loss
-//! recovery), `timer`, `listen` (backlog), `timewait`, `isn` (ISN and
-//! ephemeral ports), `options` (wire format), `api` (socket operations).
+//! `state` (states), `tcb` (connection block), its two halves `sender`
+//! (send sequence space, transmit ring, RTT, congestion control, loss
+//! recovery; with `sender/recovery`, `sender/loss`, `sender/transmit`)
+//! and `receiver`, `input` (segment arrival), `output` (segments out),
+//! `timer` (the connection's timer table and expiries), `listen`
+//! (backlog), `timewait`, `isn` (ISN and ephemeral ports), `options`
+//! (wire format), `api` (socket operations).
 //!
 //! Calling contract (sans-I/O; the `Stack` documents the whole core's):
 //! `receive` segments (they only queue output), then `dispatch` runs the

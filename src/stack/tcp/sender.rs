@@ -32,23 +32,25 @@ pub const DEFAULT_MSS: usize = 536;
 /// segment (200 ms recommended; Linux's TCP_DELACK_MAX).
 pub const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 
+/// What started the recovery under way.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum RecoveryKind {
+enum RecoveryKind {
     /// Fast retransmit / fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675).
     Fast,
     /// After a retransmission timeout (go-back-N from SND.UNA).
     Rto,
 }
 
+/// A loss recovery under way.
 #[derive(Copy, Clone, Debug)]
-pub struct Recovery {
-    pub kind: RecoveryKind,
+struct Recovery {
+    kind: RecoveryKind,
     /// When it began.
-    pub started: Instant,
+    started: Instant,
     /// RFC 6582 "recover" / RFC 6675 RecoveryPoint: SND.MAX at entry.
-    pub recover: Seq,
+    recover: Seq,
     /// RFC 6675 HighRxt.
-    pub high_rxt: Seq,
+    high_rxt: Seq,
 }
 
 /// A segment the sender's next output pass sends whatever the windows

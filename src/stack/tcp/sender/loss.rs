@@ -1,5 +1,5 @@
 //! RACK-TLP loss detection (RFC 8985 section 6) wired into the
-//! connection: which ACK fields feed `Rack`, when losses are looked for,
+//! sender: which ACK fields feed `Rack`, when losses are looked for,
 //! and how a loss starts recovery. The RFC 6675 NextSeg() in
 //! `recovery.rs` then retransmits what RACK marked lost.
 
