@@ -108,10 +108,10 @@ impl Tcb {
 /// Builds and writes the segments of one connection's output pass: what
 /// the sender asks for, with the receiver's ACK fields.
 pub struct Wire<'a, 'e> {
-    pub env: &'a mut Env<'e>,
+    pub(super) env: &'a mut Env<'e>,
     /// The connection's timers: the sender arms its own as it sends, and
     /// any segment carrying an ACK stops the delayed-ACK one.
-    pub timers: &'a mut TimerTable,
+    pub(super) timers: &'a mut TimerTable,
     ip: &'a mut dyn IpSink,
     rcv: &'a mut Receiver,
     local: SocketAddrV4,
