@@ -191,6 +191,27 @@ impl Tcb {
         self.changed = true;
     }
 
+    /// The application shut down writing (CLOSE or SHUTDOWN, RFC 9293
+    /// 3.10.4): a FIN follows the queued data.
+    pub fn shutdown_write(&mut self) {
+        self.snd.queue_fin();
+        self.close_send_side();
+    }
+
+    /// With a FIN queued, the state that sends it (3.10.4): from
+    /// ESTABLISHED to FIN-WAIT-1, from CLOSE-WAIT to LAST-ACK. Called at
+    /// once on shutdown, and again after each event, for a shutdown made
+    /// before the handshake completed.
+    pub fn close_send_side(&mut self) {
+        if self.snd.fin_queued() {
+            match self.state {
+                TcpState::Established => self.set_state(TcpState::FinWait1),
+                TcpState::CloseWait => self.set_state(TcpState::LastAck),
+                _ => {}
+            }
+        }
+    }
+
     /// Passive OPEN answered a SYN: a child of listener `lraw`, from
     /// LISTEN to SYN-RECEIVED.
     pub fn open_passive(&mut self, lraw: u32) {
