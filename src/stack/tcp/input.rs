@@ -242,7 +242,9 @@ impl Tcb {
             }
             self.ack_or_challenge(env, seg);
             let data_start = seg.seq + usize::from(seg.syn);
-            let data_end = data_start + seg.payload.len();
+            // A FIN's sequence number is reported too (RFC 2883 4: the
+            // segment's sequence space; Linux tcp_send_dupack, end_seq).
+            let data_end = data_start + seg.payload.len() + usize::from(seg.fin);
             if data_end.le(nxt) {
                 // RFC 2883 4.1.1: data we already have.
                 self.rcv.note_duplicate(data_start, data_end);
