@@ -108,16 +108,6 @@ const ALLOWED: &[Diff] = &[
 /// entry goes when its fix lands (the test then says it is stale).
 const KNOWN: &[Diff] = &[
     Diff {
-        case: "est_dupacks_sack",
-        step: "dup3",
-        stack: "A seq=d+989 ack=t+1 w+ len=988 opt=ts ecr=#5 +now",
-        linux: "-",
-        why: "issue 12 1(b): on a SACK connection three duplicate ACKs without SACK \
-              blocks trigger a fast retransmit; RFC 6675 2 counts as a DupAck only an \
-              ACK whose SACK blocks report octets not yet acknowledged or SACKed, RFC \
-              8985 needs SACK evidence too; Linux does not retransmit",
-    },
-    Diff {
         case: "est_rst_twice",
         step: "rst2",
         stack: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#1",

@@ -389,10 +389,16 @@ impl Tcb {
                 }
             }
         }
-        // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
+        // RFC 5681 2 "duplicate ACK"; with SACK, RFC 6675 2's DupAck: only
+        // an ACK whose blocks report octets not yet SACKed (Linux counts no
+        // duplicate ACKs on a SACK connection either: tcp_time_to_recover).
         let outstanding = self.snd_max != self.snd_una;
+        let evidence = match self.loss {
+            LossRecovery::NewReno => wnd == old_wnd,
+            _ => newly_sacked > 0,
+        };
         // A D-SACK reports a duplicate that arrived, not a loss.
-        if duplicate && pure && outstanding && !dsack && (wnd == old_wnd || newly_sacked > 0) {
+        if duplicate && pure && outstanding && !dsack && evidence {
             self.on_dupack(env);
         }
         self.rate_sample_on_ack(env);

@@ -152,10 +152,9 @@ impl Tcb {
         let three = self.dupacks >= DUP_THRESH;
         let lost = match &self.loss {
             LossRecovery::NewReno => three,
-            // With SACK information RACK decides what is lost (RFC 8985
-            // 6.2, in place of the DupThresh rule, in `rack_on_ack`);
-            // duplicate ACKs count only while the peer sends no blocks.
-            LossRecovery::Rack(sb) => sb.is_empty() && three,
+            // RACK decides what is lost (RFC 8985 6.2, in place of the
+            // DupThresh rule, in `rack_on_ack`).
+            LossRecovery::Rack(_) => false,
             // RFC 8985 7.4 (RACK's view of the probe): the probe went out
             // at least 2*SRTT after everything below it, so a SACK for it
             // while SND.UNA is still missing means SND.UNA was lost.
@@ -176,9 +175,6 @@ impl Tcb {
                 self.dupacks.min(DUP_THRESH - 1) as usize * self.mss
             };
             return;
-        }
-        if let LossRecovery::Rack(_) = self.loss {
-            self.rack.mark_lost(self.snd_una);
         }
         self.enter_fast_recovery(env);
     }

@@ -3,9 +3,12 @@
 //! unless an RFC says otherwise.
 
 use std::net::SocketAddrV4;
+use std::time::Duration;
 
 use super::harness::*;
 use crate::stack::tcp::{TcpConfig, TcpHandle, TcpState};
+
+const RTT: Duration = Duration::from_millis(10);
 
 fn sack_config() -> TcpConfig {
     TcpConfig {
@@ -14,7 +17,8 @@ fn sack_config() -> TcpConfig {
     }
 }
 
-/// Passive open with SACK offered when `sack`.
+/// Passive open with SACK offered when `sack`; the handshake takes one
+/// RTT (SRTT 10 ms, RTO 200 ms).
 fn establish(h: &mut Harness, sack: bool) -> TcpHandle {
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     let mut syn = Seg::peer(IRS, None).syn();
@@ -22,6 +26,7 @@ fn establish(h: &mut Harness, sack: bool) -> TcpHandle {
     syn.mss = Some(1460);
     h.send(syn);
     assert_eq!(h.one().sack_perm, sack);
+    h.advance(RTT);
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
     let c = h.layer.accept(l).unwrap().0;
     h.layer.set_nodelay(c, true).unwrap();
@@ -44,4 +49,52 @@ fn duplicate_fin_is_reported_by_dsack() {
     // The data and FIN again: the whole segment is the duplicate.
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)).data(b"ab").fin());
     assert_eq!(h.one().sack, vec![(IRS + 1, IRS + 4)]);
+}
+
+/// RFC 6675 2: on a SACK connection a DupAck is an ACK whose SACK blocks
+/// report octets not yet acknowledged or SACKed; duplicate ACKs without
+/// blocks are no evidence of loss (RFC 8985 needs SACKs too). Linux
+/// (tcp_time_to_recover) does not retransmit on them; nor do we, with or
+/// without RACK. The same ACKs with new SACK blocks do.
+#[test]
+fn dupacks_without_sack_blocks_do_not_fast_retransmit_with_sack() {
+    for rack in [false, true] {
+        let mut h = Harness::new(TcpConfig {
+            rack,
+            ..sack_config()
+        });
+        let c = establish(&mut h, true);
+        h.layer.send(c, &[7; 6 * 1460]).unwrap();
+        h.dispatch();
+        let segs = h.sent();
+        assert_eq!(segs.len(), 6);
+        h.advance(Duration::from_millis(5));
+        for _ in 0..4 {
+            h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
+            h.nothing();
+        }
+        assert_eq!(
+            h.layer.counters.get("tcp.fast_retransmit"),
+            0,
+            "rack {rack}"
+        );
+        // SACK evidence: segments beyond the first arrived.
+        let mut a = Seg::peer(IRS + 1, Some(ISS + 1));
+        let end = segs.last().map(|s| s.seq + s.payload.len() as u32).unwrap();
+        a.sack = vec![(segs[1].seq, end)];
+        h.send(a);
+        // RACK may wait out its reordering window (RFC 8985 6.2).
+        h.advance(Duration::from_millis(5));
+        let r = h.sent();
+        assert_eq!(
+            r.first().map(|s| s.seq),
+            Some(ISS + 1),
+            "rack {rack}: {r:?}"
+        );
+        assert_eq!(
+            h.layer.counters.get("tcp.fast_retransmit"),
+            1,
+            "rack {rack}"
+        );
+    }
 }
