@@ -58,6 +58,14 @@ impl Tcb {
         {
             env.counters.inc("tcp.syn_sent_bad_ack");
             self.trace_drop("unacceptable ACK in SYN-SENT");
+            // Our SYN may have met a stale half-open connection whose
+            // answer we are resetting: as Linux (tcp_rcv_synsent_state_process,
+            // "Previous FIN/ACK or RST/ACK might be ignored"), the SYN goes
+            // again at once, unless it was already retransmitted, instead
+            // of after the 1 s initial RTO (RFC 6298 2.1).
+            if self.retries == 0 {
+                self.timers.set(Timer::Retransmit, env.now);
+            }
             return (!seg.rst).then_some(RstReply {
                 seq: ack,
                 ack: None,

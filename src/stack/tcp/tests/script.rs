@@ -123,8 +123,10 @@ fn refused_connect() {
         .unwrap();
     h.dispatch();
     h.one();
-    // A RST with an unacceptable ACK is ignored.
+    // A RST with an unacceptable ACK is ignored (the SYN goes again, as
+    // Linux's: `script_linux`).
     h.send(Seg::peer(0, Some(ISS + 5)).rst());
+    assert!(h.one().syn);
     assert_eq!(h.layer.state(c), TcpState::SynSent);
     h.send(Seg::peer(0, Some(ISS + 1)).rst());
     assert_eq!(h.layer.state(c), TcpState::Closed);

@@ -98,3 +98,54 @@ fn dupacks_without_sack_blocks_do_not_fast_retransmit_with_sack() {
         );
     }
 }
+
+/// An active open on LPORT; returns the connection after its first SYN.
+fn connect(h: &mut Harness) -> TcpHandle {
+    let c = h
+        .layer
+        .connect(
+            h.now,
+            Some(SocketAddrV4::new(LOCAL, LPORT)),
+            SocketAddrV4::new(REMOTE, RPORT),
+        )
+        .unwrap();
+    h.dispatch();
+    assert!(h.one().syn);
+    c
+}
+
+/// RFC 9293 3.10.7.3 first: an unacceptable ACK in SYN-SENT is answered
+/// with `<SEQ=SEG.ACK><CTL=RST>` (or dropped with RST). Then, as Linux
+/// (tcp_rcv_synsent_state_process: "Previous FIN/ACK or RST/ACK might be
+/// ignored", retransmit timer at TCP_TIMEOUT_MIN while the SYN has not
+/// been retransmitted), the SYN goes again at once rather than after the
+/// 1 s RTO; the RTO backs off as after any SYN retransmission.
+#[test]
+fn syn_sent_resends_its_syn_after_an_unacceptable_ack() {
+    for (flags, rst) in [(0x12u8, true), (0x10, true), (0x14, false)] {
+        let mut h = Harness::new(plain_config());
+        let c = connect(&mut h);
+        h.send(Seg::peer(IRS, Some(ISS + 1000)).flags(flags));
+        let r = h.sent();
+        let syn = r.last().expect("the SYN again");
+        assert!(syn.syn && syn.ack.is_none() && syn.seq == ISS, "{r:?}");
+        if rst {
+            assert_eq!(r.len(), 2, "{r:?}");
+            assert!(r[0].rst && r[0].seq == ISS + 1000, "{r:?}");
+        } else {
+            assert_eq!(r.len(), 1, "{r:?}");
+        }
+        assert_eq!(h.layer.state(c), TcpState::SynSent);
+        // Once only: the SYN has been retransmitted now.
+        h.send(Seg::peer(IRS, Some(ISS + 1000)).flags(flags));
+        assert_eq!(h.sent().len(), usize::from(rst), "flags {flags:#x}");
+        // The next SYN after the backed-off RTO (2 s).
+        assert_eq!(h.next_deadline(), Duration::from_secs(2));
+        assert!(h.one().syn);
+        let mut synack = Seg::peer(IRS, Some(ISS + 1)).syn();
+        synack.mss = Some(1000);
+        h.send(synack);
+        assert_eq!(h.one().ack, Some(IRS + 1));
+        assert_eq!(h.layer.state(c), TcpState::Established);
+    }
+}
