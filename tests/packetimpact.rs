@@ -135,18 +135,6 @@ const ALLOWED: &[Diff] = &[
 /// entry goes when its fix lands (the test then says it is stale).
 const KNOWN: &[Diff] = &[
     Diff {
-        case: "est_rst_twice",
-        step: "rst2",
-        stack: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#1",
-        linux: "-",
-        why: "challenge ACKs are throttled by one counter for the whole layer (1000/s), \
-              the shared limit that made CVE-2016-5696 (\"Off-Path TCP Exploits: Global \
-              Rate Limit Considered Dangerous\") an off-path side channel; RFC 5961 7 asks \
-              for ACK throttling (SHOULD) without fixing its scope, and Linux now \
-              throttles per connection (one per net.ipv4.tcp_invalid_ratelimit = 500 ms, \
-              also for out-of-window dupacks) with the global limit off",
-    },
-    Diff {
         case: "est_small_window",
         step: "reoffer0",
         stack: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now | *",

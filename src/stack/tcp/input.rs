@@ -318,18 +318,27 @@ impl Tcb {
     /// The ACK owed to an unacceptable segment (RFC 9293 3.10.7.4 first
     /// check); for one with SYN a challenge ACK, whatever its sequence
     /// number (RFC 5961 4.2; Linux tcp_validate_incoming syn_challenge).
+    /// An ACK for a segment without data shares the challenge ACKs'
+    /// per-connection limit (Linux tcp_oow_rate_limited: no ACK loop at
+    /// the peer's rate); one for data is always sent.
     fn ack_or_challenge(&mut self, env: &mut Env, seg: &InSeg) {
         if seg.syn {
             env.counters.inc("tcp.syn_unacceptable");
             self.challenge_ack(env);
-        } else {
+        } else if seg.seg_len() > 0 || self.rcv.throttled_ack_allowed(env.now) {
             self.owe(Owed::Ack);
+        } else {
+            env.counters.inc("tcp.oow_ack_limited");
         }
     }
 
-    /// RFC 5961 section 7: rate-limited challenge ACK.
+    /// RFC 5961 section 7: rate-limited challenge ACK, per connection
+    /// first, then by the layer-wide cap if one is set (Linux
+    /// tcp_send_challenge_ack).
     pub fn challenge_ack(&mut self, env: &mut Env) {
-        if env.challenge.allow(env.now, env.cfg.challenge_ack_limit) {
+        if self.rcv.throttled_ack_allowed(env.now)
+            && env.challenge.allow(env.now, env.cfg.challenge_ack_limit)
+        {
             env.counters.inc("tcp.challenge_ack_sent");
             self.owe(Owed::Ack);
         } else {

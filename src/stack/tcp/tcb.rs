@@ -28,7 +28,9 @@ pub const DEFAULT_MSS: usize = 536;
 /// segment (200 ms recommended; Linux's TCP_DELACK_MAX).
 pub const WC_DEL_ACK_T: Duration = Duration::from_millis(200);
 
-/// Layer-wide RFC 5961 section 7 challenge-ACK limiter.
+/// Layer-wide RFC 5961 section 7 challenge-ACK cap (off unless
+/// `TcpConfig::challenge_ack_limit` sets one); the per-connection limit
+/// is the receiver's.
 #[derive(Debug, Default)]
 pub struct ChallengeLimiter {
     window_start: Instant,

@@ -149,3 +149,82 @@ fn syn_sent_resends_its_syn_after_an_unacceptable_ack() {
         assert_eq!(h.layer.state(c), TcpState::Established);
     }
 }
+
+/// A second handshake on the listener `l`, from remote port `port`.
+fn open_from(h: &mut Harness, l: TcpHandle, port: u16) -> TcpHandle {
+    let mut syn = Seg::peer(IRS, None).syn();
+    syn.src_port = port;
+    h.send(syn);
+    assert!(h.one().syn);
+    let mut ack = Seg::peer(IRS + 1, Some(ISS + 1));
+    ack.src_port = port;
+    h.send(ack);
+    h.layer.accept(l).unwrap().0
+}
+
+/// An in-window RST not at RCV.NXT (RFC 5961 3.2: challenge ACK).
+fn rst_from(port: u16) -> Seg {
+    let mut r = Seg::peer(IRS + 20, None).rst();
+    r.src_port = port;
+    r
+}
+
+/// RFC 5961 7 ACK throttling, as current Linux does it: per connection,
+/// one challenge ACK per net.ipv4.tcp_invalid_ratelimit (500 ms), a limit
+/// shared with the duplicate ACKs for out-of-window pure ACKs
+/// (tcp_send_challenge_ack, tcp_oow_rate_limited); data segments are
+/// always answered. One layer-wide counter would let one connection's
+/// challenges silence another's (CVE-2016-5696's side channel).
+#[test]
+fn challenge_acks_are_limited_per_connection() {
+    let mut h = Harness::new(plain_config());
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    let a = open_from(&mut h, l, RPORT);
+    let b = open_from(&mut h, l, RPORT + 1);
+    h.send(rst_from(RPORT));
+    assert_eq!(h.one().dst_port, RPORT);
+    h.send(rst_from(RPORT));
+    h.nothing();
+    // Another connection is not held back by the first one's.
+    h.send(rst_from(RPORT + 1));
+    assert_eq!(h.one().dst_port, RPORT + 1);
+    // Out-of-window pure ACKs share the limit; data does not.
+    h.send(Seg::peer(IRS + 1_000_000, Some(ISS + 1)));
+    h.nothing();
+    h.send(Seg::peer(IRS + 1_000_000, Some(ISS + 1)).data(b"x"));
+    assert_eq!(h.one().ack, Some(IRS + 1));
+    assert_eq!(h.layer.counters.get("tcp.challenge_ack_limited"), 1);
+    assert_eq!(h.layer.counters.get("tcp.oow_ack_limited"), 1);
+    h.advance(Duration::from_millis(499));
+    h.send(rst_from(RPORT));
+    h.nothing();
+    h.advance(Duration::from_millis(1));
+    h.send(rst_from(RPORT));
+    assert_eq!(h.one().dst_port, RPORT);
+    h.send(Seg::peer(IRS + 1_000_000, Some(ISS + 1)));
+    h.nothing();
+    for c in [a, b] {
+        assert_eq!(h.layer.state(c), TcpState::Established);
+    }
+}
+
+/// The layer-wide cap (`challenge_ack_limit` per second; Linux's
+/// net.ipv4.tcp_challenge_ack_limit, off by default since Linux 6.0)
+/// still applies after the per-connection limit when set.
+#[test]
+fn layer_wide_challenge_ack_cap_when_set() {
+    let mut h = Harness::new(TcpConfig {
+        challenge_ack_limit: 1,
+        ..plain_config()
+    });
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    open_from(&mut h, l, RPORT);
+    open_from(&mut h, l, RPORT + 1);
+    h.send(rst_from(RPORT));
+    assert_eq!(h.one().dst_port, RPORT);
+    h.send(rst_from(RPORT + 1));
+    h.nothing();
+    h.advance(Duration::from_millis(1000));
+    h.send(rst_from(RPORT + 1));
+    assert_eq!(h.one().dst_port, RPORT + 1);
+}
