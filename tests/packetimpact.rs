@@ -133,34 +133,7 @@ const ALLOWED: &[Diff] = &[
 
 /// Differences that are bugs in tapstack, to be fixed (issue 12): each
 /// entry goes when its fix lands (the test then says it is stale).
-const KNOWN: &[Diff] = &[
-    Diff {
-        case: "est_small_window",
-        step: "reoffer0",
-        stack: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now | *",
-        linux: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now",
-        why: "a loss probe (2*SRTT + WCDelAckT, ~0.2-0.3 s here) repeats the segment \
-              while the peer's 100-byte window, not cwnd, holds the rest back; Linux \
-              (tcp_schedule_loss_probe) probes only a connection limited by cwnd or by \
-              the application, and sends nothing until its RTO (> 0.3 s after the 0.3 s \
-              RTT sample of the step before). RFC 8985 7.2 arms the PTO after new data \
-              whatever limits it, so this is Linux's choice to follow",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer1",
-        stack: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now | *",
-        linux: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now",
-        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer2",
-        stack: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now | *",
-        linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
-        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
-    },
-];
+const KNOWN: &[Diff] = &[];
 
 /// Cases whose listed difference does not show in every run, so their
 /// entries are not reported stale when it does not: Linux re-sends its SYN

@@ -406,6 +406,9 @@ impl Tcb {
         if self.tlp_used || self.snd_max == self.snd_una {
             return;
         }
+        if !fast_recovery && self.rwnd_limited() {
+            return;
+        }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
@@ -421,6 +424,26 @@ impl Tcb {
         {
             self.timers.set(Timer::LossProbe, at);
         }
+    }
+
+    /// Queued data waits for room in the peer's window. Then no loss
+    /// probe is armed, and the RTO repeats the head if need be: a probe
+    /// could only repeat the last segment (RFC 8985 7.3), and a peer
+    /// re-offering a small window after each segment got every segment
+    /// twice where Linux waits for its RTO (packetimpact
+    /// est_small_window; Linux's tcp_schedule_loss_probe long skipped
+    /// connections not limited by cwnd or the application, and current
+    /// Linux waits there because its first probe's episode, RFC 8985
+    /// 7.4, is still open).
+    fn rwnd_limited(&self) -> bool {
+        let unsent = (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
+        let wnd_end = self.snd_una + self.snd_wnd;
+        let room = if wnd_end.gt(self.snd_max) {
+            wnd_end.distance_from(self.snd_max)
+        } else {
+            0
+        };
+        unsent > 0 && room < unsent.min(self.mss)
     }
 
     pub fn poll_at(&self) -> Option<Instant> {

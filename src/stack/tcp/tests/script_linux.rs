@@ -228,3 +228,62 @@ fn layer_wide_challenge_ack_cap_when_set() {
     h.send(rst_from(RPORT + 1));
     assert_eq!(h.one().dst_port, RPORT + 1);
 }
+
+/// A peer that offers a 100-byte window and re-offers it with each ACK,
+/// 300 ms after each segment (packetimpact est_small_window). While its
+/// window, not cwnd, holds the queued data back, no loss probe goes out:
+/// the segment is repeated by the RTO only, as Linux does (here SRTT
+/// 37.5 ms after the second ACK: PTO 275 ms, RTO 337 ms).
+#[test]
+fn no_loss_probe_while_the_peers_window_holds_data_back() {
+    let mut h = Harness::new(TcpConfig {
+        timestamps: true,
+        ..sack_config()
+    });
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    let mut syn = Seg::peer(IRS, None).syn().ts(100, 0).win(100);
+    syn.sack_perm = true;
+    syn.mss = Some(1460);
+    h.send(syn);
+    let mut tsv = h.one().ts.unwrap().0;
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).ts(101, tsv).win(100));
+    let c = h.layer.accept(l).unwrap().0;
+    h.layer.send(c, &[1; 1000]).unwrap();
+    h.dispatch();
+    let mut sent: Vec<(u32, Duration)> = Vec::new();
+    for step in 0..3u32 {
+        let start = h.now;
+        let mut last = h.now;
+        for _ in 0..100 {
+            for s in h.sent() {
+                tsv = s.ts.unwrap().0;
+                last = h.now;
+                sent.push((s.seq - ISS, h.now - start));
+            }
+            let quiet_end = last + Duration::from_millis(300);
+            match h.layer.poll_at() {
+                Some(t) if t < quiet_end => {
+                    h.now = t;
+                    h.dispatch();
+                }
+                _ => {
+                    h.now = quiet_end;
+                    break;
+                }
+            }
+        }
+        h.send(
+            Seg::peer(IRS + 1, Some(ISS + 101 + 100 * step))
+                .ts(102 + step, tsv)
+                .win(100),
+        );
+    }
+    let ms = Duration::from_millis;
+    // Step 0: the RTO (200 ms: SRTT 0 from the handshake) repeats the
+    // first segment; steps 1 and 2: each new segment once, at once.
+    assert_eq!(
+        sent,
+        vec![(1, ms(0)), (1, ms(200)), (101, ms(0)), (201, ms(0))]
+    );
+    assert_eq!(h.layer.counters.get("tcp.tlp_probe"), 0);
+}
