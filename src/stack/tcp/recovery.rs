@@ -71,9 +71,10 @@ impl Tcb {
             _ if !syn_acked && acked > 0 => {
                 // A new ACK ends the RFC 3042 allowance.
                 self.inflation = 0;
-                let unsent =
-                    (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
-                let app_limited = unsent == 0 && flight_before + self.mss < self.cc.cwnd();
+                // RFC 7661: only a window that cwnd limited is validated.
+                let app_limited = !self
+                    .cwnd_use
+                    .allows_growth(self.cc.cwnd(), self.cc.in_slow_start());
                 let srtt = self.rtt.srtt();
                 self.cc.on_ack(now, acked, flight_before, srtt, app_limited);
             }

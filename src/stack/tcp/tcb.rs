@@ -7,7 +7,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::buffer::RingBuffer;
-use super::cc::{CongestionControl, new_congestion_control};
+use super::cc::{CongestionControl, CwndUse, new_congestion_control};
 use super::config::TcpConfig;
 use super::loss_recovery::LossRecovery;
 use super::output::OwedSegments;
@@ -164,6 +164,8 @@ pub struct Tcb {
 
     // Congestion control and loss recovery.
     pub cc: Box<dyn CongestionControl>,
+    /// Whether cwnd limited the last window of data (RFC 7661).
+    pub cwnd_use: CwndUse,
     pub dupacks: u32,
     pub recovery: Option<Recovery>,
     pub inflation: usize,
@@ -238,6 +240,7 @@ impl Tcb {
             ka_probes: 0,
             last_rx: now,
             cc: new_congestion_control(opts.cc, DEFAULT_MSS.min(mss), now),
+            cwnd_use: CwndUse::default(),
             dupacks: 0,
             recovery: None,
             inflation: 0,

@@ -6,6 +6,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::harness::*;
+use crate::stack::tcp::cc::CcAlgorithm;
 use crate::stack::tcp::{TcpConfig, TcpHandle, TcpState};
 
 const RTT: Duration = Duration::from_millis(10);
@@ -286,4 +287,52 @@ fn no_loss_probe_while_the_peers_window_holds_data_back() {
         vec![(1, ms(0)), (1, ms(200)), (101, ms(0)), (201, ms(0))]
     );
     assert_eq!(h.layer.counters.get("tcp.tlp_probe"), 0);
+}
+
+/// Rounds of: everything the stack sends now is ACKed one RTT later with
+/// window `win`. Returns cwnd after each round.
+fn ack_rounds(h: &mut Harness, c: TcpHandle, win: u16, rounds: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for _ in 0..rounds {
+        h.dispatch();
+        let sent = h.sent();
+        let Some(last) = sent.last() else { break };
+        let end = last.seq + last.payload.len() as u32;
+        h.advance(RTT);
+        // One ACK per two segments, as a delayed-ACK receiver.
+        for pair in sent.chunks(2) {
+            let p = pair.last().unwrap();
+            let ack = Seg::peer(IRS + 1, Some(p.seq + p.payload.len() as u32)).win(win);
+            h.send(ack);
+        }
+        assert!(h.layer.info(c).unwrap().snd_una == end || sent.is_empty());
+        out.push(h.layer.info(c).unwrap().cwnd);
+    }
+    out
+}
+
+/// RFC 7661 / Linux tcp_is_cwnd_limited: cwnd grows only on ACKs of a
+/// flight that cwnd limited (in slow start: that used over half of it).
+/// A sender held back by the peer's window (3 segments; cwnd 10) keeps
+/// its initial window however many rounds it sends; the same sender with
+/// an open window grows.
+#[test]
+fn cwnd_grows_only_when_cwnd_limited() {
+    for cc in [CcAlgorithm::Reno, CcAlgorithm::Cubic] {
+        for (win, grows) in [(3 * 1460u16, false), (65535, true)] {
+            let mut h = Harness::new(TcpConfig {
+                cc,
+                tx_buffer: 1 << 20,
+                ..sack_config()
+            });
+            let c = establish(&mut h, true);
+            h.send(Seg::peer(IRS + 1, Some(ISS + 1)).win(win));
+            let iw = h.layer.info(c).unwrap().cwnd;
+            h.layer.send(c, &vec![3; 1 << 20]).unwrap();
+            let cwnds = ack_rounds(&mut h, c, win, 6);
+            assert_eq!(cwnds.len(), 6);
+            let last = *cwnds.last().unwrap();
+            assert_eq!(last > iw, grows, "{cc} window {win}: iw {iw}, {cwnds:?}");
+        }
+    }
 }
