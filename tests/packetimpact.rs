@@ -75,6 +75,42 @@ const ALLOWED: &[Diff] = &[
               window test accepts a segment ending at RCV.NXT and records it",
     },
     Diff {
+        case: "closewait_fin_again",
+        step: "fin_again",
+        stack: "A seq=d+1 ack=t+2 w+ opt=ts sack=t+1:t+2 ecr=#2",
+        linux: "A seq=d+1 ack=t+2 w+ opt=ts sack=t+1:t+2 ecr=#3",
+        why: "the TSecr of the ACK (with its D-SACK) for a duplicate FIN, as in \
+              est_old_data: RFC 7323 5.3 R2 rejects the segment (it ends at RCV.NXT) \
+              before R3 would record its TSval",
+    },
+    Diff {
+        case: "synsent_bad_ack",
+        step: "bad_synack",
+        stack: "R seq=d+1000 | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
+        linux: "R seq=d+1000",
+        why: "(INTERMITTENT: Linux's own two answers) after the RST for an \
+              unacceptable SYN,ACK both stacks send the SYN again at once \
+              (tcp_rcv_synsent_state_process, TCP_TIMEOUT_MIN), except that about one \
+              run in ten Linux's first SYN is still in its host queue \
+              (skb_still_in_host_queue) and it waits for the RTO. RFC 9293 3.10.7.3 \
+              asks only: \"If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless \
+              the RST bit is set, if so drop the segment and return)\"",
+    },
+    Diff {
+        case: "synsent_ack_only",
+        step: "bad_ack",
+        stack: "R seq=d+1000 | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
+        linux: "R seq=d+1000",
+        why: "(INTERMITTENT) as synsent_bad_ack",
+    },
+    Diff {
+        case: "synsent_rst_bad_ack",
+        step: "rst_bad",
+        stack: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
+        linux: "-",
+        why: "(INTERMITTENT) as synsent_bad_ack, for a dropped RST,ACK",
+    },
+    Diff {
         case: "synsent_synack_data",
         step: "synack_data",
         stack: "A seq=d+1 ack=t+6 w+ opt=ts ecr=#0",
@@ -97,95 +133,14 @@ const ALLOWED: &[Diff] = &[
 
 /// Differences that are bugs in tapstack, to be fixed (issue 12): each
 /// entry goes when its fix lands (the test then says it is stale).
-const KNOWN: &[Diff] = &[
-    Diff {
-        case: "closewait_fin_again",
-        step: "fin_again",
-        stack: "A seq=d+1 ack=t+2 w+ opt=ts ecr=#2",
-        linux: "A seq=d+1 ack=t+2 w+ opt=ts sack=t+1:t+2 ecr=#3",
-        why: "no D-SACK for a duplicate FIN (RFC 2883 4); TSecr as in est_old_data (ALLOWED)",
-    },
-    Diff {
-        case: "est_dupacks_sack",
-        step: "dup3",
-        stack: "A seq=d+989 ack=t+1 w+ len=988 opt=ts ecr=#5 +now",
-        linux: "-",
-        why: "issue 12 1(b): on a SACK connection three duplicate ACKs without SACK \
-              blocks trigger a fast retransmit; RFC 6675 2 counts as a DupAck only an \
-              ACK whose SACK blocks report octets not yet acknowledged or SACKed, RFC \
-              8985 needs SACK evidence too; Linux does not retransmit",
-    },
-    Diff {
-        case: "est_rst_twice",
-        step: "rst2",
-        stack: "A seq=d+1 ack=t+1 w+ opt=ts ecr=#1",
-        linux: "-",
-        why: "challenge ACKs are throttled by one counter for the whole layer (1000/s), \
-              the shared limit that made CVE-2016-5696 (\"Off-Path TCP Exploits: Global \
-              Rate Limit Considered Dangerous\") an off-path side channel; RFC 5961 7 asks \
-              for ACK throttling (SHOULD) without fixing its scope, and Linux now \
-              throttles per connection (one per net.ipv4.tcp_invalid_ratelimit = 500 ms, \
-              also for out-of-window dupacks) with the global limit off",
-    },
-    Diff {
-        case: "synsent_bad_ack",
-        step: "bad_synack",
-        stack: "R seq=d+1000",
-        linux: "R seq=d+1000 | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
-        why: "after answering an unacceptable SYN,ACK with RST (RFC 9293 3.10.7.3) \
-              Linux sends its SYN again at once (tcp_rcv_synsent_state_process: \
-              retransmit timer TCP_TIMEOUT_MIN) so a stale SYN,ACK does not cost a 1 s \
-              RTO; no RFC asks otherwise, so the Linux behaviour is the target",
-    },
-    Diff {
-        case: "synsent_ack_only",
-        step: "bad_ack",
-        stack: "R seq=d+1000",
-        linux: "R seq=d+1000 | S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
-        why: "as synsent_bad_ack: Linux repeats its SYN at once after the RST",
-    },
-    Diff {
-        case: "synsent_rst_bad_ack",
-        step: "rst_bad",
-        stack: "-",
-        linux: "S seq=d+0 w+ opt=mss,sackok,ts,ws ecr=0 rtx",
-        why: "as synsent_bad_ack: an unacceptable RST,ACK is dropped (RFC 9293 \
-              3.10.7.3) and Linux repeats its SYN at once",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer0",
-        stack: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now | *",
-        linux: "A seq=d+101 ack=t+1001 w+ len=100 opt=ts ecr=#3 +now",
-        why: "a loss probe (2*SRTT + WCDelAckT, ~0.2-0.3 s here) repeats the segment \
-              while the peer's 100-byte window, not cwnd, holds the rest back; Linux \
-              (tcp_schedule_loss_probe) probes only a connection limited by cwnd or by \
-              the application, and sends nothing until its RTO (> 0.3 s after the 0.3 s \
-              RTT sample of the step before). RFC 8985 7.2 arms the PTO after new data \
-              whatever limits it, so this is Linux's choice to follow",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer1",
-        stack: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now | *",
-        linux: "A seq=d+201 ack=t+1001 w+ len=100 opt=ts ecr=#4 +now",
-        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
-    },
-    Diff {
-        case: "est_small_window",
-        step: "reoffer2",
-        stack: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now | *",
-        linux: "A seq=d+301 ack=t+1001 w+ len=100 opt=ts ecr=#5 +now",
-        why: "as reoffer0 (the probe may come after the step ends as SRTT grows)",
-    },
-];
+const KNOWN: &[Diff] = &[];
 
 /// Cases whose listed difference does not show in every run, so their
 /// entries are not reported stale when it does not: Linux re-sends its SYN
-/// at once after an unacceptable SYN,ACK or RST,ACK only while its
+/// at once after an unacceptable SYN,ACK, ACK or RST,ACK only while its
 /// retransmit timer has not fired and the first SYN has left the host
 /// (tcp_rcv_synsent_state_process, skb_still_in_host_queue); about one run
-/// in ten it waits for the RTO like tapstack.
+/// in ten it waits for the RTO, where tapstack always re-sends.
 const INTERMITTENT: &[&str] = &["synsent_bad_ack", "synsent_ack_only", "synsent_rst_bad_ack"];
 
 /// A side's record: case -> steps (label, normalized replies).

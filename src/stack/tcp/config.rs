@@ -59,7 +59,11 @@ pub struct TcpConfig {
     pub segmentation_offload: bool,
     /// (idle, interval, probes); None = off.
     pub keepalive: Option<(Duration, Duration, u32)>,
-    /// Challenge ACKs per second over the whole layer (RFC 5961 section 7).
+    /// Challenge ACKs per second over the whole layer (RFC 5961 section
+    /// 7), beyond the per-connection limit of one per 500 ms; `u32::MAX`
+    /// is no cap, Linux's default (net.ipv4.tcp_challenge_ack_limit
+    /// INT_MAX since 6.0: a shared counter is an off-path side channel,
+    /// CVE-2016-5696).
     pub challenge_ack_limit: u32,
     /// Some → deterministic ISN secret and ephemeral ports.
     pub seed: Option<u64>,
@@ -88,7 +92,7 @@ impl Default for TcpConfig {
             checksum_offload: false,
             segmentation_offload: false,
             keepalive: None,
-            challenge_ack_limit: 1000,
+            challenge_ack_limit: u32::MAX,
             seed: None,
         }
     }

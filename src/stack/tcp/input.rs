@@ -55,6 +55,12 @@ impl Tcb {
         {
             env.counters.inc("tcp.syn_sent_bad_ack");
             self.trace_drop("unacceptable ACK in SYN-SENT");
+            // Our SYN may have met a stale half-open connection whose
+            // answer we are resetting: as Linux (tcp_rcv_synsent_state_process,
+            // "Previous FIN/ACK or RST/ACK might be ignored"), the SYN goes
+            // again at once, unless it was already retransmitted, instead
+            // of after the 1 s initial RTO (RFC 6298 2.1).
+            self.snd.hasten_syn_retransmit(env.now, &mut self.timers);
             return (!seg.rst).then_some(RstReply {
                 seq: ack,
                 ack: None,
@@ -227,7 +233,9 @@ impl Tcb {
             }
             self.ack_or_challenge(env, seg);
             let data_start = seg.seq + usize::from(seg.syn);
-            let data_end = data_start + seg.payload.len();
+            // A FIN's sequence number is reported too (RFC 2883 4: the
+            // segment's sequence space; Linux tcp_send_dupack, end_seq).
+            let data_end = data_start + seg.payload.len() + usize::from(seg.fin);
             if data_end.le(nxt) {
                 // RFC 2883 4.1.1: data we already have.
                 self.rcv.note_duplicate(data_start, data_end);
@@ -293,18 +301,27 @@ impl Tcb {
     /// The ACK owed to an unacceptable segment (RFC 9293 3.10.7.4 first
     /// check); for one with SYN a challenge ACK, whatever its sequence
     /// number (RFC 5961 4.2; Linux tcp_validate_incoming syn_challenge).
+    /// An ACK for a segment without data shares the challenge ACKs'
+    /// per-connection limit (Linux tcp_oow_rate_limited: no ACK loop at
+    /// the peer's rate); one for data is always sent.
     fn ack_or_challenge(&mut self, env: &mut Env, seg: &InSeg) {
         if seg.syn {
             env.counters.inc("tcp.syn_unacceptable");
             self.challenge_ack(env);
-        } else {
+        } else if seg.seg_len() > 0 || self.rcv.throttled_ack_allowed(env.now) {
             self.rcv.owe_ack();
+        } else {
+            env.counters.inc("tcp.oow_ack_limited");
         }
     }
 
-    /// RFC 5961 section 7: rate-limited challenge ACK.
+    /// RFC 5961 section 7: rate-limited challenge ACK, per connection
+    /// first, then by the layer-wide cap if one is set (Linux
+    /// tcp_send_challenge_ack).
     pub fn challenge_ack(&mut self, env: &mut Env) {
-        if env.challenge.allow(env.now, env.cfg.challenge_ack_limit) {
+        if self.rcv.throttled_ack_allowed(env.now)
+            && env.challenge.allow(env.now, env.cfg.challenge_ack_limit)
+        {
             env.counters.inc("tcp.challenge_ack_sent");
             self.rcv.owe_ack();
         } else {

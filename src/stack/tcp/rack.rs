@@ -533,19 +533,6 @@ impl Rack {
         }
     }
 
-    /// Marks the segment holding `seq` lost (DupThresh entry when the
-    /// peer sends no SACK blocks).
-    pub fn mark_lost(&mut self, seq: Seq) {
-        let i = self.index(seq);
-        if let Some(r) = self.segs.get(i)
-            && !r.sacked
-            && !r.lost
-            && r.start.le(seq)
-        {
-            self.mark_lost_at(i);
-        }
-    }
-
     /// The lowest record marked lost: RFC 6675 NextSeg() rule 1 with
     /// RACK's marks standing in for IsLost().
     pub fn first_lost(&self) -> Option<(Seq, Seq)> {

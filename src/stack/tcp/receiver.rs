@@ -20,6 +20,11 @@ pub const MAX_OOO_RANGES: usize = 32;
 /// RFC 7323 5.5: a TS.Recent idle this long is no longer trusted.
 const TS_RECENT_MAX_IDLE: Duration = Duration::from_secs(24 * 86400);
 
+/// RFC 5961 7 ACK throttling per connection: at most one challenge ACK or
+/// out-of-window duplicate ACK this often (Linux's
+/// net.ipv4.tcp_invalid_ratelimit default, HZ/2).
+const INVALID_RATELIMIT: Duration = Duration::from_millis(500);
+
 /// When the ACK for what just arrived is to be sent.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum AckDue {
@@ -90,6 +95,8 @@ pub struct Receiver {
     /// pays it): out-of-order or duplicate data, a FIN, the delayed-ACK
     /// timer, a window update, an unacceptable segment.
     ack_owed: bool,
+    /// When the last throttled ACK (challenge or out-of-window) was let out.
+    last_oow_ack: Option<Instant>,
 }
 
 impl Receiver {
@@ -113,6 +120,7 @@ impl Receiver {
             last_ack_sent: Seq(0),
             unacked_segs: 0,
             ack_owed: false,
+            last_oow_ack: None,
         }
     }
 
@@ -309,6 +317,23 @@ impl Receiver {
             self.ts_recent = tsval;
             self.ts_recent_at = at;
         }
+    }
+
+    /// Whether a challenge ACK or an ACK for an out-of-window segment
+    /// without data may go now (then it counts as sent): one per
+    /// `INVALID_RATELIMIT` per connection, so that a peer (or an
+    /// off-path attacker) cannot make us ACK at its rate, and no
+    /// connection's limit shows in another's answers (Linux
+    /// __tcp_oow_rate_limited).
+    pub fn throttled_ack_allowed(&mut self, now: Instant) -> bool {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now - t < INVALID_RATELIMIT)
+        {
+            return false;
+        }
+        self.last_oow_ack = Some(now);
+        true
     }
 
     // ---- arrival

@@ -14,7 +14,7 @@ mod transmit;
 use std::time::Duration;
 
 use super::buffer::{BufferPool, RingBuffer};
-use super::cc::{CcAlgorithm, CongestionControl, new_congestion_control};
+use super::cc::{CcAlgorithm, CongestionControl, CwndUse, new_congestion_control};
 use super::config::TcpConfig;
 use super::loss_recovery::LossRecovery;
 use super::options::InSeg;
@@ -156,6 +156,8 @@ pub struct Sender {
 
     // Congestion control and loss recovery.
     cc: Box<dyn CongestionControl>,
+    /// Whether cwnd limited the last window of data (RFC 7661).
+    cwnd_use: CwndUse,
     dupacks: u32,
     recovery: Option<Recovery>,
     inflation: usize,
@@ -212,6 +214,7 @@ impl Sender {
             probe_sent_at: None,
             probes_unanswered: 0,
             cc: new_congestion_control(cc, mss, now),
+            cwnd_use: CwndUse::default(),
             dupacks: 0,
             recovery: None,
             inflation: 0,
@@ -290,6 +293,14 @@ impl Sender {
     /// Whether `ack` acknowledges our SYN and nothing unsent.
     pub fn acks_syn(&self, ack: Seq) -> bool {
         ack.gt(self.snd_una) && ack.le(self.snd_max)
+    }
+
+    /// SYN-SENT got an unacceptable answer: the SYN goes again at once
+    /// unless it was already retransmitted (why: `Tcb::input_syn_sent`).
+    pub fn hasten_syn_retransmit(&mut self, now: Instant, timers: &mut TimerTable) {
+        if self.retries == 0 {
+            timers.set(Timer::Retransmit, now);
+        }
     }
 
     /// The SYN (or SYN,ACK) goes out again on the next output pass.
@@ -587,6 +598,9 @@ impl Sender {
         if self.tlp_used || self.snd_max == self.snd_una {
             return;
         }
+        if !fast_recovery && self.rwnd_limited() {
+            return;
+        }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
@@ -598,6 +612,26 @@ impl Sender {
         if timers.get(Timer::Retransmit).is_none_or(|rto| at < rto) {
             timers.set(Timer::LossProbe, at);
         }
+    }
+
+    /// Queued data waits for room in the peer's window. Then no loss
+    /// probe is armed, and the RTO repeats the head if need be: a probe
+    /// could only repeat the last segment (RFC 8985 7.3), and a peer
+    /// re-offering a small window after each segment got every segment
+    /// twice where Linux waits for its RTO (packetimpact
+    /// est_small_window; Linux's tcp_schedule_loss_probe long skipped
+    /// connections not limited by cwnd or the application, and current
+    /// Linux waits there because its first probe's episode, RFC 8985
+    /// 7.4, is still open).
+    fn rwnd_limited(&self) -> bool {
+        let unsent = (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
+        let wnd_end = self.snd_una + self.snd_wnd;
+        let room = if wnd_end.gt(self.snd_max) {
+            wnd_end.distance_from(self.snd_max)
+        } else {
+            0
+        };
+        unsent > 0 && room < unsent.min(self.mss)
     }
 
     // ---- timers

@@ -20,7 +20,9 @@ use crate::stack::time::Instant;
 /// Bytes of a timestamp option as carried on every segment (NOP NOP TS).
 pub const TS_OVERHEAD: usize = 12;
 
-/// Layer-wide RFC 5961 section 7 challenge-ACK limiter.
+/// Layer-wide RFC 5961 section 7 challenge-ACK cap (off unless
+/// `TcpConfig::challenge_ack_limit` sets one); the per-connection limit
+/// is the receiver's.
 #[derive(Debug, Default)]
 pub struct ChallengeLimiter {
     window_start: Instant,

@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::seq::Seq;
 use crate::stack::time::Instant;
 
 /// RFC 6928 initial window in segments.
@@ -68,7 +69,8 @@ pub trait CongestionControl: Send + std::fmt::Debug {
     /// New data cumulatively ACKed outside loss recovery. `bytes_in_flight`
     /// before this ACK; `rtt` the latest smoothed RTT if any. Slow start
     /// with ABC (RFC 3465, L = 2*SMSS), congestion avoidance per algorithm.
-    /// Do not grow when the sender was application-limited (`app_limited`).
+    /// Do not grow when cwnd did not limit the sender (`app_limited`: the
+    /// application or the peer's window did; see `CwndUse`).
     fn on_ack(
         &mut self,
         now: Instant,
@@ -150,6 +152,44 @@ impl RateSample {
     pub fn rate(&self) -> Option<u64> {
         let i = self.interval?.as_nanos();
         Some((u128::from(self.delivered) * 1_000_000_000 / i).min(u128::from(u64::MAX)) as u64)
+    }
+}
+
+/// Whether the congestion window limited the sender (RFC 7661 2: a
+/// window the sender does not fill is not validated; Linux
+/// tcp_cwnd_validate and tcp_is_cwnd_limited): remembered for one window
+/// of data, since the ACKs that would grow cwnd come one RTT after the
+/// sends that filled it. A sender held back by the application or by the
+/// peer's window does not grow cwnd.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CwndUse {
+    /// Some send in the window being watched found cwnd full.
+    limited: bool,
+    /// The largest flight (bytes) in that window.
+    max_flight: usize,
+    /// SND.MAX when the window began: the watch restarts once SND.UNA
+    /// reaches it.
+    window_end: Option<Seq>,
+}
+
+impl CwndUse {
+    /// After sending: `flight` bytes are in flight with congestion window
+    /// `cwnd`; cwnd is full when one more full segment does not fit.
+    pub fn on_send(&mut self, una: Seq, snd_max: Seq, flight: usize, cwnd: usize, mss: usize) {
+        let limited = flight + mss > cwnd;
+        let window_done = self.window_end.is_none_or(|end| una.ge(end));
+        if window_done || limited || (!self.limited && flight > self.max_flight) {
+            self.limited = limited;
+            self.max_flight = flight;
+            self.window_end = Some(snd_max);
+        }
+    }
+
+    /// Whether ACKs may grow `cwnd`: cwnd limited the flight, or in slow
+    /// start the flight used over half of it (cwnd may reach twice what
+    /// was sent, Linux tcp_is_cwnd_limited).
+    pub fn allows_growth(&self, cwnd: usize, slow_start: bool) -> bool {
+        self.limited || (slow_start && cwnd < 2 * self.max_flight)
     }
 }
 

@@ -66,10 +66,16 @@ impl Sender {
                 }
             }
         }
-        // RFC 5681 2 "duplicate ACK" (RFC 6675: or one that SACKs new data).
+        // RFC 5681 2 "duplicate ACK"; with SACK, RFC 6675 2's DupAck: only
+        // an ACK whose blocks report octets not yet SACKed (Linux counts no
+        // duplicate ACKs on a SACK connection either: tcp_time_to_recover).
         let outstanding = self.snd_max != self.snd_una;
+        let evidence = match self.loss {
+            LossRecovery::NewReno => wnd == old_wnd,
+            _ => newly_sacked > 0,
+        };
         // A D-SACK reports a duplicate that arrived, not a loss.
-        if duplicate && pure && outstanding && !dsack && (wnd == old_wnd || newly_sacked > 0) {
+        if duplicate && pure && outstanding && !dsack && evidence {
             self.on_dupack(env, timers);
         }
         self.rate_sample_on_ack(env);
@@ -175,9 +181,10 @@ impl Sender {
             _ if !syn_acked && acked > 0 => {
                 // A new ACK ends the RFC 3042 allowance.
                 self.inflation = 0;
-                let unsent =
-                    (self.data_end() + usize::from(self.fin_queued)).distance_from(self.snd_max);
-                let app_limited = unsent == 0 && flight_before + self.mss < self.cc.cwnd();
+                // RFC 7661: only a window that cwnd limited is validated.
+                let app_limited = !self
+                    .cwnd_use
+                    .allows_growth(self.cc.cwnd(), self.cc.in_slow_start());
                 let srtt = self.rtt.srtt();
                 self.cc.on_ack(now, acked, flight_before, srtt, app_limited);
             }
@@ -257,10 +264,9 @@ impl Sender {
         let three = self.dupacks >= DUP_THRESH;
         let lost = match &self.loss {
             LossRecovery::NewReno => three,
-            // With SACK information RACK decides what is lost (RFC 8985
-            // 6.2, in place of the DupThresh rule, in `rack_on_ack`);
-            // duplicate ACKs count only while the peer sends no blocks.
-            LossRecovery::Rack(sb) => sb.is_empty() && three,
+            // RACK decides what is lost (RFC 8985 6.2, in place of the
+            // DupThresh rule, in `rack_on_ack`).
+            LossRecovery::Rack(_) => false,
             // RFC 8985 7.4 (RACK's view of the probe): the probe went out
             // at least 2*SRTT after everything below it, so a SACK for it
             // while SND.UNA is still missing means SND.UNA was lost.
@@ -281,9 +287,6 @@ impl Sender {
                 self.dupacks.min(DUP_THRESH - 1) as usize * self.mss
             };
             return;
-        }
-        if let LossRecovery::Rack(_) = self.loss {
-            self.rack.mark_lost(self.snd_una);
         }
         self.enter_fast_recovery(env, timers);
     }

@@ -35,6 +35,7 @@ impl Sender {
         // Each pass sends at least one byte of sequence space; the bound is
         // a guard against a livelock bug, never reached in practice.
         let mut budget = 1 << 16;
+        let max_before = self.snd_max;
         if self.in_sack_recovery() {
             while let Some((seq, len)) = self.sack_next() {
                 budget -= 1;
@@ -56,6 +57,14 @@ impl Sender {
                     break;
                 }
             }
+        }
+        // As Linux (tcp_write_xmit): after new data left, or when cwnd
+        // is what holds the rest back.
+        let flight = self.bytes_in_flight();
+        let cwnd = self.cc.cwnd();
+        if self.snd_max != max_before || flight + self.mss > cwnd {
+            let (una, max) = (self.snd_una, self.snd_max);
+            self.cwnd_use.on_send(una, max, flight, cwnd, self.mss);
         }
         if self.due.take(Due::WindowProbe) {
             w.env.counters.inc("tcp.probe_sent");

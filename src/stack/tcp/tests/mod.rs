@@ -8,6 +8,7 @@ mod script_api;
 mod script_cookie;
 mod script_data;
 mod script_hostile;
+mod script_linux;
 mod script_pkt;
 mod script_rack;
 mod script_route;

@@ -168,7 +168,8 @@ fn loss_probe_allows_for_the_peers_delayed_ack() {
 }
 
 /// RFC 5681 3.2: one duplicate ACK without SACK blocks is no evidence of
-/// loss (RFC 5827 early retransmit is not used, as in Linux); three are.
+/// loss (RFC 5827 early retransmit is not used, as in Linux); three are
+/// without SACK (with SACK they need blocks: `script_linux`).
 #[test]
 fn fast_retransmit_needs_three_duplicate_acks() {
     for sack in [false, true] {
@@ -178,6 +179,9 @@ fn fast_retransmit_needs_three_duplicate_acks() {
         h.advance(ms(1));
         assert!(ack(&mut h, 0, &[]).is_empty(), "sack {sack}");
         assert_eq!(h.layer.counters.get("tcp.fast_retransmit"), 0);
+        if sack {
+            continue;
+        }
 
         let mut h = Harness::new(sack_config());
         let c = establish(&mut h, sack);
