@@ -280,18 +280,27 @@ class Tapstack(Contender):
     offload = True
     # Set per row by run_row: flags of the echo subcommand.
     echo_flags = ()
+    # The binary under test (Before: an older one).
+    bin_attr = "bin"
 
-    def start(self, kind, cpu):
-        # stderr to a file, not a pipe: a pipe nobody reads during the run
-        # would block a server that logs a lot.
-        self.log = tempfile.TemporaryFile(mode="w+")
+    @property
+    def idle_dev(self):  # where the idle row adds its kernel source addresses
+        return self.tap
+
+    def echo_argv(self):
         flags = [] if self.offload else ["--no-offload"]
         # The same congestion control as the kernel contender, when we have
         # it (bbr, cubic, reno), so the rows compare stacks, not algorithms.
         if self.args.kernel_cc in ("bbr", "cubic", "reno"):
             flags += ["--cc", self.args.kernel_cc]
-        p = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap] + flags +
-                  ["echo", "--ws-port", "0"] + list(self.echo_flags),
+        return (["--tap", self.tap] + flags + ["echo", "--ws-port", "0"] +
+                list(self.echo_flags))
+
+    def start(self, kind, cpu):
+        # stderr to a file, not a pipe: a pipe nobody reads during the run
+        # would block a server that logs a lot.
+        self.log = tempfile.TemporaryFile(mode="w+")
+        p = spawn(self.stack_ns, cpu, [getattr(self.args, self.bin_attr)] + self.echo_argv(),
                   stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         self.procs = [p]
         wait_ping(self.client_ns, self.target)
@@ -313,6 +322,70 @@ class Tapstack(Contender):
         dropped = nft_dropped(self.stack_ns)
         nft_clear(self.stack_ns)
         return dropped
+
+
+class Before(Tapstack):
+    """`tapstack echo` from an older build (BENCH_BEFORE / BENCH_BEFORE_REV)
+    on TAP tb3 in a namespace of its own: the same server as the tapstack
+    contender, in every row that one runs in (issue 12: the benchmark must
+    not get slower, same run, before and after). A flag this binary does not
+    know (it predates it) is left out, with a note, rather than failing."""
+    key = "before"
+    tap = "tb3"
+    bin_attr = "before"
+
+    def __init__(self, args):
+        Contender.__init__(self, args)
+        self.client_ns = self.stack_ns = args.before_ns
+        self.known = self.takes_value = self.dropped = None
+
+    def echo_argv(self):
+        if self.known is None:
+            # Which flags take a value: from the current binary's help.
+            self.takes_value = help_flags(self.args.bin)
+            self.known = help_flags(self.args.before)
+            if "--tap" not in self.known:
+                raise RuntimeError("%s --help names no --tap: not a tapstack binary?"
+                                   % self.args.before)
+        argv, dropped = drop_unknown(super().echo_argv(), self.known, self.takes_value)
+        if dropped and dropped != self.dropped:
+            print("bench: before: %s does not know %s: runs without" % (
+                self.args.before, " ".join(dropped)), file=sys.stderr, flush=True)
+        self.dropped = dropped
+        return argv
+
+    def stop_servers(self):
+        out = super().stop_servers()
+        if self.dropped:
+            out["flags_left_out"] = self.dropped
+        return out
+
+
+def help_flags(binary):
+    """{--flag: takes a value} from `BINARY --help` and `BINARY echo --help`
+    (clap prints a flag that takes a value as `--flag <VALUE>`)."""
+    flags = {}
+    for sub in ([], ["echo"]):
+        out = subprocess.run([binary] + sub + ["--help"], capture_output=True, text=True,
+                             timeout=20)
+        for flag, value in re.findall(r"(--[a-z][a-z0-9-]*)( <)?", out.stdout):
+            flags[flag] = flags.get(flag, False) or bool(value)
+    return flags
+
+
+def drop_unknown(argv, known, takes_value):
+    """argv without the --flags not in known (and the value after each one
+    that takes_value says takes one). Returns (argv, the flags left out)."""
+    out, dropped, skip = [], [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a.startswith("--") and a not in known:
+            dropped.append(a)
+            skip = takes_value.get(a, False)
+        else:
+            out.append(a)
+    return out, dropped
 
 
 class Smoltcp(Tapstack):
@@ -342,6 +415,7 @@ class Smoltcp(Tapstack):
 class Kernel(Contender):
     key = "kernel"
     target = "10.9.0.2"
+    idle_dev = "vb"  # the client's end of the veth
 
     def __init__(self, args):
         super().__init__(args)
@@ -583,9 +657,9 @@ ROWS = [
         per="connections", contenders=WITH_DAEMON),
     Row("tcp_loss1_from_stack_gbit", "TCP server->kernel, 1% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=1),
-    Row("tcp_idle_conns", "TCP %d idle connections: stack RSS per connection"
+    Row("tcp_idle_conns", "TCP %d idle connections: server memory per connection"
         % bench_idle.IDLE_CONNS, "B", "lower", "same", m_idle, runs=1,
-        contenders=("tapstack",),
+        contenders=("tapstack", "kernel"),
         echo_flags=("--max-connections", str(bench_idle.IDLE_CONNS + 1000))),
     Row("tcp_loss5_from_stack_gbit", "TCP server->kernel, 5% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=5),
@@ -621,7 +695,9 @@ DAEMON_TARGETS = [
 def run_row(row, contenders):
     """Starts the servers of every contender, measures each RUNS times in
     turn, stops them. Returns {contender key: (median or None, detail)}."""
-    active = [c for c in contenders if c.key in row.contenders]
+    # An older tapstack (BENCH_BEFORE) runs wherever tapstack does.
+    active = [c for c in contenders if c.key in row.contenders or
+              (c.key == "before" and "tapstack" in row.contenders)]
     results = {c.key: [] for c in active}
     errors = {}
     started = []
@@ -740,12 +816,56 @@ def print_switches(rows, names):
               % exited)
 
 
+def before_report(rows):
+    """Issue 12: the benchmark must not get slower (same run, before and
+    after, every row within noise). tapstack/before per row against the
+    noise of the runs: the larger relative spread (max - min) / median of
+    the two contenders' runs. Informational (no exit status): a few runs
+    on a shared machine decide nothing alone. Returns the verdicts."""
+    print("\nIssue 12, tapstack / before (same run, > 1 is better; noise = the larger "
+          "(max-min)/median of the two contenders' runs):")
+    out = []
+    for r in rows:
+        got = r.get("tapstack_vs_before")
+        spreads = []
+        for k in ("tapstack", "before"):
+            values = (r.get(k + "_detail") or {}).get("values") or []
+            if len(values) > 1 and statistics.median(values):
+                spreads.append((max(values) - min(values)) / statistics.median(values))
+        noise = max(spreads) if len(spreads) == 2 else None
+        if got is None:
+            verdict = "not measured"
+        elif noise is None:
+            verdict = "one run: no noise figure"
+        elif got < 1 - noise:
+            verdict = "SLOWER"
+        elif got > 1 + noise:
+            verdict = "faster"
+        else:
+            verdict = "within noise"
+        print("  %-28s %-6s noise %-6s %s" % (
+            r["metric"], "-" if got is None else "%.2fx" % got,
+            "-" if noise is None else "%.0f%%" % (100 * noise), verdict))
+        out.append({"metric": r["metric"], "vs": "before", "target": None, "ratio": got,
+                    "noise": noise, "verdict": verdict})
+    return out
+
+
 def drive(args):
     t0 = time.monotonic()
-    contenders = [c for c in (Tapstack(args), Smoltcp(args), Kernel(args), Daemon(args))
-                  if ONLY_FILTER.search(c.key)]
-    names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel",
-             "daemon": "daemon"}
+    # The older tapstack (BENCH_BEFORE) comes with tapstack, even under
+    # BENCH_ONLY=tapstack, and measures right after it in every round.
+    before = [Before(args)] if args.before and (
+        ONLY_FILTER.search("before") or ONLY_FILTER.search("tapstack")) else []
+    contenders = [c for c in [Tapstack(args)] + before + [Smoltcp(args), Kernel(args),
+                                                             Daemon(args)]
+                  if c.key == "before" or ONLY_FILTER.search(c.key)]
+    names = ["tapstack"] + ["before"] * bool(args.before) + ["smoltcp", "kernel", "daemon"]
+    ratios = [("tapstack_vs_smoltcp", "tapstack", "smoltcp"),
+              ("tapstack_vs_kernel", "tapstack", "kernel"),
+              ("daemon_vs_tapstack", "daemon", "tapstack")]
+    if args.before:
+        ratios.append(("tapstack_vs_before", "tapstack", "before"))
     rows = []
     for row in ROWS:
         if not ROW_FILTER.search(row.key):
@@ -762,23 +882,20 @@ def drive(args):
         if row.per:
             r["switches_per"] = row.per
             r["switches"] = {k: r[k + "_detail"].get("switches") for k in names}
-        r["tapstack_vs_smoltcp"] = ratio(r["tapstack"], r["smoltcp"], row.better)
-        r["tapstack_vs_kernel"] = ratio(r["tapstack"], r["kernel"], row.better)
-        r["daemon_vs_tapstack"] = ratio(r["daemon"], r["tapstack"], row.better)
+        for name, a, b in ratios:
+            r[name] = ratio(r[a], r[b], row.better)
         rows.append(r)
         print("bench: %-28s %s  (%.0f s)" % (row.key, "  ".join(
             "%s=%s" % (c.key, fmt(r[c.key])) for c in contenders), time.monotonic() - t0),
             file=sys.stderr, flush=True)
 
-    head = ["metric", "unit", "placement (srv/cli CPU)", "tapstack", "smoltcp", "kernel",
-            "daemon", "tapstack/smoltcp", "tapstack/kernel", "daemon/tapstack"]
+    head = (["metric", "unit", "placement (srv/cli CPU)"] + names +
+            ["%s/%s" % (a, b) for _, a, b in ratios])
     table = [head]
     for r in rows:
         pl = "%s (%s/%s)" % (r["placement"], r["server_cpu"] or "-", r["client_cpu"] or "-")
         table.append([r["label"], r["unit"], pl] + [fmt(r[k]) for k in names] +
-                     ["-" if r[k] is None else "%.2f" % r[k]
-                      for k in ("tapstack_vs_smoltcp", "tapstack_vs_kernel",
-                                "daemon_vs_tapstack")])
+                     ["-" if r[k] is None else "%.2f" % r[k] for k, _, _ in ratios])
     print()
     print_table(table)
     print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
@@ -789,9 +906,12 @@ def drive(args):
           "daemon: `tapstack up` with the kernel contender's tapbench servers unmodified "
           "under `tapstack run` (both pinned to the server CPU)."
           % (RUNS, SECS, args.kernel_cc))
+    if args.before:
+        print("before: %s (an older tapstack, `echo` on a TAP of its own, measured right "
+              "after tapstack in every round)." % args.before)
     print_switches(rows, names)
 
-    verdicts = []
+    verdicts = before_report(rows) if args.before else []
     by_key = {r["metric"]: r for r in rows}
     print("\nIssue 5 targets (tapstack / baseline, same run, same placement):")
     for key, other, least in TARGETS:
@@ -935,6 +1055,9 @@ def main():
     d.add_argument("--daemon-ns", required=True)
     d.add_argument("--json", required=True)
     d.add_argument("--kernel-cc", default="?")
+    # An older tapstack binary and its namespace (BENCH_BEFORE in bench.sh).
+    d.add_argument("--before")
+    d.add_argument("--before-ns")
     for name in ("udp-echo-server", "udp-sink"):
         s = sub.add_parser(name)
         s.add_argument("host")
