@@ -7,6 +7,8 @@ the issue-5 targets with PASS/FAIL, and a JSON file.
 
 Contenders, each in namespaces of its own that bench.sh made:
   tapstack  `tapstack echo` on TAP tb0, the kernel side is the client
+  before    (with --before) an older tapstack binary's `echo` on TAP tb3, in
+            every row tapstack runs in, measured right after it (issue 12)
   smoltcp   `smoltcp-baseline` (smoltcp 0.14 iface + tcp sockets) on TAP tb1
   kernel    the kernel talking to itself over a veth pair (10.9.0.0/24),
             with `tapbench serve-*` (TCP) or python3 (UDP) servers
@@ -307,7 +309,7 @@ class Tapstack(Contender):
 
     def stop_servers(self):
         super().stop_servers()
-        err = self.read_log()
+        err = self.last_err = self.read_log()
         counters = {}
         for line in (err or "").split("tapstack: counters", 1)[-1].splitlines():
             parts = line.split()
@@ -358,6 +360,8 @@ class Before(Tapstack):
         out = super().stop_servers()
         if self.dropped:
             out["flags_left_out"] = self.dropped
+        # An older binary's complaints end up in target/bench.json.
+        out["stderr_tail"] = (self.last_err or "").split("tapstack: counters", 1)[0][-2000:]
         return out
 
 
@@ -739,7 +743,8 @@ def run_row(row, contenders):
     for c in active:
         runs = results[c.key]
         if c.key in errors:
-            out[c.key] = (None, {"error": errors[c.key], "runs": [r[1] for r in runs]})
+            out[c.key] = (None, {"error": errors[c.key], "runs": [r[1] for r in runs],
+                                 "server": served.get(c.key) or {}})
             continue
         if row.measure is m_udp_tput:
             runs = [(udp_tput_finish(c, runs[0][1], served[c.key]), runs[0][1])]

@@ -69,6 +69,9 @@ build_before() {
         src="$dir/src-$sha"
         git worktree remove --force "$src" 2>/dev/null || rm -rf "$src"
         git worktree add --detach --quiet "$src" "$sha" >&2
+        # A revision from before the workspace would otherwise be taken for a
+        # member of this tree's workspace (cargo looks in the parent dirs).
+        grep -q '^\[workspace\]' "$src/Cargo.toml" || printf '\n[workspace]\n' >>"$src/Cargo.toml"
         echo "bench.sh: building tapstack at $1 (${sha:0:12}) for the before contender" >&2
         if ! (cd "$src" && CARGO_TARGET_DIR="$dir/target" cargo build --release --quiet \
             --bin tapstack >&2); then
