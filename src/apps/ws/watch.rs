@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use self::source::{Frame, Row, Source};
+use self::source::{Frame, Source};
 use self::track::{Seg, Track};
 use super::json_string;
-use crate::api::Net;
+use crate::api::{Net, Protocol, SocketInfo, TcpConnInfo};
 
 /// Connections whose segments and samples are kept.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
@@ -151,7 +151,7 @@ impl State {
 
     /// Takes a snapshot: marks live connections, samples them, and every
     /// `table` call rebuilds the table.
-    fn snapshot(&mut self, rows: &[Row], t_us: u64, table: bool) {
+    fn snapshot(&mut self, rows: &[SocketInfo], t_us: u64, table: bool) {
         for c in self.conns.values_mut() {
             c.live = false;
         }
@@ -168,7 +168,7 @@ impl State {
                     id
                 }
                 // TIME-WAIT: the connection kept, if it is.
-                (None, Some(peer)) if row.proto == "tcp" => {
+                (None, Some(peer)) if row.protocol == Protocol::Tcp => {
                     let id = self.by_pair.get(&(row.local, peer)).copied();
                     if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                         c.live = true;
@@ -187,9 +187,9 @@ impl State {
 
     /// `{"type":"conns",...}`: the live sockets (connections first), then
     /// the connections kept that have closed since.
-    fn table_json(&self, rows: &[Row], ids: &[Option<u64>], t_us: u64) -> String {
+    fn table_json(&self, rows: &[SocketInfo], ids: &[Option<u64>], t_us: u64) -> String {
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| (rows[i].proto != "tcp", rows[i].remote.is_none()));
+        order.sort_by_key(|&i| (rows[i].protocol != Protocol::Tcp, rows[i].remote.is_none()));
         let mut out = format!("{{\"type\":\"conns\",\"t\":{t_us},\"rows\":[");
         let mut n = 0;
         for &i in order.iter().take(MAX_TABLE_ROWS) {
@@ -222,7 +222,7 @@ impl State {
 }
 
 impl Conn {
-    fn sample(&mut self, tcp: &source::TcpRow, t_us: u64) {
+    fn sample(&mut self, tcp: &TcpConnInfo, t_us: u64) {
         let s = Sample {
             t_us,
             cwnd: tcp.cwnd,
@@ -258,12 +258,13 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-fn row_json(out: &mut String, r: &Row, conn: Option<(u64, &Conn)>) {
+/// One live socket of the table, written from the stack's record.
+fn row_json(out: &mut String, r: &SocketInfo, conn: Option<(u64, &Conn)>) {
     let _ = write!(
         out,
         "{{\"c\":{},\"live\":true,\"proto\":\"{}\",\"state\":{},\"local\":\"{}\",\"remote\":{},\"rq\":{},\"sq\":{}",
         opt(conn.map(|(id, _)| id)),
-        r.proto,
+        r.protocol.name(),
         json_string(r.state),
         r.local,
         addr(r.remote),
@@ -285,7 +286,7 @@ fn row_json(out: &mut String, r: &Row, conn: Option<(u64, &Conn)>) {
             opt(t.srtt.map(ms)),
             ms(t.rto),
             t.mss,
-            t.retrans
+            t.retrans_segs
         );
     }
     if let Some((_, c)) = conn {
