@@ -2,8 +2,9 @@
 //! own `SocketInfo` records, which the watch reads as they are) and a tap
 //! of every frame, turned into the watch's `Frame`. This file is the only
 //! one that calls the stack's observation API (`Net::sockets`,
-//! `Net::frame_tap`).
+//! `Net::tcp_connections`, `Net::frame_tap`).
 
+use std::net::SocketAddrV4;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, SystemTime};
 
@@ -41,9 +42,18 @@ impl Source {
         self.net.stopped().is_some()
     }
 
-    /// Every socket now.
+    /// Every socket now: O(sockets) under the stack's lock.
     pub(crate) fn sockets(&self) -> Vec<SocketInfo> {
         self.net.sockets()
+    }
+
+    /// The TCP connections with these (stack, peer) ends now, in order:
+    /// O(pairs) under the stack's lock.
+    pub(crate) fn connections(
+        &self,
+        pairs: &[(SocketAddrV4, SocketAddrV4)],
+    ) -> Vec<Option<SocketInfo>> {
+        self.net.tcp_connections(pairs)
     }
 
     /// Starts copying frames (with room for `capacity` queued).
