@@ -11,11 +11,10 @@
 //! peer sends and its own deadlines and writes its output into the queue;
 //! the connection still reads and writes the socket, bounds the queue,
 //! applies the write timeout and closes. The WebSocket code (`ws/`)
-//! implements both traits and never names [`Conn`]; only the event loop
-//! that owns the connections (`ws/server.rs`) does. So the modules depend
-//! one way, `ws` on `http`, where the connection used to live inside `ws`
-//! and import it back. Traits rather than an enum of protocols, so that
-//! this file needs no change when a protocol is added.
+//! implements both traits and never names [`Conn`] (only the event loop
+//! that owns the connections, `ws/server.rs`, does): `ws` depends on
+//! `http`, not back. Traits, not an enum of protocols: adding a protocol
+//! changes nothing here.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -65,6 +64,28 @@ impl Request {
     /// The path part of the target, without the query string.
     pub fn path(&self) -> &str {
         self.target.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// Whether the connection stays open after the response (RFC 9112
+    /// section 9.3): HTTP/1.1 unless the client says `close`, HTTP/1.0
+    /// only when it asks for `keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.header_has_token("connection", "close") {
+            return false;
+        }
+        self.version == 1 || self.header_has_token("connection", "keep-alive")
+    }
+
+    /// Whether a body follows the head (RFC 9112 section 6.3). Our
+    /// resources take none; the server closes such a connection after its
+    /// answer rather than read the body.
+    pub fn has_body(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+            || self
+                .header("content-length")
+                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 0))
     }
 }
 
@@ -141,30 +162,6 @@ fn origin_form(target: &str) -> Option<String> {
     })
 }
 
-impl Request {
-    /// Whether the connection stays open after the response (RFC 9112
-    /// section 9.3): HTTP/1.1 unless the client says `close`, HTTP/1.0
-    /// only when it asks for `keep-alive`.
-    pub fn keep_alive(&self) -> bool {
-        if self.header_has_token("connection", "close") {
-            return false;
-        }
-        self.version == 1 || self.header_has_token("connection", "keep-alive")
-    }
-
-    /// Whether a body follows the head (RFC 9112 section 6.3). Our
-    /// resources take none; the server closes such a connection after its
-    /// answer rather than read the body.
-    pub fn has_body(&self) -> bool {
-        self.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-            || self
-                .header("content-length")
-                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 0))
-    }
-}
-
 /// A complete response.
 pub struct Response<'a> {
     /// Status code (RFC 9110 15), e.g. 200.
@@ -233,7 +230,7 @@ impl<'a> Response<'a> {
 /// Output queued beyond this stops reading (and parsing pipelined
 /// requests) until the peer has taken some: a client that sends without
 /// reading cannot make us buffer without bound.
-pub(crate) const OUT_HIGH: usize = 256 * 1024;
+const OUT_HIGH: usize = 256 * 1024;
 /// Bytes a lingering close discards before it gives up on the peer.
 const LINGER_BUDGET: usize = 1 << 20;
 
@@ -243,8 +240,7 @@ const LINGER_BUDGET: usize = 1 << 20;
 pub(crate) struct Limits {
     /// Largest request head; a larger one gets 431.
     pub max_request_bytes: usize,
-    /// Quiet after which a partial head gets 408 and an idle persistent
-    /// connection is closed.
+    /// Quiet before a partial head gets 408 (an idle one: closed).
     pub head_timeout: Duration,
     /// Output that makes no progress this long drops the connection.
     pub write_timeout: Duration,
@@ -285,8 +281,7 @@ pub(crate) enum Answer<'a, U> {
     Upgrade(U),
 }
 
-/// A protocol the connection switched to. `S` is the service whose call
-/// it is in; every method writes its output into `out`.
+/// A protocol the connection switched to, in a call of service `S`.
 pub(crate) trait Upgraded<S: ?Sized> {
     /// Bytes from the peer; empty once the peer sent its FIN.
     fn on_data(&mut self, svc: &S, data: &[u8], out: &mut Vec<u8>) -> Flow;
@@ -408,7 +403,8 @@ impl<S: Service> Conn<S> {
 
     /// The peer's address, for the log.
     pub(crate) fn peer(&self) -> String {
-        peer(&self.stream)
+        let peer = self.stream.peer_addr();
+        peer.map_or_else(|e| format!("?({e})"), |a| a.to_string())
     }
 
     /// Queued output not yet sent.
@@ -437,7 +433,7 @@ impl<S: Service> Conn<S> {
         }
     }
 
-    /// The next time `on_timeout` has something to do.
+    /// When `on_timeout` has something to do.
     pub(crate) fn deadline(&self, limits: &Limits) -> Instant {
         let mut at = match &self.phase {
             Phase::Linger { until, .. } => *until,
@@ -678,12 +674,6 @@ impl<S: Service> Conn<S> {
         };
         Next::Keep
     }
-}
-
-fn peer(stream: &TcpStream) -> String {
-    stream
-        .peer_addr()
-        .map_or_else(|e| format!("?({e})"), |a| a.to_string())
 }
 
 #[cfg(test)]
