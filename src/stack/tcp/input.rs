@@ -447,28 +447,19 @@ impl Tcb {
 
     /// The FIN bit (3.10.7.4 eighth check) at sequence number `at`.
     fn receive_fin(&mut self, env: &mut Env, at: Seq) {
+        self.owe(Owed::Ack);
         if self.rcv.receive_fin(at) != FinArrival::Accepted {
-            self.owe(Owed::Ack);
             return;
         }
         env.counters.inc("tcp.fin_received");
         self.changed = true;
         match self.state {
-            TcpState::SynReceived | TcpState::Established => {
-                self.set_state(TcpState::CloseWait);
-                // The ACK of the FIN is delayed (RFC 1122 4.2.3.2 allows
-                // it) as Linux's tcp_fin delays it (pingpong mode): an
-                // application that closes at once sends its FIN with the
-                // ACK, one segment instead of two.
-                self.ack_due(env, AckDue::Delayed);
-                return;
-            }
+            TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
             TcpState::FinWait1 if self.fin_acked() => self.set_state(TcpState::TimeWait),
             TcpState::FinWait1 => self.set_state(TcpState::Closing),
             TcpState::FinWait2 => self.set_state(TcpState::TimeWait),
             _ => {}
         }
-        self.owe(Owed::Ack);
     }
 
     /// ICMP error about one of our segments (RFC 1122 4.2.3.9, RFC 1191,

@@ -618,12 +618,8 @@ impl TcpLayer {
 
     /// Handles whose readiness may have changed since the last call.
     pub fn take_events(&mut self, out: &mut Vec<TcpHandle>) {
-        // One by one: `clear` writes every control byte of a set that once
-        // grew large (a burst over 100,000 connections), on every call.
-        for h in &self.events {
-            self.event_set.remove(&h.0);
-        }
         out.append(&mut self.events);
+        self.event_set.clear();
     }
 
     /// After anything touched a connection: lifecycle bookkeeping (accept
