@@ -206,7 +206,9 @@ impl Core {
 
     /// Forgets a closed socket's waiters and poll registrations.
     pub fn forget(&mut self, id: SocketId) {
-        if let Some(w) = self.waiters.remove(&id) {
+        if let Some(w) = self.waiters.remove(&id)
+            && self.followers.iter().any(|f| Arc::ptr_eq(f, &w.cond))
+        {
             w.cond.notify_all();
         }
         if let Some(polls) = self.socket_polls.remove(&id) {
@@ -289,6 +291,7 @@ impl Core {
     fn notify(&mut self) {
         self.stack.take_events(&mut self.events);
         let wakes = &mut self.wakes;
+        let followers = &self.followers;
         for id in self.events.drain(..) {
             if let Some(w) = self.waiters.get(&id)
                 && (w.readers > 0 || w.writers > 0)
@@ -298,7 +301,7 @@ impl Core {
                 if (w.readers > 0 && (r.readable || failed))
                     || (w.writers > 0 && (r.writable || failed))
                 {
-                    defer_wake(wakes, &w.cond);
+                    defer_wake(wakes, followers, &w.cond);
                     kick_leader_if(&mut self.lead, &self.kick, &w.cond);
                 }
             }
@@ -306,7 +309,7 @@ impl Core {
                 for p in polls {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
-                        defer_wake(wakes, &state.cond);
+                        defer_wake(wakes, followers, &state.cond);
                         kick_leader_if(&mut self.lead, &self.kick, &state.cond);
                         if let Some(fd) = &state.notify
                             && !state.notified
@@ -654,10 +657,17 @@ pub(crate) enum Wake {
     Fd(Arc<EventFd>),
 }
 
-fn defer_wake(wakes: &mut Vec<Wake>, cond: &Arc<Condvar>) {
-    if !wakes
-        .iter()
-        .any(|w| matches!(w, Wake::Cond(c) if Arc::ptr_eq(c, cond)))
+/// Defers signalling `cond` if a follower waits on it. Only followers
+/// sleep on a condition (the leader sleeps in epoll and is kicked), and a
+/// follower enters `followers` under the lock before it waits, after
+/// checking its operation: one that is not there yet will see the change.
+/// (A futex wake is a system call even when nobody waits: ~3 per
+/// connection in the services' `Poll`, which leads itself.)
+fn defer_wake(wakes: &mut Vec<Wake>, followers: &[Arc<Condvar>], cond: &Arc<Condvar>) {
+    if followers.iter().any(|f| Arc::ptr_eq(f, cond))
+        && !wakes
+            .iter()
+            .any(|w| matches!(w, Wake::Cond(c) if Arc::ptr_eq(c, cond)))
     {
         wakes.push(Wake::Cond(cond.clone()));
     }
