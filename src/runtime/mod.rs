@@ -289,6 +289,16 @@ impl Core {
     fn notify(&mut self) {
         self.stack.take_events(&mut self.events);
         let wakes = &mut self.wakes;
+        let followers = &self.followers;
+        // A condition is signalled only if a follower sleeps on it (the
+        // leader is kicked instead): a futex wake is a system call even
+        // when nobody waits, and in a bulk receive or a request/response
+        // the only thread concerned is usually the leader itself.
+        let wake = |wakes: &mut Vec<Wake>, cond: &Arc<Condvar>| {
+            if followers.iter().any(|c| Arc::ptr_eq(c, cond)) {
+                defer_wake(wakes, cond);
+            }
+        };
         for id in self.events.drain(..) {
             if let Some(w) = self.waiters.get(&id)
                 && (w.readers > 0 || w.writers > 0)
@@ -298,7 +308,7 @@ impl Core {
                 if (w.readers > 0 && (r.readable || failed))
                     || (w.writers > 0 && (r.writable || failed))
                 {
-                    defer_wake(wakes, &w.cond);
+                    wake(wakes, &w.cond);
                     kick_leader_if(&mut self.lead, &self.kick, &w.cond);
                 }
             }
@@ -306,7 +316,7 @@ impl Core {
                 for p in polls {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
-                        defer_wake(wakes, &state.cond);
+                        wake(wakes, &state.cond);
                         kick_leader_if(&mut self.lead, &self.kick, &state.cond);
                         if let Some(fd) = &state.notify
                             && !state.notified
