@@ -648,11 +648,13 @@ const SHUT_DOWN: &str = "shut down";
 /// on its condition: kick it (once per sleep).
 fn kick_leader_if(lead: &mut Option<Lead>, kick: &EventFd, cond: &Arc<Condvar>) {
     if let Some(l) = lead
-        && l.waiting
         && Arc::ptr_eq(&l.cond, cond)
     {
-        l.waiting = false;
-        let _ = kick.write(1);
+        l.news = true;
+        if l.waiting {
+            l.waiting = false;
+            let _ = kick.write(1);
+        }
     }
 }
 
