@@ -256,8 +256,15 @@ impl TcpLayer {
             }
             let n = t.rcv.read(buf);
             t.rcv.release_if_idle(pool);
-            if t.state.is_synchronized() && t.rcv.ack_on_read() {
+            let grown = t.rcv.grow_if_limited();
+            let ack = t.state.is_synchronized() && t.rcv.ack_on_read();
+            if ack {
                 t.owe(Owed::Ack);
+            }
+            if grown {
+                self.counters.inc("tcp.rx_buffer_grown");
+            }
+            if ack {
                 self.counters.inc("tcp.ack_on_read");
                 self.touch(h);
             }

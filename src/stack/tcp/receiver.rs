@@ -14,6 +14,9 @@ use super::sack::DsackReport;
 use super::seq::Seq;
 use crate::stack::time::Instant;
 
+/// Largest receive ring `grow_if_limited` makes.
+pub const MAX_RX_BUFFER: usize = 4 << 20;
+
 /// Bound of out-of-order ranges kept per connection.
 pub const MAX_OOO_RANGES: usize = 32;
 
@@ -86,6 +89,11 @@ pub struct Receiver {
     last_ack_sent: Seq,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segs: u32,
+    /// The peer's data reached the right edge we offered: it was held
+    /// back by our window (`grow_if_limited`).
+    window_limited: bool,
+    /// The ring may grow (the application did not set its size).
+    autotune: bool,
 }
 
 impl Receiver {
@@ -108,6 +116,8 @@ impl Receiver {
             ts_recent_at: now,
             last_ack_sent: Seq(0),
             unacked_segs: 0,
+            window_limited: false,
+            autotune: true,
         }
     }
 
@@ -199,9 +209,35 @@ impl Receiver {
         self.ring.storage_bytes()
     }
 
-    /// Resizes the empty ring (before the handshake).
+    /// Resizes the empty ring (before the handshake). A size the
+    /// application chose is kept (no `grow_if_limited`), as Linux stops
+    /// tuning a buffer set with SO_RCVBUF.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.ring.set_capacity(capacity);
+        self.autotune = false;
+    }
+
+    /// Receive-buffer tuning, in the spirit of Linux's
+    /// tcp_rcv_space_adjust (which doubles the buffer when the
+    /// application reads more per RTT than it holds): when the peer was
+    /// held at our window's right edge and the application has read
+    /// everything, the ring doubles, up to the largest window our
+    /// scale can offer (RFC 7323 2.3). An empty ring holds no storage
+    /// (it was just given back), so nothing is copied. A bulk sender
+    /// over the TAP otherwise sits at 256 KiB minus one unread
+    /// super-frame in flight. Returns whether it grew.
+    pub fn grow_if_limited(&mut self) -> bool {
+        let max = (65535usize << self.wscale).min(MAX_RX_BUFFER);
+        let cap = self.ring.capacity();
+        if !self.autotune || !self.window_limited || self.ring.storage_bytes() != 0 {
+            return false;
+        }
+        self.window_limited = false;
+        if cap >= max {
+            return false;
+        }
+        self.ring.set_capacity(cap.saturating_mul(2).min(max));
+        true
     }
 
     /// Data received and not read, in order or not.
@@ -363,6 +399,9 @@ impl Receiver {
         }
         let written = self.ring.write_at(offset, data);
         d.buffer_full = written < data.len();
+        if written > 0 && seq + written == self.adv {
+            self.window_limited = true;
+        }
         if written == 0 {
             return d;
         }
@@ -488,6 +527,62 @@ mod tests {
         assert_eq!(r.receive_data(Seq(1200), &[3; 100]).ack, AckDue::Delayed);
         assert_eq!(r.nxt(), Seq(1300));
         assert_eq!(r.readable_len(), 300);
+    }
+
+    /// The peer fills the window we offered, the application reads it
+    /// all: the ring doubles, up to what the window scale can offer.
+    #[test]
+    fn a_window_limited_fast_reader_gets_a_larger_ring() {
+        let mut pool = BufferPool::default();
+        let mut r = Receiver::new(4000, 1000, Instant::ZERO);
+        r.synchronize(Seq(999));
+        r.negotiate(true, false, None, Instant::ZERO);
+        r.wscale = 1; // largest window: 131,070
+        let mut hdr = OutHdr::default();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut next = Seq(1000);
+        let mut caps = vec![];
+        for _ in 0..8 {
+            r.fill_ack(&mut hdr);
+            r.on_ack_sent();
+            let wnd = usize::from(hdr.window) << r.wscale;
+            // Data short of the right edge: not held back by us.
+            r.provide(&mut pool);
+            r.receive_data(next, &vec![1; wnd - 1]);
+            next += wnd - 1;
+            assert_eq!(r.read(&mut buf), wnd - 1);
+            r.release_if_idle(&mut pool);
+            assert!(!r.grow_if_limited());
+            // Up to the edge: the application read it all, so it grows.
+            r.provide(&mut pool);
+            r.receive_data(next, &[2]);
+            next += 1;
+            assert!(r.grow_if_limited() == false, "not while bytes are unread");
+            r.read(&mut buf);
+            r.release_if_idle(&mut pool);
+            r.grow_if_limited();
+            caps.push(r.capacity());
+        }
+        assert_eq!(caps[..3], [8000, 16000, 32000]);
+        assert_eq!(*caps.last().unwrap(), 65535 << 1);
+    }
+
+    #[test]
+    fn a_ring_the_application_sized_does_not_grow() {
+        let mut pool = BufferPool::default();
+        let mut r = Receiver::new(4000, 1000, Instant::ZERO);
+        r.set_capacity(3000);
+        r.synchronize(Seq(999));
+        r.negotiate(true, false, None, Instant::ZERO);
+        let mut hdr = OutHdr::default();
+        r.fill_ack(&mut hdr);
+        r.on_ack_sent();
+        r.provide(&mut pool);
+        r.receive_data(Seq(1000), &[1; 3000]);
+        r.read(&mut [0u8; 3000]);
+        r.release_if_idle(&mut pool);
+        assert!(!r.grow_if_limited());
+        assert_eq!(r.capacity(), 3000);
     }
 
     #[test]
