@@ -89,8 +89,8 @@ pub struct Receiver {
     last_ack_sent: Seq,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segs: u32,
-    /// The peer's data reached the right edge we offered: it was held
-    /// back by our window (`grow_if_limited`).
+    /// The peer's data came within a segment of the right edge we
+    /// offered: our window held it back (`grow_if_limited`).
     window_limited: bool,
     /// The ring may grow (the application did not set its size).
     autotune: bool,
@@ -122,10 +122,13 @@ impl Receiver {
     }
 
     /// RFC 7323 2.3: the shift that makes a receive buffer fit in the
-    /// 16-bit window field.
+    /// 16-bit window field, for the largest the buffer may grow to
+    /// (`grow_if_limited`), as Linux picks it for tcp_rmem's maximum
+    /// (tcp_select_initial_window: 7 for the default 6 MiB).
     pub fn wscale_for(capacity: usize) -> u8 {
+        let most = capacity.max(MAX_RX_BUFFER);
         let mut shift = 0u8;
-        while shift < 14 && (capacity >> shift) > 65535 {
+        while shift < 14 && (most >> shift) > 65535 {
             shift += 1;
         }
         shift
@@ -399,7 +402,10 @@ impl Receiver {
         }
         let written = self.ring.write_at(offset, data);
         d.buffer_full = written < data.len();
-        if written > 0 && seq + written == self.adv {
+        // Within a segment of the right edge: the sender, which sends
+        // only whole segments there (Linux's tcp_mss_split_point), had
+        // no room for another.
+        if written > 0 && (seq + written + self.mss).gt(self.adv) {
             self.window_limited = true;
         }
         if written == 0 {
@@ -546,14 +552,16 @@ mod tests {
             r.fill_ack(&mut hdr);
             r.on_ack_sent();
             let wnd = usize::from(hdr.window) << r.wscale;
-            // Data short of the right edge: not held back by us.
+            // Data a segment (1000) short of the right edge: the peer
+            // had room for more, so our window did not hold it back.
             r.provide(&mut pool);
-            r.receive_data(next, &vec![1; wnd - 1]);
-            next += wnd - 1;
-            assert_eq!(r.read(&mut buf), wnd - 1);
+            r.receive_data(next, &vec![1; wnd - 1000]);
+            next += wnd - 1000;
+            assert_eq!(r.read(&mut buf), wnd - 1000);
             r.release_if_idle(&mut pool);
             assert!(!r.grow_if_limited());
-            // Up to the edge: the application read it all, so it grows.
+            // Within a segment of the edge: the application read it all,
+            // so it grows.
             r.provide(&mut pool);
             r.receive_data(next, &[2]);
             next += 1;
