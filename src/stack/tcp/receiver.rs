@@ -122,13 +122,12 @@ impl Receiver {
     }
 
     /// RFC 7323 2.3: the shift that makes a receive buffer fit in the
-    /// 16-bit window field, for the largest the buffer may grow to
-    /// (`grow_if_limited`), as Linux picks it for tcp_rmem's maximum
-    /// (tcp_select_initial_window: 7 for the default 6 MiB).
+    /// 16-bit window field. (Not the shift for the most it may grow to,
+    /// as Linux picks it: with 128-byte units, rounding a shrinking window
+    /// up so its edge never moves left offers bytes the ring cannot hold.)
     pub fn wscale_for(capacity: usize) -> u8 {
-        let most = capacity.max(MAX_RX_BUFFER);
         let mut shift = 0u8;
-        while shift < 14 && (most >> shift) > 65535 {
+        while shift < 14 && (capacity >> shift) > 65535 {
             shift += 1;
         }
         shift
@@ -297,7 +296,11 @@ impl Receiver {
     /// SWS avoidance, RFC 9293 3.8.6.2.2), else what we offer now.
     fn window_now(&self) -> usize {
         let cur = self.wnd();
-        let space = self.ring.free().min(65535usize << self.wscale);
+        // What the scaled field can say without offering more than the
+        // ring holds: a window below a segment once scaled would only
+        // send the peer into persist (RFC 7323 2.3).
+        let unit = 1usize << self.wscale;
+        let space = self.ring.free().min(65535usize << self.wscale) / unit * unit;
         let threshold = (self.ring.capacity() / 2).min(self.mss).max(1);
         if space > cur && space - cur >= threshold {
             space
