@@ -89,8 +89,8 @@ pub struct Receiver {
     last_ack_sent: Seq,
     /// Full-sized segments received since the last ACK we sent.
     unacked_segs: u32,
-    /// The peer's data came within a segment of the right edge we
-    /// offered: our window held it back (`grow_if_limited`).
+    /// The peer's data came within a quarter of the window of the right
+    /// edge we offered: our window held it back (`grow_if_limited`).
     window_limited: bool,
     /// The ring may grow (the application did not set its size).
     autotune: bool,
@@ -405,10 +405,17 @@ impl Receiver {
         }
         let written = self.ring.write_at(offset, data);
         d.buffer_full = written < data.len();
-        // Within a segment of the right edge: the sender, which sends
-        // only whole segments there (Linux's tcp_mss_split_point), had
-        // no room for another.
-        if written > 0 && (seq + written + self.mss).gt(self.adv) {
+        // Less than a quarter of the window we offered (or a segment) is
+        // left beyond it: the sender had used up most of it. (Linux's
+        // sender stops short of the edge: whole segments only, and TSO
+        // deferral waits for room for a larger super-frame.)
+        let end = seq + written;
+        let left = if end.lt(self.adv) {
+            self.adv.distance_from(end)
+        } else {
+            0
+        };
+        if written > 0 && left < (self.ring.capacity() / 4).max(self.mss) {
             self.window_limited = true;
         }
         if written == 0 {
@@ -555,19 +562,18 @@ mod tests {
             r.fill_ack(&mut hdr);
             r.on_ack_sent();
             let wnd = usize::from(hdr.window) << r.wscale;
-            // Data a segment (1000) short of the right edge: the peer
-            // had room for more, so our window did not hold it back.
+            // Half the window: the peer had room for more, so our
+            // window did not hold it back.
             r.provide(&mut pool);
-            r.receive_data(next, &vec![1; wnd - 1000]);
-            next += wnd - 1000;
-            assert_eq!(r.read(&mut buf), wnd - 1000);
+            r.receive_data(next, &vec![1; wnd / 2]);
+            next += wnd / 2;
+            assert_eq!(r.read(&mut buf), wnd / 2);
             r.release_if_idle(&mut pool);
             assert!(!r.grow_if_limited());
-            // Within a segment of the edge: the application read it all,
-            // so it grows.
+            // Up to the edge: the application read it all, so it grows.
             r.provide(&mut pool);
-            r.receive_data(next, &[2]);
-            next += 1;
+            r.receive_data(next, &vec![2; wnd - wnd / 2]);
+            next += wnd - wnd / 2;
             assert!(r.grow_if_limited() == false, "not while bytes are unread");
             r.read(&mut buf);
             r.release_if_idle(&mut pool);
