@@ -574,7 +574,7 @@ mod tests {
             r.provide(&mut pool);
             r.receive_data(next, &vec![2; wnd - wnd / 2]);
             next += wnd - wnd / 2;
-            assert!(r.grow_if_limited() == false, "not while bytes are unread");
+            assert!(!r.grow_if_limited(), "not while bytes are unread");
             r.read(&mut buf);
             r.release_if_idle(&mut pool);
             r.grow_if_limited();
