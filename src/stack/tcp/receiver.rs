@@ -94,6 +94,8 @@ pub struct Receiver {
     window_limited: bool,
     /// The ring may grow (the application did not set its size).
     autotune: bool,
+    /// The window (bytes) our last ACK offered; 0 before the first.
+    offered: usize,
 }
 
 impl Receiver {
@@ -118,6 +120,7 @@ impl Receiver {
             unacked_segs: 0,
             window_limited: false,
             autotune: true,
+            offered: 0,
         }
     }
 
@@ -287,6 +290,7 @@ impl Receiver {
         let window = self.ring.capacity().min(65535);
         if ack {
             self.adv = self.adv.max(self.nxt + window);
+            self.offered = window;
         }
         window as u16
     }
@@ -319,6 +323,7 @@ impl Receiver {
         let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
         let edge = self.nxt + (field << ws);
         self.adv = self.adv.max(edge);
+        self.offered = field << ws;
         field as u16
     }
 
@@ -405,17 +410,18 @@ impl Receiver {
         }
         let written = self.ring.write_at(offset, data);
         d.buffer_full = written < data.len();
-        // Less than a quarter of the window we offered (or a segment) is
-        // left beyond it: the sender had used up most of it. (Linux's
-        // sender stops short of the edge: whole segments only, and TSO
-        // deferral waits for room for a larger super-frame.)
+        // Less than a quarter of the window our last ACK offered (or a
+        // segment) is left beyond it: the sender had used up most of it.
+        // (Linux's sender stops short of the edge: whole segments only,
+        // and TSO deferral waits for room for a larger super-frame.)
         let end = seq + written;
         let left = if end.lt(self.adv) {
             self.adv.distance_from(end)
         } else {
             0
         };
-        if written > 0 && left < (self.ring.capacity() / 4).max(self.mss) {
+        let offered = self.offered;
+        if written > 0 && offered > 0 && left < (offered / 4).max(self.mss) {
             self.window_limited = true;
         }
         if written == 0 {
