@@ -302,15 +302,18 @@ impl Core {
                     || (w.writers > 0 && (r.writable || failed))
                 {
                     defer_wake(wakes, followers, &w.cond);
-                    kick_leader_if(&mut self.lead, &self.kick, &w.cond);
+                    let data = w.readers > 0 && (r.readable || failed);
+                    kick_leader_if(&mut self.lead, &self.kick, &w.cond, data);
                 }
             }
             if let Some(polls) = self.socket_polls.get(&id) {
+                let r = readiness_of(&self.stack, id);
+                let data = r.readable || r.hup || r.error;
                 for p in polls {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
                         defer_wake(wakes, followers, &state.cond);
-                        kick_leader_if(&mut self.lead, &self.kick, &state.cond);
+                        kick_leader_if(&mut self.lead, &self.kick, &state.cond, data);
                         if let Some(fd) = &state.notify
                             && !state.notified
                         {
@@ -639,13 +642,19 @@ const SHUT_DOWN: &str = "shut down";
 
 /// A deferred wake-up for the leader, which sleeps in epoll rather than
 /// on its condition: kick it (once per sleep).
-fn kick_leader_if(lead: &mut Option<Lead>, kick: &EventFd, cond: &Arc<Condvar>) {
+/// `data`: the socket has something to read (or failed): the leader
+/// stops reading frames (`Lead::news`). Send space alone does not stop
+/// it: a writer that takes each ACK frame as it comes writes smaller
+/// super-frames (measured: 1.83 instead of 1.43 TAP writes per 64 KB).
+fn kick_leader_if(lead: &mut Option<Lead>, kick: &EventFd, cond: &Arc<Condvar>, data: bool) {
     if let Some(l) = lead
-        && l.waiting
         && Arc::ptr_eq(&l.cond, cond)
     {
-        l.waiting = false;
-        let _ = kick.write(1);
+        l.news |= data;
+        if l.waiting {
+            l.waiting = false;
+            let _ = kick.write(1);
+        }
     }
 }
 
