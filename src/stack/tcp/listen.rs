@@ -291,6 +291,9 @@ impl TcpLayer {
         tcb.snd_nxt = cookie + 1;
         tcb.snd_max = cookie + 1;
         tcb.rcv.syn_window(true);
+        // It acknowledged the SYN: Last.ACK.sent (RFC 7323 4.3), without
+        // which TS.Recent would not follow the segments after this one.
+        tcb.rcv.on_ack_sent();
         tcb.snd_wl1 = peer_isn;
         let Some(raw) = self.insert_conn(tcb) else {
             self.counters.inc("tcp.socket_table_full");
