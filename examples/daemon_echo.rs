@@ -9,15 +9,11 @@
 
 use std::io::{Read, Write};
 
-use tapstack::client::{Api, TcpListener};
+#[path = "common/daemon.rs"]
+mod daemon;
 
 fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(7000);
-    let api = Api::from_env()?;
-    let listener = TcpListener::bind(&api, ("0.0.0.0", port))?;
+    let (port, listener) = daemon::listen_on_port_arg()?;
     eprintln!("echo on port {port} through the daemon");
     for stream in listener.incoming() {
         let mut s = stream?;

@@ -17,16 +17,14 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 
-use tapstack::client::{Api, TcpListener, TcpStream};
+use tapstack::client::{TcpListener, TcpStream};
 use tokio::io::unix::AsyncFd;
 
+#[path = "common/daemon.rs"]
+mod daemon;
+
 fn main() -> io::Result<()> {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(7000);
-    let api = Api::from_env()?;
-    let listener = TcpListener::bind(&api, ("0.0.0.0", port))?;
+    let (port, listener) = daemon::listen_on_port_arg()?;
     // AsyncFd wants non-blocking descriptors: a call that would block
     // returns WouldBlock, and the task waits for readiness instead.
     listener.set_nonblocking(true)?;

@@ -7,6 +7,8 @@ the issue-5 targets with PASS/FAIL, and a JSON file.
 
 Contenders, each in namespaces of its own that bench.sh made:
   tapstack  `tapstack echo` on TAP tb0, the kernel side is the client
+  before    (with --before) an older tapstack binary's `echo` on TAP tb3, in
+            every row tapstack runs in, measured right after it (issue 12)
   smoltcp   `smoltcp-baseline` (smoltcp 0.14 iface + tcp sockets) on TAP tb1
   kernel    the kernel talking to itself over a veth pair (10.9.0.0/24),
             with `tapbench serve-*` (TCP) or python3 (UDP) servers
@@ -45,6 +47,7 @@ import tempfile
 import time
 
 import bench_idle
+from bench_before import before_report, drop_unknown, help_flags
 
 HERE = os.path.abspath(__file__)
 SECS = float(os.environ.get("BENCH_SECS", "3"))
@@ -280,25 +283,34 @@ class Tapstack(Contender):
     offload = True
     # Set per row by run_row: flags of the echo subcommand.
     echo_flags = ()
+    # The binary under test (Before: an older one).
+    bin_attr = "bin"
 
-    def start(self, kind, cpu):
-        # stderr to a file, not a pipe: a pipe nobody reads during the run
-        # would block a server that logs a lot.
-        self.log = tempfile.TemporaryFile(mode="w+")
+    @property
+    def idle_dev(self):  # where the idle row adds its kernel source addresses
+        return self.tap
+
+    def echo_argv(self):
         flags = [] if self.offload else ["--no-offload"]
         # The same congestion control as the kernel contender, when we have
         # it (bbr, cubic, reno), so the rows compare stacks, not algorithms.
         if self.args.kernel_cc in ("bbr", "cubic", "reno"):
             flags += ["--cc", self.args.kernel_cc]
-        p = spawn(self.stack_ns, cpu, [self.args.bin, "--tap", self.tap] + flags +
-                  ["echo", "--ws-port", "0"] + list(self.echo_flags),
+        return (["--tap", self.tap] + flags + ["echo", "--ws-port", "0"] +
+                list(self.echo_flags))
+
+    def start(self, kind, cpu):
+        # stderr to a file, not a pipe: a pipe nobody reads during the run
+        # would block a server that logs a lot.
+        self.log = tempfile.TemporaryFile(mode="w+")
+        p = spawn(self.stack_ns, cpu, [getattr(self.args, self.bin_attr)] + self.echo_argv(),
                   stdout=subprocess.DEVNULL, stderr=self.log, text=True)
         self.procs = [p]
         wait_ping(self.client_ns, self.target)
 
     def stop_servers(self):
         super().stop_servers()
-        err = self.read_log()
+        err = self.last_err = self.read_log()
         counters = {}
         for line in (err or "").split("tapstack: counters", 1)[-1].splitlines():
             parts = line.split()
@@ -313,6 +325,45 @@ class Tapstack(Contender):
         dropped = nft_dropped(self.stack_ns)
         nft_clear(self.stack_ns)
         return dropped
+
+
+class Before(Tapstack):
+    """`tapstack echo` from an older build (BENCH_BEFORE / BENCH_BEFORE_REV)
+    on TAP tb3 in a namespace of its own: the same server as the tapstack
+    contender, in every row that one runs in (issue 12: the benchmark must
+    not get slower, same run, before and after). A flag this binary does not
+    know (it predates it) is left out, with a note, rather than failing."""
+    key = "before"
+    tap = "tb3"
+    bin_attr = "before"
+
+    def __init__(self, args):
+        Contender.__init__(self, args)
+        self.client_ns = self.stack_ns = args.before_ns
+        self.known = self.takes_value = self.dropped = None
+
+    def echo_argv(self):
+        if self.known is None:
+            # Which flags take a value: from the current binary's help.
+            self.takes_value = help_flags(self.args.bin)
+            self.known = help_flags(self.args.before)
+            if "--tap" not in self.known:
+                raise RuntimeError("%s --help names no --tap: not a tapstack binary?"
+                                   % self.args.before)
+        argv, dropped = drop_unknown(super().echo_argv(), self.known, self.takes_value)
+        if dropped and dropped != self.dropped:
+            print("bench: before: %s does not know %s: runs without" % (
+                self.args.before, " ".join(dropped)), file=sys.stderr, flush=True)
+        self.dropped = dropped
+        return argv
+
+    def stop_servers(self):
+        out = super().stop_servers()
+        if self.dropped:
+            out["flags_left_out"] = self.dropped
+        # An older binary's complaints end up in target/bench.json.
+        out["stderr_tail"] = (self.last_err or "").split("tapstack: counters", 1)[0][-2000:]
+        return out
 
 
 class Smoltcp(Tapstack):
@@ -342,6 +393,7 @@ class Smoltcp(Tapstack):
 class Kernel(Contender):
     key = "kernel"
     target = "10.9.0.2"
+    idle_dev = "vb"  # the client's end of the veth
 
     def __init__(self, args):
         super().__init__(args)
@@ -583,9 +635,9 @@ ROWS = [
         per="connections", contenders=WITH_DAEMON),
     Row("tcp_loss1_from_stack_gbit", "TCP server->kernel, 1% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=1),
-    Row("tcp_idle_conns", "TCP %d idle connections: stack RSS per connection"
+    Row("tcp_idle_conns", "TCP %d idle connections: server memory per connection"
         % bench_idle.IDLE_CONNS, "B", "lower", "same", m_idle, runs=1,
-        contenders=("tapstack",),
+        contenders=("tapstack", "kernel"),
         echo_flags=("--max-connections", str(bench_idle.IDLE_CONNS + 1000))),
     Row("tcp_loss5_from_stack_gbit", "TCP server->kernel, 5% server frames dropped",
         "Gbit/s", "higher", "split", m_loss_recv, pct=5),
@@ -621,7 +673,9 @@ DAEMON_TARGETS = [
 def run_row(row, contenders):
     """Starts the servers of every contender, measures each RUNS times in
     turn, stops them. Returns {contender key: (median or None, detail)}."""
-    active = [c for c in contenders if c.key in row.contenders]
+    # An older tapstack (BENCH_BEFORE) runs wherever tapstack does.
+    active = [c for c in contenders if c.key in row.contenders or
+              (c.key == "before" and "tapstack" in row.contenders)]
     results = {c.key: [] for c in active}
     errors = {}
     started = []
@@ -663,7 +717,8 @@ def run_row(row, contenders):
     for c in active:
         runs = results[c.key]
         if c.key in errors:
-            out[c.key] = (None, {"error": errors[c.key], "runs": [r[1] for r in runs]})
+            out[c.key] = (None, {"error": errors[c.key], "runs": [r[1] for r in runs],
+                                 "server": served.get(c.key) or {}})
             continue
         if row.measure is m_udp_tput:
             runs = [(udp_tput_finish(c, runs[0][1], served[c.key]), runs[0][1])]
@@ -742,10 +797,19 @@ def print_switches(rows, names):
 
 def drive(args):
     t0 = time.monotonic()
-    contenders = [c for c in (Tapstack(args), Smoltcp(args), Kernel(args), Daemon(args))
-                  if ONLY_FILTER.search(c.key)]
-    names = {"tapstack": "tapstack", "smoltcp": "smoltcp", "kernel": "kernel",
-             "daemon": "daemon"}
+    # The older tapstack (BENCH_BEFORE) comes with tapstack, even under
+    # BENCH_ONLY=tapstack, and measures right after it in every round.
+    before = [Before(args)] if args.before and (
+        ONLY_FILTER.search("before") or ONLY_FILTER.search("tapstack")) else []
+    contenders = [c for c in [Tapstack(args)] + before + [Smoltcp(args), Kernel(args),
+                                                             Daemon(args)]
+                  if c.key == "before" or ONLY_FILTER.search(c.key)]
+    names = ["tapstack"] + ["before"] * bool(args.before) + ["smoltcp", "kernel", "daemon"]
+    ratios = [("tapstack_vs_smoltcp", "tapstack", "smoltcp"),
+              ("tapstack_vs_kernel", "tapstack", "kernel"),
+              ("daemon_vs_tapstack", "daemon", "tapstack")]
+    if args.before:
+        ratios.append(("tapstack_vs_before", "tapstack", "before"))
     rows = []
     for row in ROWS:
         if not ROW_FILTER.search(row.key):
@@ -762,23 +826,20 @@ def drive(args):
         if row.per:
             r["switches_per"] = row.per
             r["switches"] = {k: r[k + "_detail"].get("switches") for k in names}
-        r["tapstack_vs_smoltcp"] = ratio(r["tapstack"], r["smoltcp"], row.better)
-        r["tapstack_vs_kernel"] = ratio(r["tapstack"], r["kernel"], row.better)
-        r["daemon_vs_tapstack"] = ratio(r["daemon"], r["tapstack"], row.better)
+        for name, a, b in ratios:
+            r[name] = ratio(r[a], r[b], row.better)
         rows.append(r)
         print("bench: %-28s %s  (%.0f s)" % (row.key, "  ".join(
             "%s=%s" % (c.key, fmt(r[c.key])) for c in contenders), time.monotonic() - t0),
             file=sys.stderr, flush=True)
 
-    head = ["metric", "unit", "placement (srv/cli CPU)", "tapstack", "smoltcp", "kernel",
-            "daemon", "tapstack/smoltcp", "tapstack/kernel", "daemon/tapstack"]
+    head = (["metric", "unit", "placement (srv/cli CPU)"] + names +
+            ["%s/%s" % (a, b) for _, a, b in ratios])
     table = [head]
     for r in rows:
         pl = "%s (%s/%s)" % (r["placement"], r["server_cpu"] or "-", r["client_cpu"] or "-")
         table.append([r["label"], r["unit"], pl] + [fmt(r[k]) for k in names] +
-                     ["-" if r[k] is None else "%.2f" % r[k]
-                      for k in ("tapstack_vs_smoltcp", "tapstack_vs_kernel",
-                                "daemon_vs_tapstack")])
+                     ["-" if r[k] is None else "%.2f" % r[k] for k, _, _ in ratios])
     print()
     print_table(table)
     print("TCP rows: median of %d runs of %.0f s, contenders alternating. Ratios are "
@@ -789,9 +850,12 @@ def drive(args):
           "daemon: `tapstack up` with the kernel contender's tapbench servers unmodified "
           "under `tapstack run` (both pinned to the server CPU)."
           % (RUNS, SECS, args.kernel_cc))
+    if args.before:
+        print("before: %s (an older tapstack, `echo` on a TAP of its own, measured right "
+              "after tapstack in every round)." % args.before)
     print_switches(rows, names)
 
-    verdicts = []
+    verdicts = before_report(rows) if args.before else []
     by_key = {r["metric"]: r for r in rows}
     print("\nIssue 5 targets (tapstack / baseline, same run, same placement):")
     for key, other, least in TARGETS:
@@ -847,6 +911,9 @@ def drive(args):
     if missing:
         print("bench: not measured: %s" % ", ".join("%s/%s" % m for m in missing),
               file=sys.stderr)
+    # An older binary that cannot do a row (it predates what the row needs)
+    # is reported (error and stderr tail in the JSON), not a failed run.
+    if any(k != "before" for _, k in missing):
         sys.exit(1)
 
 
@@ -935,6 +1002,9 @@ def main():
     d.add_argument("--daemon-ns", required=True)
     d.add_argument("--json", required=True)
     d.add_argument("--kernel-cc", default="?")
+    # An older tapstack binary and its namespace (BENCH_BEFORE in bench.sh).
+    d.add_argument("--before")
+    d.add_argument("--before-ns")
     for name in ("udp-echo-server", "udp-sink"):
         s = sub.add_parser(name)
         s.add_argument("host")

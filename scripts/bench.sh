@@ -14,6 +14,10 @@
 #   sudo BENCH_TAPSTACK=/tmp/old/tapstack scripts/bench.sh   # another tapstack binary
 #   sudo BENCH_ROWS=idle BENCH_ONLY=tapstack BENCH_IDLE_CONNS=20000 scripts/bench.sh
 #                                   # the idle-connections row with fewer connections
+#   sudo BENCH_BEFORE=/tmp/old/tapstack scripts/bench.sh   # before/after, same run:
+#                                   # that binary runs wherever tapstack does (tapstack/before column)
+#   sudo BENCH_BEFORE_REV=HEAD~3 scripts/bench.sh   # the same, building that revision first
+#                                   # (temporary worktree and its own target dir under target/before/)
 #
 # The measurements live in scripts/bench.py (one Row per line of the table).
 set -euo pipefail
@@ -42,6 +46,60 @@ cargo build --release --quiet --bins --features bench
 cargo build --release --quiet -p tapstack-preload
 BIN="${BENCH_TAPSTACK:-$CARGO_TARGET_DIR/release/tapstack}"  # override for an A/B
 SMOLTCP="$CARGO_TARGET_DIR/release/smoltcp-baseline"
+
+# Builds `tapstack` at git revision $1 (only that binary: the older
+# tapbench/smoltcp are not needed) and prints its path. The source goes in a
+# temporary worktree; the build in target/before/target, kept between runs so
+# later revisions rebuild only what changed (seeded once from this tree's
+# release build: the registry crates carry over). One binary per commit is
+# kept in target/before/, so asking for the same revision again builds nothing.
+build_before() {
+    local sha dir src out
+    sha="$(git rev-parse --verify --quiet "$1^{commit}")" ||
+        { echo "bench.sh: BENCH_BEFORE_REV=$1 is not a commit here" >&2; return 1; }
+    dir="$CARGO_TARGET_DIR/before"
+    out="$dir/tapstack-$sha"
+    if [ ! -x "$out" ]; then
+        mkdir -p "$dir"
+        if [ ! -d "$dir/target/release" ] && [ -d "$CARGO_TARGET_DIR/release/deps" ]; then
+            mkdir -p "$dir/target/release"
+            cp -a "$CARGO_TARGET_DIR/release/deps" "$CARGO_TARGET_DIR/release/build" \
+                "$CARGO_TARGET_DIR/release/.fingerprint" "$dir/target/release/" 2>/dev/null || true
+        fi
+        src="$dir/src-$sha"
+        git worktree remove --force "$src" 2>/dev/null || rm -rf "$src"
+        git worktree add --detach --quiet "$src" "$sha" >&2
+        # A revision from before the workspace would otherwise be taken for a
+        # member of this tree's workspace (cargo looks in the parent dirs).
+        grep -q '^\[workspace\]' "$src/Cargo.toml" || printf '\n[workspace]\n' >>"$src/Cargo.toml"
+        echo "bench.sh: building tapstack at $1 (${sha:0:12}) for the before contender" >&2
+        if ! (cd "$src" && CARGO_TARGET_DIR="$dir/target" cargo build --release --quiet \
+            --bin tapstack >&2); then
+            git worktree remove --force "$src"
+            echo "bench.sh: building $1 failed" >&2
+            return 1
+        fi
+        cp "$dir/target/release/tapstack" "$out.part" && mv "$out.part" "$out"
+        git worktree remove --force "$src"
+    fi
+    echo "$out"
+}
+
+BEFORE="${BENCH_BEFORE:-}"
+if [ -n "${BENCH_BEFORE_REV:-}" ]; then
+    if [ -n "$BEFORE" ]; then
+        echo "bench.sh: set BENCH_BEFORE or BENCH_BEFORE_REV, not both" >&2
+        exit 1
+    fi
+    BEFORE="$(build_before "$BENCH_BEFORE_REV")"
+fi
+if [ -n "$BEFORE" ]; then
+    BEFORE="$(realpath "$BEFORE")"
+    if [ ! -x "$BEFORE" ] || ! "$BEFORE" --help >/dev/null 2>&1; then
+        echo "bench.sh: BENCH_BEFORE=$BEFORE is not a tapstack binary that runs" >&2
+        exit 1
+    fi
+fi
 TAPBENCH="$CARGO_TARGET_DIR/release/tapbench"
 
 NS_STACK="tsbench-$$-stack"   # tapstack on tb0 (10.0.0.2), kernel side 10.0.0.1
@@ -49,7 +107,13 @@ NS_SMOL="tsbench-$$-smol"     # smoltcp-baseline on tb1 (10.0.0.2), kernel 10.0.
 NS_CLIENT="tsbench-$$-cli"    # kernel client, veth vb 10.9.0.1
 NS_SERVER="tsbench-$$-srv"    # kernel server, veth vc 10.9.0.2
 NS_DAEMON="tsbench-$$-dmn"    # tapstack up on tb2 + tapbench under `tapstack run`
+NS_BEFORE="tsbench-$$-bef"    # the before contender (BENCH_BEFORE) on tb3
 ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER" "$NS_DAEMON")
+BEFORE_ARGS=()
+if [ -n "$BEFORE" ]; then
+    ALL_NS+=("$NS_BEFORE")
+    BEFORE_ARGS=(--before "$BEFORE" --before-ns "$NS_BEFORE")
+fi
 
 cleanup() {
     for ns in "${ALL_NS[@]}"; do
@@ -79,8 +143,15 @@ ip -n "$NS_SERVER" link set vc up
 
 KERNEL_CC="$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.tcp_congestion_control)"
 
-# The whole run is bounded: the driver stops itself, and timeout backs it up.
-timeout --kill-after=10 720 python3 scripts/bench.py drive \
+# The whole run is bounded: every step of the driver is, and timeout backs
+# it up. The idle-connections row's kernel contender (up to ~4 minutes at
+# 100,000 connections) and a before contender (it runs every tapstack row
+# again) lengthen the run.
+BOUND=960
+if [ -n "$BEFORE" ]; then
+    BOUND=$((BOUND + 600))
+fi
+timeout --kill-after=10 "$BOUND" python3 scripts/bench.py drive "${BEFORE_ARGS[@]}" \
     --bin "$BIN" --smoltcp "$SMOLTCP" --tapbench "$TAPBENCH" \
     --stack-ns "$NS_STACK" --smol-ns "$NS_SMOL" \
     --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" --daemon-ns "$NS_DAEMON" \

@@ -125,8 +125,8 @@ cargo build --release "${FEATURES[@]}"
 cargo build --release --quiet --no-default-features --lib
 # The library example (two stacks over an in-memory link, no root).
 cargo run --release --quiet "${FEATURES[@]}" --example echo_inmem
-# The tokio example, which tests/kernel_daemon.rs runs under a daemon.
-cargo build --release --quiet "${FEATURES[@]}" -p tapstack --example tokio_echo
+# The examples tests/kernel_daemon/ runs under a daemon.
+cargo build --release --quiet "${FEATURES[@]}" -p tapstack --example tokio_echo --example daemon_echo
 status=0
 cargo test --release --no-fail-fast "${FEATURES[@]}" "$@" || status=$?
 

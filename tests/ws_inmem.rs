@@ -379,3 +379,67 @@ fn a_watcher_that_does_not_read_is_dropped() {
         );
     }
 }
+
+fn v4(a: std::net::SocketAddr) -> std::net::SocketAddrV4 {
+    match a {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("not IPv4: {other}"),
+    }
+}
+
+/// `Net::tcp_connections`, what the watch samples the connections it
+/// keeps with every 100 ms, finds each connection by its 4-tuple as
+/// `Net::sockets` lists it (TIME-WAIT included), and nothing for the
+/// reversed pair or a pair without a connection.
+#[test]
+fn a_connection_is_found_by_its_four_tuple() {
+    let pair = inmem::Pair::new();
+    let listener = tapstack::api::TcpListener::bind(&pair.b, "0.0.0.0:9100").unwrap();
+    let clients: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&pair.a, (inmem::B, 9100)).unwrap())
+        .collect();
+    let servers: Vec<TcpStream> = (0..3).map(|_| listener.accept().unwrap().0).collect();
+    let ends: Vec<_> = servers
+        .iter()
+        .map(|s| (v4(s.local_addr().unwrap()), v4(s.peer_addr().unwrap())))
+        .collect();
+    // b closes its first connection first: b's end goes to TIME-WAIT.
+    let mut servers = servers.into_iter();
+    drop(servers.next());
+    let mut clients = clients.into_iter();
+    drop(clients.next());
+    let deadline = Instant::now() + IO;
+    while pair.b.tcp_connections(&ends[..1])[0]
+        .as_ref()
+        .is_none_or(|s| s.state != "TIME-WAIT")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            pair.b.tcp_connections(&ends[..1])
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (local, peer) = ends[1];
+    let mut asked = ends.clone();
+    asked.push((peer, local));
+    asked.push((local, std::net::SocketAddrV4::new(inmem::A, 1)));
+    let found = pair.b.tcp_connections(&asked);
+    let all = pair.b.sockets();
+    assert_eq!(found.len(), asked.len());
+    for (i, (local, peer)) in ends.iter().enumerate() {
+        let listed = all
+            .iter()
+            .find(|s| s.local == *local && s.remote == Some(*peer))
+            .expect("listed");
+        let got = found[i].as_ref().expect("found");
+        assert_eq!(
+            (got.id, got.state, got.local, got.remote),
+            (listed.id, listed.state, listed.local, listed.remote),
+            "connection {i}"
+        );
+        assert_eq!(got.tcp.is_some(), i > 0, "connection {i}: TCP details");
+    }
+    assert_eq!(found[0].as_ref().map(|s| s.state), Some("TIME-WAIT"));
+    assert!(found[3].is_none() && found[4].is_none(), "{found:?}");
+}

@@ -141,6 +141,22 @@ impl Net {
         core.stack.sockets(core.now())
     }
 
+    /// Snapshots of the TCP connections with these (local, remote)
+    /// 4-tuples, in the same order: `None` where there is none (TIME-WAIT
+    /// entries are listed). One lock and O(pairs), where `sockets` is
+    /// O(every socket): for following a few connections often.
+    pub fn tcp_connections(
+        &self,
+        pairs: &[(SocketAddrV4, SocketAddrV4)],
+    ) -> Vec<Option<SocketInfo>> {
+        let core = self.shared.lock();
+        let now = core.now();
+        pairs
+            .iter()
+            .map(|&(local, remote)| core.stack.tcp.connection_info(now, local, remote))
+            .collect()
+    }
+
     /// Subscribes to a copy of every frame the link sees, both directions,
     /// with a wall-clock timestamp, queued up to `capacity` frames and
     /// `runtime::tap::MAX_TAP_BYTES` (beyond, frames are dropped for this tap

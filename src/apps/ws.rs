@@ -1,6 +1,7 @@
 //! The web page and WebSocket echo (RFC 6455) on our own stack.
 //!
-//! On each connection (HTTP/1.1, persistent, pipelined: `conn.rs`):
+//! On each connection (HTTP/1.1, persistent, pipelined: `http.rs`'s
+//! connection, which reaches the WebSocket through `service.rs`):
 //!
 //! - `GET /`   → 200, a self-contained HTML page that talks to `/ws`;
 //! - `GET /ws` with `Upgrade: websocket` → the WebSocket handshake, then
@@ -27,12 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::http::{Request, Response};
+use super::http::{Limits, Request, Response};
 
-mod conn;
 mod deflate;
 mod inbound;
 mod server;
+mod service;
 mod session;
 mod watch;
 
@@ -79,6 +80,18 @@ impl Default for WsConfig {
             write_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(2),
             compression: true,
+        }
+    }
+}
+
+impl WsConfig {
+    /// What the HTTP connection needs of it.
+    pub(crate) fn http_limits(&self) -> Limits {
+        Limits {
+            max_request_bytes: self.max_request_bytes,
+            head_timeout: self.head_timeout,
+            write_timeout: self.write_timeout,
+            close_linger: self.close_linger,
         }
     }
 }

@@ -41,6 +41,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::EventFd;
 use nix::sys::timerfd::TimerFd;
 
+use super::thread::BATCH;
 use super::{Core, Shared, WAKES, WaitFor, fire_wakes, stopped_error, unlock_and_wake};
 use crate::device::Device;
 use crate::stack::Instant;
@@ -64,6 +65,10 @@ pub(super) struct Lead {
     pub(super) cond: Arc<Condvar>,
     /// Asleep (or about to be) in epoll, outside the lock.
     pub(super) waiting: bool,
+    /// Data (or an error) for its socket(s) came since it last slept:
+    /// its call may proceed, so it stops reading the device
+    /// (`lead_once`).
+    pub(super) news: bool,
 }
 
 /// How long a returning leader's thread keeps the device (see
@@ -172,6 +177,7 @@ impl Shared {
             core.lead = Some(Lead {
                 cond: cond.clone(),
                 waiting: false,
+                news: false,
             });
             *lead = true;
         }
@@ -208,14 +214,19 @@ impl Shared {
     ) -> MutexGuard<'a, Core> {
         if let Some(l) = &mut core.lead {
             l.waiting = true;
+            l.news = false;
         }
         WAKES.with_borrow_mut(|w| core.take_wakes(w));
         drop(core);
         WAKES.with_borrow_mut(fire_wakes);
         let ready = self.lead_sleep(left);
         let mut rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
-        let failure = match ready {
-            Ok(true) => rx.read(&*self.device),
+        // One frame first: if it is what the call waits for (a request,
+        // most often), the call returns without the read that would only
+        // say EAGAIN; frames behind it stay for the returning thread
+        // (leased, see `lease_device`) like frames that come just after.
+        let mut failure = match ready {
+            Ok(true) => rx.read(&*self.device, 1),
             Ok(false) => None,
             Err(why) => Some(why),
         };
@@ -224,8 +235,17 @@ impl Shared {
             l.waiting = false;
         }
         let now = core.now();
-        core.rx_backlog = rx.full();
+        let first = rx.pending() > 0;
         rx.process(&mut core, now, "runtime.frames_read_by_leader");
+        core.notify(); // sets `news`
+        core.rx_backlog = false;
+        if first && failure.is_none() && core.lead.as_ref().is_some_and(|l| !l.news) {
+            drop(core);
+            failure = rx.read(&*self.device, BATCH);
+            core = self.lock();
+            core.rx_backlog = rx.full();
+            rx.process(&mut core, now, "runtime.frames_read_by_leader");
+        }
         drop(rx);
         core.on_timers(now);
         core.transmit(now);

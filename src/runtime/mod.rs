@@ -17,6 +17,7 @@ pub mod link;
 pub mod tap;
 mod thread;
 mod trim;
+mod wake;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, IoSlice};
@@ -38,6 +39,8 @@ pub use clock::Clock;
 use lead::{Lead, RxOwner};
 use link::Link;
 use thread::RxBatch;
+pub(crate) use wake::fire_wakes;
+use wake::{WAKES, Wake, defer_wake, kick_leader_if, unlock_and_wake};
 
 /// Identifies a `Poll` registry inside the core.
 pub type PollId = u64;
@@ -206,7 +209,9 @@ impl Core {
 
     /// Forgets a closed socket's waiters and poll registrations.
     pub fn forget(&mut self, id: SocketId) {
-        if let Some(w) = self.waiters.remove(&id) {
+        if let Some(w) = self.waiters.remove(&id)
+            && self.followers.iter().any(|f| Arc::ptr_eq(f, &w.cond))
+        {
             w.cond.notify_all();
         }
         if let Some(polls) = self.socket_polls.remove(&id) {
@@ -289,6 +294,7 @@ impl Core {
     fn notify(&mut self) {
         self.stack.take_events(&mut self.events);
         let wakes = &mut self.wakes;
+        let followers = &self.followers;
         for id in self.events.drain(..) {
             if let Some(w) = self.waiters.get(&id)
                 && (w.readers > 0 || w.writers > 0)
@@ -298,16 +304,19 @@ impl Core {
                 if (w.readers > 0 && (r.readable || failed))
                     || (w.writers > 0 && (r.writable || failed))
                 {
-                    defer_wake(wakes, &w.cond);
-                    kick_leader_if(&mut self.lead, &self.kick, &w.cond);
+                    defer_wake(wakes, followers, &w.cond);
+                    let data = w.readers > 0 && (r.readable || failed);
+                    kick_leader_if(&mut self.lead, &self.kick, &w.cond, data);
                 }
             }
             if let Some(polls) = self.socket_polls.get(&id) {
+                let r = readiness_of(&self.stack, id);
+                let data = r.readable || r.hup || r.error;
                 for p in polls {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
-                        defer_wake(wakes, &state.cond);
-                        kick_leader_if(&mut self.lead, &self.kick, &state.cond);
+                        defer_wake(wakes, followers, &state.cond);
+                        kick_leader_if(&mut self.lead, &self.kick, &state.cond, data);
                         if let Some(fd) = &state.notify
                             && !state.notified
                         {
@@ -633,66 +642,6 @@ fn readiness_of(stack: &Stack, id: SocketId) -> Readiness {
 
 /// What `Core::halt` is given on an orderly shutdown (not logged as an error).
 const SHUT_DOWN: &str = "shut down";
-
-/// A deferred wake-up for the leader, which sleeps in epoll rather than
-/// on its condition: kick it (once per sleep).
-fn kick_leader_if(lead: &mut Option<Lead>, kick: &EventFd, cond: &Arc<Condvar>) {
-    if let Some(l) = lead
-        && l.waiting
-        && Arc::ptr_eq(&l.cond, cond)
-    {
-        l.waiting = false;
-        let _ = kick.write(1);
-    }
-}
-
-/// A wake-up deferred until the core's lock is released.
-pub(crate) enum Wake {
-    /// Threads blocked in a socket call or `Poll::poll`.
-    Cond(Arc<Condvar>),
-    /// The eventfd of a poll whose owner waits in epoll (the daemon).
-    Fd(Arc<EventFd>),
-}
-
-fn defer_wake(wakes: &mut Vec<Wake>, cond: &Arc<Condvar>) {
-    if !wakes
-        .iter()
-        .any(|w| matches!(w, Wake::Cond(c) if Arc::ptr_eq(c, cond)))
-    {
-        wakes.push(Wake::Cond(cond.clone()));
-    }
-}
-
-/// Signals every condition and eventfd in `wakes`, leaving it empty.
-/// Called with the lock released.
-pub(crate) fn fire_wakes(wakes: &mut Vec<Wake>) {
-    for w in wakes.drain(..) {
-        match w {
-            Wake::Cond(c) => c.notify_all(),
-            Wake::Fd(fd) => {
-                let _ = fd.write(1);
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// An application thread's scratch list for `Core::take_wakes`.
-    static WAKES: std::cell::RefCell<Vec<Wake>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Releases the lock, then signals what the operation made ready, and
-/// wakes the stack thread if `wake_stack`.
-fn unlock_and_wake(shared: &Shared, mut core: MutexGuard<'_, Core>, wake_stack: bool) {
-    WAKES.with_borrow_mut(|w| {
-        core.take_wakes(w);
-        drop(core);
-        fire_wakes(w);
-    });
-    if wake_stack {
-        shared.wake();
-    }
-}
 
 impl Shared {
     /// Locks the core. A poisoned mutex is taken anyway: the core is consistent

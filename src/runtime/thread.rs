@@ -21,7 +21,7 @@ use crate::device::{Device, RxCsum, RxKind, RxMeta};
 use crate::stack::{Instant, RxChecksum};
 
 /// Frames read per wake-up before the lock is taken once for all of them.
-const BATCH: usize = 64;
+pub(super) const BATCH: usize = 64;
 /// Longest sleep without a deadline (a bound, not a timer anyone needs).
 const MAX_SLEEP_MS: u16 = 60_000;
 /// Larger than any frame the TAP can deliver at MTU 65,535.
@@ -44,12 +44,12 @@ impl RxBatch {
         }
     }
 
-    /// Reads up to BATCH frames (buffers are allocated on first use). A
-    /// read error other than EAGAIN is fatal (returned as the reason): a
-    /// vanished TAP stays readable-with-error forever.
-    pub(super) fn read(&mut self, device: &dyn Device) -> Option<String> {
+    /// Reads up to `limit` frames, at most BATCH (buffers are allocated
+    /// on first use). A read error other than EAGAIN is fatal (returned
+    /// as the reason): a vanished TAP stays readable-with-error forever.
+    pub(super) fn read(&mut self, device: &dyn Device, limit: usize) -> Option<String> {
         self.n = 0;
-        while self.n < BATCH {
+        while self.n < limit.min(BATCH) {
             if self.bufs.len() == self.n {
                 self.bufs.push(vec![0u8; FRAME_BUF]);
             }
@@ -70,6 +70,11 @@ impl RxBatch {
     /// probably waiting) rather than at EAGAIN.
     pub(super) fn full(&self) -> bool {
         self.n == BATCH
+    }
+
+    /// Frames read and not yet processed.
+    pub(super) fn pending(&self) -> usize {
+        self.n
     }
 
     /// Feeds the frames read to the core, in the order the device gave
@@ -143,7 +148,7 @@ fn run(shared: &Shared) {
             core.rx_owner = RxOwner::StackThread;
             drop(core);
             let mut rx = shared.rx.lock().unwrap_or_else(|e| e.into_inner());
-            failure = rx.read(device);
+            failure = rx.read(device, BATCH);
             core = shared.lock();
             core.rx_owner = RxOwner::Nobody;
             let now = core.now();

@@ -208,27 +208,48 @@ fn tokio_example_echoes_for_concurrent_kernel_clients() {
     if !require_root() {
         return;
     }
+    example_echoes("tokio_echo", "ready", "dtokio", 7900);
+}
+
+/// `examples/daemon_echo.rs` (a thread per connection on the client
+/// library) under a daemon, as the tokio example: it shares that example's
+/// argument and `TAPSTACK_API` set-up (`examples/common/daemon.rs`).
+#[test]
+fn daemon_example_echoes_for_concurrent_kernel_clients() {
+    if !require_root() {
+        return;
+    }
+    example_echoes("daemon_echo", "echo on port 7901", "dexample", 7901);
+}
+
+/// Runs example `name` on `port` under a daemon in namespace `ns`, waits
+/// for `ready` in its output, and checks the echo of 16 kernel clients.
+fn example_echoes(name: &str, ready: &str, ns: &str, port: u16) {
     // scripts/test.sh builds it beside the binaries.
-    let example = Path::new(bin())
-        .with_file_name("examples")
-        .join("tokio_echo");
+    let example = Path::new(bin()).with_file_name("examples").join(name);
     assert!(
         example.exists(),
-        "{} is missing: cargo build --release -p tapstack --example tokio_echo",
+        "{} is missing: cargo build --release -p tapstack --example {name}",
         example.display()
     );
-    let d = Daemon::start("dtokio");
-    let env_api = format!("TAPSTACK_API={}", d.api);
-    let mut srv =
-        d.ns.spawn(&["env", &env_api, example.to_str().unwrap(), "7900"]);
-    srv.wait_line("ready", Duration::from_secs(10));
+    let d = Daemon::start(ns);
+    // Through sh only to see its stderr too (where daemon_echo says it is
+    // ready); exec keeps the example the process that is killed.
+    let script = format!(
+        "exec env TAPSTACK_API='{}' '{}' {port} 2>&1",
+        d.api,
+        example.display()
+    );
+    let mut srv = d.ns.spawn(&["sh", "-c", &script]);
+    srv.wait_line(ready, Duration::from_secs(10));
+    let port = port.to_string();
     let out = d.ns.run(
         &[
             "python3",
             &py("tcp.py"),
             "many",
             STACK_IP,
-            "7900",
+            &port,
             "16",
             "262144",
             "11",

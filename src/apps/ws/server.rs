@@ -1,6 +1,7 @@
 //! The web server's event loop: one thread over the stack's `Poll`
-//! serves every connection (`conn.rs`), so a connection costs its state
-//! and buffers, not a thread.
+//! serves every connection (`http::Conn`, upgraded to the WebSocket of
+//! `service.rs`), so a connection costs its state and buffers, not a
+//! thread.
 //!
 //! Limits: `max_connections` are served at once. When a new connection
 //! finds them taken, the client that has waited longest (over
@@ -20,11 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conn, Ctx, Next};
+use super::service::{Ctx, WsConn};
 use super::watch::Watch;
 use super::{StatsFn, WsConfig};
 use crate::api::{Events, Interest, Net, Poll, TcpListener, Token};
 use crate::apps::evloop::{RateLog, Slab, Timers};
+use crate::apps::http::Service as _;
+use crate::apps::http::{Flow, Next};
+
+type Conn = crate::apps::http::Conn<Ctx>;
 
 const LISTENER: Token = Token(0);
 /// Share of the slots that clients still waiting for their request head
@@ -58,8 +63,8 @@ struct Entry {
 pub(super) struct Server {
     poll: Poll,
     listener: TcpListener,
-    config: WsConfig,
-    stats: StatsFn,
+    /// The service's side of every call (config, stats, hub).
+    ctx: Ctx,
     conns: Slab<Entry>,
     timers: Timers,
     /// Connections waiting for a request head, oldest wait first.
@@ -68,7 +73,8 @@ pub(super) struct Server {
     refused: RateLog,
     evicted: RateLog,
     scratch: Vec<u8>,
-    watch: Watch,
+    /// Held for its thread, which ends when the server is dropped.
+    _watch: Watch,
     /// Tokens of the watching WebSockets.
     watchers: BTreeSet<usize>,
     next_pump: Instant,
@@ -85,11 +91,17 @@ impl Server {
         let poll = Poll::new(net);
         listener.set_nonblocking(true)?;
         poll.register(&listener, LISTENER, Interest::READABLE)?;
+        let watch = Watch::start(net, name)?;
         Ok(Server {
             poll,
             listener,
-            config,
-            stats,
+            ctx: Ctx {
+                config,
+                now: Instant::now(),
+                served: 0,
+                stats,
+                hub: watch.hub().clone(),
+            },
             conns: Slab::new(1),
             timers: Timers::default(),
             waiting: BTreeSet::new(),
@@ -97,7 +109,7 @@ impl Server {
             refused: RateLog::new("ws: connections refused with 503 (connection limit)"),
             evicted: RateLog::new("ws: slow clients refused with 503 for new connections"),
             scratch: vec![0; 64 * 1024],
-            watch: Watch::start(net, name)?,
+            _watch: watch,
             watchers: BTreeSet::new(),
             next_pump: Instant::now(),
         })
@@ -152,7 +164,18 @@ impl Server {
         self.next_pump = now + PUMP_EVERY;
         let tokens: Vec<usize> = self.watchers.iter().copied().collect();
         for t in tokens {
-            self.with_conn(Token(t), now, |conn, ctx, _| conn.pump(ctx));
+            self.with_conn(Token(t), now, |conn, ctx, _| {
+                let mut stalled = false;
+                let next = conn.with_upgraded(ctx, |ws, queued, out| {
+                    let flow = ws.pump(ctx, queued, out);
+                    stalled = flow == Flow::Drop;
+                    flow
+                });
+                if stalled {
+                    log::info!("ws: watch: {} dropped: not keeping up", conn.peer());
+                }
+                next
+            });
         }
     }
 
@@ -173,21 +196,13 @@ impl Server {
         now: Instant,
         f: impl FnOnce(&mut Conn, &Ctx, &mut [u8]) -> Next,
     ) {
-        let served = self.served;
-        let stats = self.stats.clone();
-        let stats_fn = move || stats();
-        let ctx = Ctx {
-            config: &self.config,
-            now,
-            served,
-            stats: &stats_fn,
-            hub: self.watch.hub(),
-        };
+        self.ctx.now = now;
+        self.ctx.served = self.served;
         let Some(entry) = self.conns.get_mut(token) else {
             return;
         };
         let was_served = entry.conn.is_served();
-        let next = f(&mut entry.conn, &ctx, &mut self.scratch);
+        let next = f(&mut entry.conn, &self.ctx, &mut self.scratch);
         if next == Next::Drop {
             self.remove(token);
             return;
@@ -199,7 +214,7 @@ impl Server {
         let Some(entry) = self.conns.get_mut(token) else {
             return;
         };
-        let deadline = entry.conn.deadline(&self.config);
+        let deadline = entry.conn.deadline(&self.ctx.limits());
         if deadline != entry.timer.0 {
             entry.timer = self
                 .timers
@@ -210,7 +225,7 @@ impl Server {
             entry.interest = interest;
             let _ = self.poll.reregister(entry.conn.stream(), token, interest);
         }
-        if entry.conn.is_watching() {
+        if entry.conn.upgraded().is_some_and(WsConn::is_watching) {
             self.watchers.insert(token.0);
         } else {
             self.watchers.remove(&token.0);
@@ -257,7 +272,7 @@ impl Server {
             };
             let _ = stream.set_nonblocking(true);
             let _ = stream.set_nodelay(true); // latency only; never fatal
-            if self.served >= self.config.max_connections && !self.evict_slowest(now) {
+            if self.served >= self.ctx.config.max_connections && !self.evict_slowest(now) {
                 self.refuse(stream, now);
                 continue;
             }
@@ -269,7 +284,7 @@ impl Server {
     /// Drops the client that has waited longest for its request head, if
     /// such clients hold more than their share of the slots.
     fn evict_slowest(&mut self, now: Instant) -> bool {
-        let share = self.config.max_connections * SLOW_SHARE.0 / SLOW_SHARE.1;
+        let share = self.ctx.config.max_connections * SLOW_SHARE.0 / SLOW_SHARE.1;
         if self.waiting.len() <= share {
             return false;
         }
@@ -290,19 +305,13 @@ impl Server {
     fn refuse(&mut self, stream: crate::api::TcpStream, now: Instant) {
         self.refused.hit(now);
         let lingering = self.conns.len() - self.served;
-        if lingering >= self.config.max_connections * LINGERING_PER_SLOT {
+        if lingering >= self.ctx.config.max_connections * LINGERING_PER_SLOT {
             let _ = stream.set_linger(Some(Duration::ZERO));
             return;
         }
-        let stats = || String::new();
-        let ctx = Ctx {
-            config: &self.config,
-            now,
-            served: self.served,
-            stats: &stats,
-            hub: self.watch.hub(),
-        };
-        let (conn, next) = Conn::refuse(stream, &ctx);
+        self.ctx.now = now;
+        self.ctx.served = self.served;
+        let (conn, next) = Conn::refuse(stream, &self.ctx);
         if next == Next::Keep {
             self.insert(conn, now);
         }
@@ -310,7 +319,7 @@ impl Server {
 
     fn insert(&mut self, conn: Conn, now: Instant) {
         let interest = conn.interest();
-        let deadline = conn.deadline(&self.config);
+        let deadline = conn.deadline(&self.ctx.limits());
         let waiting = conn.is_waiting_for_head();
         let placeholder = (now, 0, 0);
         let (token, generation) = self.conns.insert(Entry {
@@ -341,13 +350,17 @@ impl Server {
         let tokens = self.conns.tokens();
         let ws = tokens
             .iter()
-            .filter(|t| self.conns.get_mut(**t).is_some_and(|e| e.conn.is_ws()))
+            .filter(|t| {
+                self.conns
+                    .get_mut(**t)
+                    .is_some_and(|e| e.conn.upgraded().is_some())
+            })
             .count();
         log::info!("ws: stopping: close 1001 to {ws} WebSocket clients");
         for token in tokens {
             self.with_conn(token, now, |conn, ctx, _| conn.going_away(ctx));
         }
-        let deadline = now + self.config.close_linger.min(Duration::from_secs(2));
+        let deadline = now + self.ctx.config.close_linger.min(Duration::from_secs(2));
         let mut events = Events::with_capacity(1024);
         while !self.conns.is_empty() {
             let now = Instant::now();

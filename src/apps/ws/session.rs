@@ -1,7 +1,7 @@
 //! One WebSocket after a valid upgrade request, over the sans-I/O
 //! `shiguredo_websocket` server connection: bytes in, echoes and pushes
-//! out. The connection (`conn`) moves the bytes; this file only speaks the
-//! protocol.
+//! out. The HTTP connection (`http::Conn`, through `service.rs`) moves
+//! the bytes; this file only speaks the protocol.
 //!
 //! permessage-deflate (RFC 7692) is negotiated when the client offers it
 //! (`deflate.rs`, which also compresses our messages); what the client

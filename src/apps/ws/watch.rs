@@ -1,6 +1,9 @@
 //! The web page's window onto the stack: a thread that, while at least
-//! one page watches, copies every frame (the stack's frame tap) and reads
-//! the socket snapshot every `SAMPLE_EVERY`, and keeps what the pages
+//! one page watches, copies every frame (the stack's frame tap), samples
+//! the connections it keeps every `SAMPLE_EVERY` (looked up by 4-tuple:
+//! O(kept), not O(sockets)) and reads every socket for the table every
+//! `TABLE_EVERY` (a snapshot of 20,000 connections holds the stack's lock
+//! for milliseconds: not ten times a second), and keeps what the pages
 //! draw: the connection table, each connection's segments (`track.rs`)
 //! and its cwnd / in-flight / window samples. The web server's thread
 //! pulls from it for each watching WebSocket (`Hub::pull`), so a slow page
@@ -24,18 +27,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use self::source::{Frame, Row, Source};
+use self::source::{Frame, Source};
 use self::track::{Seg, Track};
 use super::json_string;
-use crate::api::Net;
+use crate::api::{Net, Protocol, SocketInfo, TcpConnInfo};
 
 /// Connections whose segments and samples are kept.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Samples kept per connection (a minute at one per `SAMPLE_EVERY`).
 pub(crate) const MAX_SAMPLES: usize = 600;
-/// How often the socket snapshot is read (and cwnd sampled).
+/// How often the kept connections are sampled (cwnd, windows).
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// How often the table is rebuilt for the pages.
+/// How often every socket is read and the table rebuilt for the pages.
 pub(crate) const TABLE_EVERY: Duration = Duration::from_millis(500);
 /// Sockets listed in the table; the rest are counted.
 pub(crate) const MAX_TABLE_ROWS: usize = 256;
@@ -87,13 +90,23 @@ fn now_us() -> u64 {
 }
 
 impl State {
-    /// The connection between `stack` and `peer`, made if there is room
-    /// (forgetting the least recently active, closed ones first).
-    fn conn_for(&mut self, stack: SocketAddrV4, peer: SocketAddrV4, t_us: u64) -> Option<u64> {
+    /// The connection between `stack` and `peer`, made if there is room;
+    /// with `evict`, room is made by forgetting the least recently active
+    /// (closed ones first).
+    fn conn_for(
+        &mut self,
+        stack: SocketAddrV4,
+        peer: SocketAddrV4,
+        t_us: u64,
+        evict: bool,
+    ) -> Option<u64> {
         if let Some(id) = self.by_pair.get(&(stack, peer)) {
             return Some(*id);
         }
         if self.conns.len() >= MAX_CONNECTIONS {
+            if !evict {
+                return None;
+            }
             let (&victim, _) = self
                 .conns
                 .iter()
@@ -139,7 +152,8 @@ impl State {
         {
             self.by_pair.remove(&(stack, peer));
         }
-        let Some(id) = self.conn_for(stack, peer, frame.t_us) else {
+        // Traffic makes room: the segments are what the pages follow.
+        let Some(id) = self.conn_for(stack, peer, frame.t_us, true) else {
             self.untracked += 1;
             return;
         };
@@ -149,9 +163,37 @@ impl State {
         }
     }
 
-    /// Takes a snapshot: marks live connections, samples them, and every
-    /// `table` call rebuilds the table.
-    fn snapshot(&mut self, rows: &[Row], t_us: u64, table: bool) {
+    /// The ends of every connection kept, for `sample_kept`.
+    fn kept_pairs(&self) -> Vec<(SocketAddrV4, SocketAddrV4)> {
+        self.conns.values().map(|c| c.track.ends()).collect()
+    }
+
+    /// Marks and samples the kept connections at `pairs`, as the stack
+    /// reported them (`found`, in the same order).
+    fn sample_kept(
+        &mut self,
+        pairs: &[(SocketAddrV4, SocketAddrV4)],
+        found: &[Option<SocketInfo>],
+        t_us: u64,
+    ) {
+        for (pair, info) in pairs.iter().zip(found) {
+            // Forgotten or replaced since the pairs were taken: skipped.
+            let Some(c) = self.by_pair.get(pair).and_then(|id| self.conns.get_mut(id)) else {
+                continue;
+            };
+            c.live = info.is_some();
+            if let Some(tcp) = info.as_ref().and_then(|i| i.tcp.as_ref()) {
+                c.track.learn(tcp.iss, tcp.irs, tcp.wscale);
+                c.sample(tcp, t_us);
+            }
+        }
+    }
+
+    /// Takes every socket: marks live connections, samples them, and
+    /// rebuilds the table. A connection first seen here is kept only if
+    /// there is room: 20,000 rows must not push out, each time, the
+    /// connections the pages follow.
+    fn snapshot(&mut self, rows: &[SocketInfo], t_us: u64) {
         for c in self.conns.values_mut() {
             c.live = false;
         }
@@ -159,7 +201,7 @@ impl State {
         for row in rows {
             let id = match (&row.tcp, row.remote) {
                 (Some(tcp), Some(peer)) => {
-                    let id = self.conn_for(row.local, peer, t_us);
+                    let id = self.conn_for(row.local, peer, t_us, false);
                     if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                         c.live = true;
                         c.track.learn(tcp.iss, tcp.irs, tcp.wscale);
@@ -168,7 +210,7 @@ impl State {
                     id
                 }
                 // TIME-WAIT: the connection kept, if it is.
-                (None, Some(peer)) if row.proto == "tcp" => {
+                (None, Some(peer)) if row.protocol == Protocol::Tcp => {
                     let id = self.by_pair.get(&(row.local, peer)).copied();
                     if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                         c.live = true;
@@ -179,17 +221,15 @@ impl State {
             };
             ids.push(id);
         }
-        if table {
-            self.table = self.table_json(rows, &ids, t_us).into();
-            self.table_version += 1;
-        }
+        self.table = self.table_json(rows, &ids, t_us).into();
+        self.table_version += 1;
     }
 
     /// `{"type":"conns",...}`: the live sockets (connections first), then
     /// the connections kept that have closed since.
-    fn table_json(&self, rows: &[Row], ids: &[Option<u64>], t_us: u64) -> String {
+    fn table_json(&self, rows: &[SocketInfo], ids: &[Option<u64>], t_us: u64) -> String {
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| (rows[i].proto != "tcp", rows[i].remote.is_none()));
+        order.sort_by_key(|&i| (rows[i].protocol != Protocol::Tcp, rows[i].remote.is_none()));
         let mut out = format!("{{\"type\":\"conns\",\"t\":{t_us},\"rows\":[");
         let mut n = 0;
         for &i in order.iter().take(MAX_TABLE_ROWS) {
@@ -222,7 +262,7 @@ impl State {
 }
 
 impl Conn {
-    fn sample(&mut self, tcp: &source::TcpRow, t_us: u64) {
+    fn sample(&mut self, tcp: &TcpConnInfo, t_us: u64) {
         let s = Sample {
             t_us,
             cwnd: tcp.cwnd,
@@ -258,12 +298,13 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-fn row_json(out: &mut String, r: &Row, conn: Option<(u64, &Conn)>) {
+/// One live socket of the table, written from the stack's record.
+fn row_json(out: &mut String, r: &SocketInfo, conn: Option<(u64, &Conn)>) {
     let _ = write!(
         out,
         "{{\"c\":{},\"live\":true,\"proto\":\"{}\",\"state\":{},\"local\":\"{}\",\"remote\":{},\"rq\":{},\"sq\":{}",
         opt(conn.map(|(id, _)| id)),
-        r.proto,
+        r.protocol.name(),
         json_string(r.state),
         r.local,
         addr(r.remote),
@@ -285,7 +326,7 @@ fn row_json(out: &mut String, r: &Row, conn: Option<(u64, &Conn)>) {
             opt(t.srtt.map(ms)),
             ms(t.rto),
             t.mss,
-            t.retrans
+            t.retrans_segs
         );
     }
     if let Some((_, c)) = conn {
@@ -521,10 +562,52 @@ impl Drop for Watch {
     }
 }
 
+/// What the watch reads from the stack at a sampling time.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// The connections it keeps, by 4-tuple.
+    Kept,
+    /// Every socket, for the table.
+    All,
+}
+
+/// When to read: the kept connections every `SAMPLE_EVERY`, every socket
+/// (in their place) every `TABLE_EVERY`.
+struct Schedule {
+    next_sample: Instant,
+    next_table: Instant,
+}
+
+impl Schedule {
+    fn new(now: Instant) -> Schedule {
+        Schedule {
+            next_sample: now,
+            next_table: now,
+        }
+    }
+
+    /// Time left until the next read.
+    fn wait(&self, now: Instant) -> Duration {
+        self.next_sample.saturating_duration_since(now)
+    }
+
+    /// The read due at `now`, if one is.
+    fn due(&mut self, now: Instant) -> Option<Read> {
+        if now < self.next_sample {
+            return None;
+        }
+        self.next_sample = now + SAMPLE_EVERY;
+        if now < self.next_table {
+            return Some(Read::Kept);
+        }
+        self.next_table = now + TABLE_EVERY;
+        Some(Read::All)
+    }
+}
+
 fn run(hub: &Hub, mut source: Source) {
     let mut frames = Vec::with_capacity(BATCH);
-    let mut next_sample = Instant::now();
-    let mut next_table = Instant::now();
+    let mut schedule = Schedule::new(Instant::now());
     while !hub.stop.load(Ordering::Acquire) && !source.stopped() {
         if hub.watchers() == 0 {
             source.close_tap();
@@ -535,26 +618,167 @@ fn run(hub: &Hub, mut source: Source) {
             continue;
         }
         source.open_tap(TAP_CAPACITY);
-        let wait = next_sample.saturating_duration_since(Instant::now());
-        source.frames(wait, BATCH, &mut frames);
+        source.frames(schedule.wait(Instant::now()), BATCH, &mut frames);
         if !frames.is_empty() {
             let mut st = hub.lock();
             for f in frames.drain(..) {
                 st.add_frame(&f);
             }
         }
-        let now = Instant::now();
-        if now >= next_sample {
-            next_sample = now + SAMPLE_EVERY;
-            let table = now >= next_table;
-            if table {
-                next_table = now + TABLE_EVERY;
+        // The stack is read without the hub's lock held.
+        match schedule.due(Instant::now()) {
+            Some(Read::All) => {
+                let rows = source.sockets();
+                let mut st = hub.lock();
+                st.tap_dropped = source.dropped();
+                st.snapshot(&rows, now_us());
             }
-            // The snapshot is taken without the hub's lock held.
-            let rows = source.sockets();
-            let mut st = hub.lock();
-            st.tap_dropped = source.dropped();
-            st.snapshot(&rows, now_us(), table);
+            Some(Read::Kept) => {
+                let pairs = hub.lock().kept_pairs();
+                let found = source.connections(&pairs);
+                let mut st = hub.lock();
+                st.tap_dropped = source.dropped();
+                st.sample_kept(&pairs, &found, now_us());
+            }
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every socket is read at most once per `TABLE_EVERY` (the O(sockets)
+    /// snapshot), the kept connections every `SAMPLE_EVERY` in between.
+    #[test]
+    fn every_socket_is_read_once_per_table_and_kept_ones_in_between() {
+        let t0 = Instant::now();
+        let mut schedule = Schedule::new(t0);
+        let (mut all, mut kept) = (Vec::new(), Vec::new());
+        // The loop wakes at uneven times (frames arrive): every 7 ms here.
+        for ms in (0..3000).step_by(7) {
+            let now = t0 + Duration::from_millis(ms);
+            match schedule.due(now) {
+                Some(Read::All) => all.push(now),
+                Some(Read::Kept) => kept.push(now),
+                None => {}
+            }
+        }
+        assert!(
+            all.windows(2).all(|w| w[1] - w[0] >= TABLE_EVERY),
+            "{all:?}"
+        );
+        // 3 s: a table at once, then one each ~500 ms.
+        assert!((5..=6).contains(&all.len()), "{} tables", all.len());
+        let mut reads: Vec<Instant> = all.iter().chain(&kept).copied().collect();
+        reads.sort();
+        assert!(reads.windows(2).all(|w| w[1] - w[0] >= SAMPLE_EVERY));
+        assert!(
+            kept.len() >= 4 * all.len() - 4,
+            "{} kept, {} all",
+            kept.len(),
+            all.len()
+        );
+    }
+
+    /// The kept connections are the ones sampled; a connection first seen
+    /// in the table takes no kept one's place.
+    #[test]
+    fn table_rows_do_not_push_out_kept_connections() {
+        let a = |port: u16| SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 2), port);
+        let peer = SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), 40000);
+        let mut st = State::default();
+        for port in 0..MAX_CONNECTIONS as u16 {
+            assert!(st.conn_for(a(port), peer, 1, true).is_some());
+        }
+        let pairs = st.kept_pairs();
+        assert_eq!(pairs.len(), MAX_CONNECTIONS);
+        assert!(pairs.contains(&(a(0), peer)));
+        let row = |local, tcp: Option<TcpConnInfo>| SocketInfo {
+            id: 1,
+            protocol: Protocol::Tcp,
+            state: if tcp.is_some() {
+                "ESTABLISHED"
+            } else {
+                "TIME-WAIT"
+            },
+            local,
+            remote: Some(peer),
+            recv_q: 0,
+            send_q: 0,
+            pid: None,
+            tcp,
+            listen: None,
+            time_wait_left: None,
+            handle: None,
+        };
+        // A kept connection in TIME-WAIT, one established, and a new one.
+        let rows = [
+            row(a(0), None),
+            row(a(1), Some(conn_info(10_000))),
+            row(a(9999), Some(conn_info(20_000))),
+        ];
+        st.snapshot(&rows, 2);
+        assert_eq!(
+            st.kept_pairs(),
+            pairs,
+            "a table row pushed a kept connection out"
+        );
+        assert!(st.table.contains("\"c\":1,\"live\":true"), "{}", st.table);
+        assert!(st.table.contains("\"c\":null"), "{}", st.table);
+        // Sampled by 4-tuple: found is live and sampled, not found is not.
+        st.sample_kept(
+            &pairs[..2],
+            &[None, Some(row(a(1), Some(conn_info(30_000))))],
+            3,
+        );
+        let seen: Vec<(bool, Vec<usize>)> = st
+            .conns
+            .values()
+            .take(2)
+            .map(|c| (c.live, c.samples.iter().map(|s| s.cwnd).collect()))
+            .collect();
+        assert_eq!(seen, [(false, vec![]), (true, vec![10_000, 30_000])]);
+    }
+
+    fn conn_info(cwnd: usize) -> TcpConnInfo {
+        TcpConnInfo {
+            cc: "cubic",
+            cc_phase: "slow-start",
+            ca_state: "open",
+            cwnd,
+            ssthresh: None,
+            in_flight: 0,
+            snd_wnd: 65535,
+            rcv_wnd: 65535,
+            srtt: None,
+            rttvar: None,
+            min_rtt: None,
+            rto: Duration::from_secs(1),
+            backoff: 0,
+            mss: 1460,
+            rcv_mss: 1460,
+            wscale: None,
+            sack: true,
+            timestamps: true,
+            bytes_sent: 0,
+            bytes_retrans: 0,
+            bytes_acked: 0,
+            bytes_received: 0,
+            retrans_segs: 0,
+            lost: 0,
+            sacked: 0,
+            sack_holes: 0,
+            delivery_rate: None,
+            last_send: None,
+            last_recv: Duration::ZERO,
+            timers: Default::default(),
+            iss: 1,
+            irs: 2,
+            snd_una: 1,
+            snd_nxt: 1,
+            rcv_nxt: 2,
         }
     }
 }

@@ -240,8 +240,8 @@ impl TcpLayer {
         Ok(n)
     }
 
-    /// RECEIVE. Ok(0) is EOF. Opening the window by enough sends a window
-    /// update at once (receiver SWS avoidance, RFC 9293 3.8.6.2.2). Data
+    /// RECEIVE. Ok(0) is EOF. An ACK held back for the read, or a window
+    /// opened by enough, is sent at once (`Receiver::ack_on_read`). Data
     /// buffered before a reset or `shutdown(Read)` is still given first,
     /// as Linux's tcp_recvmsg does.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
@@ -252,9 +252,16 @@ impl TcpLayer {
             }
             let n = t.rcv.read(buf);
             t.rcv.release_if_idle(pool);
-            if t.state.is_synchronized() && t.rcv.window_update_due() {
+            let grown = t.rcv.grow_if_limited();
+            let ack = t.state.is_synchronized() && t.rcv.ack_on_read();
+            if ack {
                 t.rcv.owe_ack();
-                self.counters.inc("tcp.window_update");
+            }
+            if grown {
+                self.counters.inc("tcp.rx_buffer_grown");
+            }
+            if ack {
+                self.counters.inc("tcp.ack_on_read");
                 self.touch(h);
             }
             return Ok(n);

@@ -207,4 +207,26 @@ impl TcpLayer {
             out.push(time_wait_info(e, key, now));
         }
     }
+
+    /// The snapshot of the one TCP connection from `local` to `remote`
+    /// (TIME-WAIT included), as `socket_infos` lists it, found by its
+    /// 4-tuple in O(1). Reads only.
+    pub fn connection_info(
+        &self,
+        now: Instant,
+        local: std::net::SocketAddrV4,
+        remote: std::net::SocketAddrV4,
+    ) -> Option<SocketInfo> {
+        if let Some(&raw) = self.conns.get(&(local, remote)) {
+            let idx = self.slot_of(raw)?;
+            let Some(Sock::Conn(t)) = &self.slots[idx].sock else {
+                return None;
+            };
+            return Some(t.socket_info(now, self.slots[idx].id, raw));
+        }
+        let key = (local, remote);
+        self.time_wait
+            .get(&key)
+            .map(|e| time_wait_info(e, &key, now))
+    }
 }

@@ -284,6 +284,9 @@ impl TcpLayer {
         // What the cookie SYN,ACK said and did: SYN sent, window offered.
         tcb.snd.syn_sent_as_cookie(peer_isn);
         tcb.rcv.syn_window(true);
+        // It acknowledged the SYN: Last.ACK.sent (RFC 7323 4.3), without
+        // which TS.Recent would not follow the segments after this one.
+        tcb.rcv.on_ack_sent();
         let Some(raw) = self.insert_conn(tcb) else {
             self.counters.inc("tcp.socket_table_full");
             return true;

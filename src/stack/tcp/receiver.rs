@@ -14,6 +14,9 @@ use super::sack::DsackReport;
 use super::seq::Seq;
 use crate::stack::time::Instant;
 
+/// Largest receive ring `grow_if_limited` makes.
+pub const MAX_RX_BUFFER: usize = 4 << 20;
+
 /// Bound of out-of-order ranges kept per connection.
 pub const MAX_OOO_RANGES: usize = 32;
 
@@ -97,6 +100,13 @@ pub struct Receiver {
     ack_owed: bool,
     /// When the last throttled ACK (challenge or out-of-window) was let out.
     last_oow_ack: Option<Instant>,
+    /// The peer's data came within a quarter of the window of the right
+    /// edge we offered: our window held it back (`grow_if_limited`).
+    window_limited: bool,
+    /// The ring may grow (the application did not set its size).
+    autotune: bool,
+    /// The window (bytes) our last ACK offered; 0 before the first.
+    offered: usize,
 }
 
 impl Receiver {
@@ -121,11 +131,16 @@ impl Receiver {
             unacked_segs: 0,
             ack_owed: false,
             last_oow_ack: None,
+            window_limited: false,
+            autotune: true,
+            offered: 0,
         }
     }
 
     /// RFC 7323 2.3: the shift that makes a receive buffer fit in the
-    /// 16-bit window field.
+    /// 16-bit window field. (Not the shift for the most it may grow to,
+    /// as Linux picks it: with 128-byte units, rounding a shrinking window
+    /// up so its edge never moves left offers bytes the ring cannot hold.)
     pub fn wscale_for(capacity: usize) -> u8 {
         let mut shift = 0u8;
         while shift < 14 && (capacity >> shift) > 65535 {
@@ -212,9 +227,35 @@ impl Receiver {
         self.ring.storage_bytes()
     }
 
-    /// Resizes the empty ring (before the handshake).
+    /// Resizes the empty ring (before the handshake). A size the
+    /// application chose is kept (no `grow_if_limited`), as Linux stops
+    /// tuning a buffer set with SO_RCVBUF.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.ring.set_capacity(capacity);
+        self.autotune = false;
+    }
+
+    /// Receive-buffer tuning, in the spirit of Linux's
+    /// tcp_rcv_space_adjust (which doubles the buffer when the
+    /// application reads more per RTT than it holds): when the peer was
+    /// held at our window's right edge and the application has read
+    /// everything, the ring doubles, up to the largest window our
+    /// scale can offer (RFC 7323 2.3). An empty ring holds no storage
+    /// (it was just given back), so nothing is copied. A bulk sender
+    /// over the TAP otherwise sits at 256 KiB minus one unread
+    /// super-frame in flight. Returns whether it grew.
+    pub fn grow_if_limited(&mut self) -> bool {
+        let max = (65535usize << self.wscale).min(MAX_RX_BUFFER);
+        let cap = self.ring.capacity();
+        if !self.autotune || !self.window_limited || self.ring.storage_bytes() != 0 {
+            return false;
+        }
+        self.window_limited = false;
+        if cap >= max {
+            return false;
+        }
+        self.ring.set_capacity(cap.saturating_mul(2).min(max));
+        true
     }
 
     /// Data received and not read, in order or not.
@@ -262,8 +303,27 @@ impl Receiver {
         let window = self.ring.capacity().min(65535);
         if ack {
             self.adv = self.adv.max(self.nxt + window);
+            self.offered = window;
         }
         window as u16
+    }
+
+    /// The window the next segment would offer (before scaling): the free
+    /// space once it has grown by enough past what we offer now (receiver
+    /// SWS avoidance, RFC 9293 3.8.6.2.2), else what we offer now.
+    fn window_now(&self) -> usize {
+        let cur = self.wnd();
+        // What the scaled field can say without offering more than the
+        // ring holds: a window below a segment once scaled would only
+        // send the peer into persist (RFC 7323 2.3).
+        let unit = 1usize << self.wscale;
+        let space = self.ring.free().min(65535usize << self.wscale) / unit * unit;
+        let threshold = (self.ring.capacity() / 2).min(self.mss).max(1);
+        if space > cur && space - cur >= threshold {
+            space
+        } else {
+            cur
+        }
     }
 
     /// The window field for the next segment, applying receiver SWS
@@ -272,16 +332,11 @@ impl Receiver {
     pub fn advertise_window(&mut self) -> u16 {
         let ws = self.wscale;
         let cur = self.wnd();
-        let space = self.ring.free().min(65535usize << ws);
-        let threshold = (self.ring.capacity() / 2).min(self.mss).max(1);
-        let wnd = if space > cur && space - cur >= threshold {
-            space
-        } else {
-            cur
-        };
+        let wnd = self.window_now();
         let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
         let edge = self.nxt + (field << ws);
         self.adv = self.adv.max(edge);
+        self.offered = field << ws;
         field as u16
     }
 
@@ -292,13 +347,25 @@ impl Receiver {
         self.wnd().div_ceil(1 << self.wscale).min(65535) as u16
     }
 
-    /// Whether reading opened the window enough to announce it now
-    /// (receiver SWS avoidance, RFC 9293 3.8.6.2.2).
-    pub fn window_update_due(&self) -> bool {
+    /// Whether the application's read is the moment to send an ACK, as
+    /// Linux's tcp_cleanup_rbuf decides: a delayed ACK for more than a
+    /// full segment is pending, or the window had fallen to half the
+    /// buffer or less and would now at least double (receiver SWS
+    /// avoidance, RFC 9293 3.8.6.2.2, decides whether it may grow at
+    /// all). Announcing every two segments' worth of freed space instead
+    /// cost a second ACK per 64 KB super-frame in a bulk receive: the
+    /// ACK sent on its arrival already offers all but that frame.
+    pub fn ack_on_read(&self) -> bool {
+        if self.nxt.distance_from(self.last_ack_sent) > self.mss {
+            return true;
+        }
         let cur = self.wnd();
-        let space = self.ring.free().min(65535usize << self.wscale);
-        let threshold = (self.ring.capacity() / 2).min(2 * self.mss).max(1);
-        space > cur && space - cur >= threshold
+        let clamp = self.ring.capacity().min(65535usize << self.wscale);
+        if 2 * cur > clamp {
+            return false;
+        }
+        let new = self.window_now();
+        new > cur && new >= 2 * cur
     }
 
     // ---- timestamps (RFC 7323)
@@ -373,6 +440,20 @@ impl Receiver {
         }
         let written = self.ring.write_at(offset, data);
         d.buffer_full = written < data.len();
+        // Less than a quarter of the window our last ACK offered (or a
+        // segment) is left beyond it: the sender had used up most of it.
+        // (Linux's sender stops short of the edge: whole segments only,
+        // and TSO deferral waits for room for a larger super-frame.)
+        let end = seq + written;
+        let left = if end.lt(self.adv) {
+            self.adv.distance_from(end)
+        } else {
+            0
+        };
+        let offered = self.offered;
+        if written > 0 && offered > 0 && left < (offered / 4).max(self.mss) {
+            self.window_limited = true;
+        }
         if written == 0 {
             return d;
         }
@@ -514,6 +595,63 @@ mod tests {
         assert_eq!(r.receive_data(Seq(1200), &[3; 100]).ack, AckDue::Delayed);
         assert_eq!(r.nxt(), Seq(1300));
         assert_eq!(r.readable_len(), 300);
+    }
+
+    /// The peer fills the window we offered, the application reads it
+    /// all: the ring doubles, up to what the window scale can offer.
+    #[test]
+    fn a_window_limited_fast_reader_gets_a_larger_ring() {
+        let mut pool = BufferPool::default();
+        let mut r = Receiver::new(4000, 1000, Instant::ZERO);
+        r.synchronize(Seq(999));
+        r.negotiate(true, false, None, Instant::ZERO);
+        r.wscale = 1; // largest window: 131,070
+        let mut hdr = OutHdr::default();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut next = Seq(1000);
+        let mut caps = vec![];
+        for _ in 0..8 {
+            r.fill_ack(&mut hdr);
+            r.on_ack_sent();
+            let wnd = usize::from(hdr.window) << r.wscale;
+            // Half the window: the peer had room for more, so our
+            // window did not hold it back.
+            r.provide(&mut pool);
+            r.receive_data(next, &vec![1; wnd / 2]);
+            next += wnd / 2;
+            assert_eq!(r.read(&mut buf), wnd / 2);
+            r.release_if_idle(&mut pool);
+            assert!(!r.grow_if_limited());
+            // Up to the edge: the application read it all, so it grows.
+            r.provide(&mut pool);
+            r.receive_data(next, &vec![2; wnd - wnd / 2]);
+            next += wnd - wnd / 2;
+            assert!(!r.grow_if_limited(), "not while bytes are unread");
+            r.read(&mut buf);
+            r.release_if_idle(&mut pool);
+            r.grow_if_limited();
+            caps.push(r.capacity());
+        }
+        assert_eq!(caps[..3], [8000, 16000, 32000]);
+        assert_eq!(*caps.last().unwrap(), 65535 << 1);
+    }
+
+    #[test]
+    fn a_ring_the_application_sized_does_not_grow() {
+        let mut pool = BufferPool::default();
+        let mut r = Receiver::new(4000, 1000, Instant::ZERO);
+        r.set_capacity(3000);
+        r.synchronize(Seq(999));
+        r.negotiate(true, false, None, Instant::ZERO);
+        let mut hdr = OutHdr::default();
+        r.fill_ack(&mut hdr);
+        r.on_ack_sent();
+        r.provide(&mut pool);
+        r.receive_data(Seq(1000), &[1; 3000]);
+        r.read(&mut [0u8; 3000]);
+        r.release_if_idle(&mut pool);
+        assert!(!r.grow_if_limited());
+        assert_eq!(r.capacity(), 3000);
     }
 
     #[test]

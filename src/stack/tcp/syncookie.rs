@@ -2,10 +2,17 @@
 //! when a listener's SYN queue is full, the SYN,ACK's sequence number
 //! carries what the connection needs, so the SYN leaves no state behind.
 //!
-//! ISN = H(4-tuple) + peer ISN + (minute << 24) + ((H(4-tuple, minute) +
-//! MSS index) mod 2^24). The 8 high bits are a minute counter (a cookie is
-//! valid for two minutes); the 24 low bits a keyed hash plus the index of
-//! the peer's MSS in a 4-entry table. With timestamps the low 6 bits of
+//! ISN = H(4-tuple) + peer ISN + (minute << 24) + ((H(4-tuple, minute,
+//! peer ISN) + MSS index) mod 2^24). The 8 high bits are a minute counter
+//! (a cookie is valid for two minutes); the 24 low bits a keyed hash plus
+//! the index of the peer's MSS in a 4-entry table.
+//!
+//! Unlike Linux, the second hash covers the peer ISN too. Linux only adds
+//! it, so any later segment of the connection whose SEQ and ACK moved by
+//! the same amount (an echo: every byte and the FIN answered by as many)
+//! checks as a cookie: a late ACK arriving after the connection closed
+//! (for a retransmitted FIN, say) would open a connection the peer does
+//! not have. With timestamps the low 6 bits of
 //! our TSval carry window scale (4 bits, 15 = none) and SACK-permitted,
 //! which the peer echoes in TSecr.
 
@@ -30,8 +37,14 @@ fn minute(now: Instant) -> u32 {
     (now.total_millis() / 60_000) as u32
 }
 
-fn hash(secret: &Secret, l: SocketAddrV4, r: SocketAddrV4, count: u32, c: u8) -> u32 {
-    secret.hash(&(l, r, count, c, 0x636bu16)) as u32
+/// H(4-tuple), the cookie's offset.
+fn hash(secret: &Secret, l: SocketAddrV4, r: SocketAddrV4) -> u32 {
+    secret.hash(&(l, r, 0u32, 0u8, 0x636bu16)) as u32
+}
+
+/// H(4-tuple, minute, peer ISN), the bits that check a cookie.
+fn check_hash(secret: &Secret, l: SocketAddrV4, r: SocketAddrV4, count: u32, peer_isn: u32) -> u32 {
+    secret.hash(&(l, r, count, peer_isn, 0x636cu16)) as u32
 }
 
 /// The largest table MSS not above the peer's (536 when it sent none).
@@ -50,10 +63,12 @@ pub fn make(
     mss_idx: u32,
 ) -> u32 {
     let count = minute(now);
-    hash(secret, local, remote, 0, 0)
+    hash(secret, local, remote)
         .wrapping_add(peer_isn)
         .wrapping_add(count << COOKIE_BITS)
-        .wrapping_add(hash(secret, local, remote, count, 1).wrapping_add(mss_idx) & COOKIE_MASK)
+        .wrapping_add(
+            check_hash(secret, local, remote, count, peer_isn).wrapping_add(mss_idx) & COOKIE_MASK,
+        )
 }
 
 /// The MSS a cookie (ACK - 1 of the handshake's last segment, whose
@@ -68,12 +83,12 @@ pub fn check(
     cookie: u32,
 ) -> Option<u16> {
     let count = minute(now);
-    let c = cookie.wrapping_sub(hash(secret, local, remote, 0, 0).wrapping_add(peer_isn));
+    let c = cookie.wrapping_sub(hash(secret, local, remote).wrapping_add(peer_isn));
     let diff = count.wrapping_sub(c >> COOKIE_BITS) & (u32::MAX >> COOKIE_BITS);
     if diff >= MAX_AGE {
         return None;
     }
-    let h = hash(secret, local, remote, count.wrapping_sub(diff), 1);
+    let h = check_hash(secret, local, remote, count.wrapping_sub(diff), peer_isn);
     let idx = c.wrapping_sub(h) & COOKIE_MASK;
     MSS_TABLE.get(idx as usize).copied()
 }
@@ -143,9 +158,7 @@ mod tests {
         let (l, r) = addrs();
         let now = Instant::from_secs(100);
         let c = make(&s, now, l, r, 99, 3);
-        // As in Linux, the peer ISN is added, not hashed: one a little off
-        // shifts the MSS index; one far off fails.
-        assert_eq!(check(&s, now, l, r, 99 + 1000, c), None, "other peer ISN");
+        assert_eq!(check(&s, now, l, r, 99 + 1, c), None, "other peer ISN");
         assert_eq!(check(&other, now, l, r, 99, c), None, "other secret");
         let r2 = SocketAddrV4::new(*r.ip(), r.port() + 1);
         assert_eq!(check(&s, now, l, r2, 99, c), None, "other port");
@@ -156,6 +169,21 @@ mod tests {
             .filter(|_| check(&s, now, l, r, 99, rng.next_u32()).is_some())
             .count();
         assert_eq!(hits, 0);
+    }
+
+    #[test]
+    fn later_segments_of_the_connection_are_not_cookies() {
+        let s = Secret::new(&mut Rng::new(7));
+        let (l, r) = addrs();
+        let now = Instant::from_secs(100);
+        let c = make(&s, now, l, r, 99, 3);
+        // SEQ and ACK moved alike, as in an echo: with the peer ISN only
+        // added (Linux), each of these checked as the cookie.
+        for d in [1u32, 2, 6, 1000, 1 << 20] {
+            let later = check(&s, now, l, r, 99u32.wrapping_add(d), c.wrapping_add(d));
+            assert_eq!(later, None, "moved by {d}");
+        }
+        assert_eq!(check(&s, now, l, r, 99, c), Some(1460));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! What the watch reads from the stack: the socket snapshot and a tap of
-//! every frame, turned into the watch's own records. This file is the
-//! only one that knows the stack's observation API (`Net::sockets`,
-//! `Net::frame_tap`).
+//! What the watch reads from the stack: the socket snapshot (the stack's
+//! own `SocketInfo` records, which the watch reads as they are) and a tap
+//! of every frame, turned into the watch's `Frame`. This file is the only
+//! one that calls the stack's observation API (`Net::sockets`,
+//! `Net::tcp_connections`, `Net::frame_tap`).
 
 use std::net::SocketAddrV4;
 use std::sync::mpsc::RecvTimeoutError;
@@ -17,38 +18,6 @@ pub(crate) struct Frame {
     /// Sent by the stack (else received).
     pub out: bool,
     pub bytes: Vec<u8>,
-}
-
-/// One socket of the snapshot, as the table shows it.
-pub(crate) struct Row {
-    pub proto: &'static str,
-    pub state: &'static str,
-    pub local: SocketAddrV4,
-    pub remote: Option<SocketAddrV4>,
-    pub recv_q: usize,
-    pub send_q: usize,
-    pub tcp: Option<TcpRow>,
-}
-
-/// What `ss -i` adds for a TCP connection.
-pub(crate) struct TcpRow {
-    pub cc: &'static str,
-    /// The algorithm's phase and the loss state (Linux's ca_state).
-    pub cc_phase: &'static str,
-    pub ca_state: &'static str,
-    pub cwnd: usize,
-    pub ssthresh: Option<usize>,
-    pub in_flight: usize,
-    pub snd_wnd: usize,
-    pub rcv_wnd: usize,
-    pub srtt: Option<Duration>,
-    pub rto: Duration,
-    pub mss: usize,
-    pub retrans: u64,
-    pub iss: u32,
-    pub irs: u32,
-    /// (peer's shift, ours).
-    pub wscale: Option<(u8, u8)>,
 }
 
 /// The stack being watched, with its tap while one is open.
@@ -73,9 +42,18 @@ impl Source {
         self.net.stopped().is_some()
     }
 
-    /// Every socket now.
-    pub(crate) fn sockets(&self) -> Vec<Row> {
-        self.net.sockets().iter().map(row).collect()
+    /// Every socket now: O(sockets) under the stack's lock.
+    pub(crate) fn sockets(&self) -> Vec<SocketInfo> {
+        self.net.sockets()
+    }
+
+    /// The TCP connections with these (stack, peer) ends now, in order:
+    /// O(pairs) under the stack's lock.
+    pub(crate) fn connections(
+        &self,
+        pairs: &[(SocketAddrV4, SocketAddrV4)],
+    ) -> Vec<Option<SocketInfo>> {
+        self.net.tcp_connections(pairs)
     }
 
     /// Starts copying frames (with room for `capacity` queued).
@@ -130,33 +108,5 @@ fn frame(f: TapFrame) -> Frame {
             .map_or(0, |d| d.as_micros() as u64),
         out: f.dir == Direction::Out,
         bytes: f.frame,
-    }
-}
-
-fn row(s: &SocketInfo) -> Row {
-    Row {
-        proto: s.protocol.name(),
-        state: s.state,
-        local: s.local,
-        remote: s.remote,
-        recv_q: s.recv_q,
-        send_q: s.send_q,
-        tcp: s.tcp.as_ref().map(|t| TcpRow {
-            cc: t.cc,
-            cc_phase: t.cc_phase,
-            ca_state: t.ca_state,
-            cwnd: t.cwnd,
-            ssthresh: t.ssthresh,
-            in_flight: t.in_flight,
-            snd_wnd: t.snd_wnd,
-            rcv_wnd: t.rcv_wnd,
-            srtt: t.srtt,
-            rto: t.rto,
-            mss: t.mss,
-            retrans: t.retrans_segs,
-            iss: t.iss,
-            irs: t.irs,
-            wscale: t.wscale,
-        }),
     }
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::harness::*;
-use crate::stack::tcp::{TcpConfig, TcpState};
+use crate::stack::tcp::{TcpConfig, TcpHandle, TcpState};
 
 /// A SYN from the peer's port `port`.
 fn syn_from(port: u16, mss: u16) -> Seg {
@@ -194,4 +194,92 @@ fn unanswered_half_open_entry_is_evicted_first() {
     ack.src_port = 41002;
     h.send(ack);
     assert_eq!(h.layer.accept(l).unwrap().1.port(), 41002);
+}
+
+/// A connection made from a cookie with timestamps on, from the peer's
+/// port 41001 (41000 fills the SYN queue), its handshake ACK sent at
+/// TSval 110: (harness, listener, cookie, our SYN,ACK's TSval).
+fn cookie_connection_with_timestamps() -> (Harness, TcpHandle, u32, u32) {
+    let mut h = Harness::new(TcpConfig {
+        syn_backlog: 1,
+        seed: Some(1),
+        ..TcpConfig::default()
+    });
+    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
+    h.send(syn_from(41000, 1460).ts(100, 0));
+    assert_eq!(h.one().seq, ISS);
+    h.send(syn_from(41001, 1460).ts(100, 0));
+    let synack = h.one();
+    let cookie = synack.seq;
+    let (tsval, _) = synack.ts.expect("timestamps");
+    h.send(from_41001(IRS + 1, cookie + 1).ts(110, tsval));
+    h.nothing();
+    assert_eq!(h.layer.counters.get("tcp.syncookies_validated"), 1);
+    (h, l, cookie, tsval)
+}
+
+fn from_41001(seq: u32, ack: u32) -> Seg {
+    Seg {
+        src_port: 41001,
+        ..Seg::peer(seq, Some(ack))
+    }
+}
+
+/// Echoes what the peer sent at TSval 120 on the cookie connection; the
+/// echo segment.
+fn echo_hello(h: &mut Harness, l: TcpHandle, cookie: u32, tsval: u32) -> (TcpHandle, Seg) {
+    h.now += Duration::from_millis(5);
+    h.send(
+        from_41001(IRS + 1, cookie + 1)
+            .ts(120, tsval)
+            .data(b"hello"),
+    );
+    let (c, _) = h.layer.accept(l).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 5);
+    h.layer.send(c, &buf[..5]).unwrap();
+    h.dispatch();
+    let echo = h.one();
+    assert_eq!(echo.payload, b"hello");
+    (c, echo)
+}
+
+#[test]
+fn cookie_connection_echoes_the_latest_timestamp() {
+    let (mut h, l, cookie, tsval) = cookie_connection_with_timestamps();
+    let (_, echo) = echo_hello(&mut h, l, cookie, tsval);
+    // RFC 7323 4.3: the data segment covered Last.ACK.sent (the cookie
+    // SYN,ACK acknowledged IRS + 1), so TS.Recent is its TSval, not the
+    // handshake ACK's 110.
+    assert_eq!(echo.ts.map(|(_, ecr)| ecr), Some(120));
+}
+
+#[test]
+fn late_ack_after_a_cookie_connection_closed_opens_nothing() {
+    let (mut h, l, cookie, tsval) = cookie_connection_with_timestamps();
+    let (c, echo) = echo_hello(&mut h, l, cookie, tsval);
+    let (echo_ts, _) = echo.ts.unwrap();
+    // The peer acknowledges the echo and closes; we close after it.
+    h.send(from_41001(IRS + 6, cookie + 6).ts(130, echo_ts).fin());
+    assert_eq!(h.one().ack, Some(IRS + 7));
+    h.layer.close(c);
+    h.dispatch();
+    let fin = h.one();
+    assert!(fin.fin && fin.seq == cookie + 6);
+    let (fin_ts, _) = fin.ts.unwrap();
+    let last_ack = from_41001(IRS + 7, cookie + 7).ts(140, fin_ts);
+    h.send(last_ack.clone());
+    h.nothing();
+    assert_eq!(h.layer.active_connections(), 1, "41000's half-open entry");
+    // The same ACK again, late (say for a retransmitted FIN): SEQ and ACK
+    // moved alike from the handshake's, yet it is no cookie: no second
+    // connection for a peer that has none, the RST of a segment for LISTEN.
+    h.now += Duration::from_millis(300);
+    h.send(last_ack.ts(150, fin_ts));
+    let rst = h.one();
+    assert!(rst.rst && rst.seq == cookie + 7 && rst.dst_port == 41001);
+    assert_eq!(h.layer.active_connections(), 1);
+    assert_eq!(h.layer.counters.get("tcp.passive_open"), 2);
+    assert_eq!(h.layer.counters.get("tcp.syncookies_validated"), 1);
+    assert!(h.layer.accept(l).is_err());
 }

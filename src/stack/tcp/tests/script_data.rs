@@ -58,16 +58,49 @@ fn window_update_after_application_reads() {
     let acks = h.sent();
     assert_eq!(acks.last().unwrap().window, 0);
     let mut buf = vec![0u8; MSS];
-    h.layer.recv(c, &mut buf).unwrap();
-    h.dispatch();
-    h.nothing(); // one MSS is below min(rx/2, 2*MSS)
-    h.layer.recv(c, &mut buf).unwrap();
-    h.dispatch();
+    let mut read_one = |h: &mut Harness| {
+        h.layer.recv(c, &mut buf).unwrap();
+        h.dispatch();
+    };
+    // Linux's tcp_cleanup_rbuf: a window at half the buffer or less is
+    // announced once a read at least doubles it; one MSS is enough to
+    // open a closed window (RFC 9293 3.8.6.2.2: min(BUFF/2, MSS)).
+    read_one(&mut h);
+    assert_eq!(h.one().window, MSS as u16);
+    read_one(&mut h);
+    assert_eq!(h.one().window, (2 * MSS) as u16);
+    read_one(&mut h);
+    h.nothing(); // 3 MSS is not twice 2 MSS
+    read_one(&mut h);
+    // The peer had filled the window and the application read it all:
+    // the buffer doubled (`Receiver::grow_if_limited`).
     let upd = h.one();
     assert_eq!(
         (upd.ack, upd.window),
-        (Some(IRS + 1 + 4 * MSS as u32), (2 * MSS) as u16)
+        (Some(IRS + 1 + 4 * MSS as u32), (8 * MSS) as u16)
     );
+}
+
+/// A bulk receive: each read of what one ACK left unread no longer sends
+/// a window update (the ACK at arrival offered all the rest).
+#[test]
+fn reads_of_a_wide_window_send_no_update() {
+    let mut h = Harness::new(TcpConfig {
+        rx_buffer: 16 * MSS,
+        ..plain_config()
+    });
+    let (_l, c) = h.establish();
+    let mut buf = vec![0u8; 16 * MSS];
+    for round in 0..8u32 {
+        let seq = IRS + 1 + round * 2 * MSS as u32;
+        h.send(Seg::peer(seq, Some(ISS + 1)).data(&[7; MSS]));
+        h.send(Seg::peer(seq + MSS as u32, Some(ISS + 1)).data(&[8; MSS]));
+        let ack = h.one();
+        assert_eq!(ack.window, (14 * MSS) as u16);
+        assert_eq!(h.layer.recv(c, &mut buf).unwrap(), 2 * MSS);
+        h.dispatch();
+        h.nothing();
+    }
 }
 
 #[test]
