@@ -27,22 +27,15 @@ impl Tcb {
         };
         let tsval = self.snd.tsval(env.now);
         let nodelay = self.nodelay();
-        let mut w = Wire {
-            env,
-            timers: &mut self.timers,
-            ip,
-            rcv: &mut self.rcv,
-            local: self.local,
-            remote: self.remote,
-        };
+        let (snd, mut w) = self.wire(env, ip);
         if synchronized {
-            self.snd.output(&mut w, nodelay);
+            snd.output(&mut w, nodelay);
         }
         if w.rcv.ack_owed() {
-            w.bare(self.snd.snd_max(), tsval);
+            w.bare(snd.snd_max(), tsval);
         }
         if synchronized {
-            self.snd.arm_persist(w.env, w.timers);
+            snd.arm_persist(w.env, w.timers);
         }
     }
 
@@ -71,7 +64,19 @@ impl Tcb {
                 if active { 0 } else { self.rcv.ts_recent() },
             ));
         }
-        let mut w = Wire {
+        let (snd, mut w) = self.wire(env, ip);
+        w.transmit(&hdr, (&[], &[]));
+        snd.on_syn_sent(&mut w);
+    }
+
+    /// The sender, and a `Wire` over the rest of the connection that its
+    /// segments need (split borrows: the sender writes through the wire).
+    fn wire<'a, 'e>(
+        &'a mut self,
+        env: &'a mut Env<'e>,
+        ip: &'a mut dyn IpSink,
+    ) -> (&'a mut super::sender::Sender, Wire<'a, 'e>) {
+        let w = Wire {
             env,
             timers: &mut self.timers,
             ip,
@@ -79,8 +84,7 @@ impl Tcb {
             local: self.local,
             remote: self.remote,
         };
-        w.transmit(&hdr, (&[], &[]));
-        self.snd.on_syn_sent(&mut w);
+        (&mut self.snd, w)
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use super::harness::*;
+use super::script_timers::establish;
 use crate::stack::tcp::cc::CcAlgorithm;
 use crate::stack::tcp::{TcpConfig, TcpHandle, TcpState};
 
@@ -16,22 +17,6 @@ fn sack_config() -> TcpConfig {
         sack: true,
         ..plain_config()
     }
-}
-
-/// Passive open with SACK offered when `sack`; the handshake takes one
-/// RTT (SRTT 10 ms, RTO 200 ms).
-fn establish(h: &mut Harness, sack: bool) -> TcpHandle {
-    let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
-    let mut syn = Seg::peer(IRS, None).syn();
-    syn.sack_perm = sack;
-    syn.mss = Some(1460);
-    h.send(syn);
-    assert_eq!(h.one().sack_perm, sack);
-    h.advance(RTT);
-    h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
-    let c = h.layer.accept(l).unwrap().0;
-    h.layer.set_nodelay(c, true).unwrap();
-    c
 }
 
 /// RFC 2883 4: a duplicate FIN is a duplicate segment too, and its

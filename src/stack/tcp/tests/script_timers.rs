@@ -26,7 +26,7 @@ fn sack_config() -> TcpConfig {
 
 /// Passive open with one RTT of 10 ms for the handshake (SRTT 10 ms,
 /// RTO at its 200 ms floor); SACK offered when `sack`.
-fn establish(h: &mut Harness, sack: bool) -> TcpHandle {
+pub(super) fn establish(h: &mut Harness, sack: bool) -> TcpHandle {
     let l = h.layer.listen(SocketAddrV4::new(LOCAL, LPORT), 8).unwrap();
     let mut syn = Seg::peer(IRS, None).syn();
     syn.sack_perm = sack;
