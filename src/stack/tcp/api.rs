@@ -92,12 +92,16 @@ impl TcpLayer {
     fn conn_and_pool(
         &mut self,
         h: TcpHandle,
-    ) -> io::Result<(&mut super::tcb::Tcb, &mut super::buffer::BufferPool)> {
+    ) -> io::Result<(
+        &mut super::tcb::Tcb,
+        &mut super::buffer::BufferPool,
+        &mut super::rmem::RcvMem,
+    )> {
         let idx = self
             .slot_of(h.0)
             .ok_or_else(|| err(ErrorKind::NotConnected))?;
         match self.slots[idx].sock.as_mut() {
-            Some(Sock::Conn(t)) => Ok((t, &mut self.pool)),
+            Some(Sock::Conn(t)) => Ok((t, &mut self.pool, &mut self.rmem)),
             _ => Err(err(ErrorKind::InvalidInput)),
         }
     }
@@ -215,7 +219,7 @@ impl TcpLayer {
 
     /// SEND: queues data; it leaves on the next `dispatch`.
     pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> io::Result<usize> {
-        let (t, pool) = self.conn_and_pool(h)?;
+        let (t, pool, _) = self.conn_and_pool(h)?;
         if let Some(e) = t.error() {
             return Err(err(e));
         }
@@ -245,15 +249,15 @@ impl TcpLayer {
     /// buffered before a reset or `shutdown(Read)` is still given first,
     /// as Linux's tcp_recvmsg does.
     pub fn recv(&mut self, h: TcpHandle, buf: &mut [u8]) -> io::Result<usize> {
-        let (t, pool) = self.conn_and_pool(h)?;
+        let (t, pool, rmem) = self.conn_and_pool(h)?;
         if t.rcv.readable_len() > 0 {
             if buf.is_empty() {
                 return Ok(0);
             }
             let n = t.rcv.read(buf);
-            t.rcv.release_if_idle(pool);
-            let grown = t.rcv.grow_if_limited();
-            let ack = t.state.is_synchronized() && t.rcv.ack_on_read();
+            t.rcv.release_if_idle(pool, rmem);
+            let grown = t.rcv.grow_if_limited(rmem);
+            let ack = t.state.is_synchronized() && t.rcv.ack_on_read(rmem);
             if ack {
                 t.rcv.owe_ack();
             }

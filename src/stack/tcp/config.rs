@@ -3,12 +3,18 @@
 use std::time::Duration;
 
 pub use super::cc::CcAlgorithm;
+pub use super::rmem::TcpMem;
 
 #[derive(Clone, Debug)]
 /// TCP behaviour and bounds for every connection (`StackConfig::tcp`).
 pub struct TcpConfig {
     /// Receive buffer per connection (bytes).
     pub rx_buffer: usize,
+    /// Receive storage of all connections together (Linux's
+    /// net.ipv4.tcp_mem, in bytes): above `pressure` receive buffers stop
+    /// growing, and storage beyond `high` is refused (the data that needed
+    /// it is dropped; `rmem`).
+    pub tcp_mem: TcpMem,
     /// Send buffer per connection (bytes).
     pub tx_buffer: usize,
     /// Our MSS: link MTU - 40.
@@ -73,6 +79,7 @@ impl Default for TcpConfig {
     fn default() -> TcpConfig {
         TcpConfig {
             rx_buffer: 256 * 1024,
+            tcp_mem: TcpMem::default(),
             tx_buffer: 256 * 1024,
             mss: 1460,
             time_wait: Duration::from_secs(60),

@@ -358,6 +358,15 @@ impl Tcb {
 
     /// Stores in-window data (in order or not) and schedules the ACK.
     fn receive_data(&mut self, env: &mut Env, seq: Seq, data: &[u8]) {
+        // Receive storage comes from the pool only when data arrives
+        // (shutdown(Read) discards it: none needed).
+        if !self.rcv.read_closed() {
+            match self.rcv.provide(env.pool, env.rmem) {
+                Ok(true) => env.counters.inc("tcp.mem_pressure"),
+                Ok(false) => {}
+                Err(_) => return self.drop_for_memory(env, seq),
+            }
+        }
         let d = self.rcv.receive_data(seq, data);
         if d.buffer_full {
             env.counters.inc("tcp.rx_buffer_full");
@@ -374,6 +383,22 @@ impl Tcb {
         if let Some(f) = d.fin_in_order {
             self.receive_fin(env, f);
         }
+    }
+
+    /// In-window data that would need receive storage beyond the layer's
+    /// hard limit (`TcpConfig::tcp_mem`) is dropped, as Linux's
+    /// tcp_try_rmem_schedule failing does: at RCV.NXT (TCPRcvQDrop) with
+    /// an ACK at once, which repeats RCV.NXT and the window already offered
+    /// (its right edge never moves left, RFC 9293 3.8.6); beyond a hole
+    /// (TCPOFODrop) silently, as tcp_data_queue_ofo. The peer retransmits.
+    fn drop_for_memory(&mut self, env: &mut Env, seq: Seq) {
+        if seq == self.rcv.nxt() {
+            env.counters.inc("tcp.rcvq_drop");
+            self.rcv.owe_ack();
+        } else {
+            env.counters.inc("tcp.ofo_drop");
+        }
+        self.trace_drop("no receive memory (tcp_mem)");
     }
 
     /// An ACK is owed now, or within the delayed-ACK timeout (RFC 5681

@@ -149,6 +149,8 @@ impl TcpLayer {
             cfg: &self.config,
             counters: &mut self.counters,
             challenge: &mut self.challenge,
+            pool: &mut self.pool,
+            rmem: &mut self.rmem,
         };
         tcb.negotiate(&env, syn);
     }

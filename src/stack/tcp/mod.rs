@@ -32,6 +32,7 @@ mod options;
 mod output;
 mod rack;
 mod receiver;
+mod rmem;
 mod sender;
 pub mod state;
 mod syncookie;
@@ -48,7 +49,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 pub use api::TcpInfo;
 pub use cc::CcAlgorithm;
-pub use config::TcpConfig;
+pub use config::{TcpConfig, TcpMem};
 pub use state::TcpState;
 
 use self::buffer::BufferPool;
@@ -56,6 +57,7 @@ use self::input::RstReply;
 use self::isn::Secret;
 use self::listen::Listener;
 use self::options::{InSeg, OutHdr, ParseError};
+use self::rmem::RcvMem;
 use self::seq::Seq;
 use self::tcb::{ChallengeLimiter, Env, Tcb};
 use self::timer::Timer;
@@ -135,6 +137,8 @@ pub struct TcpLayer {
     timers: Timers,
     /// Buffer storage lent to connections while they hold data.
     pool: BufferPool,
+    /// The receive storage connections hold, against `config.tcp_mem`.
+    rmem: RcvMem,
     /// The one output route: everything to send, in order, until the
     /// next `dispatch` (a connection at most once, `Tcb::enqueue_output`).
     queue: VecDeque<Emit>,
@@ -164,6 +168,7 @@ impl TcpLayer {
             None => (Secret::from_os(), Rng::from_entropy()),
         };
         let time_wait = TimeWaitTable::new(config.time_wait);
+        let rmem = RcvMem::new(config.tcp_mem);
         TcpLayer {
             config,
             local_addr,
@@ -176,6 +181,7 @@ impl TcpLayer {
             time_wait,
             timers: Timers::default(),
             pool: BufferPool::default(),
+            rmem,
             queue: VecDeque::new(),
             queue_now: VecDeque::new(),
             control_queued: 0,
@@ -244,6 +250,13 @@ impl TcpLayer {
             .sum()
     }
 
+    /// Bytes of receive storage connections hold (in order and out of
+    /// order), as `TcpConfig::tcp_mem` counts them, and whether that is
+    /// memory pressure.
+    pub fn rcv_mem(&self) -> (usize, bool) {
+        (self.rmem.held(), self.rmem.under_pressure())
+    }
+
     /// Queues a connection's output for the next dispatch.
     fn queue_conn(&mut self, raw: u32) {
         self.queue.push_back(Emit::Conn(raw));
@@ -296,7 +309,7 @@ impl TcpLayer {
             self.timers.schedule(raw, None);
             let slot = &mut self.slots[idx];
             if let Some(Sock::Conn(t)) = slot.sock.as_mut() {
-                t.rcv.release(&mut self.pool);
+                t.rcv.release(&mut self.pool, &mut self.rmem);
                 t.snd.release(&mut self.pool);
             }
             slot.sock = None;
@@ -380,6 +393,8 @@ impl TcpLayer {
             config,
             counters,
             challenge,
+            pool,
+            rmem,
             ..
         } = self;
         let Some(Sock::Conn(tcb)) = slots[idx].sock.as_mut() else {
@@ -390,6 +405,8 @@ impl TcpLayer {
             cfg: config,
             counters,
             challenge,
+            pool,
+            rmem,
         };
         Some(f(tcb, &mut env))
     }
@@ -466,13 +483,6 @@ impl TcpLayer {
             && self.listener(p).is_some_and(|l| l.accept_queue_full())
         {
             return self.counters.inc("tcp.accept_queue_full");
-        }
-        if !seg.payload.is_empty()
-            && let Some(idx) = self.slot_of(raw)
-            && let Some(Sock::Conn(t)) = self.slots[idx].sock.as_mut()
-        {
-            // Receive storage comes from the pool only when data arrives.
-            t.rcv.provide(&mut self.pool);
         }
         let reply = self
             .with_tcb(now, raw, |tcb, env| tcb.input(env, seg))
@@ -656,6 +666,7 @@ impl TcpLayer {
         let Self {
             slots,
             pool,
+            rmem,
             timers,
             ..
         } = self;
@@ -664,7 +675,7 @@ impl TcpLayer {
         };
         // Idle connections hold no buffer storage.
         t.snd.release_if_idle(pool);
-        t.rcv.release_if_idle(pool);
+        t.rcv.release_if_idle(pool, rmem);
         let want = !after_output && t.enqueue_output();
         timers.schedule(raw, t.poll_at());
         if want {

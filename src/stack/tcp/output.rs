@@ -113,7 +113,7 @@ impl Wire<'_, '_> {
         if let Some(v) = tsval {
             hdr.ts = Some((v, 0));
         }
-        self.rcv.fill_ack(&mut hdr);
+        self.rcv.fill_ack(&mut hdr, self.env.rmem);
         hdr
     }
 

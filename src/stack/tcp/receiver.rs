@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::assembler::Assembler;
 use super::buffer::{BufferPool, RingBuffer};
 use super::options::OutHdr;
+use super::rmem::{NoMemory, RcvMem};
 use super::sack::DsackReport;
 use super::seq::Seq;
 use crate::stack::time::Instant;
@@ -206,20 +207,57 @@ impl Receiver {
     }
 
     /// Takes ring storage from `pool` unless the ring has some (before
-    /// data arrives: idle connections hold none).
-    pub fn provide(&mut self, pool: &mut BufferPool) {
+    /// data is stored: idle connections hold none), charged to `mem`;
+    /// `Ok(true)` if that began memory pressure. `NoMemory` if `mem`'s
+    /// hard limit refuses it: the data that needed it is to be dropped.
+    pub fn provide(
+        &mut self,
+        pool: &mut BufferPool,
+        mem: &mut RcvMem,
+    ) -> Result<bool, NoMemory> {
+        let before = self.ring.storage_bytes();
+        let need = self.ring.capacity().saturating_sub(before);
+        if need == 0 {
+            return Ok(false);
+        }
+        let began = mem.charge(need)?;
         self.ring.provide(pool);
+        self.account(mem, before + need);
+        Ok(began)
     }
 
     /// Gives the ring's storage back to `pool` if it holds no byte (not
     /// even a parked out-of-order one).
-    pub fn release_if_idle(&mut self, pool: &mut BufferPool) {
+    pub fn release_if_idle(&mut self, pool: &mut BufferPool, mem: &mut RcvMem) {
+        let before = self.ring.storage_bytes();
         self.ring.release_if_idle(pool);
+        self.account(mem, before);
     }
 
     /// Gives the ring's storage back to `pool` (the connection is going away).
-    pub fn release(&mut self, pool: &mut BufferPool) {
+    pub fn release(&mut self, pool: &mut BufferPool, mem: &mut RcvMem) {
+        let before = self.ring.storage_bytes();
         self.ring.release(pool);
+        self.account(mem, before);
+    }
+
+    /// Brings `mem` from `charged` bytes for this ring to what the ring
+    /// holds now.
+    fn account(&self, mem: &mut RcvMem, charged: usize) {
+        let now = self.ring.storage_bytes();
+        if now > charged {
+            // Cannot fail by more than rounding: `provide` charged first.
+            let _ = mem.charge(now - charged);
+        } else {
+            mem.uncharge(charged - now);
+        }
+    }
+
+    /// Whether this ring could store data now: it holds storage, or `mem`
+    /// would lend it some.
+    fn may_store(&self, mem: &RcvMem) -> bool {
+        let cap = self.ring.capacity();
+        self.ring.storage_bytes() == cap || mem.admits(cap)
     }
 
     /// Bytes of storage the ring holds now.
@@ -227,7 +265,8 @@ impl Receiver {
         self.ring.storage_bytes()
     }
 
-    /// Resizes the empty ring (before the handshake). A size the
+    /// Resizes the empty ring (before the handshake, so it holds no
+    /// storage and the account is untouched). A size the
     /// application chose is kept (no `grow_if_limited`), as Linux stops
     /// tuning a buffer set with SO_RCVBUF.
     pub fn set_capacity(&mut self, capacity: usize) {
@@ -243,11 +282,16 @@ impl Receiver {
     /// scale can offer (RFC 7323 2.3). An empty ring holds no storage
     /// (it was just given back), so nothing is copied. A bulk sender
     /// over the TAP otherwise sits at 256 KiB minus one unread
-    /// super-frame in flight. Returns whether it grew.
-    pub fn grow_if_limited(&mut self) -> bool {
+    /// super-frame in flight. Not under memory pressure (Linux's
+    /// tcp_rcv_space_adjust stops there too). Returns whether it grew.
+    pub fn grow_if_limited(&mut self, mem: &RcvMem) -> bool {
         let max = (65535usize << self.wscale).min(MAX_RX_BUFFER);
         let cap = self.ring.capacity();
         if !self.autotune || !self.window_limited || self.ring.storage_bytes() != 0 {
+            return false;
+        }
+        if mem.under_pressure() {
+            // Still limited: it grows once the pressure ends.
             return false;
         }
         self.window_limited = false;
@@ -310,9 +354,16 @@ impl Receiver {
 
     /// The window the next segment would offer (before scaling): the free
     /// space once it has grown by enough past what we offer now (receiver
-    /// SWS avoidance, RFC 9293 3.8.6.2.2), else what we offer now.
-    fn window_now(&self) -> usize {
+    /// SWS avoidance, RFC 9293 3.8.6.2.2), else what we offer now. A
+    /// ring holding no storage that `mem` would refuse storage offers
+    /// nothing new: the right edge stops (RFC 9293 3.8.6: it never moves
+    /// left), as Linux's does when tcp_under_memory_pressure clamps the
+    /// window.
+    fn window_now(&self, mem: &RcvMem) -> usize {
         let cur = self.wnd();
+        if !self.may_store(mem) {
+            return cur;
+        }
         // What the scaled field can say without offering more than the
         // ring holds: a window below a segment once scaled would only
         // send the peer into persist (RFC 7323 2.3).
@@ -329,10 +380,10 @@ impl Receiver {
     /// The window field for the next segment, applying receiver SWS
     /// avoidance (RFC 9293 3.8.6.2.2) and never moving the right edge
     /// left (3.8.6). Updates RCV.ADV.
-    pub fn advertise_window(&mut self) -> u16 {
+    pub fn advertise_window(&mut self, mem: &RcvMem) -> u16 {
         let ws = self.wscale;
         let cur = self.wnd();
-        let wnd = self.window_now();
+        let wnd = self.window_now(mem);
         let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
         let edge = self.nxt + (field << ws);
         self.adv = self.adv.max(edge);
@@ -355,7 +406,7 @@ impl Receiver {
     /// all). Announcing every two segments' worth of freed space instead
     /// cost a second ACK per 64 KB super-frame in a bulk receive: the
     /// ACK sent on its arrival already offers all but that frame.
-    pub fn ack_on_read(&self) -> bool {
+    pub fn ack_on_read(&self, mem: &RcvMem) -> bool {
         if self.nxt.distance_from(self.last_ack_sent) > self.mss {
             return true;
         }
@@ -364,7 +415,7 @@ impl Receiver {
         if 2 * cur > clamp {
             return false;
         }
-        let new = self.window_now();
+        let new = self.window_now(mem);
         new > cur && new >= 2 * cur
     }
 
@@ -526,9 +577,9 @@ impl Receiver {
 
     /// The acknowledgment fields of an outgoing segment: ACK, window,
     /// TSecr, and with SACK the D-SACK block then the most recent blocks.
-    pub fn fill_ack(&mut self, hdr: &mut OutHdr) {
+    pub fn fill_ack(&mut self, hdr: &mut OutHdr, mem: &RcvMem) {
         hdr.ack = Some(self.nxt);
-        hdr.window = self.advertise_window();
+        hdr.window = self.advertise_window(mem);
         if let Some((val, _)) = hdr.ts {
             hdr.ts = Some((val, self.ts_recent));
         }
@@ -578,6 +629,11 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::tcp::rmem::TcpMem;
+
+    fn new_mem() -> RcvMem {
+        RcvMem::new(TcpMem::default())
+    }
 
     fn rx() -> Receiver {
         let mut r = Receiver::new(4000, 100, Instant::ZERO);
@@ -602,6 +658,7 @@ mod tests {
     #[test]
     fn a_window_limited_fast_reader_gets_a_larger_ring() {
         let mut pool = BufferPool::default();
+        let mut mem = new_mem();
         let mut r = Receiver::new(4000, 1000, Instant::ZERO);
         r.synchronize(Seq(999));
         r.negotiate(true, false, None, Instant::ZERO);
@@ -611,25 +668,25 @@ mod tests {
         let mut next = Seq(1000);
         let mut caps = vec![];
         for _ in 0..8 {
-            r.fill_ack(&mut hdr);
+            r.fill_ack(&mut hdr, &new_mem());
             r.on_ack_sent();
             let wnd = usize::from(hdr.window) << r.wscale;
             // Half the window: the peer had room for more, so our
             // window did not hold it back.
-            r.provide(&mut pool);
+            r.provide(&mut pool, &mut mem).unwrap();
             r.receive_data(next, &vec![1; wnd / 2]);
             next += wnd / 2;
             assert_eq!(r.read(&mut buf), wnd / 2);
-            r.release_if_idle(&mut pool);
-            assert!(!r.grow_if_limited());
+            r.release_if_idle(&mut pool, &mut mem);
+            assert!(!r.grow_if_limited(&mem));
             // Up to the edge: the application read it all, so it grows.
-            r.provide(&mut pool);
+            r.provide(&mut pool, &mut mem).unwrap();
             r.receive_data(next, &vec![2; wnd - wnd / 2]);
             next += wnd - wnd / 2;
-            assert!(!r.grow_if_limited(), "not while bytes are unread");
+            assert!(!r.grow_if_limited(&mem), "not while bytes are unread");
             r.read(&mut buf);
-            r.release_if_idle(&mut pool);
-            r.grow_if_limited();
+            r.release_if_idle(&mut pool, &mut mem);
+            r.grow_if_limited(&mem);
             caps.push(r.capacity());
         }
         assert_eq!(caps[..3], [8000, 16000, 32000]);
@@ -639,18 +696,19 @@ mod tests {
     #[test]
     fn a_ring_the_application_sized_does_not_grow() {
         let mut pool = BufferPool::default();
+        let mut mem = new_mem();
         let mut r = Receiver::new(4000, 1000, Instant::ZERO);
         r.set_capacity(3000);
         r.synchronize(Seq(999));
         r.negotiate(true, false, None, Instant::ZERO);
         let mut hdr = OutHdr::default();
-        r.fill_ack(&mut hdr);
+        r.fill_ack(&mut hdr, &new_mem());
         r.on_ack_sent();
-        r.provide(&mut pool);
+        r.provide(&mut pool, &mut mem).unwrap();
         r.receive_data(Seq(1000), &[1; 3000]);
         r.read(&mut [0u8; 3000]);
-        r.release_if_idle(&mut pool);
-        assert!(!r.grow_if_limited());
+        r.release_if_idle(&mut pool, &mut mem);
+        assert!(!r.grow_if_limited(&mem));
         assert_eq!(r.capacity(), 3000);
     }
 
@@ -677,7 +735,7 @@ mod tests {
             ts: Some((5, 0)),
             ..OutHdr::default()
         };
-        r.fill_ack(&mut hdr);
+        r.fill_ack(&mut hdr, &new_mem());
         assert_eq!(hdr.ack, Some(Seq(1000)));
         assert_eq!(hdr.ts, Some((5, 7)));
         assert_eq!(

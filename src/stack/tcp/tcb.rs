@@ -7,9 +7,11 @@ use std::io::ErrorKind;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
+use super::buffer::BufferPool;
 use super::cc::CcAlgorithm;
 use super::config::TcpConfig;
 use super::receiver::Receiver;
+use super::rmem::RcvMem;
 use super::sender::Sender;
 use super::seq::Seq;
 use super::state::TcpState;
@@ -50,6 +52,9 @@ pub struct Env<'a> {
     pub cfg: &'a TcpConfig,
     pub counters: &'a mut Counters,
     pub challenge: &'a mut ChallengeLimiter,
+    /// Where receive storage comes from, and the account it is charged to.
+    pub pool: &'a mut BufferPool,
+    pub rmem: &'a mut RcvMem,
 }
 
 /// Per-connection options that sockets inherit from a listener.

@@ -1,0 +1,184 @@
+//! The layer-wide account of receive storage, Linux's tcp_mem for the
+//! receive side: bytes of receive ring storage that connections hold
+//! (in-order and out-of-order data alike: a ring holds its whole storage
+//! while any byte is parked in it), against three marks. Without it,
+//! `--max-connections` peers that fill grown windows while their
+//! applications stop reading could hold connections × largest ring.
+//!
+//! - Above `pressure` (until back below `low`): receive rings stop
+//!   growing (Linux tcp_rcv_space_adjust / tcp_under_memory_pressure).
+//! - `high` is never passed: a ring that would need storage beyond it
+//!   gets none, and the data that needed it is dropped (Linux
+//!   tcp_try_rmem_schedule failing: TCPRcvQDrop, TCPOFODrop); a ring
+//!   that already holds storage still takes what fits in it.
+//!
+//! Only `Receiver` charges and uncharges it, by the change in its ring's
+//! storage, so the account is exact.
+
+/// Marks of the receive-storage account, in bytes (Linux's
+/// net.ipv4.tcp_mem counts pages; these are bytes).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct TcpMem {
+    /// Memory pressure ends once the account falls below this.
+    pub low: usize,
+    /// Memory pressure begins once the account rises above this.
+    pub pressure: usize,
+    /// Hard limit: storage beyond it is refused.
+    pub high: usize,
+}
+
+impl Default for TcpMem {
+    /// Fixed, not derived from the machine's memory (the core does not
+    /// look at the machine): 128 MiB is 512 connections with a full
+    /// default 256 KiB ring, or 32 with rings grown to the 4 MiB most,
+    /// far beyond a bulk transfer's needs, and stays well inside the
+    /// smallest machines this runs on. Pressure at half of it leaves
+    /// room for windows already offered; `low` at 3/4 of `pressure` is
+    /// Linux's own ratio (tcp_init_mem).
+    fn default() -> TcpMem {
+        TcpMem {
+            low: 48 << 20,
+            pressure: 64 << 20,
+            high: 128 << 20,
+        }
+    }
+}
+
+impl TcpMem {
+    /// Parses `LOW,PRESSURE,HIGH` (bytes, each with an optional K, M or G
+    /// suffix of powers of 1024), non-decreasing.
+    pub fn parse(s: &str) -> Result<TcpMem, String> {
+        let v: Vec<usize> = s
+            .split(',')
+            .map(|p| parse_size(p.trim()))
+            .collect::<Result<_, _>>()?;
+        let [low, pressure, high] = v[..] else {
+            return Err(format!(
+                "expected LOW,PRESSURE,HIGH (three sizes), got {s:?}"
+            ));
+        };
+        if !(low <= pressure && pressure <= high) {
+            return Err(format!("need LOW <= PRESSURE <= HIGH, got {s:?}"));
+        }
+        Ok(TcpMem {
+            low,
+            pressure,
+            high,
+        })
+    }
+}
+
+/// `N`, `NK`, `NM` or `NG` (powers of 1024).
+fn parse_size(p: &str) -> Result<usize, String> {
+    let (digits, shift) = match p.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&p[..i], 10),
+        Some((i, 'm' | 'M')) => (&p[..i], 20),
+        Some((i, 'g' | 'G')) => (&p[..i], 30),
+        _ => (p, 0),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("bad size {p:?} (bytes, or with K, M or G)"))
+}
+
+/// The hard limit refused storage.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct NoMemory;
+
+/// The account itself: one per TCP layer.
+#[derive(Debug)]
+pub struct RcvMem {
+    marks: TcpMem,
+    held: usize,
+    pressure: bool,
+}
+
+impl RcvMem {
+    /// Nothing held, no pressure.
+    pub fn new(marks: TcpMem) -> RcvMem {
+        RcvMem {
+            marks,
+            held: 0,
+            pressure: false,
+        }
+    }
+
+    /// Bytes of receive storage held by connections.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Whether receive buffers may not grow.
+    pub fn under_pressure(&self) -> bool {
+        self.pressure
+    }
+
+    /// Whether `n` more bytes stay within the hard limit.
+    pub fn admits(&self, n: usize) -> bool {
+        self.held.saturating_add(n) <= self.marks.high
+    }
+
+    /// Takes `n` bytes if the hard limit allows; then `Ok(true)` if this
+    /// began memory pressure.
+    pub(super) fn charge(&mut self, n: usize) -> Result<bool, NoMemory> {
+        if !self.admits(n) {
+            return Err(NoMemory);
+        }
+        self.held += n;
+        let began = !self.pressure && self.held > self.marks.pressure;
+        self.pressure |= began;
+        Ok(began)
+    }
+
+    /// Gives `n` bytes back; pressure ends below `low`.
+    pub(super) fn uncharge(&mut self, n: usize) {
+        self.held = self.held.saturating_sub(n);
+        if self.held < self.marks.low {
+            self.pressure = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_parse_with_suffixes_and_in_order() {
+        assert_eq!(
+            TcpMem::parse("48M, 64M,1g"),
+            Ok(TcpMem {
+                low: 48 << 20,
+                pressure: 64 << 20,
+                high: 1 << 30
+            })
+        );
+        assert_eq!(TcpMem::parse("1,2,3").map(|m| m.high), Ok(3));
+        for bad in ["1,2", "1,2,3,4", "3,2,1", "x,1,2", "1,2,99999999999999999999G", ""] {
+            assert!(TcpMem::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pressure_has_hysteresis_and_high_is_never_passed() {
+        let mut m = RcvMem::new(TcpMem {
+            low: 100,
+            pressure: 200,
+            high: 300,
+        });
+        assert_eq!(m.charge(200), Ok(false));
+        assert!(!m.under_pressure());
+        assert_eq!(m.charge(50), Ok(true));
+        assert_eq!(m.charge(50), Ok(false));
+        assert!(m.under_pressure());
+        assert_eq!(m.charge(1), Err(NoMemory));
+        assert_eq!(m.held(), 300);
+        m.uncharge(150);
+        assert!(m.under_pressure(), "150 is not below low");
+        m.uncharge(51);
+        assert!(!m.under_pressure());
+        assert_eq!(m.held(), 99);
+    }
+}
