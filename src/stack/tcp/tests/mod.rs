@@ -11,6 +11,7 @@ mod script_hostile;
 mod script_linux;
 mod script_pkt;
 mod script_rack;
+mod script_rmem;
 mod script_route;
 mod script_timers;
 mod sim;
