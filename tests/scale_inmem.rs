@@ -189,6 +189,8 @@ fn hundred_thousand_connections_exchange_idle_and_close() {
     assert_eq!(l.b.tcp.active_connections(), N);
     assert_eq!(l.a.tcp.buffer_bytes_in_use(), 0, "idle client buffers");
     assert_eq!(l.b.tcp.buffer_bytes_in_use(), 0, "idle server buffers");
+    assert_eq!(l.a.tcp.rcv_mem(), (0, false), "client receive account");
+    assert_eq!(l.b.tcp.rcv_mem(), (0, false), "server receive account");
     // Spare buffers the pools keep are not the connections'.
     let pooled = l.a.tcp.pooled_storage().1 + l.b.tcp.pooled_storage().1;
     let per_conn = ((heap_bytes() - baseline) as usize).saturating_sub(pooled) / (2 * N);

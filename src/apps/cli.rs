@@ -17,7 +17,7 @@ use crate::device::{Device, hostcfg, tap::TapDevice};
 use crate::runtime::link::LinkOptions;
 use crate::stack::StackConfig;
 use crate::stack::iface::IfaceConfig;
-use crate::stack::tcp::{CcAlgorithm, TcpConfig};
+use crate::stack::tcp::{CcAlgorithm, TcpConfig, TcpMem};
 
 /// Said by every help page: what running the stack does to the machine.
 const AFTER_HELP: &str = "\
@@ -117,6 +117,12 @@ pub struct Cli {
         value_name = "SECS"
     )]
     pub time_wait: f64,
+    /// TCP receive memory of all connections, like Linux's net.ipv4.tcp_mem
+    /// but in bytes (K, M, G suffixes): above PRESSURE receive buffers stop
+    /// growing (until below LOW); data needing storage beyond HIGH is
+    /// dropped (tcp.rcvq_drop, tcp.ofo_drop)
+    #[arg(long, global = true, help_heading = "TCP", default_value_t = TcpMem::default(), value_name = "LOW,PRESSURE,HIGH", value_parser = TcpMem::parse)]
+    pub tcp_mem: TcpMem,
     /// TCP SYN retransmissions before a connect fails with ETIMEDOUT
     #[arg(long, global = true, default_value_t = 6, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
     pub syn_retries: u32,
@@ -318,6 +324,7 @@ impl Cli {
                 cc: self.cc,
                 time_wait: Duration::from_secs_f64(self.time_wait.clamp(0.0, 240.0)),
                 syn_retries: self.syn_retries,
+                tcp_mem: self.tcp_mem,
                 ..TcpConfig::default()
             },
             reassembly: Default::default(),

@@ -68,6 +68,21 @@ impl TcpMem {
     }
 }
 
+/// `LOW,PRESSURE,HIGH` as `parse` reads it, each with the largest
+/// suffix that divides it.
+impl std::fmt::Display for TcpMem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |n: usize| match n.trailing_zeros() {
+            _ if n == 0 => "0".to_string(),
+            z if z >= 30 => format!("{}G", n >> 30),
+            z if z >= 20 => format!("{}M", n >> 20),
+            z if z >= 10 => format!("{}K", n >> 10),
+            _ => n.to_string(),
+        };
+        write!(f, "{},{},{}", size(self.low), size(self.pressure), size(self.high))
+    }
+}
+
 /// `N`, `NK`, `NM` or `NG` (powers of 1024).
 fn parse_size(p: &str) -> Result<usize, String> {
     let (digits, shift) = match p.char_indices().last() {
@@ -156,6 +171,15 @@ mod tests {
             })
         );
         assert_eq!(TcpMem::parse("1,2,3").map(|m| m.high), Ok(3));
+        // The CLI shows and reads back the default this way.
+        assert_eq!(TcpMem::default().to_string(), "48M,64M,128M");
+        let odd = TcpMem {
+            low: 0,
+            pressure: 1536,
+            high: 3 << 30,
+        };
+        assert_eq!(odd.to_string(), "0,1536,3G");
+        assert_eq!(TcpMem::parse(&odd.to_string()), Ok(odd));
         for bad in ["1,2", "1,2,3,4", "3,2,1", "x,1,2", "1,2,99999999999999999999G", ""] {
             assert!(TcpMem::parse(bad).is_err(), "{bad}");
         }

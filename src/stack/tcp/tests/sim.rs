@@ -309,6 +309,8 @@ pub fn transfer(seed: u64, faults: Faults, cfg: TcpConfig, len: usize) -> (u64, 
     );
     assert!(a.got == b.out, "seed {seed}: B->A bytes differ");
     assert_eq!(s.a.state(ca), TcpState::Closed);
+    // The receive-memory account came back to nothing (`rmem`).
+    assert_eq!((s.a.rcv_mem(), s.b.rcv_mem()), ((0, false), (0, false)));
     (a.rtx, b.rtx)
 }
 
