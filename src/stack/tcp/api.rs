@@ -254,7 +254,7 @@ impl TcpLayer {
             if buf.is_empty() {
                 return Ok(0);
             }
-            let n = t.rcv.read(buf);
+            let n = t.rcv.read(buf, rmem);
             t.rcv.release_if_idle(pool, rmem);
             let grown = t.rcv.grow_if_limited(rmem);
             let ack = t.state.is_synchronized() && t.rcv.ack_on_read(rmem);

@@ -121,6 +121,12 @@ impl RingBuffer {
         self.capacity
     }
 
+    /// Bytes from the front to the furthest byte written: those held and
+    /// out-of-order ones parked beyond them, with the holes between.
+    pub fn extent(&self) -> usize {
+        self.written
+    }
+
     /// Bytes held.
     pub fn len(&self) -> usize {
         self.len

@@ -361,13 +361,17 @@ impl Tcb {
         // Receive storage comes from the pool only when data arrives
         // (shutdown(Read) discards it: none needed).
         if !self.rcv.read_closed() {
-            match self.rcv.provide(env.pool, env.rmem) {
-                Ok(true) => env.counters.inc("tcp.mem_pressure"),
-                Ok(false) => {}
-                Err(_) => return self.drop_for_memory(env, seq),
+            if !self.rcv.admits(seq, data.len(), env.rmem) {
+                return self.drop_for_memory(env, seq);
             }
+            self.rcv.provide(env.pool);
         }
-        let d = self.rcv.receive_data(seq, data);
+        let calm = !env.rmem.under_pressure();
+        let d = self.rcv.receive_data(seq, data, env.rmem);
+        if calm && env.rmem.under_pressure() {
+            // Linux's TCPMemoryPressures: each time pressure begins.
+            env.counters.inc("tcp.mem_pressure");
+        }
         if d.buffer_full {
             env.counters.inc("tcp.rx_buffer_full");
         }

@@ -257,6 +257,19 @@ impl TcpLayer {
         (self.rmem.held(), self.rmem.under_pressure())
     }
 
+    /// The receive account recounted from every connection (tests: it
+    /// must equal `rcv_mem().0`).
+    #[cfg(test)]
+    pub fn rcv_mem_recount(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|s| match &s.sock {
+                Some(Sock::Conn(t)) => Some(t.rcv.charged()),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// Queues a connection's output for the next dispatch.
     fn queue_conn(&mut self, raw: u32) {
         self.queue.push_back(Emit::Conn(raw));

@@ -10,13 +10,17 @@ use std::time::Duration;
 use super::assembler::Assembler;
 use super::buffer::{BufferPool, RingBuffer};
 use super::options::OutHdr;
-use super::rmem::{NoMemory, RcvMem};
+use super::rmem::RcvMem;
 use super::sack::DsackReport;
 use super::seq::Seq;
 use crate::stack::time::Instant;
 
 /// Largest receive ring `grow_if_limited` makes.
 pub const MAX_RX_BUFFER: usize = 4 << 20;
+
+/// Unit in which receive storage is charged to the layer's account
+/// (Linux's SK_MEM_QUANTUM: a page).
+const MEM_QUANTUM: usize = 4096;
 
 /// Bound of out-of-order ranges kept per connection.
 pub const MAX_OOO_RANGES: usize = 32;
@@ -207,62 +211,77 @@ impl Receiver {
     }
 
     /// Takes ring storage from `pool` unless the ring has some (before
-    /// data is stored: idle connections hold none), charged to `mem`;
-    /// `Ok(true)` if that began memory pressure. `NoMemory` if `mem`'s
-    /// hard limit refuses it: the data that needed it is to be dropped.
-    pub fn provide(
-        &mut self,
-        pool: &mut BufferPool,
-        mem: &mut RcvMem,
-    ) -> Result<bool, NoMemory> {
-        let before = self.ring.storage_bytes();
-        let need = self.ring.capacity().saturating_sub(before);
-        if need == 0 {
-            return Ok(false);
-        }
-        let began = mem.charge(need)?;
+    /// data is stored: idle connections hold none). Storage is charged to
+    /// the layer's account as data fills it (`charged`), not here.
+    pub fn provide(&mut self, pool: &mut BufferPool) {
         self.ring.provide(pool);
-        self.account(mem, before + need);
-        Ok(began)
     }
 
     /// Gives the ring's storage back to `pool` if it holds no byte (not
     /// even a parked out-of-order one).
     pub fn release_if_idle(&mut self, pool: &mut BufferPool, mem: &mut RcvMem) {
-        let before = self.ring.storage_bytes();
+        let before = self.charged();
         self.ring.release_if_idle(pool);
         self.account(mem, before);
     }
 
     /// Gives the ring's storage back to `pool` (the connection is going away).
     pub fn release(&mut self, pool: &mut BufferPool, mem: &mut RcvMem) {
-        let before = self.ring.storage_bytes();
+        let before = self.charged();
         self.ring.release(pool);
         self.account(mem, before);
-    }
-
-    /// Brings `mem` from `charged` bytes for this ring to what the ring
-    /// holds now.
-    fn account(&self, mem: &mut RcvMem, charged: usize) {
-        let now = self.ring.storage_bytes();
-        if now > charged {
-            // Cannot fail by more than rounding: `provide` charged first.
-            let _ = mem.charge(now - charged);
-        } else {
-            mem.uncharge(charged - now);
-        }
-    }
-
-    /// Whether this ring could store data now: it holds storage, or `mem`
-    /// would lend it some.
-    fn may_store(&self, mem: &RcvMem) -> bool {
-        let cap = self.ring.capacity();
-        self.ring.storage_bytes() == cap || mem.admits(cap)
     }
 
     /// Bytes of storage the ring holds now.
     pub fn storage_bytes(&self) -> usize {
         self.ring.storage_bytes()
+    }
+
+    /// What the ring is charged in the layer's account: the extent of the
+    /// data it holds (in order, and out of order up to the furthest parked
+    /// byte: the holes' storage is set aside too), in whole pages as
+    /// Linux charges socket memory (SK_MEM_QUANTUM), at most the ring.
+    pub fn charged(&self) -> usize {
+        Self::charge_for(self.ring.extent(), self.ring.capacity())
+    }
+
+    fn charge_for(extent: usize, capacity: usize) -> usize {
+        extent
+            .div_ceil(MEM_QUANTUM)
+            .saturating_mul(MEM_QUANTUM)
+            .min(capacity)
+    }
+
+    /// Brings `mem` from `before` (what `charged` was) to `charged` now.
+    fn account(&self, mem: &mut RcvMem, before: usize) {
+        let now = self.charged();
+        if now > before {
+            mem.add(now - before);
+        } else {
+            mem.uncharge(before - now);
+        }
+    }
+
+    /// Whether `len` bytes at `seq` would be stored within the layer's
+    /// hard limit: in pages this ring is already charged, or in new ones
+    /// `mem` admits (Linux's tcp_try_rmem_schedule). Bytes the ring has
+    /// no room for need nothing.
+    pub fn admits(&self, seq: Seq, len: usize, mem: &RcvMem) -> bool {
+        let offset = seq.distance_from(self.nxt);
+        if offset >= self.ring.free() {
+            return true;
+        }
+        let cap = self.ring.capacity();
+        let end = (self.ring.len() + offset).saturating_add(len).min(cap);
+        let need = Self::charge_for(self.ring.extent().max(end), cap) - self.charged();
+        need == 0 || mem.admits(need)
+    }
+
+    /// Bytes past RCV.NXT that `admits` would take: the pages the ring is
+    /// charged for and the whole pages `mem` has left.
+    fn admissible(&self, mem: &RcvMem) -> usize {
+        let reach = self.charged() + mem.headroom() / MEM_QUANTUM * MEM_QUANTUM;
+        reach.saturating_sub(self.ring.len())
     }
 
     /// Resizes the empty ring (before the handshake, so it holds no
@@ -307,9 +326,12 @@ impl Receiver {
         !self.ring.is_empty() || !self.ooo.is_empty()
     }
 
-    /// RECEIVE: moves data to `buf`.
-    pub fn read(&mut self, buf: &mut [u8]) -> usize {
-        self.ring.dequeue(buf)
+    /// RECEIVE: moves data to `buf`; the pages it emptied go back to `mem`.
+    pub fn read(&mut self, buf: &mut [u8], mem: &mut RcvMem) -> usize {
+        let before = self.charged();
+        let n = self.ring.dequeue(buf);
+        self.account(mem, before);
+        n
     }
 
     /// Copies data to `buf` without consuming it.
@@ -355,20 +377,24 @@ impl Receiver {
     /// The window the next segment would offer (before scaling): the free
     /// space once it has grown by enough past what we offer now (receiver
     /// SWS avoidance, RFC 9293 3.8.6.2.2), else what we offer now. A
-    /// ring holding no storage that `mem` would refuse storage offers
-    /// nothing new: the right edge stops (RFC 9293 3.8.6: it never moves
-    /// left), as Linux's does when tcp_under_memory_pressure clamps the
-    /// window.
+    /// window never offers storage the layer's account would refuse
+    /// (`admissible`): at the hard limit the right edge stops (RFC 9293
+    /// 3.8.6: it never moves left), as Linux clamps the window under
+    /// memory pressure, so a well-behaved peer does not send what would
+    /// be dropped.
     fn window_now(&self, mem: &RcvMem) -> usize {
         let cur = self.wnd();
-        if !self.may_store(mem) {
-            return cur;
-        }
         // What the scaled field can say without offering more than the
         // ring holds: a window below a segment once scaled would only
         // send the peer into persist (RFC 7323 2.3).
         let unit = 1usize << self.wscale;
-        let space = self.ring.free().min(65535usize << self.wscale) / unit * unit;
+        let space = self
+            .ring
+            .free()
+            .min(self.admissible(mem))
+            .min(65535usize << self.wscale)
+            / unit
+            * unit;
         let threshold = (self.ring.capacity() / 2).min(self.mss).max(1);
         if space > cur && space - cur >= threshold {
             space
@@ -469,8 +495,16 @@ impl Receiver {
         self.dsack.peek()
     }
 
-    /// Stores in-window data at `seq` (in order or not).
-    pub fn receive_data(&mut self, seq: Seq, data: &[u8]) -> Delivered {
+    /// Stores in-window data at `seq` (in order or not), charging `mem`
+    /// for the pages it fills (`admits` said whether it may).
+    pub fn receive_data(&mut self, seq: Seq, data: &[u8], mem: &mut RcvMem) -> Delivered {
+        let before = self.charged();
+        let d = self.store(seq, data);
+        self.account(mem, before);
+        d
+    }
+
+    fn store(&mut self, seq: Seq, data: &[u8]) -> Delivered {
         let mut d = Delivered {
             ack: AckDue::Now,
             readable: false,
@@ -635,6 +669,15 @@ mod tests {
         RcvMem::new(TcpMem::default())
     }
 
+    impl Receiver {
+        fn receive_data_t(&mut self, seq: Seq, data: &[u8]) -> Delivered {
+            self.receive_data(seq, data, &mut new_mem())
+        }
+        fn read_t(&mut self, buf: &mut [u8]) -> usize {
+            self.read(buf, &mut new_mem())
+        }
+    }
+
     fn rx() -> Receiver {
         let mut r = Receiver::new(4000, 100, Instant::ZERO);
         r.synchronize(Seq(999));
@@ -644,11 +687,11 @@ mod tests {
     #[test]
     fn every_second_segment_is_acked_at_once() {
         let mut r = rx();
-        assert_eq!(r.receive_data(Seq(1000), &[1; 100]).ack, AckDue::Delayed);
-        let d = r.receive_data(Seq(1100), &[2; 100]);
+        assert_eq!(r.receive_data_t(Seq(1000), &[1; 100]).ack, AckDue::Delayed);
+        let d = r.receive_data_t(Seq(1100), &[2; 100]);
         assert_eq!((d.ack, d.readable), (AckDue::Now, true));
         r.on_ack_sent();
-        assert_eq!(r.receive_data(Seq(1200), &[3; 100]).ack, AckDue::Delayed);
+        assert_eq!(r.receive_data_t(Seq(1200), &[3; 100]).ack, AckDue::Delayed);
         assert_eq!(r.nxt(), Seq(1300));
         assert_eq!(r.readable_len(), 300);
     }
@@ -673,18 +716,18 @@ mod tests {
             let wnd = usize::from(hdr.window) << r.wscale;
             // Half the window: the peer had room for more, so our
             // window did not hold it back.
-            r.provide(&mut pool, &mut mem).unwrap();
-            r.receive_data(next, &vec![1; wnd / 2]);
+            r.provide(&mut pool);
+            r.receive_data_t(next, &vec![1; wnd / 2]);
             next += wnd / 2;
-            assert_eq!(r.read(&mut buf), wnd / 2);
+            assert_eq!(r.read_t(&mut buf), wnd / 2);
             r.release_if_idle(&mut pool, &mut mem);
             assert!(!r.grow_if_limited(&mem));
             // Up to the edge: the application read it all, so it grows.
-            r.provide(&mut pool, &mut mem).unwrap();
-            r.receive_data(next, &vec![2; wnd - wnd / 2]);
+            r.provide(&mut pool);
+            r.receive_data_t(next, &vec![2; wnd - wnd / 2]);
             next += wnd - wnd / 2;
             assert!(!r.grow_if_limited(&mem), "not while bytes are unread");
-            r.read(&mut buf);
+            r.read_t(&mut buf);
             r.release_if_idle(&mut pool, &mut mem);
             r.grow_if_limited(&mem);
             caps.push(r.capacity());
@@ -704,9 +747,9 @@ mod tests {
         let mut hdr = OutHdr::default();
         r.fill_ack(&mut hdr, &new_mem());
         r.on_ack_sent();
-        r.provide(&mut pool, &mut mem).unwrap();
-        r.receive_data(Seq(1000), &[1; 3000]);
-        r.read(&mut [0u8; 3000]);
+        r.provide(&mut pool);
+        r.receive_data_t(Seq(1000), &[1; 3000]);
+        r.read_t(&mut [0u8; 3000]);
         r.release_if_idle(&mut pool, &mut mem);
         assert!(!r.grow_if_limited(&mem));
         assert_eq!(r.capacity(), 3000);
@@ -715,10 +758,10 @@ mod tests {
     #[test]
     fn a_held_fin_comes_in_order_with_the_hole() {
         let mut r = rx();
-        let d = r.receive_data(Seq(1100), &[2; 100]);
+        let d = r.receive_data_t(Seq(1100), &[2; 100]);
         assert!(d.out_of_order && !d.readable);
         assert_eq!(r.receive_fin(Seq(1200)), FinArrival::NotInOrder);
-        let d = r.receive_data(Seq(1000), &[1; 100]);
+        let d = r.receive_data_t(Seq(1000), &[1; 100]);
         assert_eq!(d.fin_in_order, Some(Seq(1200)));
         assert_eq!(r.receive_fin(Seq(1200)), FinArrival::Accepted);
         assert_eq!(r.receive_fin(Seq(1200)), FinArrival::NotInOrder);
@@ -729,7 +772,7 @@ mod tests {
     fn sack_blocks_and_dsack_fill_the_ack() {
         let mut r = rx();
         r.negotiate(false, true, Some(7), Instant::ZERO);
-        r.receive_data(Seq(1100), &[2; 100]);
+        r.receive_data_t(Seq(1100), &[2; 100]);
         r.note_duplicate(Seq(900), Seq(950));
         let mut hdr = OutHdr {
             ts: Some((5, 0)),

@@ -1,19 +1,21 @@
-//! The layer-wide account of receive storage, Linux's tcp_mem for the
-//! receive side: bytes of receive ring storage that connections hold
-//! (in-order and out-of-order data alike: a ring holds its whole storage
-//! while any byte is parked in it), against three marks. Without it,
-//! `--max-connections` peers that fill grown windows while their
-//! applications stop reading could hold connections × largest ring.
+//! The layer-wide account of receive memory, Linux's tcp_mem for the
+//! receive side: the pages of receive ring storage that hold data, in
+//! order or parked out of order (a hole's pages count: its storage is set
+//! aside), against three marks. Without it, `--max-connections` peers
+//! that fill grown windows while their applications stop reading could
+//! hold connections × largest ring.
 //!
 //! - Above `pressure` (until back below `low`): receive rings stop
 //!   growing (Linux tcp_rcv_space_adjust / tcp_under_memory_pressure).
-//! - `high` is never passed: a ring that would need storage beyond it
-//!   gets none, and the data that needed it is dropped (Linux
-//!   tcp_try_rmem_schedule failing: TCPRcvQDrop, TCPOFODrop); a ring
-//!   that already holds storage still takes what fits in it.
+//! - `high` is never passed: data that would need pages beyond it is
+//!   dropped (Linux tcp_try_rmem_schedule failing: TCPRcvQDrop,
+//!   TCPOFODrop); data that fits in pages a ring is already charged for
+//!   is still taken; windows offer nothing beyond it.
 //!
-//! Only `Receiver` charges and uncharges it, by the change in its ring's
-//! storage, so the account is exact.
+//! Only `Receiver` charges and uncharges it, by the change in what its
+//! ring holds, so the account is exact. (A ring's storage is reserved
+//! whole, but its pages are faulted in only as data is written; spare
+//! storage is the pool's, bounded by its own limits.)
 
 /// Marks of the receive-storage account, in bytes (Linux's
 /// net.ipv4.tcp_mem counts pages; these are bytes).
@@ -79,7 +81,13 @@ impl std::fmt::Display for TcpMem {
             z if z >= 10 => format!("{}K", n >> 10),
             _ => n.to_string(),
         };
-        write!(f, "{},{},{}", size(self.low), size(self.pressure), size(self.high))
+        write!(
+            f,
+            "{},{},{}",
+            size(self.low),
+            size(self.pressure),
+            size(self.high)
+        )
     }
 }
 
@@ -97,10 +105,6 @@ fn parse_size(p: &str) -> Result<usize, String> {
         .and_then(|n| n.checked_mul(1 << shift))
         .ok_or_else(|| format!("bad size {p:?} (bytes, or with K, M or G)"))
 }
-
-/// The hard limit refused storage.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct NoMemory;
 
 /// The account itself: one per TCP layer.
 #[derive(Debug)]
@@ -120,7 +124,7 @@ impl RcvMem {
         }
     }
 
-    /// Bytes of receive storage held by connections.
+    /// Bytes of receive storage charged to connections.
     pub fn held(&self) -> usize {
         self.held
     }
@@ -132,19 +136,19 @@ impl RcvMem {
 
     /// Whether `n` more bytes stay within the hard limit.
     pub fn admits(&self, n: usize) -> bool {
-        self.held.saturating_add(n) <= self.marks.high
+        n <= self.headroom()
     }
 
-    /// Takes `n` bytes if the hard limit allows; then `Ok(true)` if this
-    /// began memory pressure.
-    pub(super) fn charge(&mut self, n: usize) -> Result<bool, NoMemory> {
-        if !self.admits(n) {
-            return Err(NoMemory);
-        }
-        self.held += n;
-        let began = !self.pressure && self.held > self.marks.pressure;
-        self.pressure |= began;
-        Ok(began)
+    /// Bytes left below the hard limit.
+    pub fn headroom(&self) -> usize {
+        self.marks.high.saturating_sub(self.held)
+    }
+
+    /// Adds `n` bytes (which `admits` allowed); memory pressure begins
+    /// above `pressure`.
+    pub(super) fn add(&mut self, n: usize) {
+        self.held = self.held.saturating_add(n);
+        self.pressure |= self.held > self.marks.pressure;
     }
 
     /// Gives `n` bytes back; pressure ends below `low`.
@@ -180,25 +184,32 @@ mod tests {
         };
         assert_eq!(odd.to_string(), "0,1536,3G");
         assert_eq!(TcpMem::parse(&odd.to_string()), Ok(odd));
-        for bad in ["1,2", "1,2,3,4", "3,2,1", "x,1,2", "1,2,99999999999999999999G", ""] {
+        for bad in [
+            "1,2",
+            "1,2,3,4",
+            "3,2,1",
+            "x,1,2",
+            "1,2,99999999999999999999G",
+            "",
+        ] {
             assert!(TcpMem::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn pressure_has_hysteresis_and_high_is_never_passed() {
+    fn pressure_has_hysteresis() {
         let mut m = RcvMem::new(TcpMem {
             low: 100,
             pressure: 200,
             high: 300,
         });
-        assert_eq!(m.charge(200), Ok(false));
+        m.add(200);
         assert!(!m.under_pressure());
-        assert_eq!(m.charge(50), Ok(true));
-        assert_eq!(m.charge(50), Ok(false));
+        m.add(50);
         assert!(m.under_pressure());
-        assert_eq!(m.charge(1), Err(NoMemory));
-        assert_eq!(m.held(), 300);
+        assert!(m.admits(50) && !m.admits(51));
+        m.add(50);
+        assert_eq!((m.held(), m.headroom()), (300, 0));
         m.uncharge(150);
         assert!(m.under_pressure(), "150 is not below low");
         m.uncharge(51);

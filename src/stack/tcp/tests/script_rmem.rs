@@ -10,9 +10,12 @@ use std::net::SocketAddrV4;
 use super::harness::*;
 use crate::stack::tcp::{TcpConfig, TcpHandle, TcpMem};
 
+/// Our MSS (the peer's segments are larger, as GRO'd frames are).
 const MSS: usize = 1460;
+/// The peer's segments: one page, the account's unit.
+const SEG: usize = 4096;
 /// Every connection's ring: 4 segments.
-const RING: usize = 4 * MSS;
+const RING: usize = 4 * SEG;
 
 fn config(low: usize, pressure: usize, high: usize) -> TcpConfig {
     TcpConfig {
@@ -40,7 +43,7 @@ fn pattern(port: u16, off: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// `n` segments of data from `port` starting at stream offset `off`.
+/// `len` bytes of data from `port` at stream offset `off`.
 fn data(port: u16, off: usize, len: usize) -> Seg {
     from(port, IRS + 1 + off as u32).data(&pattern(port, off, len))
 }
@@ -103,8 +106,7 @@ impl Peers {
         }
         let (held, _) = self.h.layer.rcv_mem();
         assert!(held <= self.h.layer.config().tcp_mem.high, "{held}");
-        // Nothing is sent in these scripts: all storage is receive storage.
-        assert_eq!(held, self.h.layer.buffer_bytes_in_use(), "account drifted");
+        assert_eq!(held, self.h.layer.rcv_mem_recount(), "account drifted");
         out
     }
 
@@ -122,6 +124,21 @@ impl Peers {
     fn counter(&self, name: &str) -> u64 {
         self.h.layer.counters.get(name)
     }
+
+    fn held(&self) -> usize {
+        self.h.layer.rcv_mem().0
+    }
+}
+
+/// The segments in `segs` to `port`.
+fn to(port: u16, segs: Vec<Seg>) -> Vec<Seg> {
+    segs.into_iter().filter(|s| s.dst_port == port).collect()
+}
+
+/// (ACK, window) of the last segment.
+fn last_ack(segs: &[Seg]) -> (Option<u32>, u16) {
+    let s = segs.last().expect("no segment sent");
+    (s.ack, s.window)
 }
 
 /// The peer fills the window and the application reads it all: the ring
@@ -129,129 +146,147 @@ impl Peers {
 /// above `pressure`; it grows again once it falls below `low`.
 #[test]
 fn buffers_stop_growing_under_memory_pressure() {
-    // Two full rings pass `pressure`; one still holds `low`.
-    let mut p = Peers::new(config(RING, RING, 1 << 20));
+    // A's full ring holds `low`; B's second page passes `pressure`.
+    let mut p = Peers::new(config(RING, RING + SEG, 1 << 20));
     let (a, b) = (RPORT, RPORT + 1);
     p.open(a);
     p.open(b);
-    p.send(data(a, 0, MSS));
-    assert_eq!(p.counter("tcp.mem_pressure"), 0);
     for i in 0..4 {
-        p.send(data(b, i * MSS, MSS));
+        p.send(data(a, i * SEG, SEG));
+    }
+    assert_eq!((p.held(), p.counter("tcp.mem_pressure")), (RING, 0));
+    for i in 0..4 {
+        p.send(data(b, i * SEG, SEG));
     }
     assert_eq!(p.counter("tcp.mem_pressure"), 1);
     assert_eq!(p.h.layer.rcv_mem(), (2 * RING, true));
     // B's application reads all: without pressure the update would offer
-    // 8 segments.
+    // twice the ring.
     let upd = p.read_all(b);
-    assert_eq!(upd.last().map(|s| s.window), Some(RING as u16));
+    assert_eq!(last_ack(&upd), (Some(IRS + 1 + RING as u32), RING as u16));
     assert_eq!(p.counter("tcp.rx_buffer_grown"), 0);
     assert_eq!(p.h.layer.rcv_mem(), (RING, true), "A holds `low`");
-    // A reads: the account is below `low`, pressure ends.
+    // A reads: the account is below `low`, pressure ends, and A's ring
+    // (its peer had filled it too) grows.
     p.read_all(a);
     assert_eq!(p.h.layer.rcv_mem(), (0, false));
+    assert_eq!(p.counter("tcp.rx_buffer_grown"), 1);
     for i in 4..8 {
-        p.send(data(b, i * MSS, MSS));
+        p.send(data(b, i * SEG, SEG));
     }
     let upd = p.read_all(b);
-    assert_eq!(p.counter("tcp.rx_buffer_grown"), 1);
-    assert_eq!(upd.last().map(|s| s.window), Some((2 * RING) as u16));
-    assert_eq!(p.read[&b], pattern(b, 0, 8 * MSS));
-    assert_eq!(p.read[&a], pattern(a, 0, MSS));
+    assert_eq!(p.counter("tcp.rx_buffer_grown"), 2);
+    assert_eq!(
+        last_ack(&upd),
+        (Some(IRS + 1 + 2 * RING as u32), 2 * RING as u16)
+    );
+    assert_eq!(p.read[&b], pattern(b, 0, 8 * SEG));
+    assert_eq!(p.read[&a], pattern(a, 0, RING));
+    assert_eq!(p.counter("tcp.mem_pressure"), 1);
 }
 
-/// Past the hard limit: in-order data that needs a new ring is dropped
+/// Past the hard limit: in-order data that needs a new page is dropped
 /// with an ACK at once (tcp.rcvq_drop), out-of-order data silently
-/// (tcp.ofo_drop); a ring already held still takes what fits. Once an
-/// application reads, the retransmissions are taken, and every byte
-/// reaches the applications.
+/// (tcp.ofo_drop); data that fits a page already charged is still taken.
+/// Once an application reads, the retransmissions are taken, and every
+/// byte reaches the applications.
 #[test]
 fn data_past_the_hard_limit_is_dropped_then_taken_after_a_read() {
-    let mut p = Peers::new(config(RING, RING, RING));
+    let mut p = Peers::new(config(3 * SEG, 3 * SEG, 3 * SEG));
     let (a, b) = (RPORT, RPORT + 1);
     p.open(a);
     p.open(b);
-    // A takes the only ring the limit allows (its delayed ACK aside).
-    assert!(p.send(data(a, 0, MSS)).is_empty());
-    // B's in-order segment would need a second ring: dropped, and the
+    // A takes the three pages the limit allows.
+    p.send(data(a, 0, SEG));
+    p.send(data(a, SEG, SEG));
+    p.send(data(a, 2 * SEG, 100));
+    assert_eq!(p.held(), 3 * SEG);
+    // B's in-order segment would need a fourth page: dropped, and the
     // ACK at once repeats RCV.NXT and the window already offered.
-    let ack = p.send(data(b, 0, MSS));
+    let ack = p.send(data(b, 0, SEG));
     assert_eq!(ack.len(), 1, "{ack:?}");
-    assert_eq!(
-        (ack[0].dst_port, ack[0].ack, ack[0].window, ack[0].payload.len()),
-        (b, Some(IRS + 1), RING as u16, 0)
-    );
+    assert_eq!(ack[0].dst_port, b);
+    assert_eq!(last_ack(&ack), (Some(IRS + 1), RING as u16));
     assert_eq!(p.counter("tcp.rcvq_drop"), 1);
     // Beyond a hole: dropped without an ACK (Linux tcp_data_queue_ofo).
-    assert!(p.send(data(b, 2 * MSS, MSS)).is_empty());
+    assert!(p.send(data(b, 2 * SEG, SEG)).is_empty());
     assert_eq!(p.counter("tcp.ofo_drop"), 1);
-    // A's ring is held: more data for it is taken (ACKed, second segment).
-    let ack = p.send(data(a, MSS, MSS));
-    assert_eq!(ack.len(), 1);
-    assert_eq!(ack[0].ack, Some(IRS + 1 + 2 * MSS as u32));
-    assert_eq!(p.h.layer.rcv_mem().0, RING);
-    // A's application reads: its ring goes back, B's retransmissions
+    // A's third page has room: more data for it is taken.
+    let ack = to(a, p.send(data(a, 2 * SEG + 100, 100)));
+    assert_eq!(last_ack(&ack).0, Some(IRS + 1 + 2 * SEG as u32 + 200));
+    assert_eq!(p.counter("tcp.rcvq_drop"), 1);
+    // A's application reads: its pages go back, B's retransmissions
     // (out of order first) are taken.
     p.read_all(a);
-    assert_eq!(p.h.layer.rcv_mem().0, 0);
-    let dup = p.send(data(b, 2 * MSS, MSS));
-    assert_eq!(dup.len(), 1);
-    assert_eq!(dup[0].ack, Some(IRS + 1), "duplicate ACK for the hole");
-    p.send(data(b, 0, MSS));
-    let ack = p.send(data(b, MSS, MSS));
-    assert_eq!(ack.last().unwrap().ack, Some(IRS + 1 + 3 * MSS as u32));
-    assert_eq!((p.counter("tcp.rcvq_drop"), p.counter("tcp.ofo_drop")), (1, 1));
+    assert_eq!(p.held(), 0);
+    let dup = p.send(data(b, 2 * SEG, SEG));
+    assert_eq!(
+        last_ack(&dup).0,
+        Some(IRS + 1),
+        "duplicate ACK for the hole"
+    );
+    p.send(data(b, 0, SEG));
+    let ack = p.send(data(b, SEG, SEG));
+    assert_eq!(last_ack(&ack).0, Some(IRS + 1 + 3 * SEG as u32));
+    assert_eq!(
+        (p.counter("tcp.rcvq_drop"), p.counter("tcp.ofo_drop")),
+        (1, 1)
+    );
     p.read_all(b);
-    assert_eq!(p.read[&a], pattern(a, 0, 2 * MSS));
-    assert_eq!(p.read[&b], pattern(b, 0, 3 * MSS));
+    assert_eq!(p.read[&a], pattern(a, 0, 2 * SEG + 200));
+    assert_eq!(p.read[&b], pattern(b, 0, 3 * SEG));
     assert_eq!(p.h.layer.rcv_mem(), (0, false));
 }
 
-/// A connection holding no storage, with the account at the hard limit,
-/// does not advance its window: it offers no storage it would refuse. It
-/// keeps what it offered (the right edge never moves left) and advances
-/// once storage is to be had.
+/// The window offers no storage the account would refuse: a connection's
+/// right edge stops where the account's pages end (it never moves left),
+/// however large its ring.
 #[test]
-fn a_window_without_storage_stops_at_the_hard_limit() {
-    let mut p = Peers::new(config(2 * RING, 2 * RING, 2 * RING));
+fn the_window_stops_at_the_hard_limit() {
+    let mut p = Peers::new(config(2 * SEG, 2 * SEG, 2 * SEG));
     let (a, b, c) = (RPORT, RPORT + 1, RPORT + 2);
     p.open(a);
     p.open(b);
     p.open(c);
-    // B: one segment, ACKed (delayed) with 3 segments of window; its
-    // application reads it, which sends no update (more than half is
-    // open) and gives the ring back.
-    p.send(data(b, 0, MSS));
-    p.h.advance(std::time::Duration::from_millis(50));
-    let ack = p.sent();
-    assert_eq!((ack[0].ack, ack[0].window), (Some(IRS + 1 + MSS as u32), (3 * MSS) as u16));
-    assert!(p.read_all(b).is_empty());
-    // A and C take the two rings the limit allows.
-    p.send(data(a, 0, MSS));
-    p.send(data(c, 0, MSS));
-    assert_eq!(p.h.layer.rcv_mem().0, 2 * RING);
-    // B's next segment is dropped; its ACK offers the same right edge,
-    // not the empty ring's 4 segments.
-    let ack = p.send(data(b, MSS, MSS));
-    assert_eq!(p.counter("tcp.rcvq_drop"), 1);
-    assert_eq!(ack.len(), 1);
-    assert_eq!((ack[0].ack, ack[0].window), (Some(IRS + 1 + MSS as u32), (3 * MSS) as u16));
-    // C's application reads: B's retransmission is taken, and its
-    // (delayed) ACK moves the right edge on by what was taken.
-    p.read_all(c);
-    p.send(data(b, MSS, MSS));
-    p.h.advance(std::time::Duration::from_millis(50));
-    let to_b: Vec<_> = p.sent().into_iter().filter(|s| s.dst_port == b).collect();
-    assert_eq!(to_b.len(), 1, "{to_b:?}");
+    // B: one segment, ACKed with 3 segments of window; its application
+    // reads it, which sends no update (more than half is open).
+    let ack = p.send(data(b, 0, SEG));
     assert_eq!(
-        (to_b[0].ack, to_b[0].window),
-        (Some(IRS + 1 + 2 * MSS as u32), (3 * MSS) as u16)
+        last_ack(&ack),
+        (Some(IRS + 1 + SEG as u32), (3 * SEG) as u16)
     );
-    p.read_all(b);
-    p.h.advance(std::time::Duration::from_millis(50));
-    p.sent();
+    assert!(p.read_all(b).is_empty());
+    // A and C take the two pages the limit allows.
+    p.send(data(a, 0, SEG));
+    p.send(data(c, 0, SEG));
+    assert_eq!(p.held(), 2 * SEG);
+    // B's next segment is dropped; its ACK keeps the right edge where it
+    // was, where the empty ring alone would offer 4 segments.
+    let ack = p.send(data(b, SEG, SEG));
+    assert_eq!(p.counter("tcp.rcvq_drop"), 1);
+    assert_eq!(
+        last_ack(&ack),
+        (Some(IRS + 1 + SEG as u32), (3 * SEG) as u16)
+    );
+    // C's application reads: B's retransmission takes the free page, and
+    // with the account full again the edge still does not move.
+    p.read_all(c);
+    let ack = to(b, p.send(data(b, SEG, SEG)));
+    assert_eq!(
+        last_ack(&ack),
+        (Some(IRS + 1 + 2 * SEG as u32), (2 * SEG) as u16)
+    );
+    // A and B read: the account is empty, and its two pages are what
+    // B's window already offers: no update, where the ring alone would
+    // offer 4 segments.
     p.read_all(a);
-    assert_eq!(p.read[&b], pattern(b, 0, 2 * MSS));
-    assert_eq!(p.read[&a], pattern(a, 0, MSS));
-    assert_eq!(p.read[&c], pattern(c, 0, MSS));
+    assert!(p.read_all(b).is_empty());
+    assert_eq!(p.held(), 0);
+    // More from B is taken, and its ACK still ends at the same edge.
+    let ack = to(b, p.send(data(b, 2 * SEG, SEG)));
+    assert_eq!(last_ack(&ack), (Some(IRS + 1 + 3 * SEG as u32), SEG as u16));
+    p.read_all(b);
+    assert_eq!(p.read[&b], pattern(b, 0, 3 * SEG));
+    assert_eq!(p.read[&a], pattern(a, 0, SEG));
+    assert_eq!(p.read[&c], pattern(c, 0, SEG));
 }
