@@ -15,4 +15,5 @@ mod script_rmem;
 mod script_route;
 mod script_timers;
 mod sim;
+mod sim_rmem;
 mod sim_short;
