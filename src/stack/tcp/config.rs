@@ -10,10 +10,10 @@ pub use super::rmem::TcpMem;
 pub struct TcpConfig {
     /// Receive buffer per connection (bytes).
     pub rx_buffer: usize,
-    /// Receive storage of all connections together (Linux's
-    /// net.ipv4.tcp_mem, in bytes): above `pressure` receive buffers stop
-    /// growing, and storage beyond `high` is refused (the data that needed
-    /// it is dropped; `rmem`).
+    /// Receive memory of all connections together (Linux's
+    /// net.ipv4.tcp_mem, in bytes): the pages of receive rings that hold
+    /// data. Above `pressure` receive buffers stop growing; data needing
+    /// pages beyond `high` is dropped and windows stop short of it (`rmem`).
     pub tcp_mem: TcpMem,
     /// Send buffer per connection (bytes).
     pub tx_buffer: usize,
