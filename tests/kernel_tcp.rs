@@ -780,3 +780,35 @@ fn trace_shows_handshake_and_state_changes() {
         assert!(has(t), "no {t:?} transition:\n{stderr}");
     }
 }
+
+/// A receive account (`--tcp-mem`, Linux's tcp_mem) far smaller than the
+/// windows of 8 parallel echo connections: data past its hard limit is
+/// dropped (`tcp.rcvq_drop`, `tcp.ofo_drop`) and the kernel's
+/// retransmissions bring it in; every echo is byte-exact and none is
+/// silent for 10 s.
+#[test]
+fn echo_8_parallel_under_a_small_tcp_mem() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("tcpmem");
+    let stack = StackProc::echo(&ns, &["--tcp-mem", "256K,384K,512K"]);
+    let start = Instant::now();
+    let bytes = (8 * MIB).to_string();
+    let out = tcp_py(
+        &ns,
+        &["many", STACK_IP, "7", "8", &bytes, "5", "300", "10"],
+        SECS(330),
+    );
+    eprintln!(
+        "tcp_mem: 8 x 8 MiB echoed in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let c = stop_and_print(stack, "tcpmem");
+    assert_eq!(out.num("ok"), 8, "{out:#?}");
+    assert_eq!(out.num("failed"), 0, "{out:#?}");
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    assert!(get("tcp.mem_pressure") > 0, "{c:?}");
+    // 8 windows of 256 KiB and TSO super-frames: the limit refused some.
+    assert!(get("tcp.rcvq_drop") + get("tcp.ofo_drop") > 0, "{c:?}");
+}
