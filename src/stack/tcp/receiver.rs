@@ -271,6 +271,14 @@ impl Receiver {
         if offset >= self.ring.free() {
             return true;
         }
+        // In-order data onto an empty queue is always taken (Linux's
+        // tcp_data_queue, sk_forced_mem_schedule): an application waiting
+        // on this connection must progress whatever other connections
+        // hold. The account passes `high` by at most that segment per
+        // connection whose application has read everything.
+        if offset == 0 && self.ring.len() == 0 {
+            return true;
+        }
         let cap = self.ring.capacity();
         let end = (self.ring.len() + offset).saturating_add(len).min(cap);
         let need = Self::charge_for(self.ring.extent().max(end), cap) - self.charged();
@@ -278,10 +286,18 @@ impl Receiver {
     }
 
     /// Bytes past RCV.NXT that `admits` would take: the pages the ring is
-    /// charged for and the whole pages `mem` has left.
+    /// charged for and the whole pages `mem` has left; at least a page
+    /// while the queue is empty, whose next segment is taken anyway, so a
+    /// window closed at the hard limit reopens once the application has
+    /// read everything.
     fn admissible(&self, mem: &RcvMem) -> usize {
         let reach = self.charged() + mem.headroom() / MEM_QUANTUM * MEM_QUANTUM;
-        reach.saturating_sub(self.ring.len())
+        let reach = reach.saturating_sub(self.ring.len());
+        if self.ring.len() == 0 {
+            reach.max(MEM_QUANTUM)
+        } else {
+            reach
+        }
     }
 
     /// Resizes the empty ring (before the handshake, so it holds no

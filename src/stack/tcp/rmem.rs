@@ -7,10 +7,13 @@
 //!
 //! - Above `pressure` (until back below `low`): receive rings stop
 //!   growing (Linux tcp_rcv_space_adjust / tcp_under_memory_pressure).
-//! - `high` is never passed: data that would need pages beyond it is
-//!   dropped (Linux tcp_try_rmem_schedule failing: TCPRcvQDrop,
-//!   TCPOFODrop); data that fits in pages a ring is already charged for
-//!   is still taken; windows offer nothing beyond it.
+//! - At `high`, data that would need pages beyond it is dropped (Linux
+//!   tcp_try_rmem_schedule failing: TCPRcvQDrop, TCPOFODrop); data that
+//!   fits in pages a ring is already charged for is still taken; windows
+//!   offer nothing beyond it. Except in-order data onto an empty queue,
+//!   which Linux always takes (sk_forced_mem_schedule), and a page of
+//!   window such a connection always offers: `high` is passed by at most
+//!   one segment per connection whose application has read everything.
 //!
 //! Only `Receiver` charges and uncharges it, by the change in what its
 //! ring holds, so the account is exact. (A ring's storage is reserved

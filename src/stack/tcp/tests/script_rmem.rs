@@ -104,8 +104,11 @@ impl Peers {
             }
             self.edges.insert(s.dst_port, edge);
         }
+        // Past `high` by at most one segment (here a page) per connection:
+        // the forced in-order segment onto an empty queue.
         let (held, _) = self.h.layer.rcv_mem();
-        assert!(held <= self.h.layer.config().tcp_mem.high, "{held}");
+        let high = self.h.layer.config().tcp_mem.high;
+        assert!(held <= high + self.conns.len() * SEG, "{held}");
         assert_eq!(held, self.h.layer.rcv_mem_recount(), "account drifted");
         out
     }
@@ -187,7 +190,8 @@ fn buffers_stop_growing_under_memory_pressure() {
 
 /// Past the hard limit: in-order data that needs a new page is dropped
 /// with an ACK at once (tcp.rcvq_drop), out-of-order data silently
-/// (tcp.ofo_drop); data that fits a page already charged is still taken.
+/// (tcp.ofo_drop); data that fits a page already charged is still taken,
+/// and so is in-order data onto an empty queue (Linux's forced charge).
 /// Once an application reads, the retransmissions are taken, and every
 /// byte reaches the applications.
 #[test]
@@ -201,12 +205,19 @@ fn data_past_the_hard_limit_is_dropped_then_taken_after_a_read() {
     p.send(data(a, SEG, SEG));
     p.send(data(a, 2 * SEG, 100));
     assert_eq!(p.held(), 3 * SEG);
-    // B's in-order segment would need a fourth page: dropped, and the
-    // ACK at once repeats RCV.NXT and the window already offered.
-    let ack = p.send(data(b, 0, SEG));
+    // B's queue is empty: its in-order segment is taken past the limit.
+    let ack = to(b, p.send(data(b, 0, SEG)));
+    assert_eq!(last_ack(&ack).0, Some(IRS + 1 + SEG as u32));
+    assert_eq!(p.held(), 4 * SEG);
+    // B's next one would need a new page: dropped, and the ACK at once
+    // repeats RCV.NXT and the right edge already offered.
+    let ack = p.send(data(b, SEG, SEG));
     assert_eq!(ack.len(), 1, "{ack:?}");
     assert_eq!(ack[0].dst_port, b);
-    assert_eq!(last_ack(&ack), (Some(IRS + 1), RING as u16));
+    assert_eq!(
+        last_ack(&ack),
+        (Some(IRS + 1 + SEG as u32), (RING - SEG) as u16)
+    );
     assert_eq!(p.counter("tcp.rcvq_drop"), 1);
     // Beyond a hole: dropped without an ACK (Linux tcp_data_queue_ofo).
     assert!(p.send(data(b, 2 * SEG, SEG)).is_empty());
@@ -218,14 +229,13 @@ fn data_past_the_hard_limit_is_dropped_then_taken_after_a_read() {
     // A's application reads: its pages go back, B's retransmissions
     // (out of order first) are taken.
     p.read_all(a);
-    assert_eq!(p.held(), 0);
+    assert_eq!(p.held(), SEG);
     let dup = p.send(data(b, 2 * SEG, SEG));
     assert_eq!(
         last_ack(&dup).0,
-        Some(IRS + 1),
+        Some(IRS + 1 + SEG as u32),
         "duplicate ACK for the hole"
     );
-    p.send(data(b, 0, SEG));
     let ack = p.send(data(b, SEG, SEG));
     assert_eq!(last_ack(&ack).0, Some(IRS + 1 + 3 * SEG as u32));
     assert_eq!(
@@ -244,49 +254,74 @@ fn data_past_the_hard_limit_is_dropped_then_taken_after_a_read() {
 #[test]
 fn the_window_stops_at_the_hard_limit() {
     let mut p = Peers::new(config(2 * SEG, 2 * SEG, 2 * SEG));
-    let (a, b, c) = (RPORT, RPORT + 1, RPORT + 2);
+    let (a, b) = (RPORT, RPORT + 1);
     p.open(a);
     p.open(b);
-    p.open(c);
-    // B: one segment, ACKed with 3 segments of window; its application
-    // reads it, which sends no update (more than half is open).
+    // B: one segment, ACKed with the 3 segments of window its ring has.
     let ack = p.send(data(b, 0, SEG));
     assert_eq!(
         last_ack(&ack),
         (Some(IRS + 1 + SEG as u32), (3 * SEG) as u16)
     );
-    assert!(p.read_all(b).is_empty());
-    // A and C take the two pages the limit allows.
+    // A takes the second page.
     p.send(data(a, 0, SEG));
-    p.send(data(c, 0, SEG));
     assert_eq!(p.held(), 2 * SEG);
-    // B's next segment is dropped; its ACK keeps the right edge where it
-    // was, where the empty ring alone would offer 4 segments.
+    // B's next segment needs a third page: dropped; its ACK keeps the
+    // right edge where it was.
     let ack = p.send(data(b, SEG, SEG));
     assert_eq!(p.counter("tcp.rcvq_drop"), 1);
     assert_eq!(
         last_ack(&ack),
         (Some(IRS + 1 + SEG as u32), (3 * SEG) as u16)
     );
-    // C's application reads: B's retransmission takes the free page, and
-    // with the account full again the edge still does not move.
-    p.read_all(c);
+    // A's application reads: B's retransmission takes the free page.
+    p.read_all(a);
     let ack = to(b, p.send(data(b, SEG, SEG)));
     assert_eq!(
         last_ack(&ack),
         (Some(IRS + 1 + 2 * SEG as u32), (2 * SEG) as u16)
     );
-    // A and B read: the account is empty, and its two pages are what
-    // B's window already offers: no update, where the ring alone would
-    // offer 4 segments.
-    p.read_all(a);
+    // B reads: the account is empty, and its two pages are what B's
+    // window already offers: no update, where the ring alone would offer
+    // 4 segments.
     assert!(p.read_all(b).is_empty());
     assert_eq!(p.held(), 0);
-    // More from B is taken, and its ACK still ends at the same edge.
+    // More from B is taken, and its ACK still ends at the same edge,
+    // where the ring alone would offer 3 segments.
     let ack = to(b, p.send(data(b, 2 * SEG, SEG)));
     assert_eq!(last_ack(&ack), (Some(IRS + 1 + 3 * SEG as u32), SEG as u16));
     p.read_all(b);
     assert_eq!(p.read[&b], pattern(b, 0, 3 * SEG));
     assert_eq!(p.read[&a], pattern(a, 0, SEG));
-    assert_eq!(p.read[&c], pattern(c, 0, SEG));
+}
+
+/// An application that waits on one connection while others hold the
+/// whole account still gets its data, as in Linux: in-order data onto
+/// an empty queue is taken, and a window closed at the limit reopens by
+/// a page once the application has read everything.
+#[test]
+fn a_reader_of_an_empty_queue_progresses_at_the_limit() {
+    let mut p = Peers::new(config(2 * SEG, 2 * SEG, 2 * SEG));
+    let (a, b) = (RPORT, RPORT + 1);
+    p.open(a);
+    p.open(b);
+    p.send(data(a, 0, SEG));
+    p.send(data(a, SEG, SEG));
+    assert_eq!(p.held(), 2 * SEG);
+    // B is read a segment at a time, past its first window (RING): the
+    // window closes at its right edge, and each read reopens a page.
+    let n = 2 * RING / SEG;
+    for i in 0..n {
+        let edge = p.edges[&b];
+        assert!(
+            (edge.wrapping_sub(IRS + 1 + (i * SEG) as u32) as i32) >= SEG as i32,
+            "segment {i}: no window: {edge}"
+        );
+        let ack = to(b, p.send(data(b, i * SEG, SEG)));
+        assert_eq!(last_ack(&ack).0, Some(IRS + 1 + ((i + 1) * SEG) as u32));
+        p.read_all(b);
+    }
+    assert_eq!(p.read[&b], pattern(b, 0, n * SEG));
+    assert_eq!(p.counter("tcp.rcvq_drop"), 0);
+    assert_eq!(p.held(), 2 * SEG, "A still holds the account");
 }

@@ -2,8 +2,8 @@
 //! (`TcpConfig::tcp_mem`) is smaller than their windows together, on the
 //! simulated link: the receiving application reads one connection at a
 //! time, so the others fill. Data past the hard limit is dropped and the
-//! senders (our own stack) recover; the account never passes the limit,
-//! and every byte arrives.
+//! senders (our own stack) recover; the account passes the limit by no
+//! more than one forced segment per connection, and every byte arrives.
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -85,7 +85,10 @@ fn round_robin_reader(seed: u64, loss: f64) -> (u64, u64) {
             }
         }
         let (held, _) = s.b.rcv_mem();
-        assert!(held <= high, "seed {seed}: account {held} past {high}");
+        // Past `high` by at most the forced in-order segment (an MSS: one
+        // page) of each connection whose queue was empty.
+        let bound = high + CONNS * 4096;
+        assert!(held <= bound, "seed {seed}: account {held} past {bound}");
         assert_eq!(held, s.b.rcv_mem_recount(), "seed {seed}: account drifted");
         if rx.iter().all(|(_, got)| got.len() == LEN) {
             break;
