@@ -65,9 +65,9 @@ pub(super) struct Lead {
     pub(super) cond: Arc<Condvar>,
     /// Asleep (or about to be) in epoll, outside the lock.
     pub(super) waiting: bool,
-    /// Data (or an error) for its socket(s) came since it last slept:
-    /// its call may proceed, so it stops reading the device
-    /// (`lead_once`).
+    /// Data, a connection or an error for its socket(s) came since it
+    /// last slept: its call may proceed, so it stops reading the device
+    /// (`lead_once`). A bare FIN does not count (`stops_reading`).
     pub(super) news: bool,
 }
 
