@@ -1,17 +1,20 @@
 //! The runtime's hand-off between application threads and the stack thread
 //! (deadlines, leader/follower), over in-memory links. No root.
 
-use std::io::{Read, Write};
-use std::net::Ipv4Addr;
-use std::sync::{Arc, mpsc};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown};
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 mod inmem;
 
 use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
 use tapstack::api::{Events, Interest, Net, Poll, TcpListener, TcpStream, Token, UdpSocket};
+use tapstack::device::Device;
 use tapstack::device::fault::{FaultConfig, REORDER_HOLD};
-use tapstack::device::{Device, pair};
+use tapstack::device::pair::{self, PairDevice};
 use tapstack::runtime::link::LinkOptions;
 
 /// Waits up to `within` for an ARP request for `target` at the far end of
@@ -319,4 +322,107 @@ fn a_leader_is_woken_when_a_timer_ends_its_connection() {
     });
     let err = result(&got).expect_err("read on a connection keepalive ended");
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+}
+
+/// A pair end that counts the frames it sends and, while armed, holds
+/// every read (the leader's) until released: a test's way to have frames
+/// queued behind the one that wakes the leader.
+struct GatedEnd {
+    inner: PairDevice,
+    sent: AtomicUsize,
+    armed: Mutex<bool>,
+    released: Condvar,
+}
+
+impl GatedEnd {
+    fn new(inner: PairDevice) -> GatedEnd {
+        GatedEnd {
+            inner,
+            sent: AtomicUsize::new(0),
+            armed: Mutex::new(false),
+            released: Condvar::new(),
+        }
+    }
+
+    fn set_armed(&self, on: bool) {
+        *self.armed.lock().unwrap() = on;
+        self.released.notify_all();
+    }
+}
+
+impl Device for GatedEnd {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let armed = self.armed.lock().unwrap();
+        // Bounded: a test that never releases fails on its own bound.
+        let _held = self
+            .released
+            .wait_timeout_while(armed, Duration::from_secs(10), |on| *on)
+            .unwrap();
+        self.inner.recv(buf)
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        self.inner.send(frame)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd()
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+}
+
+/// A FIN alone does not stop the leader reading (`stops_reading` in
+/// src/runtime/mod.rs): a frame queued behind it, for another socket, is
+/// read and processed by the leader before its read returns end of
+/// stream. (Connections/s: the next connection's SYN, behind the last
+/// one's FIN, is answered before the application closes.)
+#[test]
+fn a_fin_does_not_stop_the_leader_reading_the_frames_behind_it() {
+    let (da, db) = pair::link().expect("socketpair");
+    let (a_end, b_end) = (Arc::new(GatedEnd::new(da)), Arc::new(GatedEnd::new(db)));
+    let pair = inmem::Pair::on(a_end.clone(), b_end.clone());
+    for round in 0..3u16 {
+        let (c1, s1) = connected(&pair, 7100 + 2 * round);
+        let (c2, s2) = connected(&pair, 7101 + 2 * round);
+        s1.set_read_timeout(None).unwrap();
+        let (tx, eof) = mpsc::channel();
+        let reader = s1.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = tx.send((&reader).read(&mut [0u8; 4]));
+        });
+        wait_until("the reader never led", Duration::from_secs(5), || {
+            pair.b.application_thread_leads()
+        });
+        let (leader, stack) = (counter(&pair.b, LEADER), counter(&pair.b, STACK_THREAD));
+        b_end.set_armed(true);
+        let sent = a_end.sent.load(Ordering::SeqCst);
+        c1.shutdown(Shutdown::Write).unwrap();
+        (&c2).write_all(&[round as u8]).unwrap();
+        // Both frames are in the link before the leader reads the first.
+        wait_until(
+            "the FIN and the data were not sent",
+            Duration::from_secs(5),
+            || a_end.sent.load(Ordering::SeqCst) >= sent + 2,
+        );
+        b_end.set_armed(false);
+        let got = eof
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the read never returned");
+        assert_eq!(got.expect("read"), 0, "end of stream");
+        assert!(
+            counter(&pair.b, LEADER) >= leader + 2,
+            "the leader stopped at the FIN: {} frames read by it, {} by the stack thread",
+            counter(&pair.b, LEADER) - leader,
+            counter(&pair.b, STACK_THREAD) - stack
+        );
+        assert_eq!(counter(&pair.b, STACK_THREAD), stack);
+        s2.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!((&s2).read(&mut b).expect("the data is there already"), 1);
+        assert_eq!(b, [round as u8]);
+    }
 }

@@ -65,9 +65,9 @@ pub(super) struct Lead {
     pub(super) cond: Arc<Condvar>,
     /// Asleep (or about to be) in epoll, outside the lock.
     pub(super) waiting: bool,
-    /// Data (or an error) for its socket(s) came since it last slept:
-    /// its call may proceed, so it stops reading the device
-    /// (`lead_once`).
+    /// Data, a connection or an error for its socket(s) came since it
+    /// last slept: its call may proceed, so it stops reading the device
+    /// (`lead_once`). A bare FIN does not count (`stops_reading`).
     pub(super) news: bool,
 }
 
@@ -225,6 +225,9 @@ impl Shared {
         // most often), the call returns without the read that would only
         // say EAGAIN; frames behind it stay for the returning thread
         // (leased, see `lease_device`) like frames that come just after.
+        // A FIN alone is no such news (`stops_reading`): the batch is
+        // read, and a SYN behind it answered before the application
+        // closes.
         let mut failure = match ready {
             Ok(true) => rx.read(&*self.device, 1),
             Ok(false) => None,

@@ -305,13 +305,12 @@ impl Core {
                     || (w.writers > 0 && (r.writable || failed))
                 {
                     defer_wake(wakes, followers, &w.cond);
-                    let data = w.readers > 0 && (r.readable || failed);
+                    let data = w.readers > 0 && stops_reading(r);
                     kick_leader_if(&mut self.lead, &self.kick, &w.cond, data);
                 }
             }
             if let Some(polls) = self.socket_polls.get(&id) {
-                let r = readiness_of(&self.stack, id);
-                let data = r.readable || r.hup || r.error;
+                let data = stops_reading(readiness_of(&self.stack, id));
                 for p in polls {
                     if let Some(state) = self.polls.get_mut(p) {
                         state.hints.insert(id);
@@ -631,6 +630,17 @@ impl Core {
     fn stack_thread_needs_wake(&self) -> bool {
         self.tx_blocked && self.sleeping.is_some_and(|s| !s.want_write)
     }
+}
+
+/// Whether `r` is news that stops a leader reading frames (`Lead::news`):
+/// data, a connection to accept or an error. A FIN alone (end of stream)
+/// is not: the application will close, which no peer waits for, and what
+/// follows a FIN on the device is most often that peer's next connection
+/// (connect, exchange, close, connect: FIN then SYN), whose SYN,ACK then
+/// goes out before the close and its FIN, not after (one read that says
+/// EAGAIN per closed connection).
+fn stops_reading(r: Readiness) -> bool {
+    (r.readable && !r.hup) || r.error
 }
 
 fn readiness_of(stack: &Stack, id: SocketId) -> Readiness {

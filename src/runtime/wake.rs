@@ -11,8 +11,9 @@ use super::{Core, Shared};
 
 /// A deferred wake-up for the leader, which sleeps in epoll rather than
 /// on its condition: kick it (once per sleep).
-/// `data`: the socket has something to read (or failed): the leader
-/// stops reading frames (`Lead::news`). Send space alone does not stop
+/// `data`: the socket has data or a connection to take (or failed):
+/// the leader stops reading frames (`Lead::news`, `stops_reading`). Send
+/// space and a bare end of stream do not stop
 /// it: a writer that takes each ACK frame as it comes writes smaller
 /// super-frames (measured: 1.83 instead of 1.43 TAP writes per 64 KB).
 pub(super) fn kick_leader_if(
