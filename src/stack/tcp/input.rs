@@ -421,19 +421,26 @@ impl Tcb {
 
     /// The FIN bit (3.10.7.4 eighth check) at sequence number `at`.
     fn receive_fin(&mut self, env: &mut Env, at: Seq) {
-        self.rcv.owe_ack();
         if self.rcv.receive_fin(at) != FinArrival::Accepted {
-            return;
+            return self.rcv.owe_ack();
         }
         env.counters.inc("tcp.fin_received");
         self.changed = true;
         match self.state {
-            TcpState::SynReceived | TcpState::Established => self.set_state(TcpState::CloseWait),
+            TcpState::SynReceived | TcpState::Established => {
+                self.set_state(TcpState::CloseWait);
+                // The ACK of the FIN is delayed (RFC 1122 4.2.3.2 allows
+                // it), as Linux's tcp_fin delays it (pingpong mode): an
+                // application that closes at once sends its FIN with the
+                // ACK, one segment instead of two.
+                return self.ack_due(env, AckDue::Delayed);
+            }
             TcpState::FinWait1 if self.snd.fin_acked() => self.set_state(TcpState::TimeWait),
             TcpState::FinWait1 => self.set_state(TcpState::Closing),
             TcpState::FinWait2 => self.set_state(TcpState::TimeWait),
             _ => {}
         }
+        self.rcv.owe_ack();
     }
 
     /// ICMP error about one of our segments (RFC 1122 4.2.3.9, RFC 1191,

@@ -173,7 +173,8 @@ fn passive_close() {
     let mut h = Harness::new(plain_config());
     let (_l, c) = h.establish();
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)).fin());
-    assert_eq!(h.one().ack, Some(IRS + 2));
+    // The FIN's ACK waits (delayed ACK, as Linux's): our FIN carries it.
+    h.nothing();
     assert_eq!(h.layer.state(c), TcpState::CloseWait);
     assert_eq!(h.layer.recv(c, &mut [0; 4]).unwrap(), 0);
     h.layer.send(c, b"bye").unwrap();
@@ -181,13 +182,32 @@ fn passive_close() {
     h.dispatch();
     let fin = h.one();
     assert_eq!(
-        (fin.fin, fin.payload.as_slice(), fin.seq),
-        (true, &b"bye"[..], ISS + 1)
+        (fin.fin, fin.payload.as_slice(), fin.seq, fin.ack),
+        (true, &b"bye"[..], ISS + 1, Some(IRS + 2))
     );
     h.send(Seg::peer(IRS + 2, Some(ISS + 5)));
     assert_eq!(h.layer.state(c), TcpState::Closed);
     assert_eq!(h.layer.active_connections(), 0);
     h.nothing();
+}
+
+#[test]
+fn passive_close_acks_the_fin_after_the_delayed_ack_timeout() {
+    let mut h = Harness::new(plain_config());
+    let (_l, c) = h.establish();
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).fin());
+    h.nothing();
+    // The application does not close: the ACK leaves on the delayed-ACK
+    // timer (40 ms), alone.
+    h.advance(Duration::from_millis(39));
+    h.nothing();
+    h.advance(Duration::from_millis(2));
+    let ack = h.one();
+    assert_eq!((ack.ack, ack.fin), (Some(IRS + 2), false));
+    assert_eq!(h.layer.state(c), TcpState::CloseWait);
+    // A retransmitted FIN is ACKed at once (a duplicate).
+    h.send(Seg::peer(IRS + 1, Some(ISS + 1)).fin());
+    assert_eq!(h.one().ack, Some(IRS + 2));
 }
 
 #[test]

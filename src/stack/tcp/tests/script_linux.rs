@@ -27,7 +27,7 @@ fn duplicate_fin_is_reported_by_dsack() {
     let mut h = Harness::new(sack_config());
     let c = establish(&mut h, true);
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)).data(b"ab").fin());
-    assert_eq!(h.one().ack, Some(IRS + 4));
+    h.nothing(); // the FIN's ACK is delayed (Linux's pingpong mode)
     assert_eq!(h.layer.state(c), TcpState::CloseWait);
     h.send(Seg::peer(IRS + 3, Some(ISS + 1)).fin());
     let a = h.one();
