@@ -14,8 +14,11 @@ use super::sack::DsackReport;
 use super::seq::Seq;
 use crate::stack::time::Instant;
 
-/// Largest receive ring `grow_if_limited` makes.
-pub const MAX_RX_BUFFER: usize = 4 << 20;
+/// Largest receive ring `grow_if_limited` makes: Linux's default
+/// tcp_rmem maximum (6 MiB). The window scale we offer is the one this
+/// needs (shift 7), as Linux picks it from tcp_rmem[2], so that the ring
+/// can grow after the handshake.
+pub const MAX_RX_BUFFER: usize = 6 << 20;
 
 /// Bound of out-of-order ranges kept per connection.
 pub const MAX_OOO_RANGES: usize = 32;
@@ -137,16 +140,31 @@ impl Receiver {
         }
     }
 
-    /// RFC 7323 2.3: the shift that makes a receive buffer fit in the
-    /// 16-bit window field. (Not the shift for the most it may grow to,
-    /// as Linux picks it: with 128-byte units, rounding a shrinking window
-    /// up so its edge never moves left offers bytes the ring cannot hold.)
+    /// RFC 7323 2.3: the shift that makes a receive buffer of
+    /// `capacity` bytes fit in the 16-bit window field.
     pub fn wscale_for(capacity: usize) -> u8 {
         let mut shift = 0u8;
         while shift < 14 && (capacity >> shift) > 65535 {
             shift += 1;
         }
         shift
+    }
+
+    /// The shift our SYN offers for a ring of `capacity` bytes that may
+    /// grow (`grow_if_limited`): the one for the most it may grow to, as
+    /// Linux picks it from tcp_rmem[2] (RFC 7323 2.3). A ring the
+    /// application sized keeps the shift for its own size.
+    pub fn wscale_for_growing(capacity: usize) -> u8 {
+        Receiver::wscale_for(capacity.max(MAX_RX_BUFFER))
+    }
+
+    /// The shift our SYN offers (see `wscale_for_growing`).
+    pub fn offered_wscale(&self) -> u8 {
+        if self.autotune {
+            Receiver::wscale_for_growing(self.ring.capacity())
+        } else {
+            Receiver::wscale_for(self.ring.capacity())
+        }
     }
 
     // ---- negotiation
@@ -161,11 +179,7 @@ impl Receiver {
     /// Options from the peer's SYN: window scaling (our shift, if both
     /// sides scale), SACK, and the SYN's TSval as TS.Recent.
     pub fn negotiate(&mut self, scale: bool, sack: bool, tsval: Option<u32>, now: Instant) {
-        self.wscale = if scale {
-            Receiver::wscale_for(self.ring.capacity())
-        } else {
-            0
-        };
+        self.wscale = if scale { self.offered_wscale() } else { 0 };
         self.sack = sack;
         if let Some(v) = tsval {
             self.ts_recent = v;
@@ -201,6 +215,7 @@ impl Receiver {
     }
 
     /// Ring capacity.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
@@ -333,7 +348,19 @@ impl Receiver {
         let ws = self.wscale;
         let cur = self.wnd();
         let wnd = self.window_now();
-        let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
+        // The current window rounded up to the field's unit keeps its
+        // right edge from moving left (RFC 9293 3.8.6); but where that
+        // would offer bytes the ring cannot hold, it is rounded down, a
+        // retraction of less than one unit that RFC 7323 2.4 (Appendix F)
+        // allows. (Rounding up every time let a stream of small segments
+        // creep the edge up to a unit per ACK past the ring's end.)
+        let up = cur.div_ceil(1 << ws);
+        let keep = if up << ws <= self.ring.free() {
+            up
+        } else {
+            cur >> ws
+        };
+        let field = (wnd >> ws).max(keep).min(65535);
         let edge = self.nxt + (field << ws);
         self.adv = self.adv.max(edge);
         self.offered = field << ws;
@@ -634,6 +661,83 @@ mod tests {
         }
         assert_eq!(caps[..3], [8000, 16000, 32000]);
         assert_eq!(*caps.last().unwrap(), 65535 << 1);
+    }
+
+    /// Shift 7, as Linux offers for its 6 MiB tcp_rmem maximum: a bulk
+    /// receiver's ring doubles from the default 256 KiB up to 6 MiB
+    /// and no further (RFC 7323 2.3: the window field reaches 8 MiB).
+    #[test]
+    fn the_offered_scale_lets_the_ring_grow_to_six_mib() {
+        let mut pool = BufferPool::default();
+        let mut r = Receiver::new(256 << 10, 1448, Instant::ZERO);
+        r.synchronize(Seq(999));
+        r.negotiate(true, false, None, Instant::ZERO);
+        assert_eq!(r.wscale(), 7);
+        let mut hdr = OutHdr::default();
+        let mut buf = vec![0u8; MAX_RX_BUFFER];
+        let mut next = Seq(1000);
+        let mut caps = vec![];
+        for _ in 0..7 {
+            r.fill_ack(&mut hdr);
+            r.on_ack_sent();
+            let wnd = usize::from(hdr.window) << r.wscale;
+            assert!(wnd <= r.capacity(), "offers {wnd} > {}", r.capacity());
+            r.provide(&mut pool);
+            assert!(!r.receive_data(next, &buf[..wnd]).buffer_full);
+            next += wnd;
+            assert_eq!(r.read(&mut buf), wnd);
+            r.release_if_idle(&mut pool);
+            r.grow_if_limited();
+            caps.push(r.capacity() >> 10);
+        }
+        assert_eq!(caps, [512, 1024, 2048, 4096, 6144, 6144, 6144]);
+    }
+
+    /// A ring the application sized keeps the shift for its own size.
+    #[test]
+    fn a_sized_ring_offers_the_scale_of_its_size() {
+        let mut r = Receiver::new(256 << 10, 1448, Instant::ZERO);
+        r.set_capacity(3000);
+        assert_eq!(r.offered_wscale(), 0);
+        r.set_capacity(200_000);
+        r.negotiate(true, false, None, Instant::ZERO);
+        assert_eq!(r.wscale(), 2);
+        assert_eq!(Receiver::wscale_for_growing(256 << 10), 7);
+    }
+
+    /// With 128-byte window units and an application that does not read,
+    /// a stream of small segments must not creep the window's right edge
+    /// past the end of the ring: every byte we offered is stored.
+    #[test]
+    fn small_segments_never_push_the_offered_window_past_the_ring() {
+        let mut pool = BufferPool::default();
+        let mut r = Receiver::new(10_000, 100, Instant::ZERO);
+        r.synchronize(Seq(999));
+        r.negotiate(true, false, None, Instant::ZERO);
+        r.wscale = 7;
+        r.provide(&mut pool);
+        let mut hdr = OutHdr::default();
+        let mut next = Seq(1000);
+        for i in 0..200 {
+            r.fill_ack(&mut hdr);
+            r.on_ack_sent();
+            let wnd = usize::from(hdr.window) << 7;
+            let free = r.capacity() - r.readable_len();
+            assert!(
+                wnd <= free,
+                "ACK {i} offers {wnd} bytes, the ring has {free}"
+            );
+            if wnd == 0 {
+                return;
+            }
+            // The peer sends what it may, in 90-byte segments.
+            for _ in 0..2 {
+                let n = 90.min(wnd);
+                assert!(!r.receive_data(next, &[7; 90][..n]).buffer_full);
+                next += n;
+            }
+        }
+        panic!("the window never closed");
     }
 
     #[test]
