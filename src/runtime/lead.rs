@@ -236,10 +236,15 @@ impl Shared {
         }
         let now = core.now();
         let first = rx.pending() > 0;
+        // A super-frame comes from a bulk sender, whose next ones are
+        // often queued already: they are read now too, so that one pass
+        // (and one ACK, as Linux's receive backlog coalesces them) takes
+        // them all, rather than a wake-up and an ACK each.
+        let bulk = rx.first_is_super_frame();
         rx.process(&mut core, now, "runtime.frames_read_by_leader");
         core.notify(); // sets `news`
         core.rx_backlog = false;
-        if first && failure.is_none() && core.lead.as_ref().is_some_and(|l| !l.news) {
+        if first && failure.is_none() && (bulk || core.lead.as_ref().is_some_and(|l| !l.news)) {
             drop(core);
             failure = rx.read(&*self.device, BATCH);
             core = self.lock();
