@@ -103,7 +103,7 @@ fn time_wait_ack_keeps_the_right_edge() {
     let mut edges = Vec::new();
     let mut record = |segs: Vec<Seg>| {
         for s in segs {
-            edges.push(s.ack.unwrap().wrapping_add(u32::from(s.window) << 3));
+            edges.push(s.ack.unwrap().wrapping_add(u32::from(s.window) << 7));
         }
     };
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)).data(b"12345"));
