@@ -387,3 +387,38 @@ fn a_leader_takes_the_frames_queued_behind_a_super_frame_in_one_pass() {
     }
     panic!("no read returned more than one segment ({most} bytes at most)");
 }
+
+/// Receive coalescing (lead.rs): after a pass that read a super-frame the
+/// leader's next wait is a short timed one, not a sleep on the device
+/// (whose every frame would cost the sender a wake-up); the first such
+/// wait that finds nothing ends it, so an idle reader sleeps on the
+/// device again instead of waking every 50 us.
+#[test]
+fn a_leader_coalesces_after_super_frames_and_stops_when_they_stop() {
+    const WAITS: &str = "runtime.coalesced_waits";
+    let (da, db) = pair::link().expect("socketpair");
+    let pair = inmem::Pair::on(Arc::new(da), Arc::new(SuperFrames(db)));
+    let (client, server) = connected(&pair, 7010);
+    server.set_read_timeout(None).unwrap();
+    assert_eq!(counter(&pair.b, WAITS), 0, "plain frames started it");
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    (&client).write_all(&data).unwrap();
+    let mut got = vec![0u8; data.len()];
+    (&server).read_exact(&mut got).unwrap();
+    assert_eq!(got, data);
+    // A reader now blocks with nothing coming: one timed wait at most
+    // (the one that finds nothing), then it sleeps on the device.
+    let pending = read_on_thread(&server, 1);
+    wait_until("the reader never led", Duration::from_secs(5), || {
+        pair.b.application_thread_leads()
+    });
+    wait_until("no coalesced wait", Duration::from_secs(5), || {
+        counter(&pair.b, WAITS) > 0
+    });
+    let after = counter(&pair.b, WAITS);
+    std::thread::sleep(Duration::from_millis(100));
+    let idle = counter(&pair.b, WAITS) - after;
+    assert!(idle <= 1, "{idle} timed wake-ups in 100 ms idle");
+    (&client).write_all(b"z").unwrap();
+    assert_eq!(result(&pending).expect("read"), b"z");
+}
