@@ -633,12 +633,13 @@ fn ss_shows_negotiated_options() {
     eprintln!("ss -tin: {}", out.stdout.trim());
     let info = ss_info(&out.stdout);
     // wscale:<the stack's shift>,<the kernel's shift>. The stack's 256 KiB
-    // receive buffer needs shift 3 to fit the 16-bit window field.
+    // receive buffer may grow to 6 MiB, which needs shift 7 (as Linux's
+    // own 6 MiB tcp_rmem maximum does).
     let ws = info
         .get("wscale")
         .unwrap_or_else(|| panic!("no wscale in ss output:\n{}", out.stdout));
     let snd: u32 = ws.split(',').next().unwrap().parse().unwrap();
-    assert_eq!(snd, 3, "stack's advertised window scale:\n{}", out.stdout);
+    assert_eq!(snd, 7, "stack's advertised window scale:\n{}", out.stdout);
     // `ts` and `sack`: iproute2 6.1's ss on Linux 6.18 prints neither,
     // even between two kernel sockets, so when they are missing the same
     // bits are read from TCP_INFO (tcpi_options) by the client itself.
@@ -650,7 +651,7 @@ fn ss_shows_negotiated_options() {
             out.stdout
         );
     }
-    assert_eq!(bits["info_snd_wscale"], "3", "TCP_INFO: {bits:?}");
+    assert_eq!(bits["info_snd_wscale"], "7", "TCP_INFO: {bits:?}");
     // The MSS option the stack sent is 1460 (MTU 1500 - 40). ss's `mss:`
     // is the kernel's send MSS, which also leaves room for the 12-byte
     // timestamp option.

@@ -15,6 +15,7 @@ use tapstack::api::{Events, Interest, Net, Poll, TcpListener, TcpStream, Token, 
 use tapstack::device::Device;
 use tapstack::device::fault::{FaultConfig, REORDER_HOLD};
 use tapstack::device::pair::{self, PairDevice};
+use tapstack::device::{RxCsum, RxKind, RxMeta};
 use tapstack::runtime::link::LinkOptions;
 
 /// Waits up to `within` for an ARP request for `target` at the far end of
@@ -425,4 +426,106 @@ fn a_fin_does_not_stop_the_leader_reading_the_frames_behind_it() {
         assert_eq!((&s2).read(&mut b).expect("the data is there already"), 1);
         assert_eq!(b, [round as u8]);
     }
+}
+
+/// End b of the link as a TAP with offloads looks to the runtime: a frame
+/// of over 1000 bytes comes as a TSO super-frame (`RxKind::Gso`).
+struct SuperFrames(pair::PairDevice);
+
+impl Device for SuperFrames {
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.recv(buf)
+    }
+
+    fn recv_frame(&self, buf: &mut [u8]) -> std::io::Result<(usize, RxMeta)> {
+        let n = self.0.recv(buf)?;
+        let kind = if n > 1000 { RxKind::Gso } else { RxKind::Plain };
+        let csum = RxCsum::Unknown;
+        Ok((n, RxMeta { kind, csum }))
+    }
+
+    fn send(&self, frame: &[u8]) -> std::io::Result<usize> {
+        self.0.send(frame)
+    }
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.fd()
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+}
+
+/// A leader whose first frame is a super-frame (a bulk sender's) reads
+/// the frames queued behind it in the same pass, before its call
+/// returns: one pass and one ACK for them, not a wake-up each. Without
+/// that, a blocked read returns the first frame's bytes alone. Three
+/// segments are sent back to back while the reader leads; the leader's
+/// wake-up takes longer than the three sends, but not always on a loaded
+/// machine, so one round in 20 suffices.
+#[test]
+fn a_leader_takes_the_frames_queued_behind_a_super_frame_in_one_pass() {
+    let (da, db) = pair::link().expect("socketpair");
+    let pair = inmem::Pair::on(Arc::new(da), Arc::new(SuperFrames(db)));
+    let (client, server) = connected(&pair, 7009);
+    let mut most = 0;
+    for round in 0..20u8 {
+        let s = server.try_clone().unwrap();
+        let (tx, got) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            let _ = tx.send((&s).read(&mut buf).map(|n| buf[..n].to_vec()));
+        });
+        wait_until("the reader never led", Duration::from_secs(5), || {
+            pair.b.application_thread_leads()
+        });
+        let data = vec![round; 3000];
+        (&client).write_all(&data).unwrap();
+        let mut first = result(&got).expect("read");
+        most = most.max(first.len());
+        let mut rest = vec![0u8; data.len() - first.len()];
+        (&server).read_exact(&mut rest).unwrap();
+        first.extend(rest);
+        assert_eq!(first, data, "round {round}: bytes differ");
+        if most > 1500 {
+            return;
+        }
+    }
+    panic!("no read returned more than one segment ({most} bytes at most)");
+}
+
+/// Receive coalescing (lead.rs): after a pass that read a super-frame the
+/// leader's next wait is a short timed one, not a sleep on the device
+/// (whose every frame would cost the sender a wake-up); the first such
+/// wait that finds nothing ends it, so an idle reader sleeps on the
+/// device again instead of waking every 50 us.
+#[test]
+fn a_leader_coalesces_after_super_frames_and_stops_when_they_stop() {
+    const WAITS: &str = "runtime.coalesced_waits";
+    let (da, db) = pair::link().expect("socketpair");
+    let pair = inmem::Pair::on(Arc::new(da), Arc::new(SuperFrames(db)));
+    let (client, server) = connected(&pair, 7010);
+    server.set_read_timeout(None).unwrap();
+    assert_eq!(counter(&pair.b, WAITS), 0, "plain frames started it");
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    (&client).write_all(&data).unwrap();
+    let mut got = vec![0u8; data.len()];
+    (&server).read_exact(&mut got).unwrap();
+    assert_eq!(got, data);
+    // A reader now blocks with nothing coming: one timed wait at most
+    // (the one that finds nothing), then it sleeps on the device.
+    let pending = read_on_thread(&server, 1);
+    wait_until("the reader never led", Duration::from_secs(5), || {
+        pair.b.application_thread_leads()
+    });
+    wait_until("no coalesced wait", Duration::from_secs(5), || {
+        counter(&pair.b, WAITS) > 0
+    });
+    let after = counter(&pair.b, WAITS);
+    std::thread::sleep(Duration::from_millis(100));
+    let idle = counter(&pair.b, WAITS) - after;
+    assert!(idle <= 1, "{idle} timed wake-ups in 100 ms idle");
+    (&client).write_all(b"z").unwrap();
+    assert_eq!(result(&pending).expect("read"), b"z");
 }

@@ -116,6 +116,9 @@ pub struct Core {
     /// The leader's last read stopped at the batch size: frames are
     /// probably still waiting, so it must not lease the device.
     rx_backlog: bool,
+    /// The leader's last pass read a bulk sender's super-frames: its
+    /// next wait is a timed one (receive coalescing, lead.rs).
+    rx_coalesce: bool,
 }
 
 /// What the device does for outgoing frames: learnt at start, lowered
@@ -764,6 +767,7 @@ pub fn start(
         stack_watches: true,
         lease_until: None,
         rx_backlog: false,
+        rx_coalesce: false,
     };
     let shared = Arc::new(Shared {
         core: Mutex::new(core),

@@ -72,6 +72,12 @@ impl RxBatch {
         self.n == BATCH
     }
 
+    /// Whether the first frame read (and not yet processed) is a TSO
+    /// super-frame: a bulk sender's, likely with more behind it.
+    pub(super) fn first_is_super_frame(&self) -> bool {
+        self.n > 0 && self.lens[0].1.kind == RxKind::Gso
+    }
+
     /// Frames read and not yet processed.
     pub(super) fn pending(&self) -> usize {
         self.n

@@ -218,7 +218,7 @@ impl TcpLayer {
             syn: true,
             window: rx_buffer.min(65535) as u16,
             mss: Some(cfg.mss.clamp(64, 65535) as u16),
-            wscale: peer_ws.map(|_| Receiver::wscale_for(rx_buffer)),
+            wscale: peer_ws.map(|_| Receiver::wscale_for_growing(rx_buffer)),
             sack_perm: sack,
             ts: ts.map(|(val, _)| (syncookie::ts_encode(ts_now, peer_ws, sack), val)),
             ..OutHdr::default()

@@ -55,7 +55,7 @@ impl Tcb {
             hdr.ack = Some(self.rcv.nxt());
         }
         if env.cfg.window_scaling && (active || self.ws_ok) {
-            hdr.wscale = Some(Receiver::wscale_for(self.rcv.capacity()));
+            hdr.wscale = Some(self.rcv.offered_wscale());
         }
         hdr.sack_perm = env.cfg.sack && (active || self.sack_ok);
         if env.cfg.timestamps && (active || self.snd.timestamps()) {

@@ -15,8 +15,11 @@ use super::sack::DsackReport;
 use super::seq::Seq;
 use crate::stack::time::Instant;
 
-/// Largest receive ring `grow_if_limited` makes.
-pub const MAX_RX_BUFFER: usize = 4 << 20;
+/// Largest receive ring `grow_if_limited` makes: Linux's default
+/// tcp_rmem maximum (6 MiB). The window scale we offer is the one this
+/// needs (shift 7), as Linux picks it from tcp_rmem[2], so that the ring
+/// can grow after the handshake.
+pub const MAX_RX_BUFFER: usize = 6 << 20;
 
 /// Unit in which receive storage is charged to the layer's account
 /// (Linux's SK_MEM_QUANTUM: a page).
@@ -142,16 +145,31 @@ impl Receiver {
         }
     }
 
-    /// RFC 7323 2.3: the shift that makes a receive buffer fit in the
-    /// 16-bit window field. (Not the shift for the most it may grow to,
-    /// as Linux picks it: with 128-byte units, rounding a shrinking window
-    /// up so its edge never moves left offers bytes the ring cannot hold.)
+    /// RFC 7323 2.3: the shift that makes a receive buffer of
+    /// `capacity` bytes fit in the 16-bit window field.
     pub fn wscale_for(capacity: usize) -> u8 {
         let mut shift = 0u8;
         while shift < 14 && (capacity >> shift) > 65535 {
             shift += 1;
         }
         shift
+    }
+
+    /// The shift our SYN offers for a ring of `capacity` bytes that may
+    /// grow (`grow_if_limited`): the one for the most it may grow to, as
+    /// Linux picks it from tcp_rmem[2] (RFC 7323 2.3). A ring the
+    /// application sized keeps the shift for its own size.
+    pub fn wscale_for_growing(capacity: usize) -> u8 {
+        Receiver::wscale_for(capacity.max(MAX_RX_BUFFER))
+    }
+
+    /// The shift our SYN offers (see `wscale_for_growing`).
+    pub fn offered_wscale(&self) -> u8 {
+        if self.autotune {
+            Receiver::wscale_for_growing(self.ring.capacity())
+        } else {
+            Receiver::wscale_for(self.ring.capacity())
+        }
     }
 
     // ---- negotiation
@@ -166,11 +184,7 @@ impl Receiver {
     /// Options from the peer's SYN: window scaling (our shift, if both
     /// sides scale), SACK, and the SYN's TSval as TS.Recent.
     pub fn negotiate(&mut self, scale: bool, sack: bool, tsval: Option<u32>, now: Instant) {
-        self.wscale = if scale {
-            Receiver::wscale_for(self.ring.capacity())
-        } else {
-            0
-        };
+        self.wscale = if scale { self.offered_wscale() } else { 0 };
         self.sack = sack;
         if let Some(v) = tsval {
             self.ts_recent = v;
@@ -206,6 +220,7 @@ impl Receiver {
     }
 
     /// Ring capacity.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
@@ -426,7 +441,19 @@ impl Receiver {
         let ws = self.wscale;
         let cur = self.wnd();
         let wnd = self.window_now(mem);
-        let field = (wnd >> ws).max(cur.div_ceil(1 << ws)).min(65535);
+        // The current window rounded up to the field's unit keeps its
+        // right edge from moving left (RFC 9293 3.8.6); but where that
+        // would offer bytes the ring cannot hold, it is rounded down, a
+        // retraction of less than one unit that RFC 7323 2.4 (Appendix F)
+        // allows. (Rounding up every time let a stream of small segments
+        // creep the edge up to a unit per ACK past the ring's end.)
+        let up = cur.div_ceil(1 << ws);
+        let keep = if up << ws <= self.ring.free() {
+            up
+        } else {
+            cur >> ws
+        };
+        let field = (wnd >> ws).max(keep).min(65535);
         let edge = self.nxt + (field << ws);
         self.adv = self.adv.max(edge);
         self.offered = field << ws;
@@ -677,129 +704,4 @@ impl Receiver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stack::tcp::rmem::TcpMem;
-
-    fn new_mem() -> RcvMem {
-        RcvMem::new(TcpMem::default())
-    }
-
-    impl Receiver {
-        fn receive_data_t(&mut self, seq: Seq, data: &[u8]) -> Delivered {
-            self.receive_data(seq, data, &mut new_mem())
-        }
-        fn read_t(&mut self, buf: &mut [u8]) -> usize {
-            self.read(buf, &mut new_mem())
-        }
-    }
-
-    fn rx() -> Receiver {
-        let mut r = Receiver::new(4000, 100, Instant::ZERO);
-        r.synchronize(Seq(999));
-        r
-    }
-
-    #[test]
-    fn every_second_segment_is_acked_at_once() {
-        let mut r = rx();
-        assert_eq!(r.receive_data_t(Seq(1000), &[1; 100]).ack, AckDue::Delayed);
-        let d = r.receive_data_t(Seq(1100), &[2; 100]);
-        assert_eq!((d.ack, d.readable), (AckDue::Now, true));
-        r.on_ack_sent();
-        assert_eq!(r.receive_data_t(Seq(1200), &[3; 100]).ack, AckDue::Delayed);
-        assert_eq!(r.nxt(), Seq(1300));
-        assert_eq!(r.readable_len(), 300);
-    }
-
-    /// The peer fills the window we offered, the application reads it
-    /// all: the ring doubles, up to what the window scale can offer.
-    #[test]
-    fn a_window_limited_fast_reader_gets_a_larger_ring() {
-        let mut pool = BufferPool::default();
-        let mut mem = new_mem();
-        let mut r = Receiver::new(4000, 1000, Instant::ZERO);
-        r.synchronize(Seq(999));
-        r.negotiate(true, false, None, Instant::ZERO);
-        r.wscale = 1; // largest window: 131,070
-        let mut hdr = OutHdr::default();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut next = Seq(1000);
-        let mut caps = vec![];
-        for _ in 0..8 {
-            r.fill_ack(&mut hdr, &new_mem());
-            r.on_ack_sent();
-            let wnd = usize::from(hdr.window) << r.wscale;
-            // Half the window: the peer had room for more, so our
-            // window did not hold it back.
-            r.provide(&mut pool);
-            r.receive_data_t(next, &vec![1; wnd / 2]);
-            next += wnd / 2;
-            assert_eq!(r.read_t(&mut buf), wnd / 2);
-            r.release_if_idle(&mut pool, &mut mem);
-            assert!(!r.grow_if_limited(&mem));
-            // Up to the edge: the application read it all, so it grows.
-            r.provide(&mut pool);
-            r.receive_data_t(next, &vec![2; wnd - wnd / 2]);
-            next += wnd - wnd / 2;
-            assert!(!r.grow_if_limited(&mem), "not while bytes are unread");
-            r.read_t(&mut buf);
-            r.release_if_idle(&mut pool, &mut mem);
-            r.grow_if_limited(&mem);
-            caps.push(r.capacity());
-        }
-        assert_eq!(caps[..3], [8000, 16000, 32000]);
-        assert_eq!(*caps.last().unwrap(), 65535 << 1);
-    }
-
-    #[test]
-    fn a_ring_the_application_sized_does_not_grow() {
-        let mut pool = BufferPool::default();
-        let mut mem = new_mem();
-        let mut r = Receiver::new(4000, 1000, Instant::ZERO);
-        r.set_capacity(3000);
-        r.synchronize(Seq(999));
-        r.negotiate(true, false, None, Instant::ZERO);
-        let mut hdr = OutHdr::default();
-        r.fill_ack(&mut hdr, &new_mem());
-        r.on_ack_sent();
-        r.provide(&mut pool);
-        r.receive_data_t(Seq(1000), &[1; 3000]);
-        r.read_t(&mut [0u8; 3000]);
-        r.release_if_idle(&mut pool, &mut mem);
-        assert!(!r.grow_if_limited(&mem));
-        assert_eq!(r.capacity(), 3000);
-    }
-
-    #[test]
-    fn a_held_fin_comes_in_order_with_the_hole() {
-        let mut r = rx();
-        let d = r.receive_data_t(Seq(1100), &[2; 100]);
-        assert!(d.out_of_order && !d.readable);
-        assert_eq!(r.receive_fin(Seq(1200)), FinArrival::NotInOrder);
-        let d = r.receive_data_t(Seq(1000), &[1; 100]);
-        assert_eq!(d.fin_in_order, Some(Seq(1200)));
-        assert_eq!(r.receive_fin(Seq(1200)), FinArrival::Accepted);
-        assert_eq!(r.receive_fin(Seq(1200)), FinArrival::NotInOrder);
-        assert!(r.fin_received() && r.nxt() == Seq(1201));
-    }
-
-    #[test]
-    fn sack_blocks_and_dsack_fill_the_ack() {
-        let mut r = rx();
-        r.negotiate(false, true, Some(7), Instant::ZERO);
-        r.receive_data_t(Seq(1100), &[2; 100]);
-        r.note_duplicate(Seq(900), Seq(950));
-        let mut hdr = OutHdr {
-            ts: Some((5, 0)),
-            ..OutHdr::default()
-        };
-        r.fill_ack(&mut hdr, &new_mem());
-        assert_eq!(hdr.ack, Some(Seq(1000)));
-        assert_eq!(hdr.ts, Some((5, 7)));
-        assert_eq!(
-            hdr.sack.as_slice(),
-            &[(Seq(900), Seq(950)), (Seq(1100), Seq(1200))]
-        );
-    }
-}
+mod tests;

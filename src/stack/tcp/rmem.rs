@@ -35,8 +35,8 @@ pub struct TcpMem {
 impl Default for TcpMem {
     /// Fixed, not derived from the machine's memory (the core does not
     /// look at the machine, and tests stay deterministic): 128 MiB is
-    /// 512 connections with a full default 256 KiB ring, or 32 with rings
-    /// grown to the 4 MiB most, far beyond what bulk transfers need, and
+    /// 512 connections with a full default 256 KiB ring, or 21 with rings
+    /// grown to the 6 MiB most, far beyond what bulk transfers need, and
     /// 32,768 connections with one page of unread request each; it stays
     /// well inside the smallest machines this runs on. Pressure at half
     /// of it leaves room for windows already offered; `low` at 3/4 of

@@ -24,7 +24,7 @@ fn passive_open_with_options() {
     let now_ms = h.now.total_millis() as u32;
     let mut expect = Seg::ours(ISS, Some(IRS + 1), 65535).syn().ts(now_ms, 777);
     expect.mss = Some(1460);
-    expect.wscale = Some(3); // 256 KiB >> 3 fits in 16 bits
+    expect.wscale = Some(7); // room to grow to 6 MiB (Receiver::MAX_RX_BUFFER)
     expect.sack_perm = true;
     assert_eq!(h.one(), expect);
     assert!(h.layer.accept(l).is_err());
@@ -34,7 +34,7 @@ fn passive_open_with_options() {
     assert_eq!(h.layer.state(c), TcpState::Established);
     let info = h.layer.info(c).unwrap();
     assert!(info.sack && info.timestamps);
-    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 3));
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 7));
     assert_eq!(info.mss, 1400 - 12);
     assert_eq!(h.layer.state(l), TcpState::Listen);
     h.nothing();

@@ -97,13 +97,13 @@ fn time_wait_ack_keeps_the_right_edge() {
     let mut syn = Seg::peer(IRS, None).syn();
     syn.wscale = Some(7);
     h.send(syn);
-    assert_eq!(h.one().wscale, Some(3));
+    assert_eq!(h.one().wscale, Some(7));
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)));
     let (c, _) = h.layer.accept(l).unwrap();
     let mut edges = Vec::new();
     let mut record = |segs: Vec<Seg>| {
         for s in segs {
-            edges.push(s.ack.unwrap().wrapping_add(u32::from(s.window) << 3));
+            edges.push(s.ack.unwrap().wrapping_add(u32::from(s.window) << 7));
         }
     };
     h.send(Seg::peer(IRS + 1, Some(ISS + 1)).data(b"12345"));

@@ -80,7 +80,7 @@ fn cookie_carries_window_scale_and_sack_in_the_timestamp() {
     assert_eq!(tsecr, 777);
     assert_eq!(tsval & 63, 7 | 16, "wscale 7 and SACK in the low bits");
     assert!(now_ms.wrapping_sub(tsval) < 64, "{tsval} vs {now_ms}");
-    assert_eq!(synack.wscale, Some(3));
+    assert_eq!(synack.wscale, Some(7));
     assert!(synack.sack_perm);
     let mut ack = Seg::peer(IRS + 1, Some(synack.seq.wrapping_add(1))).ts(778, tsval);
     ack.src_port = 41001;
@@ -88,7 +88,7 @@ fn cookie_carries_window_scale_and_sack_in_the_timestamp() {
     let (c, _) = h.layer.accept(l).unwrap();
     let info = h.layer.info(c).unwrap();
     assert!(info.sack && info.timestamps);
-    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 3));
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (7, 7));
     assert_eq!(info.mss, 1460 - 12);
     assert_eq!(info.srtt, None, "no RTT sample from a cookie's TSecr");
 }
