@@ -15,15 +15,33 @@ use std::collections::BinaryHeap;
 use super::INDEX_MASK;
 use crate::stack::time::Instant;
 
-#[derive(Copy, Clone, Debug, Default)]
+/// One per slot of the layer's socket table, so kept small (issue 15):
+/// `NEVER` stands for "none" (24 bytes, where two `Option<Instant>` made
+/// 40).
+#[derive(Copy, Clone, Debug)]
 struct Entry {
     /// The raw handle (slot index and generation) the entry is for; a
     /// heap entry with another generation is stale.
     raw: u32,
-    /// The deadline that counts.
-    armed: Option<Instant>,
-    /// The earliest heap entry for `raw` still considered live.
-    queued: Option<Instant>,
+    /// The deadline that counts (`NEVER`: none).
+    armed: Instant,
+    /// The earliest heap entry for `raw` still considered live (`NEVER`:
+    /// none).
+    queued: Instant,
+}
+
+/// No deadline. A deadline saturated at the end of time is never reached
+/// either way (as `timer::TimerTable`'s).
+const NEVER: Instant = Instant::from_micros(u64::MAX);
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            raw: 0,
+            armed: NEVER,
+            queued: NEVER,
+        }
+    }
 }
 
 /// Deadlines keyed by raw socket handle.
@@ -44,6 +62,7 @@ impl Timers {
     /// Sets `raw`'s deadline (`None` cancels). A new generation of a slot
     /// replaces the old one's deadline.
     pub fn schedule(&mut self, raw: u32, deadline: Option<Instant>) {
+        let deadline = deadline.filter(|d| *d != NEVER);
         let idx = (raw & INDEX_MASK) as usize;
         if idx >= self.entries.len() {
             if deadline.is_none() {
@@ -53,23 +72,22 @@ impl Timers {
         }
         let e = &mut self.entries[idx];
         if e.raw != raw {
-            if e.queued.is_some() {
+            if e.queued != NEVER {
                 self.live -= 1;
             }
             *e = Entry {
                 raw,
-                armed: None,
-                queued: None,
+                ..Entry::default()
             };
         }
-        e.armed = deadline;
+        e.armed = deadline.unwrap_or(NEVER);
         if let Some(d) = deadline
-            && e.queued.is_none_or(|q| d < q)
+            && d < e.queued
         {
-            if e.queued.is_none() {
+            if e.queued == NEVER {
                 self.live += 1;
             }
-            e.queued = Some(d);
+            e.queued = d;
             self.heap.push(Reverse((d, raw)));
         }
         self.prune();
@@ -92,8 +110,8 @@ impl Timers {
         }
         self.heap.pop();
         let e = &mut self.entries[(raw & INDEX_MASK) as usize];
-        e.armed = None;
-        e.queued = None;
+        e.armed = NEVER;
+        e.queued = NEVER;
         self.live -= 1;
         self.prune();
         Some(raw)
@@ -109,21 +127,21 @@ impl Timers {
     fn prune(&mut self) {
         while let Some(&Reverse((t, raw))) = self.heap.peek() {
             let e = &mut self.entries[(raw & INDEX_MASK) as usize];
-            if e.raw != raw || e.queued != Some(t) {
+            if e.raw != raw || e.queued != t {
                 self.heap.pop();
                 continue;
             }
             match e.armed {
-                Some(a) if a <= t => break,
-                Some(a) => {
-                    e.queued = Some(a);
-                    self.heap.pop();
-                    self.heap.push(Reverse((a, raw)));
-                }
-                None => {
-                    e.queued = None;
+                NEVER => {
+                    e.queued = NEVER;
                     self.live -= 1;
                     self.heap.pop();
+                }
+                a if a <= t => break,
+                a => {
+                    e.queued = a;
+                    self.heap.pop();
+                    self.heap.push(Reverse((a, raw)));
                 }
             }
         }
@@ -136,8 +154,8 @@ impl Timers {
         self.live = 0;
         for e in &mut self.entries {
             e.queued = e.armed;
-            if let Some(a) = e.armed {
-                v.push(Reverse((a, e.raw)));
+            if e.armed != NEVER {
+                v.push(Reverse((e.armed, e.raw)));
                 self.live += 1;
             }
         }
@@ -157,6 +175,12 @@ mod tests {
 
     fn drain(t: &mut Timers, now: Instant) -> Vec<u32> {
         std::iter::from_fn(|| t.pop_due(now)).collect()
+    }
+
+    #[test]
+    fn an_entry_per_slot_stays_small() {
+        // One per slot of the socket table: bytes per idle connection.
+        assert!(std::mem::size_of::<Entry>() <= 24);
     }
 
     #[test]
