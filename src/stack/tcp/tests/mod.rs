@@ -30,5 +30,8 @@ fn tmp_sizes() {
     eprintln!("Asm {}", size_of::<super::assembler::Assembler>());
     eprintln!("TimerTable {}", size_of::<super::timer::TimerTable>());
     eprintln!("SockOpts {}", size_of::<super::tcb::SockOpts>());
-    eprintln!("LossRecovery {}", size_of::<super::loss_recovery::LossRecovery>());
+    eprintln!(
+        "LossRecovery {}",
+        size_of::<super::loss_recovery::LossRecovery>()
+    );
 }
