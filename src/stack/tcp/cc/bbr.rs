@@ -65,30 +65,35 @@ pub enum Mode {
 
 /// Windowed maximum over the last `BW_WINDOW_ROUNDS` rounds: one slot
 /// per round (its largest sample), so expiry is exact and the memory
-/// fixed. An unused slot is (round 0, 0 bytes/s): a zero sample changes
-/// no maximum, so it needs no `Option` (whose tag made each slot 24
-/// bytes instead of 16: 80 bytes more per connection, issue 15).
+/// fixed. Kept small, as every connection has one (issue 15): an unused
+/// slot is (round 0, 0 bytes/s), as a zero sample changes no maximum (no
+/// `Option` tag), and a slot's round is kept modulo 2^32 (a slot 2^32
+/// rounds old would pass for current: no connection lives that long).
 #[derive(Clone, Debug, Default)]
 pub struct MaxBwFilter {
-    slots: [(u64, u64); BW_WINDOW_ROUNDS as usize],
+    rounds: [u32; BW_WINDOW_ROUNDS as usize],
+    bws: [u64; BW_WINDOW_ROUNDS as usize],
 }
 
 impl MaxBwFilter {
     /// A `bw` sample (bytes/s) taken in round `round`.
     pub fn update(&mut self, round: u64, bw: u64) {
-        let slot = &mut self.slots[(round % BW_WINDOW_ROUNDS) as usize];
-        if slot.0 == round {
-            slot.1 = slot.1.max(bw);
+        let i = (round % BW_WINDOW_ROUNDS) as usize;
+        if self.rounds[i] == round as u32 {
+            self.bws[i] = self.bws[i].max(bw);
         } else {
-            *slot = (round, bw);
+            self.rounds[i] = round as u32;
+            self.bws[i] = bw;
         }
     }
 
     /// The maximum over rounds (round - 10, round].
     pub fn get(&self, round: u64) -> u64 {
-        self.slots
+        let now = round as u32;
+        self.rounds
             .iter()
-            .filter(|(r, _)| *r <= round && round - *r < BW_WINDOW_ROUNDS)
+            .zip(&self.bws)
+            .filter(|(r, _)| now.wrapping_sub(**r) < BW_WINDOW_ROUNDS as u32)
             .map(|(_, v)| *v)
             .max()
             .unwrap_or(0)
@@ -115,7 +120,7 @@ pub struct Bbr {
     full_bw: u64,
     full_bw_count: u32,
     full_bw_reached: bool,
-    cycle_idx: usize,
+    cycle_idx: u8,
     cycle_stamp: Instant,
     pacing_gain: f64,
     cwnd_gain: f64,
@@ -128,7 +133,7 @@ pub struct Bbr {
     ack_epoch: Instant,
     ack_epoch_acked: u64,
     extra_acked: [u64; 2],
-    extra_acked_idx: usize,
+    extra_acked_idx: u8,
     extra_acked_rounds: u32,
 }
 
@@ -207,7 +212,7 @@ impl Bbr {
             if self.extra_acked_rounds >= EXTRA_ACKED_ROUNDS {
                 self.extra_acked_rounds = 0;
                 self.extra_acked_idx ^= 1;
-                self.extra_acked[self.extra_acked_idx] = 0;
+                self.extra_acked[usize::from(self.extra_acked_idx)] = 0;
             }
         }
         let elapsed = now.saturating_since(self.ack_epoch);
@@ -222,7 +227,7 @@ impl Bbr {
         self.ack_epoch_acked += acked;
         let extra =
             (self.ack_epoch_acked - expected.min(self.ack_epoch_acked)).min(self.cwnd as u64);
-        let slot = &mut self.extra_acked[self.extra_acked_idx];
+        let slot = &mut self.extra_acked[usize::from(self.extra_acked_idx)];
         *slot = (*slot).max(extra);
     }
 
@@ -293,10 +298,10 @@ impl Bbr {
         self.cwnd_gain = CWND_GAIN;
         // Draft 4.3.4.4: start at a random phase other than the drain one
         // (derived from the clock: deterministic under simulation).
-        const STARTS: [usize; 7] = [0, 2, 3, 4, 5, 6, 7];
+        const STARTS: [u8; 7] = [0, 2, 3, 4, 5, 6, 7];
         self.cycle_idx = STARTS[(now.total_micros() % 7) as usize];
         self.cycle_stamp = now;
-        self.pacing_gain = PACING_GAINS[self.cycle_idx];
+        self.pacing_gain = PACING_GAINS[usize::from(self.cycle_idx)];
     }
 
     /// Draft 4.3.4.3: a phase lasts a min_RTT; probing also waits until
@@ -318,9 +323,9 @@ impl Bbr {
             full
         };
         if next {
-            self.cycle_idx = (self.cycle_idx + 1) % PACING_GAINS.len();
+            self.cycle_idx = (self.cycle_idx + 1) % PACING_GAINS.len() as u8;
             self.cycle_stamp = now;
-            self.pacing_gain = PACING_GAINS[self.cycle_idx];
+            self.pacing_gain = PACING_GAINS[usize::from(self.cycle_idx)];
         }
     }
 
