@@ -15,6 +15,7 @@ mod rate;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::rtt::Nanos;
 use super::sack::Scoreboard;
 use super::seq::{Seq, cmp};
 use crate::stack::time::Instant;
@@ -60,9 +61,9 @@ struct SendRate {
 struct RsBuild {
     prior_delivered: u64,
     prior_time: Instant,
-    send_elapsed: Duration,
+    send_elapsed: Nanos,
     app_limited: bool,
-    rtt: Option<Duration>,
+    rtt: Nanos,
 }
 
 impl SentSeg {
@@ -110,9 +111,9 @@ pub struct Rack {
     /// Transmissions so far (the next `ord`).
     sent: u64,
     /// RACK.rtt: the RTT of that segment.
-    rtt: Duration,
+    rtt: Nanos,
     /// RACK.min_RTT (over the connection, from unambiguous samples).
-    min_rtt: Option<Duration>,
+    min_rtt: Nanos,
     /// RACK.fack: the highest end sequence delivered.
     fack: Option<Seq>,
     reordering_seen: bool,
@@ -124,7 +125,7 @@ pub struct Rack {
     /// Latest-sent segment delivered by the ACK being processed, with its
     /// RTT (step 2 runs over the ACK's segments in transmit order; the
     /// last one's values are what remain).
-    batch: Option<(u64, Duration)>,
+    batch: Option<(u64, Nanos)>,
     in_flight: usize,
     lost_segs: usize,
     sacked_segs: usize,
@@ -159,8 +160,8 @@ impl Rack {
             segs: VecDeque::new(),
             latest: None,
             sent: 0,
-            rtt: Duration::ZERO,
-            min_rtt: None,
+            rtt: Nanos::of(Duration::ZERO),
+            min_rtt: Nanos::NONE,
             fack: None,
             reordering_seen: false,
             reo_wnd_mult: 1,
@@ -436,7 +437,7 @@ impl Rack {
         self.rate_deliver(&r, now, rtt);
         if !r.rtx {
             // Step 1: only unambiguous samples.
-            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.min_rtt = Nanos::of(self.min_rtt.get().map_or(rtt, |m| m.min(rtt)));
         }
         // Step 3: a never-retransmitted segment delivered below the
         // highest delivered one was reordered.
@@ -446,11 +447,11 @@ impl Rack {
         }
         // Step 2: a retransmitted segment's delivery may be the original's;
         // skip it if the echoed timestamp or an impossibly short RTT says so.
-        if r.rtx && (echo_before(r.xmit) || self.min_rtt.is_some_and(|m| rtt < m)) {
+        if r.rtx && (echo_before(r.xmit) || self.min_rtt.get().is_some_and(|m| rtt < m)) {
             return;
         }
         if self.batch.is_none_or(|(ord, _)| sent_after(r.ord, ord)) {
-            self.batch = Some((r.ord, rtt));
+            self.batch = Some((r.ord, Nanos::of(rtt)));
         }
     }
 
@@ -493,7 +494,7 @@ impl Rack {
         if !self.reordering_seen && (in_recovery || self.sacked_segs >= DUP_THRESH) {
             return Duration::ZERO;
         }
-        let wnd = (self.min_rtt.unwrap_or_default() / 4).saturating_mul(self.reo_wnd_mult);
+        let wnd = (self.min_rtt.get().unwrap_or_default() / 4).saturating_mul(self.reo_wnd_mult);
         srtt.map_or(wnd, |s| wnd.min(s))
     }
 
@@ -515,7 +516,7 @@ impl Rack {
             if r.sacked || r.lost || !sent_after(latest, r.ord) {
                 continue;
             }
-            let deadline = r.xmit + self.rtt + reo_wnd;
+            let deadline = r.xmit + self.rtt.dur() + reo_wnd;
             if deadline <= now {
                 self.mark_lost_at(i);
                 d.lost += 1;
@@ -541,7 +542,7 @@ impl Rack {
     pub fn mark_lost_on_rto(&mut self, now: Instant, reo_wnd: Duration) {
         for i in 0..self.segs.len() {
             let r = self.segs[i];
-            if !r.sacked && !r.lost && (i == 0 || r.xmit + self.rtt + reo_wnd <= now) {
+            if !r.sacked && !r.lost && (i == 0 || r.xmit + self.rtt.dur() + reo_wnd <= now) {
                 self.mark_lost_at(i);
             }
         }
@@ -624,7 +625,7 @@ mod tests {
         sb.update(Seq(0), Seq(1000), &[(Seq(200), Seq(300))]);
         r.on_sack(&[(Seq(200), Seq(300))], &sb, Seq(5000), at(12), &never);
         assert!(r.commit(Seq(0), Seq(1000), false));
-        assert_eq!(r.rtt, Duration::from_millis(10));
+        assert_eq!(r.rtt.dur(), Duration::from_millis(10));
         // Zero window: 0 and 1 were sent before 2 and are lost; 3.. were
         // sent after it and are not.
         let d = r.detect_loss(at(12), Duration::ZERO);

@@ -11,21 +11,26 @@ const GRANULARITY: Duration = Duration::from_millis(1);
 /// `Option<Duration>`, in every connection's block (issue 15). Durations
 /// round-trip exactly up to 584 years; longer ones saturate.
 #[derive(Debug, Clone, Copy)]
-struct Nanos(u64);
+pub(super) struct Nanos(u64);
 
 impl Nanos {
-    const NONE: Nanos = Nanos(u64::MAX);
+    pub(super) const NONE: Nanos = Nanos(u64::MAX);
 
-    fn of(d: Duration) -> Nanos {
+    pub(super) fn of(d: Duration) -> Nanos {
         Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1))
     }
 
-    fn get(self) -> Option<Duration> {
+    pub(super) fn get(self) -> Option<Duration> {
         (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
     }
 
+    /// `Some(d)` or `None`, stored.
+    pub(super) fn of_opt(d: Option<Duration>) -> Nanos {
+        d.map_or(Nanos::NONE, Nanos::of)
+    }
+
     /// The duration, for fields that always hold one.
-    fn dur(self) -> Duration {
+    pub(super) fn dur(self) -> Duration {
         Duration::from_nanos(self.0)
     }
 }

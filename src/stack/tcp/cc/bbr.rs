@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use super::{CongestionControl, MAX_CWND, RateSample, initial_window};
+use crate::stack::tcp::rtt::Nanos;
 use crate::stack::time::Instant;
 
 /// Startup gain 2/ln 2: the smallest that doubles the delivery rate each
@@ -100,6 +101,9 @@ impl MaxBwFilter {
     }
 }
 
+/// No ProbeRTT deadline yet (a sentinel: half an `Option<Instant>`).
+const UNSET: Instant = Instant::from_micros(u64::MAX);
+
 #[derive(Clone, Debug)]
 /// BBR v1 congestion control state for one connection.
 pub struct Bbr {
@@ -113,9 +117,10 @@ pub struct Bbr {
     round: u64,
     next_round_delivered: u64,
     round_start: bool,
-    min_rtt: Option<Duration>,
+    min_rtt: Nanos,
     min_rtt_stamp: Instant,
-    probe_rtt_done: Option<Instant>,
+    /// `UNSET` until ProbeRTT's in-flight floor is reached.
+    probe_rtt_done: Instant,
     probe_rtt_round_done: bool,
     full_bw: u64,
     full_bw_count: u32,
@@ -151,9 +156,9 @@ impl Bbr {
             round: 0,
             next_round_delivered: 0,
             round_start: false,
-            min_rtt: None,
+            min_rtt: Nanos::NONE,
             min_rtt_stamp: now,
-            probe_rtt_done: None,
+            probe_rtt_done: UNSET,
             probe_rtt_round_done: false,
             full_bw: 0,
             full_bw_count: 0,
@@ -184,13 +189,13 @@ impl Bbr {
 
     /// The min-RTT (RTprop) estimate; `None` before the first sample.
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt
+        self.min_rtt.get()
     }
 
     /// gain * BDP plus the allowance (draft 4.2.3.2 BBRInflight()); the
     /// initial window until an RTT is known.
     fn inflight_target(&self, gain: f64) -> usize {
-        let Some(rtt) = self.min_rtt else {
+        let Some(rtt) = self.min_rtt.get() else {
             return initial_window(self.mss);
         };
         let bdp = self.max_bw() as f64 * rtt.as_secs_f64() * gain;
@@ -313,6 +318,7 @@ impl Bbr {
         }
         let full = self
             .min_rtt
+            .get()
             .is_some_and(|m| now.saturating_since(self.cycle_stamp) > m);
         let gain = self.pacing_gain;
         let next = if gain > 1.0 {
@@ -334,9 +340,9 @@ impl Bbr {
     fn update_min_rtt(&mut self, now: Instant, rs: &RateSample) {
         let expired = now.saturating_since(self.min_rtt_stamp) > MIN_RTT_WINDOW;
         if let Some(rtt) = rs.rtt
-            && (self.min_rtt.is_none_or(|m| rtt < m) || expired)
+            && (self.min_rtt.get().is_none_or(|m| rtt < m) || expired)
         {
-            self.min_rtt = Some(rtt);
+            self.min_rtt = Nanos::of(rtt);
             self.min_rtt_stamp = now;
         }
         if expired && self.mode != Mode::ProbeRtt {
@@ -344,14 +350,14 @@ impl Bbr {
             self.mode = Mode::ProbeRtt;
             self.pacing_gain = 1.0;
             self.cwnd_gain = 1.0;
-            self.probe_rtt_done = None;
+            self.probe_rtt_done = UNSET;
         }
         if self.mode != Mode::ProbeRtt {
             return;
         }
-        match self.probe_rtt_done {
+        match (self.probe_rtt_done != UNSET).then_some(self.probe_rtt_done) {
             None if rs.in_flight <= MIN_CWND_SEGS * self.mss => {
-                self.probe_rtt_done = Some(now + PROBE_RTT_DURATION);
+                self.probe_rtt_done = now + PROBE_RTT_DURATION;
                 self.probe_rtt_round_done = false;
                 self.next_round_delivered = rs.total_delivered;
             }
