@@ -104,7 +104,7 @@ def stack_established(c):
     accept queue behind SYN cookies) counts as open on its side only: the
     row divides by what the stack holds, not by what the clients opened."""
     try:
-        out = subprocess.run([getattr(c.args, c.bin_attr), "--tap", c.tap, "ss"],
+        out = subprocess.run([getattr(c.args, c.bin_attr), "--api", c.api, "ss"],
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
