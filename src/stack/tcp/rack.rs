@@ -26,6 +26,12 @@ use crate::stack::time::Instant;
 const MAX_SEGS: usize = 4096;
 /// RFC 8985 6.2 step 4: the DupThresh shortcut to a zero window.
 const DUP_THRESH: usize = 3;
+/// "None" for the counters and rates kept without an `Option` (whose tag
+/// doubles a u64 in every connection's block, issue 15): no transmission
+/// count or rate reaches it.
+const NONE: u64 = u64::MAX;
+/// No segment sent yet.
+const NO_SEND: Instant = Instant::from_micros(u64::MAX);
 /// RFC 8985 6.2 step 4: a D-SACK-grown window lasts 16 recoveries.
 const REO_WND_PERSIST: u32 = 16;
 
@@ -106,8 +112,8 @@ pub struct Rack {
     /// Records covering [SND.UNA, SND.MAX) in sequence order.
     segs: VecDeque<SentSeg>,
     /// RACK.xmit_ts / RACK.end_seq as a transmit order: the most
-    /// recently sent segment known to be delivered.
-    latest: Option<u64>,
+    /// recently sent segment known to be delivered (`NONE` before one is).
+    latest: u64,
     /// Transmissions so far (the next `ord`).
     sent: u64,
     /// RACK.rtt: the RTT of that segment.
@@ -143,9 +149,9 @@ pub struct Rack {
     lost_bytes: u64,
     lost_reported: u64,
     /// For `ss -i`: when a segment last left, and the latest valid
-    /// delivery-rate sample (bytes per second).
-    last_send: Option<Instant>,
-    last_rate: Option<u64>,
+    /// delivery-rate sample (bytes per second); `NO_SEND`, `NONE` before.
+    last_send: Instant,
+    last_rate: u64,
 }
 
 impl Default for Rack {
@@ -158,7 +164,7 @@ impl Rack {
     pub fn new() -> Rack {
         Rack {
             segs: VecDeque::new(),
-            latest: None,
+            latest: NONE,
             sent: 0,
             rtt: Nanos::of(Duration::ZERO),
             min_rtt: Nanos::NONE,
@@ -181,8 +187,8 @@ impl Rack {
             rs_acked: 0,
             lost_bytes: 0,
             lost_reported: 0,
-            last_send: None,
-            last_rate: None,
+            last_send: NO_SEND,
+            last_rate: NONE,
         }
     }
 
@@ -193,12 +199,12 @@ impl Rack {
 
     /// When a segment last left (new data or a retransmission).
     pub fn last_send(&self) -> Option<Instant> {
-        self.last_send
+        (self.last_send != NO_SEND).then_some(self.last_send)
     }
 
     /// The latest valid delivery-rate sample, bytes per second.
     pub fn last_rate(&self) -> Option<u64> {
-        self.last_rate
+        (self.last_rate != NONE).then_some(self.last_rate)
     }
 
     /// RFC 6675 pipe: bytes neither SACKed nor lost.
@@ -231,7 +237,7 @@ impl Rack {
 
     /// `[start, end)` left at `now`; `snd_max` is SND.MAX before it.
     pub fn on_send(&mut self, start: Seq, end: Seq, snd_max: Seq, now: Instant) {
-        self.last_send = Some(now);
+        self.last_send = now;
         if self.segs.is_empty() {
             // Draft-cheng 3.2: a send with nothing outstanding starts a
             // new interval, so idle time is not counted as delivery time.
@@ -460,8 +466,8 @@ impl Rack {
     pub fn commit(&mut self, una: Seq, snd_max: Seq, dsack: bool) -> bool {
         if let Some((ord, rtt)) = self.batch.take() {
             self.rtt = rtt;
-            if self.latest.is_none_or(|l| sent_after(ord, l)) {
-                self.latest = Some(ord);
+            if self.latest == NONE || sent_after(ord, self.latest) {
+                self.latest = ord;
                 self.advanced = true;
             }
         }
@@ -503,9 +509,10 @@ impl Rack {
     /// was sent; the others set the reordering timer.
     pub fn detect_loss(&mut self, now: Instant, reo_wnd: Duration) -> Detected {
         let mut d = Detected::default();
-        let Some(latest) = self.latest else {
+        let latest = self.latest;
+        if latest == NONE {
             return d;
-        };
+        }
         for i in 0..self.segs.len() {
             let r = self.segs[i];
             if self.rtx_segs == 0 && !sent_after(latest, r.ord) {

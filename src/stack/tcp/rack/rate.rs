@@ -69,7 +69,7 @@ impl Rack {
             in_recovery: false,
         };
         if let Some(rate) = sample.rate() {
-            self.last_rate = Some(rate);
+            self.last_rate = rate.min(super::NONE - 1);
         }
         Some(sample)
     }

@@ -29,5 +29,5 @@ fn connection_state_stays_within_its_budget() {
     assert!(bbr <= BBR_BUDGET, "Bbr is {bbr} bytes, budget {BBR_BUDGET}");
 }
 
-const TCB_BUDGET: usize = 1008;
+const TCB_BUDGET: usize = 984;
 const BBR_BUDGET: usize = 264;
