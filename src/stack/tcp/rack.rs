@@ -513,6 +513,7 @@ impl Rack {
         if latest == NONE {
             return d;
         }
+        let rtt = self.rtt.dur();
         for i in 0..self.segs.len() {
             let r = self.segs[i];
             if self.rtx_segs == 0 && !sent_after(latest, r.ord) {
@@ -523,7 +524,7 @@ impl Rack {
             if r.sacked || r.lost || !sent_after(latest, r.ord) {
                 continue;
             }
-            let deadline = r.xmit + self.rtt.dur() + reo_wnd;
+            let deadline = r.xmit + rtt + reo_wnd;
             if deadline <= now {
                 self.mark_lost_at(i);
                 d.lost += 1;
@@ -547,9 +548,10 @@ impl Rack {
     /// RFC 8985 6.3 RACK_mark_losses_on_RTO(): the first segment, and
     /// every other one whose reordering deadline has passed, is lost.
     pub fn mark_lost_on_rto(&mut self, now: Instant, reo_wnd: Duration) {
+        let rtt = self.rtt.dur();
         for i in 0..self.segs.len() {
             let r = self.segs[i];
-            if !r.sacked && !r.lost && (i == 0 || r.xmit + self.rtt.dur() + reo_wnd <= now) {
+            if !r.sacked && !r.lost && (i == 0 || r.xmit + rtt + reo_wnd <= now) {
                 self.mark_lost_at(i);
             }
         }
