@@ -277,6 +277,11 @@ class Tapstack(Contender):
     def __init__(self, args):
         super().__init__(args)
         self.client_ns = self.stack_ns = args.stack_ns
+        # A control socket of its own (`tapstack ss` in the idle row): the
+        # default path is per TAP name, shared with any other run's stack.
+        api_dir = tempfile.mkdtemp(prefix="tsbench-api-")
+        atexit.register(shutil.rmtree, api_dir, True)
+        self.api = os.path.join(api_dir, "api.sock")
 
     # Set per row by run_row: the loss rows drop single frames, so the TAP
     # offloads are off there (as TSO/GSO are off on the kernel's veth).
@@ -296,8 +301,8 @@ class Tapstack(Contender):
         # it (bbr, cubic, reno), so the rows compare stacks, not algorithms.
         if self.args.kernel_cc in ("bbr", "cubic", "reno"):
             flags += ["--cc", self.args.kernel_cc]
-        return (["--tap", self.tap] + flags + ["echo", "--ws-port", "0"] +
-                list(self.echo_flags))
+        return (["--api", self.api, "--tap", self.tap] + flags +
+                ["echo", "--ws-port", "0"] + list(self.echo_flags))
 
     def start(self, kind, cpu):
         # stderr to a file, not a pipe: a pipe nobody reads during the run
@@ -338,7 +343,7 @@ class Before(Tapstack):
     bin_attr = "before"
 
     def __init__(self, args):
-        Contender.__init__(self, args)
+        Tapstack.__init__(self, args)
         self.client_ns = self.stack_ns = args.before_ns
         self.known = self.takes_value = self.dropped = None
 

@@ -12,7 +12,7 @@ use std::net::SocketAddrV4;
 
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tapstack::stack::socket::SocketId;
-use tapstack::stack::tcp::TcpHandle;
+use tapstack::stack::tcp::{CcAlgorithm, TcpHandle, TcpLayer};
 use tapstack::stack::{Instant, RxChecksum, Stack};
 
 #[global_allocator]
@@ -30,10 +30,15 @@ const BASE_PORT: u16 = 6000;
 /// Connections opened per batch (the link is stepped until the batch is
 /// done before the next starts, as a client with a bounded backlog).
 const BATCH: usize = 2000;
-/// Heap bytes allowed per idle connection and end: the issue's target
-/// is 100,000 idle connections in 512 MiB of the stack's resident memory
+/// Heap bytes allowed per idle connection and end beyond the
+/// connection's own state (`TcpLayer::connection_state_bytes`: control
+/// block and congestion controller): the layer's tables (socket slot,
+/// timer entry, 4-tuple map, local ports), each up to twice the count
+/// after growth. Tight enough that a per-connection leftover of ~100
+/// bytes (a Vec kept by an idle connection) fails. The issue's target is
+/// 100,000 idle connections in 512 MiB of the stack's resident memory
 /// (5,368 bytes each), heap and everything else included.
-const MAX_BYTES_PER_IDLE_CONN: usize = 2560;
+const TABLE_BYTES_PER_IDLE_CONN: usize = 256;
 
 /// Heap bytes in use, process-wide.
 fn heap_bytes() -> isize {
@@ -194,13 +199,14 @@ fn hundred_thousand_connections_exchange_idle_and_close() {
     // Spare buffers the pools keep are not the connections'.
     let pooled = l.a.tcp.pooled_storage().1 + l.b.tcp.pooled_storage().1;
     let per_conn = ((heap_bytes() - baseline) as usize).saturating_sub(pooled) / (2 * N);
+    let own = TcpLayer::connection_state_bytes(CcAlgorithm::default());
     eprintln!(
         "{N} connections opened and echoed in {open_secs:.1} s; \
-         {per_conn} heap bytes per idle connection and end"
+         {per_conn} heap bytes per idle connection and end ({own} its own state)"
     );
     assert!(
-        per_conn <= MAX_BYTES_PER_IDLE_CONN,
-        "{per_conn} bytes per idle connection"
+        per_conn <= own + TABLE_BYTES_PER_IDLE_CONN,
+        "{per_conn} bytes per idle connection: over {own} + {TABLE_BYTES_PER_IDLE_CONN}"
     );
     for st in [&l.a, &l.b] {
         let (bufs, bytes) = st.tcp.pooled_storage();

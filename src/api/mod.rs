@@ -218,7 +218,9 @@ pub(crate) struct Options {
     pub nonblocking: bool,
 }
 
-pub(crate) type SharedOptions = Arc<Mutex<Options>>;
+/// Inside the socket's own shared state (every clone of a socket shares
+/// it already): a separate `Arc` cost an allocation per connection.
+pub(crate) type SharedOptions = Mutex<Options>;
 
 pub(crate) fn opts(o: &SharedOptions) -> Options {
     *o.lock().unwrap_or_else(|e| e.into_inner())

@@ -14,6 +14,7 @@
 pub mod clock;
 mod lead;
 pub mod link;
+mod pollset;
 pub mod tap;
 mod thread;
 mod trim;
@@ -38,6 +39,7 @@ use crate::stack::{Instant, Stack};
 pub use clock::Clock;
 use lead::{Lead, RxOwner};
 use link::Link;
+use pollset::PollSet;
 use thread::RxBatch;
 pub(crate) use wake::fire_wakes;
 use wake::{WAKES, Wake, defer_wake, kick_leader_if, unlock_and_wake};
@@ -74,7 +76,7 @@ pub struct Core {
     waiters: HashMap<SocketId, Waiter>,
     /// The `Poll` registries, by id.
     pub polls: HashMap<PollId, PollState>,
-    socket_polls: HashMap<SocketId, Vec<PollId>>,
+    socket_polls: HashMap<SocketId, PollSet>,
     next_poll: PollId,
     /// Frames the device refused (it pushed back); retried on POLLOUT.
     tx_blocked: bool,
@@ -218,7 +220,7 @@ impl Core {
             w.cond.notify_all();
         }
         if let Some(polls) = self.socket_polls.remove(&id) {
-            for p in polls {
+            for p in polls.iter() {
                 if let Some(state) = self.polls.get_mut(&p) {
                     state.registered.remove(&id);
                     state.hints.remove(&id);
@@ -257,8 +259,10 @@ impl Core {
     pub fn drop_poll(&mut self, p: PollId) {
         if let Some(state) = self.polls.remove(&p) {
             for id in state.registered.keys() {
-                if let Some(v) = self.socket_polls.get_mut(id) {
-                    v.retain(|x| *x != p);
+                if let Some(v) = self.socket_polls.get_mut(id)
+                    && v.remove(p)
+                {
+                    self.socket_polls.remove(id);
                 }
             }
         }
@@ -270,10 +274,10 @@ impl Core {
         if let Some(state) = self.polls.get_mut(&p) {
             state.registered.insert(id, (token, read, write));
             state.hints.insert(id);
-            let v = self.socket_polls.entry(id).or_default();
-            if !v.contains(&p) {
-                v.push(p);
-            }
+            self.socket_polls
+                .entry(id)
+                .and_modify(|v| v.insert(p))
+                .or_insert(PollSet::One(p));
         }
     }
 
@@ -283,8 +287,10 @@ impl Core {
             state.registered.remove(&id);
             state.hints.remove(&id);
         }
-        if let Some(v) = self.socket_polls.get_mut(&id) {
-            v.retain(|x| *x != p);
+        if let Some(v) = self.socket_polls.get_mut(&id)
+            && v.remove(p)
+        {
+            self.socket_polls.remove(&id);
         }
     }
 
@@ -314,8 +320,8 @@ impl Core {
             }
             if let Some(polls) = self.socket_polls.get(&id) {
                 let data = stops_reading(readiness_of(&self.stack, id));
-                for p in polls {
-                    if let Some(state) = self.polls.get_mut(p) {
+                for p in polls.iter() {
+                    if let Some(state) = self.polls.get_mut(&p) {
                         state.hints.insert(id);
                         defer_wake(wakes, followers, &state.cond);
                         kick_leader_if(&mut self.lead, &self.kick, &state.cond, data);

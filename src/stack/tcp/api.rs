@@ -497,7 +497,7 @@ impl TcpLayer {
         ka: Option<(Duration, Duration, u32)>,
     ) -> io::Result<()> {
         match self.slot_of(h.0).and_then(|i| self.slots[i].sock.as_mut()) {
-            Some(Sock::Listener(l)) => l.opts.keepalive = ka,
+            Some(Sock::Listener(l)) => l.opts.set_keepalive(ka),
             Some(Sock::Conn(t)) => {
                 t.set_keepalive(ka);
                 let deadline = t.poll_at();

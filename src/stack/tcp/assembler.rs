@@ -76,6 +76,11 @@ impl Assembler {
             Some(r) if r.start == 0 => {
                 let n = r.end;
                 self.ranges.remove(0);
+                if self.ranges.is_empty() {
+                    // The hole is filled: an idle connection keeps no
+                    // storage here (issue 15).
+                    self.ranges = Vec::new();
+                }
                 // Remaining ranges start past a hole, so above n.
                 for r in &mut self.ranges {
                     r.start -= n;
@@ -97,9 +102,14 @@ impl Assembler {
         self.ranges.len()
     }
 
-    /// Forgets every range.
+    /// Forgets every range (and frees their storage).
     pub fn clear(&mut self) {
-        self.ranges.clear();
+        self.ranges = Vec::new();
+    }
+
+    /// Bytes of range storage held now.
+    pub fn storage_bytes(&self) -> usize {
+        self.ranges.capacity() * std::mem::size_of::<Range>()
     }
 
     /// (start, end) pairs, sorted.

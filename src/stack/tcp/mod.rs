@@ -231,6 +231,13 @@ impl TcpLayer {
         ]
     }
 
+    /// Heap bytes a connection's own state takes, idle: its control block
+    /// and its congestion controller (the layer's tables come on top). For
+    /// memory budgets and tests (issue 15).
+    pub fn connection_state_bytes(cc: CcAlgorithm) -> usize {
+        std::mem::size_of::<Tcb>() + cc::state_bytes(cc)
+    }
+
     /// Buffer storage the layer keeps for reuse: (buffers, bytes); bounded
     /// by [`BufferPool`]'s limits.
     pub fn pooled_storage(&self) -> (usize, usize) {

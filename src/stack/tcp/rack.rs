@@ -15,6 +15,7 @@ mod rate;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::rtt::Nanos;
 use super::sack::Scoreboard;
 use super::seq::{Seq, cmp};
 use crate::stack::time::Instant;
@@ -25,6 +26,12 @@ use crate::stack::time::Instant;
 const MAX_SEGS: usize = 4096;
 /// RFC 8985 6.2 step 4: the DupThresh shortcut to a zero window.
 const DUP_THRESH: usize = 3;
+/// "None" for the counters and rates kept without an `Option` (whose tag
+/// doubles a u64 in every connection's block, issue 15): no transmission
+/// count or rate reaches it.
+const NONE: u64 = u64::MAX;
+/// No segment sent yet.
+const NO_SEND: Instant = Instant::from_micros(u64::MAX);
 /// RFC 8985 6.2 step 4: a D-SACK-grown window lasts 16 recoveries.
 const REO_WND_PERSIST: u32 = 16;
 
@@ -60,9 +67,9 @@ struct SendRate {
 struct RsBuild {
     prior_delivered: u64,
     prior_time: Instant,
-    send_elapsed: Duration,
+    send_elapsed: Nanos,
     app_limited: bool,
-    rtt: Option<Duration>,
+    rtt: Nanos,
 }
 
 impl SentSeg {
@@ -105,14 +112,14 @@ pub struct Rack {
     /// Records covering [SND.UNA, SND.MAX) in sequence order.
     segs: VecDeque<SentSeg>,
     /// RACK.xmit_ts / RACK.end_seq as a transmit order: the most
-    /// recently sent segment known to be delivered.
-    latest: Option<u64>,
+    /// recently sent segment known to be delivered (`NONE` before one is).
+    latest: u64,
     /// Transmissions so far (the next `ord`).
     sent: u64,
     /// RACK.rtt: the RTT of that segment.
-    rtt: Duration,
+    rtt: Nanos,
     /// RACK.min_RTT (over the connection, from unambiguous samples).
-    min_rtt: Option<Duration>,
+    min_rtt: Nanos,
     /// RACK.fack: the highest end sequence delivered.
     fack: Option<Seq>,
     reordering_seen: bool,
@@ -124,7 +131,7 @@ pub struct Rack {
     /// Latest-sent segment delivered by the ACK being processed, with its
     /// RTT (step 2 runs over the ACK's segments in transmit order; the
     /// last one's values are what remain).
-    batch: Option<(u64, Duration)>,
+    batch: Option<(u64, Nanos)>,
     in_flight: usize,
     lost_segs: usize,
     sacked_segs: usize,
@@ -142,9 +149,9 @@ pub struct Rack {
     lost_bytes: u64,
     lost_reported: u64,
     /// For `ss -i`: when a segment last left, and the latest valid
-    /// delivery-rate sample (bytes per second).
-    last_send: Option<Instant>,
-    last_rate: Option<u64>,
+    /// delivery-rate sample (bytes per second); `NO_SEND`, `NONE` before.
+    last_send: Instant,
+    last_rate: u64,
 }
 
 impl Default for Rack {
@@ -157,10 +164,10 @@ impl Rack {
     pub fn new() -> Rack {
         Rack {
             segs: VecDeque::new(),
-            latest: None,
+            latest: NONE,
             sent: 0,
-            rtt: Duration::ZERO,
-            min_rtt: None,
+            rtt: Nanos::of(Duration::ZERO),
+            min_rtt: Nanos::NONE,
             fack: None,
             reordering_seen: false,
             reo_wnd_mult: 1,
@@ -180,8 +187,8 @@ impl Rack {
             rs_acked: 0,
             lost_bytes: 0,
             lost_reported: 0,
-            last_send: None,
-            last_rate: None,
+            last_send: NO_SEND,
+            last_rate: NONE,
         }
     }
 
@@ -192,12 +199,12 @@ impl Rack {
 
     /// When a segment last left (new data or a retransmission).
     pub fn last_send(&self) -> Option<Instant> {
-        self.last_send
+        (self.last_send != NO_SEND).then_some(self.last_send)
     }
 
     /// The latest valid delivery-rate sample, bytes per second.
     pub fn last_rate(&self) -> Option<u64> {
-        self.last_rate
+        (self.last_rate != NONE).then_some(self.last_rate)
     }
 
     /// RFC 6675 pipe: bytes neither SACKed nor lost.
@@ -209,6 +216,20 @@ impl Rack {
         self.lost_segs > 0
     }
 
+    /// Frees the records' storage once none is outstanding: an idle
+    /// connection holds no per-segment memory (issue 15; the SYN,ACK's
+    /// record alone left a 4-record ring, ~290 bytes, in every connection).
+    pub fn release_if_idle(&mut self) {
+        if self.segs.is_empty() && self.segs.capacity() != 0 {
+            self.segs = VecDeque::new();
+        }
+    }
+
+    /// Bytes of record storage held now.
+    pub fn storage_bytes(&self) -> usize {
+        self.segs.capacity() * std::mem::size_of::<SentSeg>()
+    }
+
     /// Index of the first record ending after `seq`.
     fn index(&self, seq: Seq) -> usize {
         self.segs.partition_point(|r| r.end.le(seq))
@@ -216,7 +237,7 @@ impl Rack {
 
     /// `[start, end)` left at `now`; `snd_max` is SND.MAX before it.
     pub fn on_send(&mut self, start: Seq, end: Seq, snd_max: Seq, now: Instant) {
-        self.last_send = Some(now);
+        self.last_send = now;
         if self.segs.is_empty() {
             // Draft-cheng 3.2: a send with nothing outstanding starts a
             // new interval, so idle time is not counted as delivery time.
@@ -422,7 +443,7 @@ impl Rack {
         self.rate_deliver(&r, now, rtt);
         if !r.rtx {
             // Step 1: only unambiguous samples.
-            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.min_rtt = Nanos::of(self.min_rtt.get().map_or(rtt, |m| m.min(rtt)));
         }
         // Step 3: a never-retransmitted segment delivered below the
         // highest delivered one was reordered.
@@ -432,11 +453,11 @@ impl Rack {
         }
         // Step 2: a retransmitted segment's delivery may be the original's;
         // skip it if the echoed timestamp or an impossibly short RTT says so.
-        if r.rtx && (echo_before(r.xmit) || self.min_rtt.is_some_and(|m| rtt < m)) {
+        if r.rtx && (echo_before(r.xmit) || self.min_rtt.get().is_some_and(|m| rtt < m)) {
             return;
         }
         if self.batch.is_none_or(|(ord, _)| sent_after(r.ord, ord)) {
-            self.batch = Some((r.ord, rtt));
+            self.batch = Some((r.ord, Nanos::of(rtt)));
         }
     }
 
@@ -445,8 +466,8 @@ impl Rack {
     pub fn commit(&mut self, una: Seq, snd_max: Seq, dsack: bool) -> bool {
         if let Some((ord, rtt)) = self.batch.take() {
             self.rtt = rtt;
-            if self.latest.is_none_or(|l| sent_after(ord, l)) {
-                self.latest = Some(ord);
+            if self.latest == NONE || sent_after(ord, self.latest) {
+                self.latest = ord;
                 self.advanced = true;
             }
         }
@@ -479,7 +500,7 @@ impl Rack {
         if !self.reordering_seen && (in_recovery || self.sacked_segs >= DUP_THRESH) {
             return Duration::ZERO;
         }
-        let wnd = (self.min_rtt.unwrap_or_default() / 4).saturating_mul(self.reo_wnd_mult);
+        let wnd = (self.min_rtt.get().unwrap_or_default() / 4).saturating_mul(self.reo_wnd_mult);
         srtt.map_or(wnd, |s| wnd.min(s))
     }
 
@@ -488,9 +509,11 @@ impl Rack {
     /// was sent; the others set the reordering timer.
     pub fn detect_loss(&mut self, now: Instant, reo_wnd: Duration) -> Detected {
         let mut d = Detected::default();
-        let Some(latest) = self.latest else {
+        let latest = self.latest;
+        if latest == NONE {
             return d;
-        };
+        }
+        let rtt = self.rtt.dur();
         for i in 0..self.segs.len() {
             let r = self.segs[i];
             if self.rtx_segs == 0 && !sent_after(latest, r.ord) {
@@ -501,7 +524,7 @@ impl Rack {
             if r.sacked || r.lost || !sent_after(latest, r.ord) {
                 continue;
             }
-            let deadline = r.xmit + self.rtt + reo_wnd;
+            let deadline = r.xmit + rtt + reo_wnd;
             if deadline <= now {
                 self.mark_lost_at(i);
                 d.lost += 1;
@@ -525,9 +548,10 @@ impl Rack {
     /// RFC 8985 6.3 RACK_mark_losses_on_RTO(): the first segment, and
     /// every other one whose reordering deadline has passed, is lost.
     pub fn mark_lost_on_rto(&mut self, now: Instant, reo_wnd: Duration) {
+        let rtt = self.rtt.dur();
         for i in 0..self.segs.len() {
             let r = self.segs[i];
-            if !r.sacked && !r.lost && (i == 0 || r.xmit + self.rtt + reo_wnd <= now) {
+            if !r.sacked && !r.lost && (i == 0 || r.xmit + rtt + reo_wnd <= now) {
                 self.mark_lost_at(i);
             }
         }
@@ -610,7 +634,7 @@ mod tests {
         sb.update(Seq(0), Seq(1000), &[(Seq(200), Seq(300))]);
         r.on_sack(&[(Seq(200), Seq(300))], &sb, Seq(5000), at(12), &never);
         assert!(r.commit(Seq(0), Seq(1000), false));
-        assert_eq!(r.rtt, Duration::from_millis(10));
+        assert_eq!(r.rtt.dur(), Duration::from_millis(10));
         // Zero window: 0 and 1 were sent before 2 and are lost; 3.. were
         // sent after it and are not.
         let d = r.detect_loss(at(12), Duration::ZERO);

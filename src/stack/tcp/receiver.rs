@@ -247,9 +247,9 @@ impl Receiver {
         self.account(mem, before);
     }
 
-    /// Bytes of storage the ring holds now.
+    /// Bytes of storage the ring and the out-of-order ranges hold now.
     pub fn storage_bytes(&self) -> usize {
-        self.ring.storage_bytes()
+        self.ring.storage_bytes() + self.ooo.storage_bytes()
     }
 
     /// What the ring is charged in the layer's account: the extent of the
@@ -594,11 +594,17 @@ impl Receiver {
             // RFC 2883 4.1.3: out-of-order data we already hold.
             self.note_duplicate(self.nxt + s, self.nxt + e);
         }
-        if self.ooo.add(offset, written).is_err() {
-            d.too_many_holes = true;
-            return d;
-        }
-        let advanced = self.ooo.remove_front();
+        // In order with no hole held: the assembler is not involved (its
+        // storage is allocated only while out-of-order data is held).
+        let advanced = if offset == 0 && self.ooo.is_empty() {
+            written
+        } else {
+            if self.ooo.add(offset, written).is_err() {
+                d.too_many_holes = true;
+                return d;
+            }
+            self.ooo.remove_front()
+        };
         if advanced > 0 {
             self.ring.commit(advanced);
             self.nxt += advanced;

@@ -7,18 +7,46 @@ use std::time::Duration;
 /// LAN-speed paths.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
+/// A duration in nanoseconds, `u64::MAX` for none: half an
+/// `Option<Duration>`, in every connection's block (issue 15). Durations
+/// round-trip exactly up to 584 years; longer ones saturate.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Nanos(u64);
+
+impl Nanos {
+    pub(super) const NONE: Nanos = Nanos(u64::MAX);
+
+    pub(super) fn of(d: Duration) -> Nanos {
+        Nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1))
+    }
+
+    pub(super) fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
+
+    /// `Some(d)` or `None`, stored.
+    pub(super) fn of_opt(d: Option<Duration>) -> Nanos {
+        d.map_or(Nanos::NONE, Nanos::of)
+    }
+
+    /// The duration, for fields that always hold one.
+    pub(super) fn dur(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+}
+
 /// RFC 6298 estimator. Karn's rule is the caller's job: it does not sample
 /// retransmitted segments unless timestamps disambiguate.
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Option<Duration>,
-    min_rtt: Option<Duration>,
-    latest: Option<Duration>,
+    srtt: Nanos,
+    rttvar: Nanos,
+    min_rtt: Nanos,
+    latest: Nanos,
     /// RTO before backoff: the initial RTO until the first sample.
-    base_rto: Duration,
-    min_rto: Duration,
-    max_rto: Duration,
+    base_rto: Nanos,
+    min_rto: Nanos,
+    max_rto: Nanos,
     backoff: u32,
 }
 
@@ -27,13 +55,13 @@ impl RttEstimator {
     /// and max 120 s.
     pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
         RttEstimator {
-            srtt: None,
-            rttvar: None,
-            min_rtt: None,
-            latest: None,
-            base_rto: initial_rto,
-            min_rto,
-            max_rto: max_rto.max(min_rto),
+            srtt: Nanos::NONE,
+            rttvar: Nanos::NONE,
+            min_rtt: Nanos::NONE,
+            latest: Nanos::NONE,
+            base_rto: Nanos::of(initial_rto),
+            min_rto: Nanos::of(min_rto),
+            max_rto: Nanos::of(max_rto.max(min_rto)),
             backoff: 0,
         }
     }
@@ -41,7 +69,7 @@ impl RttEstimator {
     /// RFC 6298 2.2 / 2.3 (alpha 1/8, beta 1/4, K = 4, G = 1 ms); also
     /// resets the backoff.
     pub fn sample(&mut self, rtt: Duration) {
-        let (srtt, rttvar) = match (self.srtt, self.rttvar) {
+        let (srtt, rttvar) = match (self.srtt.get(), self.rttvar.get()) {
             // 2.3: RTTVAR uses the old SRTT, so update it first.
             (Some(srtt), Some(rttvar)) => {
                 let err = srtt.abs_diff(rtt);
@@ -52,11 +80,11 @@ impl RttEstimator {
             // 2.2: first measurement.
             _ => (rtt, rtt / 2),
         };
-        self.srtt = Some(srtt);
-        self.rttvar = Some(rttvar);
-        self.base_rto = srtt.saturating_add(GRANULARITY.max(rttvar.saturating_mul(4)));
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
-        self.latest = Some(rtt);
+        self.srtt = Nanos::of(srtt);
+        self.rttvar = Nanos::of(rttvar);
+        self.base_rto = Nanos::of(srtt.saturating_add(GRANULARITY.max(rttvar.saturating_mul(4))));
+        self.min_rtt = Nanos::of(self.min_rtt.get().map_or(rtt, |m| m.min(rtt)));
+        self.latest = Nanos::of(rtt);
         self.backoff = 0;
     }
 
@@ -65,15 +93,16 @@ impl RttEstimator {
     /// it, so a 1 ms base still backs off 200, 400, 800 ms.
     pub fn rto(&self) -> Duration {
         let factor = 1u32.checked_shl(self.backoff).unwrap_or(u32::MAX);
-        self.base_rto
-            .clamp(self.min_rto, self.max_rto)
+        self.base_rto()
             .saturating_mul(factor)
-            .min(self.max_rto)
+            .min(self.max_rto.dur())
     }
 
     /// The RTO without backoff, clamped to [min, max].
     pub fn base_rto(&self) -> Duration {
-        self.base_rto.clamp(self.min_rto, self.max_rto)
+        self.base_rto
+            .dur()
+            .clamp(self.min_rto.dur(), self.max_rto.dur())
     }
 
     /// RFC 6298 5.5: double the RTO (bounded by max). The count keeps
@@ -89,22 +118,22 @@ impl RttEstimator {
 
     /// Smoothed RTT (RFC 6298 2.2/2.3); `None` before the first sample.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.srtt.get()
     }
 
     /// RTT variation (RFC 6298 2.2/2.3); `None` before the first sample.
     pub fn rttvar(&self) -> Option<Duration> {
-        self.rttvar
+        self.rttvar.get()
     }
 
     /// Smallest RTT sampled over the connection's life.
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt
+        self.min_rtt.get()
     }
 
     /// The most recent RTT sample.
     pub fn latest(&self) -> Option<Duration> {
-        self.latest
+        self.latest.get()
     }
 
     /// How many times the RTO has been doubled since the last reset.
@@ -116,6 +145,12 @@ impl RttEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_estimator_stays_small() {
+        // In every connection's block: 120 bytes with `Duration`s.
+        assert!(std::mem::size_of::<RttEstimator>() <= 64);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

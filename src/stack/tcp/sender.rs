@@ -356,9 +356,11 @@ impl Sender {
         self.tx.set_capacity(capacity);
     }
 
-    /// Gives the ring's storage back to `pool` if it holds no byte.
+    /// Gives the ring's storage back to `pool` if it holds no byte, and
+    /// the RACK records' once nothing is outstanding.
     pub fn release_if_idle(&mut self, pool: &mut BufferPool) {
         self.tx.release_if_idle(pool);
+        self.rack.release_if_idle();
     }
 
     /// Gives the ring's storage back to `pool` (the connection is going away).
@@ -366,9 +368,9 @@ impl Sender {
         self.tx.release(pool);
     }
 
-    /// Bytes of storage the ring holds now.
+    /// Bytes of storage the ring (and the RACK records) hold now.
     pub fn storage_bytes(&self) -> usize {
-        self.tx.storage_bytes()
+        self.tx.storage_bytes() + self.rack.storage_bytes()
     }
 
     /// Switches the congestion control, restarting the controller if it

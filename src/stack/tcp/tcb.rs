@@ -12,6 +12,7 @@ use super::cc::CcAlgorithm;
 use super::config::TcpConfig;
 use super::receiver::Receiver;
 use super::rmem::RcvMem;
+use super::rtt::Nanos;
 use super::sender::Sender;
 use super::seq::Seq;
 use super::state::TcpState;
@@ -63,19 +64,38 @@ pub struct SockOpts {
     pub rx_buffer: usize,
     pub tx_buffer: usize,
     pub nodelay: bool,
-    pub keepalive: Option<(Duration, Duration, u32)>,
+    /// (idle, interval, probes); idle `Nanos::NONE` when off. Not an
+    /// `Option<(Duration, Duration, u32)>`: 24 bytes instead of 40 in
+    /// every connection's block (issue 15).
+    keepalive: (Nanos, Nanos, u32),
     pub cc: super::cc::CcAlgorithm,
 }
 
 impl SockOpts {
     pub fn from_config(cfg: &TcpConfig) -> SockOpts {
-        SockOpts {
+        let mut o = SockOpts {
             rx_buffer: cfg.rx_buffer,
             tx_buffer: cfg.tx_buffer,
             nodelay: false,
-            keepalive: cfg.keepalive,
+            keepalive: (Nanos::NONE, Nanos::NONE, 0),
             cc: cfg.cc,
-        }
+        };
+        o.set_keepalive(cfg.keepalive);
+        o
+    }
+
+    /// Keepalive (RFC 1122 4.2.3.6): `(idle, interval, probes)`.
+    pub fn keepalive(&self) -> Option<(Duration, Duration, u32)> {
+        let (idle, interval, probes) = self.keepalive;
+        Some((idle.get()?, interval.dur(), probes))
+    }
+
+    /// Sets or (`None`) clears keepalive.
+    pub fn set_keepalive(&mut self, ka: Option<(Duration, Duration, u32)>) {
+        self.keepalive = match ka {
+            Some((idle, interval, probes)) => (Nanos::of(idle), Nanos::of(interval), probes),
+            None => (Nanos::NONE, Nanos::NONE, 0),
+        };
     }
 }
 
@@ -289,12 +309,12 @@ impl Tcb {
 
     /// Keepalive (RFC 1122 4.2.3.6): `(idle, interval, probes)`.
     pub fn keepalive(&self) -> Option<(Duration, Duration, u32)> {
-        self.opts.keepalive
+        self.opts.keepalive()
     }
 
     /// Sets keepalive, armed relative to the last segment received.
     pub fn set_keepalive(&mut self, ka: Option<(Duration, Duration, u32)>) {
-        self.opts.keepalive = ka;
+        self.opts.set_keepalive(ka);
         self.timers.stop(Timer::Keepalive);
         self.ka_probes = 0;
         let last = self.last_rx;

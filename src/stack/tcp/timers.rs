@@ -15,15 +15,33 @@ use std::collections::BinaryHeap;
 use super::INDEX_MASK;
 use crate::stack::time::Instant;
 
-#[derive(Copy, Clone, Debug, Default)]
+/// One per slot of the layer's socket table, so kept small (issue 15):
+/// `NEVER` stands for "none" (24 bytes, where two `Option<Instant>` made
+/// 40).
+#[derive(Copy, Clone, Debug)]
 struct Entry {
     /// The raw handle (slot index and generation) the entry is for; a
     /// heap entry with another generation is stale.
     raw: u32,
-    /// The deadline that counts.
-    armed: Option<Instant>,
-    /// The earliest heap entry for `raw` still considered live.
-    queued: Option<Instant>,
+    /// The deadline that counts (`NEVER`: none).
+    armed: Instant,
+    /// The earliest heap entry for `raw` still considered live (`NEVER`:
+    /// none).
+    queued: Instant,
+}
+
+/// No deadline. A deadline saturated at the end of time is never reached
+/// either way (as `timer::TimerTable`'s).
+const NEVER: Instant = Instant::from_micros(u64::MAX);
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            raw: 0,
+            armed: NEVER,
+            queued: NEVER,
+        }
+    }
 }
 
 /// Deadlines keyed by raw socket handle.
@@ -44,6 +62,7 @@ impl Timers {
     /// Sets `raw`'s deadline (`None` cancels). A new generation of a slot
     /// replaces the old one's deadline.
     pub fn schedule(&mut self, raw: u32, deadline: Option<Instant>) {
+        let deadline = deadline.filter(|d| *d != NEVER);
         let idx = (raw & INDEX_MASK) as usize;
         if idx >= self.entries.len() {
             if deadline.is_none() {
@@ -53,28 +72,39 @@ impl Timers {
         }
         let e = &mut self.entries[idx];
         if e.raw != raw {
-            if e.queued.is_some() {
+            if e.queued != NEVER {
                 self.live -= 1;
             }
             *e = Entry {
                 raw,
-                armed: None,
-                queued: None,
+                ..Entry::default()
             };
         }
-        e.armed = deadline;
+        e.armed = deadline.unwrap_or(NEVER);
         if let Some(d) = deadline
-            && e.queued.is_none_or(|q| d < q)
+            && d < e.queued
         {
-            if e.queued.is_none() {
+            if e.queued == NEVER {
                 self.live += 1;
             }
-            e.queued = Some(d);
+            e.queued = d;
             self.heap.push(Reverse((d, raw)));
         }
         self.prune();
         if self.heap.len() > 2 * self.live + SLACK {
             self.rebuild();
+        }
+        self.shrink_if_mostly_empty();
+    }
+
+    /// Gives back heap storage once the heap holds under a quarter of it
+    /// (after a burst of armed timers, e.g. 100,000 connections' RTOs
+    /// during their handshakes, idle connections arm none): halving at a
+    /// quarter keeps the copies amortised O(1) per push.
+    fn shrink_if_mostly_empty(&mut self) {
+        let cap = self.heap.capacity();
+        if cap > 4 * self.heap.len() + 4 * SLACK {
+            self.heap.shrink_to(cap / 2);
         }
     }
 
@@ -92,10 +122,11 @@ impl Timers {
         }
         self.heap.pop();
         let e = &mut self.entries[(raw & INDEX_MASK) as usize];
-        e.armed = None;
-        e.queued = None;
+        e.armed = NEVER;
+        e.queued = NEVER;
         self.live -= 1;
         self.prune();
+        self.shrink_if_mostly_empty();
         Some(raw)
     }
 
@@ -109,21 +140,21 @@ impl Timers {
     fn prune(&mut self) {
         while let Some(&Reverse((t, raw))) = self.heap.peek() {
             let e = &mut self.entries[(raw & INDEX_MASK) as usize];
-            if e.raw != raw || e.queued != Some(t) {
+            if e.raw != raw || e.queued != t {
                 self.heap.pop();
                 continue;
             }
             match e.armed {
-                Some(a) if a <= t => break,
-                Some(a) => {
-                    e.queued = Some(a);
-                    self.heap.pop();
-                    self.heap.push(Reverse((a, raw)));
-                }
-                None => {
-                    e.queued = None;
+                NEVER => {
+                    e.queued = NEVER;
                     self.live -= 1;
                     self.heap.pop();
+                }
+                a if a <= t => break,
+                a => {
+                    e.queued = a;
+                    self.heap.pop();
+                    self.heap.push(Reverse((a, raw)));
                 }
             }
         }
@@ -136,8 +167,8 @@ impl Timers {
         self.live = 0;
         for e in &mut self.entries {
             e.queued = e.armed;
-            if let Some(a) = e.armed {
-                v.push(Reverse((a, e.raw)));
+            if e.armed != NEVER {
+                v.push(Reverse((e.armed, e.raw)));
                 self.live += 1;
             }
         }
@@ -157,6 +188,23 @@ mod tests {
 
     fn drain(t: &mut Timers, now: Instant) -> Vec<u32> {
         std::iter::from_fn(|| t.pop_due(now)).collect()
+    }
+
+    #[test]
+    fn heap_storage_is_given_back_when_the_timers_are_gone() {
+        let mut t = Timers::default();
+        for raw in 0..10_000 {
+            t.schedule(raw, Some(at(u64::from(raw))));
+        }
+        assert!(t.heap.capacity() >= 10_000);
+        assert_eq!(drain(&mut t, at(20_000)).len(), 10_000);
+        assert!(t.heap.capacity() <= 4 * SLACK, "{}", t.heap.capacity());
+    }
+
+    #[test]
+    fn an_entry_per_slot_stays_small() {
+        // One per slot of the socket table: bytes per idle connection.
+        assert!(std::mem::size_of::<Entry>() <= 24);
     }
 
     #[test]

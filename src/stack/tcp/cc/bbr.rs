@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use super::{CongestionControl, MAX_CWND, RateSample, initial_window};
+use crate::stack::tcp::rtt::Nanos;
 use crate::stack::time::Instant;
 
 /// Startup gain 2/ln 2: the smallest that doubles the delivery rate each
@@ -65,33 +66,43 @@ pub enum Mode {
 
 /// Windowed maximum over the last `BW_WINDOW_ROUNDS` rounds: one slot
 /// per round (its largest sample), so expiry is exact and the memory
-/// fixed.
+/// fixed. Kept small, as every connection has one (issue 15): an unused
+/// slot is (round 0, 0 bytes/s), as a zero sample changes no maximum (no
+/// `Option` tag), and a slot's round is kept modulo 2^32 (a slot 2^32
+/// rounds old would pass for current: no connection lives that long).
 #[derive(Clone, Debug, Default)]
 pub struct MaxBwFilter {
-    slots: [Option<(u64, u64)>; BW_WINDOW_ROUNDS as usize],
+    rounds: [u32; BW_WINDOW_ROUNDS as usize],
+    bws: [u64; BW_WINDOW_ROUNDS as usize],
 }
 
 impl MaxBwFilter {
     /// A `bw` sample (bytes/s) taken in round `round`.
     pub fn update(&mut self, round: u64, bw: u64) {
-        let slot = &mut self.slots[(round % BW_WINDOW_ROUNDS) as usize];
-        match slot {
-            Some((r, v)) if *r == round => *v = (*v).max(bw),
-            _ => *slot = Some((round, bw)),
+        let i = (round % BW_WINDOW_ROUNDS) as usize;
+        if self.rounds[i] == round as u32 {
+            self.bws[i] = self.bws[i].max(bw);
+        } else {
+            self.rounds[i] = round as u32;
+            self.bws[i] = bw;
         }
     }
 
     /// The maximum over rounds (round - 10, round].
     pub fn get(&self, round: u64) -> u64 {
-        self.slots
+        let now = round as u32;
+        self.rounds
             .iter()
-            .flatten()
-            .filter(|(r, _)| *r <= round && round - *r < BW_WINDOW_ROUNDS)
+            .zip(&self.bws)
+            .filter(|(r, _)| now.wrapping_sub(**r) < BW_WINDOW_ROUNDS as u32)
             .map(|(_, v)| *v)
             .max()
             .unwrap_or(0)
     }
 }
+
+/// No ProbeRTT deadline yet (a sentinel: half an `Option<Instant>`).
+const UNSET: Instant = Instant::from_micros(u64::MAX);
 
 #[derive(Clone, Debug)]
 /// BBR v1 congestion control state for one connection.
@@ -106,14 +117,15 @@ pub struct Bbr {
     round: u64,
     next_round_delivered: u64,
     round_start: bool,
-    min_rtt: Option<Duration>,
+    min_rtt: Nanos,
     min_rtt_stamp: Instant,
-    probe_rtt_done: Option<Instant>,
+    /// `UNSET` until ProbeRTT's in-flight floor is reached.
+    probe_rtt_done: Instant,
     probe_rtt_round_done: bool,
     full_bw: u64,
     full_bw_count: u32,
     full_bw_reached: bool,
-    cycle_idx: usize,
+    cycle_idx: u8,
     cycle_stamp: Instant,
     pacing_gain: f64,
     cwnd_gain: f64,
@@ -126,7 +138,7 @@ pub struct Bbr {
     ack_epoch: Instant,
     ack_epoch_acked: u64,
     extra_acked: [u64; 2],
-    extra_acked_idx: usize,
+    extra_acked_idx: u8,
     extra_acked_rounds: u32,
 }
 
@@ -144,9 +156,9 @@ impl Bbr {
             round: 0,
             next_round_delivered: 0,
             round_start: false,
-            min_rtt: None,
+            min_rtt: Nanos::NONE,
             min_rtt_stamp: now,
-            probe_rtt_done: None,
+            probe_rtt_done: UNSET,
             probe_rtt_round_done: false,
             full_bw: 0,
             full_bw_count: 0,
@@ -177,13 +189,13 @@ impl Bbr {
 
     /// The min-RTT (RTprop) estimate; `None` before the first sample.
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt
+        self.min_rtt.get()
     }
 
     /// gain * BDP plus the allowance (draft 4.2.3.2 BBRInflight()); the
     /// initial window until an RTT is known.
     fn inflight_target(&self, gain: f64) -> usize {
-        let Some(rtt) = self.min_rtt else {
+        let Some(rtt) = self.min_rtt.get() else {
             return initial_window(self.mss);
         };
         let bdp = self.max_bw() as f64 * rtt.as_secs_f64() * gain;
@@ -205,7 +217,7 @@ impl Bbr {
             if self.extra_acked_rounds >= EXTRA_ACKED_ROUNDS {
                 self.extra_acked_rounds = 0;
                 self.extra_acked_idx ^= 1;
-                self.extra_acked[self.extra_acked_idx] = 0;
+                self.extra_acked[usize::from(self.extra_acked_idx)] = 0;
             }
         }
         let elapsed = now.saturating_since(self.ack_epoch);
@@ -220,7 +232,7 @@ impl Bbr {
         self.ack_epoch_acked += acked;
         let extra =
             (self.ack_epoch_acked - expected.min(self.ack_epoch_acked)).min(self.cwnd as u64);
-        let slot = &mut self.extra_acked[self.extra_acked_idx];
+        let slot = &mut self.extra_acked[usize::from(self.extra_acked_idx)];
         *slot = (*slot).max(extra);
     }
 
@@ -291,10 +303,10 @@ impl Bbr {
         self.cwnd_gain = CWND_GAIN;
         // Draft 4.3.4.4: start at a random phase other than the drain one
         // (derived from the clock: deterministic under simulation).
-        const STARTS: [usize; 7] = [0, 2, 3, 4, 5, 6, 7];
+        const STARTS: [u8; 7] = [0, 2, 3, 4, 5, 6, 7];
         self.cycle_idx = STARTS[(now.total_micros() % 7) as usize];
         self.cycle_stamp = now;
-        self.pacing_gain = PACING_GAINS[self.cycle_idx];
+        self.pacing_gain = PACING_GAINS[usize::from(self.cycle_idx)];
     }
 
     /// Draft 4.3.4.3: a phase lasts a min_RTT; probing also waits until
@@ -306,6 +318,7 @@ impl Bbr {
         }
         let full = self
             .min_rtt
+            .get()
             .is_some_and(|m| now.saturating_since(self.cycle_stamp) > m);
         let gain = self.pacing_gain;
         let next = if gain > 1.0 {
@@ -316,9 +329,9 @@ impl Bbr {
             full
         };
         if next {
-            self.cycle_idx = (self.cycle_idx + 1) % PACING_GAINS.len();
+            self.cycle_idx = (self.cycle_idx + 1) % PACING_GAINS.len() as u8;
             self.cycle_stamp = now;
-            self.pacing_gain = PACING_GAINS[self.cycle_idx];
+            self.pacing_gain = PACING_GAINS[usize::from(self.cycle_idx)];
         }
     }
 
@@ -327,9 +340,9 @@ impl Bbr {
     fn update_min_rtt(&mut self, now: Instant, rs: &RateSample) {
         let expired = now.saturating_since(self.min_rtt_stamp) > MIN_RTT_WINDOW;
         if let Some(rtt) = rs.rtt
-            && (self.min_rtt.is_none_or(|m| rtt < m) || expired)
+            && (self.min_rtt.get().is_none_or(|m| rtt < m) || expired)
         {
-            self.min_rtt = Some(rtt);
+            self.min_rtt = Nanos::of(rtt);
             self.min_rtt_stamp = now;
         }
         if expired && self.mode != Mode::ProbeRtt {
@@ -337,14 +350,14 @@ impl Bbr {
             self.mode = Mode::ProbeRtt;
             self.pacing_gain = 1.0;
             self.cwnd_gain = 1.0;
-            self.probe_rtt_done = None;
+            self.probe_rtt_done = UNSET;
         }
         if self.mode != Mode::ProbeRtt {
             return;
         }
-        match self.probe_rtt_done {
+        match (self.probe_rtt_done != UNSET).then_some(self.probe_rtt_done) {
             None if rs.in_flight <= MIN_CWND_SEGS * self.mss => {
-                self.probe_rtt_done = Some(now + PROBE_RTT_DURATION);
+                self.probe_rtt_done = now + PROBE_RTT_DURATION;
                 self.probe_rtt_round_done = false;
                 self.next_round_delivered = rs.total_delivered;
             }

@@ -206,6 +206,15 @@ pub fn new_congestion_control(
     }
 }
 
+/// Heap bytes one connection's controller takes (its boxed state).
+pub fn state_bytes(algorithm: CcAlgorithm) -> usize {
+    match algorithm {
+        CcAlgorithm::Reno => std::mem::size_of::<reno::Reno>(),
+        CcAlgorithm::Cubic => std::mem::size_of::<cubic::Cubic>(),
+        CcAlgorithm::Bbr => std::mem::size_of::<bbr::Bbr>(),
+    }
+}
+
 /// Largest congestion window either algorithm will reach: the largest
 /// window TCP window scaling can express (RFC 7323 section 2.3) is 1 GiB,
 /// so growing past 4 GiB buys nothing and keeps the f64 math tame.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{Rack, RsBuild, SentSeg};
 use crate::stack::tcp::cc::RateSample;
+use crate::stack::tcp::rtt::Nanos;
 use crate::stack::time::Instant;
 
 impl Rack {
@@ -21,16 +22,16 @@ impl Rack {
             // The sample follows the most recently sent delivered segment
             // (largest P.delivered; ties: later transmission).
             Some(b) if r.rate.delivered < b.prior_delivered => {
-                b.rtt = min_opt(b.rtt, rtt);
+                b.rtt = Nanos::of_opt(min_opt(b.rtt.get(), rtt));
             }
             b => {
-                let prev_rtt = b.and_then(|b| b.rtt);
+                let prev_rtt = b.and_then(|b| b.rtt.get());
                 *b = Some(RsBuild {
                     prior_delivered: r.rate.delivered,
                     prior_time: r.rate.delivered_time,
-                    send_elapsed: r.xmit.saturating_since(r.rate.first_sent),
+                    send_elapsed: Nanos::of(r.xmit.saturating_since(r.rate.first_sent)),
                     app_limited: r.rate.app_limited,
-                    rtt: min_opt(prev_rtt, rtt),
+                    rtt: Nanos::of_opt(min_opt(prev_rtt, rtt)),
                 });
                 self.first_sent_time = r.xmit;
             }
@@ -52,15 +53,15 @@ impl Rack {
         let ack_elapsed = self.delivered_time.saturating_since(b.prior_time);
         // The longer of the two phases: ACK compression cannot make the
         // rate exceed the send rate, nor a send burst the ACK rate.
-        let interval = b.send_elapsed.max(ack_elapsed);
-        let valid = !interval.is_zero() && self.min_rtt.is_none_or(|m| interval >= m);
+        let interval = b.send_elapsed.dur().max(ack_elapsed);
+        let valid = !interval.is_zero() && self.min_rtt.get().is_none_or(|m| interval >= m);
         let sample = RateSample {
             delivered: self.delivered - b.prior_delivered,
             interval: valid.then_some(interval),
             prior_delivered: b.prior_delivered,
             total_delivered: self.delivered,
             app_limited: b.app_limited,
-            rtt: b.rtt,
+            rtt: b.rtt.get(),
             acked: acked as usize,
             lost: lost as usize,
             // The caller's view of the connection.
@@ -68,7 +69,7 @@ impl Rack {
             in_recovery: false,
         };
         if let Some(rate) = sample.rate() {
-            self.last_rate = Some(rate);
+            self.last_rate = rate.min(super::NONE - 1);
         }
         Some(sample)
     }
