@@ -291,7 +291,7 @@ impl Receiver {
         // on this connection must progress whatever other connections
         // hold. The account passes `high` by at most that segment per
         // connection whose application has read everything.
-        if offset == 0 && self.ring.len() == 0 {
+        if offset == 0 && self.ring.is_empty() {
             return true;
         }
         let cap = self.ring.capacity();
@@ -308,7 +308,7 @@ impl Receiver {
     fn admissible(&self, mem: &RcvMem) -> usize {
         let reach = self.charged() + mem.headroom() / MEM_QUANTUM * MEM_QUANTUM;
         let reach = reach.saturating_sub(self.ring.len());
-        if self.ring.len() == 0 {
+        if self.ring.is_empty() {
             reach.max(MEM_QUANTUM)
         } else {
             reach
