@@ -7,21 +7,26 @@
 //! MB resident (5.6 MB before the burst) until `malloc_trim(0)`, which
 //! releases every free page in every arena, brought it to 8.3 MB.
 //!
-//! So the stack thread looks at the arenas' free bytes at most once a
-//! second, first freeing the TCP buffer pool's spares that sat unused for
-//! that second (else the pool keeps up to 32 MiB of them resident), and
-//! trims:
-//! - while memory is being freed, when the free bytes grew by `STEP` since
-//!   their lowest point since the last trim (something big was freed) and
+//! So the stack thread looks at the arenas at most once a second, first
+//! freeing the TCP buffer pool's spares that sat unused for that second
+//! (else the pool keeps up to 32 MiB of them resident), and trims when
+//! memory was freed since the last trim: the free bytes grew above their
+//! lowest point, or the bytes in use fell below their highest point
+//! (whichever says more). Both are needed: a burst that comes and goes
+//! between two looks shows only as free bytes, but glibc shrinks an
+//! arena's heap by itself when its top is free, which lowers the free
+//! bytes while chunks below it are freed (seen: 32 MiB freed by the pool
+//! while the free bytes fell 640 MiB), and only the bytes in use show it.
+//! It trims
+//! - while memory is being freed, when `STEP` was freed and the free bytes
 //!   exceed the bytes in use;
-//! - once the frees stopped (the free bytes moved less than `QUIET` since
-//!   the last look), when they grew by `SETTLE` since that lowest point.
-//!   Without this rule the frees after the last `STEP` trim of a burst
-//!   stayed resident whenever they summed to less than `STEP`.
+//! - once the frees stopped (free and in-use bytes each moved less than
+//!   `QUIET` since the last look), when `SETTLE` was freed: else a burst's
+//!   tail under `STEP` stayed resident.
 //!
-//! A trimmed chunk stays free (only its pages go), so the low-water mark
-//! restarts at the free bytes after each trim: no trim repeats until
-//! memory is allocated and freed again.
+//! A trimmed chunk stays free (only its pages go), so both marks restart
+//! after each trim: no trim repeats until memory is allocated and freed
+//! again.
 
 use std::time::{Duration, Instant};
 
@@ -31,35 +36,66 @@ const PERIOD: Duration = Duration::from_secs(1);
 const STEP: usize = 8 << 20;
 /// Freed bytes worth a trim once the frees stopped.
 const SETTLE: usize = 1 << 20;
-/// Less change than this in the free bytes between two looks: the frees
-/// stopped.
+/// Less change than this between two looks: the frees stopped.
 const QUIET: usize = 256 << 10;
+
+/// The arenas' free and in-use bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Arenas {
+    free: usize,
+    used: usize,
+}
+
+/// What was seen since the last trim.
+#[derive(Clone, Copy, Debug)]
+struct Marks {
+    /// Fewest free bytes.
+    low_free: usize,
+    /// Most bytes in use.
+    high_used: usize,
+    /// At the last look.
+    last: Arenas,
+}
+
+impl Marks {
+    fn new(now: Arenas) -> Marks {
+        Marks {
+            low_free: now.free,
+            high_used: now.used,
+            last: now,
+        }
+    }
+
+    /// Takes in a look; returns the bytes freed since the last trim.
+    fn see(&mut self, now: Arenas) -> usize {
+        self.low_free = self.low_free.min(now.free);
+        self.high_used = self.high_used.max(now.used);
+        (now.free - self.low_free).max(self.high_used - now.used)
+    }
+
+    /// Whether to trim, given the bytes freed since the last trim.
+    fn should_trim(&self, now: Arenas, freed: usize) -> bool {
+        let quiet =
+            now.free.abs_diff(self.last.free) < QUIET && now.used.abs_diff(self.last.used) < QUIET;
+        (freed >= STEP && now.free > now.used) || (quiet && freed >= SETTLE)
+    }
+}
 
 /// The stack thread's trim state.
 pub struct Trimmer {
     next: Instant,
-    /// Fewest free bytes seen since the last trim.
-    low: usize,
-    /// Free bytes at the last look.
-    last: usize,
-    /// The last look saw freed memory that may still be trimmed.
+    /// None before the first look.
+    marks: Option<Marks>,
+    /// The last look saw freed memory or pooled storage that may still be
+    /// trimmed.
     pending: bool,
-}
-
-/// Whether to trim, given the arenas' free and in-use bytes now, the
-/// fewest free bytes since the last trim and the free bytes a period ago.
-fn should_trim(free: usize, used: usize, low: usize, last: usize) -> bool {
-    let freed = free.saturating_sub(low);
-    let quiet = free.abs_diff(last) < QUIET;
-    (freed >= STEP && free > used) || (quiet && freed >= SETTLE)
 }
 
 impl Trimmer {
     pub fn new() -> Trimmer {
         Trimmer {
             next: Instant::now() + PERIOD,
-            low: usize::MAX,
-            last: 0,
+            marks: None,
             pending: false,
         }
     }
@@ -78,29 +114,34 @@ impl Trimmer {
         }
         self.next = now + PERIOD;
         let pooled = release_idle_storage();
-        let (free, used) = arena_bytes()?;
-        self.low = self.low.min(free);
-        if should_trim(free, used, self.low, self.last) {
+        let arenas = arena_bytes()?;
+        let marks = self.marks.get_or_insert(Marks::new(arenas));
+        let mut freed = marks.see(arenas);
+        if marks.should_trim(arenas, freed) {
             release_free_pages();
-            self.low = free;
+            *marks = Marks::new(arenas);
+            freed = 0;
         }
-        self.last = free;
-        self.pending = pooled || free >= self.low + SETTLE;
+        marks.last = arenas;
+        self.pending = pooled || freed >= SETTLE;
         self.pending.then_some(PERIOD)
     }
 }
 
 /// Free and in-use bytes of malloc's arenas.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn arena_bytes() -> Option<(usize, usize)> {
+fn arena_bytes() -> Option<Arenas> {
     // SAFETY: glibc's mallinfo2 takes no arguments and only reads the
     // arenas under their locks; callable from any thread.
     let mi = unsafe { nix::libc::mallinfo2() };
-    Some((mi.fordblks, mi.uordblks))
+    Some(Arenas {
+        free: mi.fordblks,
+        used: mi.uordblks,
+    })
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn arena_bytes() -> Option<(usize, usize)> {
+fn arena_bytes() -> Option<Arenas> {
     None
 }
 
@@ -119,23 +160,55 @@ mod tests {
 
     const MIB: usize = 1 << 20;
 
+    fn at(free: usize, used: usize) -> Arenas {
+        Arenas {
+            free: free * MIB,
+            used: used * MIB,
+        }
+    }
+
+    /// Runs looks through fresh marks the way `tick` does; returns which
+    /// looks trimmed.
+    fn trims(looks: &[Arenas]) -> Vec<bool> {
+        let mut m = Marks::new(looks[0]);
+        looks
+            .iter()
+            .map(|&a| {
+                let freed = m.see(a);
+                let trim = m.should_trim(a, freed);
+                if trim {
+                    m = Marks::new(a);
+                }
+                m.last = a;
+                trim
+            })
+            .collect()
+    }
+
     #[test]
-    fn trims_a_big_free_at_once_and_a_small_one_when_the_frees_stop() {
-        // 8 MiB freed in the last second, more than in use: at once.
-        assert!(should_trim(20 * MIB, 5 * MIB, 12 * MIB, 14 * MIB));
-        // ...but not while most memory is still in use.
-        assert!(!should_trim(20 * MIB, 40 * MIB, 12 * MIB, 14 * MIB));
-        // 3 MiB freed, still being freed (2 MiB in the last second): wait.
-        assert!(!should_trim(15 * MIB, 5 * MIB, 12 * MIB, 13 * MIB));
-        // The same 3 MiB a second later with no change: the burst's tail
-        // is trimmed even though it is under STEP.
-        assert!(should_trim(15 * MIB, 5 * MIB, 12 * MIB, 15 * MIB));
-        // Quiet but under SETTLE freed (e.g. right after a trim): nothing.
-        assert!(!should_trim(
-            12 * MIB + MIB / 2,
-            5 * MIB,
-            12 * MIB,
-            12 * MIB + MIB / 2
-        ));
+    fn trims_a_big_free_at_once() {
+        // 8 MiB freed in a second, more free than in use: at once...
+        assert_eq!(trims(&[at(12, 5), at(20, 5)]), [false, true]);
+        // ...but not while most memory is still in use and being freed.
+        assert_eq!(trims(&[at(12, 48), at(20, 40)]), [false, false]);
+    }
+
+    #[test]
+    fn trims_a_small_tail_once_the_frees_stop() {
+        // 3 MiB freed over two seconds: wait while it moves, then trim
+        // once, and not again while nothing more is freed.
+        let looks = [at(12, 8), at(13, 7), at(15, 5), at(15, 5), at(15, 5)];
+        assert_eq!(trims(&looks), [false, false, false, true, false]);
+        // Under SETTLE: nothing.
+        assert_eq!(trims(&[at(12, 5), at(12, 5), at(12, 5)]), [false; 3]);
+    }
+
+    #[test]
+    fn sees_frees_while_glibc_shrinks_the_heap() {
+        // After a trim, 32 MiB freed while glibc returned the arena's
+        // free top (640 MiB) by itself: the free bytes fell, the bytes
+        // in use tell.
+        let looks = [at(1000, 38), at(350, 6), at(350, 6)];
+        assert_eq!(trims(&looks), [false, true, false]);
     }
 }
