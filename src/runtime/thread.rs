@@ -183,9 +183,11 @@ fn run(shared: &Shared) {
         fire_wakes(&mut wakes);
         // Memory freed after a burst is returned even if the stack goes
         // idle (the timer above is the stack's deadline, not ours).
-        sleep_ms = trimmer.tick().map_or(MAX_SLEEP_MS, |d| {
-            d.as_millis().clamp(1, u128::from(MAX_SLEEP_MS)) as u16
-        });
+        sleep_ms = trimmer
+            .tick(|| shared.lock().stack.tcp.release_idle_storage())
+            .map_or(MAX_SLEEP_MS, |d| {
+                d.as_millis().clamp(1, u128::from(MAX_SLEEP_MS)) as u16
+            });
     }
 }
 

@@ -10,10 +10,18 @@
 /// connection. One per TCP layer, so stacks share no lock. Bounded in
 /// count and bytes; the ring never reads bytes it has not written, so old
 /// contents are harmless and nothing is zero-filled on reuse.
+///
+/// Spares that nobody took for a whole period are freed
+/// ([`BufferPool::release_idle`]): after a burst the pool would otherwise
+/// keep up to `POOL_MAX_BYTES` resident for good (a reused heap chunk is
+/// zero-filled whole by calloc, so every page of a spare is resident).
 #[derive(Debug, Default)]
 pub struct BufferPool {
     spare: Vec<Vec<u8>>,
     bytes: usize,
+    /// Fewest spares held since the last `release_idle`: that many sat
+    /// unused all along.
+    idle: usize,
 }
 
 /// Most buffers kept: the buffers busy at once on a loaded stack (a
@@ -32,10 +40,29 @@ impl BufferPool {
         match self.spare.iter().rposition(|v| v.len() == capacity) {
             Some(i) => {
                 self.bytes -= capacity;
-                self.spare.swap_remove(i)
+                let v = self.spare.swap_remove(i);
+                self.idle = self.idle.min(self.spare.len());
+                v
             }
             None => vec![0; capacity],
         }
+    }
+
+    /// Frees the spares that sat unused since the last call (the oldest
+    /// ones; `take` prefers the newest). Called about once a second, so a
+    /// busy stack keeps what it reuses and an idle one keeps nothing.
+    /// Returns whether spares remain (a later call may free them).
+    pub fn release_idle(&mut self) -> bool {
+        let n = self.idle.min(self.spare.len());
+        for v in self.spare.drain(..n) {
+            self.bytes -= v.len();
+        }
+        if self.spare.is_empty() {
+            // The reserved table goes too: an idle stack holds nothing.
+            self.spare = Vec::new();
+        }
+        self.idle = self.spare.len();
+        !self.spare.is_empty()
     }
 
     fn give(&mut self, storage: Vec<u8>) {
@@ -258,6 +285,27 @@ impl RingBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pool_frees_spares_unused_for_a_period() {
+        let mut pool = BufferPool::default();
+        for _ in 0..4 {
+            pool.give(vec![0; 64]);
+        }
+        // Added during this period: not idle yet.
+        assert!(pool.release_idle());
+        assert_eq!(pool.held(), (4, 256));
+        // One taken and given back: the other three sat unused.
+        let v = pool.take(64);
+        pool.give(v);
+        assert!(pool.release_idle());
+        assert_eq!(pool.held(), (1, 64));
+        // Untouched for a period: all of it goes.
+        assert!(!pool.release_idle());
+        assert_eq!(pool.held(), (0, 0));
+        assert_eq!(pool.spare.capacity(), 0);
+    }
+
     use crate::stack::rng::Rng;
     use std::collections::VecDeque;
 

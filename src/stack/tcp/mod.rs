@@ -244,6 +244,12 @@ impl TcpLayer {
         self.pool.held()
     }
 
+    /// Frees pooled storage nobody reused since the last call (call it
+    /// about once a second); returns whether some is still pooled.
+    pub fn release_idle_storage(&mut self) -> bool {
+        self.pool.release_idle()
+    }
+
     /// Bytes of send and receive buffer storage that connections hold
     /// (idle connections hold none). Scans every socket: for tests and
     /// diagnostics, not for a hot path.
