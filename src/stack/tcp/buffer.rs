@@ -286,6 +286,9 @@ impl RingBuffer {
 mod tests {
     use super::*;
 
+    use crate::stack::rng::Rng;
+    use std::collections::VecDeque;
+
     #[test]
     fn pool_frees_spares_unused_for_a_period() {
         let mut pool = BufferPool::default();
@@ -305,9 +308,6 @@ mod tests {
         assert_eq!(pool.held(), (0, 0));
         assert_eq!(pool.spare.capacity(), 0);
     }
-
-    use crate::stack::rng::Rng;
-    use std::collections::VecDeque;
 
     fn joined(b: &RingBuffer, offset: usize, len: usize) -> Vec<u8> {
         let (x, y) = b.slices(offset, len);
