@@ -249,6 +249,22 @@ impl Harness {
         waited
     }
 
+    /// Active open from LPORT to the peer; returns the connection after
+    /// its first SYN left.
+    pub fn connect(&mut self) -> TcpHandle {
+        let c = self
+            .layer
+            .connect(
+                self.now,
+                Some(SocketAddrV4::new(LOCAL, LPORT)),
+                SocketAddrV4::new(REMOTE, RPORT),
+            )
+            .unwrap();
+        self.dispatch();
+        assert!(self.one().syn);
+        c
+    }
+
     /// Passive open on LPORT with a plain SYN; returns (listener, conn).
     pub fn establish(&mut self) -> (TcpHandle, TcpHandle) {
         let l = self

@@ -71,16 +71,7 @@ fn active_open() {
 #[test]
 fn simultaneous_open() {
     let mut h = Harness::new(plain_config());
-    let c = h
-        .layer
-        .connect(
-            h.now,
-            Some(SocketAddrV4::new(LOCAL, LPORT)),
-            SocketAddrV4::new(REMOTE, RPORT),
-        )
-        .unwrap();
-    h.dispatch();
-    assert!(h.one().syn);
+    let c = h.connect();
     h.send(Seg::peer(IRS, None).syn());
     assert_eq!(h.layer.state(c), TcpState::SynReceived);
     let synack = h.one();

@@ -85,21 +85,6 @@ fn dupacks_without_sack_blocks_do_not_fast_retransmit_with_sack() {
     }
 }
 
-/// An active open on LPORT; returns the connection after its first SYN.
-fn connect(h: &mut Harness) -> TcpHandle {
-    let c = h
-        .layer
-        .connect(
-            h.now,
-            Some(SocketAddrV4::new(LOCAL, LPORT)),
-            SocketAddrV4::new(REMOTE, RPORT),
-        )
-        .unwrap();
-    h.dispatch();
-    assert!(h.one().syn);
-    c
-}
-
 /// RFC 9293 3.10.7.3 first: an unacceptable ACK in SYN-SENT is answered
 /// with `<SEQ=SEG.ACK><CTL=RST>` (or dropped with RST). Then, as Linux
 /// (tcp_rcv_synsent_state_process: "Previous FIN/ACK or RST/ACK might be
@@ -110,7 +95,7 @@ fn connect(h: &mut Harness) -> TcpHandle {
 fn syn_sent_resends_its_syn_after_an_unacceptable_ack() {
     for (flags, rst) in [(0x12u8, true), (0x10, true), (0x14, false)] {
         let mut h = Harness::new(plain_config());
-        let c = connect(&mut h);
+        let c = h.connect();
         h.send(Seg::peer(IRS, Some(ISS + 1000)).flags(flags));
         let r = h.sent();
         let syn = r.last().expect("the SYN again");
