@@ -574,11 +574,12 @@ fn echo_faults_soak_16_parallel_16mib() {
         let stack = StackProc::echo(&ns, &[&faults[..], &["--seed", &seed]].concat());
         let start = Instant::now();
         let bytes = (16 * MIB).to_string();
-        let out = tcp_py(
-            &ns,
-            &["many", STACK_IP, "7", "16", &bytes, &seed, "600", "5"],
-            SECS(660),
-        );
+        let stall_cmd = format!("STALL_CMD={}", stack.ss_command());
+        let script = py("tcp.py");
+        let args = ["many", STACK_IP, "7", "16", &bytes, &seed, "600", "5"];
+        let argv = [&["env", &stall_cmd, "python3", &script][..], &args].concat();
+        let out = ns.run(&argv, SECS(660));
+        assert!(out.success(), "tcp.py {args:?} failed: {out:#?}");
         eprintln!(
             "soak round {round}: 16 x 16 MiB echoed in {:.1} s",
             start.elapsed().as_secs_f64()

@@ -443,6 +443,7 @@ impl Drop for Bg {
 pub struct StackProc {
     child: Option<Child>,
     stderr_path: PathBuf,
+    api: String,
     pub ns: String,
     pub tap: String,
 }
@@ -478,9 +479,14 @@ impl StackProc {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start tapstack: {e}"));
+        let api = match args.iter().position(|a| *a == "--api") {
+            Some(i) => args.get(i + 1).map_or(api, |a| a.to_string()),
+            None => api,
+        };
         StackProc {
             child: Some(child),
             stderr_path,
+            api,
             ns: ns.name.clone(),
             tap: tap.to_string(),
         }
@@ -493,6 +499,12 @@ impl StackProc {
         let mut s = StackProc::spawn(ns, TAP, &args);
         s.wait_ready(ns);
         s
+    }
+
+    /// `tapstack ss -tia` against this stack, as a shell command line (for
+    /// a client script to run when it sees a stall).
+    pub fn ss_command(&self) -> String {
+        format!("{} ss -tia --api {}", bin(), self.api)
     }
 
     pub fn stderr_now(&self) -> String {

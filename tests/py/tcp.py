@@ -27,9 +27,11 @@ every mode ends by itself.
   tcp.py pcapgaps FILE SRC DST    data-segment gaps SRC->DST in a pcap
 """
 import hashlib
+import os
 import random
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -188,10 +190,49 @@ def halfclose(host, port, nbytes, seed, timeout=30.0):
     print(f"eof={eof}")
 
 
+def tcp_info_line(s):
+    """The kernel's view of a connection (struct tcp_info), for a stall
+    report: state, retransmission and window figures."""
+    try:
+        info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError as e:
+        return f"tcp_info: {e!r}"
+    state, ca_state, retransmits, probes, backoff = info[:5]
+    names = ["rto", "ato", "snd_mss", "rcv_mss", "unacked", "sacked", "lost",
+             "retrans", "fackets", "last_data_sent", "last_ack_sent",
+             "last_data_recv", "last_ack_recv", "pmtu", "rcv_ssthresh", "rtt",
+             "rttvar", "snd_ssthresh", "snd_cwnd", "advmss", "reordering",
+             "rcv_rtt", "rcv_space", "total_retrans"]
+    vals = struct.unpack_from(f"{len(names)}I", info, 8)
+    fields = " ".join(f"{k}={v}" for k, v in zip(names, vals))
+    return (f"tcp_info: state={state} ca_state={ca_state} "
+            f"retransmits={retransmits} probes={probes} backoff={backoff} "
+            f"{fields}")
+
+
+def stall_report(s, i, got, sent):
+    """What a stalled connection looked like from both ends: the kernel's
+    TCP_INFO, and the output of $STALL_CMD (the stack's `ss -tia`)."""
+    lines = [f"conn{i}: stalled: received {got} sent {sent[0]}",
+             f"conn{i}: local={s.getsockname()} {tcp_info_line(s)}"]
+    cmd = os.environ.get("STALL_CMD")
+    if cmd:
+        try:
+            out = subprocess.run(cmd, shell=True, capture_output=True,
+                                 text=True, timeout=10)
+            lines += [f"stall_cmd: {ln}" for ln in
+                      (out.stdout + out.stderr).splitlines()]
+        except (OSError, subprocess.SubprocessError) as e:
+            lines.append(f"stall_cmd: {e!r}")
+    return lines
+
+
 def many(host, port, n, nbytes, seed, timeout=60.0, stall=None):
     """With STALL, a connection that moves no byte for STALL seconds
-    fails (its socket timeout); TIMEOUT bounds the whole run."""
+    fails (its socket timeout), and its report follows the errors;
+    TIMEOUT bounds the whole run."""
     stall = stall or timeout
+    reports = []
     ok = [0] * n
     errors = []
     lock = threading.Lock()
@@ -207,6 +248,8 @@ def many(host, port, n, nbytes, seed, timeout=60.0, stall=None):
             except threading.BrokenBarrierError:
                 pass
 
+            sent = [0]
+
             def send():
                 try:
                     # sendall's timeout bounds the whole call (Python 3.5+):
@@ -214,6 +257,7 @@ def many(host, port, n, nbytes, seed, timeout=60.0, stall=None):
                     view = memoryview(data)
                     for at in range(0, len(view), CHUNK):
                         s.sendall(view[at:at + CHUNK])
+                        sent[0] = at + len(view[at:at + CHUNK])
                     s.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
@@ -222,7 +266,12 @@ def many(host, port, n, nbytes, seed, timeout=60.0, stall=None):
             t.start()
             got = bytearray()
             while True:
-                b = s.recv(65536)
+                try:
+                    b = s.recv(65536)
+                except socket.timeout:
+                    with lock:
+                        reports.extend(stall_report(s, i, len(got), sent))
+                    raise
                 if not b:
                     break
                 got += b
@@ -252,6 +301,8 @@ def many(host, port, n, nbytes, seed, timeout=60.0, stall=None):
     print(f"secs={secs:.3f}")
     for e in errors[:10]:
         print(f"error: {e}")
+    for line in reports:
+        print(line)
 
 
 def hold(host, port, secs):
