@@ -170,7 +170,10 @@ impl Tcb {
             self.snd.on_handshake_ack(seg, ack);
             self.set_state(TcpState::Established);
         }
-        if !self.process_ack(env, seg, ack, payload.is_empty() && !fin) {
+        // A probe's ACK is no duplicate ACK (RFC 5681 2: that signals data
+        // arriving out of order).
+        let pure = payload.is_empty() && !fin && !is_probe(seg, self.rcv.nxt());
+        if !self.process_ack(env, seg, ack, pure) {
             return None;
         }
         if self.state == TcpState::Closed {
@@ -246,6 +249,19 @@ impl Tcb {
                 if seg.seg_len() > 0 {
                     env.counters.inc("tcp.zero_window_drop");
                 }
+                return Some((&[], false));
+            }
+            if is_probe(seg, nxt) {
+                // A zero-window probe or keep-alive (Linux sends both one
+                // below RCV.NXT, tcp_xmit_probe_skb, so that they are
+                // answered): answered above, and its ACK is processed,
+                // the "special allowance ... to accept valid ACKs" of
+                // 3.10.7.4. While our receive queue is full they may be
+                // the only segments the peer sends; Linux ignores their
+                // ACK (tcp_sequence), and so did we: our retransmissions
+                // then waited out a backed-off RTO although the peer had
+                // acknowledged them, a stall of seconds under loss.
+                env.counters.inc("tcp.probe_ack_processed");
                 return Some((&[], false));
             }
             env.counters.inc("tcp.out_of_window");
@@ -480,4 +496,11 @@ impl Tcb {
             }
         }
     }
+}
+
+/// Whether `seg` has the shape of a zero-window probe or keep-alive: no
+/// data, SYN or FIN, at RCV.NXT - 1 (RFC 9293 3.8.4; Linux
+/// tcp_xmit_probe_skb).
+fn is_probe(seg: &InSeg, nxt: Seq) -> bool {
+    seg.seg_len() == 0 && !seg.rst && seg.seq == nxt - 1
 }

@@ -124,6 +124,43 @@ fn zero_window_persist_probes_back_off() {
     assert_eq!((d.seq, d.payload.as_slice()), (ISS + 1, &b"data"[..]));
 }
 
+/// Our receive queue is full (the application reads nothing), and the
+/// peer's ACK of our data was lost: its zero-window probes (no data, at
+/// RCV.NXT - 1, as Linux's tcp_xmit_probe_skb) are then the only segments
+/// it sends. Their ACK counts (RFC 9293 3.10.7.4: "special allowance ...
+/// to accept valid ACKs" while the window is shut): our data is not sent
+/// again, and the application may write more. Ignoring it (as Linux's
+/// tcp_sequence does) left the data to a backed-off RTO while the peer
+/// had it, a stall of seconds in the faults soak.
+#[test]
+fn a_peers_zero_window_probe_acknowledges_our_data() {
+    let mut h = Harness::new(TcpConfig {
+        rx_buffer: 2 * MSS,
+        tx_buffer: 1000,
+        ..plain_config()
+    });
+    let (_l, c) = h.establish();
+    for i in 0..2 {
+        h.send(Seg::peer(IRS + 1 + (i * MSS) as u32, Some(ISS + 1)).data(&[7; MSS]));
+    }
+    assert_eq!(h.sent().last().unwrap().window, 0);
+    let nxt = IRS + 1 + 2 * MSS as u32;
+    assert_eq!(h.layer.send(c, &[1; 1000]).unwrap(), 1000);
+    h.dispatch();
+    let d = h.one();
+    assert_eq!((d.seq, d.payload.len()), (ISS + 1, 1000));
+    // The peer's ACK of it is lost; its probe follows.
+    h.send(Seg::peer(nxt - 1, Some(ISS + 1001)));
+    let answer = h.one();
+    assert_eq!(
+        (answer.seq, answer.ack, answer.window),
+        (ISS + 1001, Some(nxt), 0)
+    );
+    assert_eq!(h.layer.send(c, &[2; 1000]).unwrap(), 1000, "room again");
+    h.dispatch();
+    assert_eq!(h.one().seq, ISS + 1001, "new data, not the old again");
+}
+
 /// RFC 1122 4.2.2.17: a peer that answers every probe keeps the
 /// connection however long its window stays shut; one that falls silent
 /// loses it after `max_retries` unanswered probes (as Linux).
