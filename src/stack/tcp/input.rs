@@ -172,14 +172,18 @@ impl Tcb {
         }
         // A probe's ACK is no duplicate ACK (RFC 5681 2: that signals data
         // arriving out of order).
-        let pure = payload.is_empty() && !fin && !is_probe(seg, self.rcv.nxt());
-        if !self.process_ack(env, seg, ack, pure) {
+        let probe = is_probe(seg, self.rcv.nxt());
+        if !self.process_ack(env, seg, ack, payload.is_empty() && !fin && !probe) {
             return None;
         }
         if self.state == TcpState::Closed {
             return None;
         }
-        self.update_ts_recent(seg);
+        if !probe {
+            // A probe is below the window: RFC 7323 4.3 (3) records no
+            // TSval from it (Linux echoes the earlier one).
+            self.update_ts_recent(seg);
+        }
         let seq = seg.seq.max(self.rcv.nxt());
         if !payload.is_empty() && self.state.can_receive() {
             self.receive_data(env, seq, payload);
