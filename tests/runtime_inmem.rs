@@ -331,6 +331,8 @@ fn a_leader_is_woken_when_a_timer_ends_its_connection() {
 struct GatedEnd {
     inner: PairDevice,
     sent: AtomicUsize,
+    /// Reads that found the gate armed.
+    held: AtomicUsize,
     armed: Mutex<bool>,
     released: Condvar,
 }
@@ -340,6 +342,7 @@ impl GatedEnd {
         GatedEnd {
             inner,
             sent: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             armed: Mutex::new(false),
             released: Condvar::new(),
         }
@@ -354,6 +357,9 @@ impl GatedEnd {
 impl Device for GatedEnd {
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let armed = self.armed.lock().unwrap();
+        if *armed {
+            self.held.fetch_add(1, Ordering::SeqCst);
+        }
         // Bounded: a test that never releases fails on its own bound.
         let _held = self
             .released
@@ -374,6 +380,40 @@ impl Device for GatedEnd {
     fn name(&self) -> &str {
         self.inner.name()
     }
+}
+
+/// A call that blocks while the stack thread reads the device waits as a
+/// follower; when that read is done the stack thread hands it the device
+/// (as a returning leader does), rather than leave it waiting for its
+/// socket's news with nobody asleep on the device. (Under load this race
+/// was common enough to fail the tests that wait for a reader to lead.)
+#[test]
+fn a_call_blocked_during_the_stack_threads_read_leads_after_it() {
+    let (da, db) = pair::link().expect("socketpair");
+    let b_end = Arc::new(GatedEnd::new(db));
+    let pair = inmem::Pair::on(Arc::new(da), b_end.clone());
+    let (c1, s1) = connected(&pair, 7012);
+    let (c2, _s2) = connected(&pair, 7013);
+    s1.set_read_timeout(None).unwrap();
+    b_end.set_armed(true);
+    (&c2).write_all(b"x").unwrap();
+    // Nobody is blocked on b: the stack thread reads the frame (once any
+    // lease has run out) and is held at the gate.
+    wait_until(
+        "the stack thread never read",
+        Duration::from_secs(5),
+        || b_end.held.load(Ordering::SeqCst) > 0,
+    );
+    let reader = read_on_thread(&s1, 1);
+    wait_until("the reader never waited", Duration::from_secs(5), || {
+        pair.b.followers() > 0
+    });
+    b_end.set_armed(false);
+    wait_until("the follower never led", Duration::from_secs(5), || {
+        pair.b.application_thread_leads()
+    });
+    (&c1).write_all(b"y").unwrap();
+    assert_eq!(result(&reader).expect("read"), b"y");
 }
 
 /// A FIN alone does not stop the leader reading (`stops_reading` in
@@ -459,7 +499,7 @@ impl Device for SuperFrames {
 
 /// A leader whose first frame is a super-frame (a bulk sender's) reads
 /// the frames queued behind it in the same pass, before its call
-/// returns: one pass and one ACK for them, not a wake-up each. Without
+/// returns: one pass for them, not a wake-up each. Without
 /// that, a blocked read returns the first frame's bytes alone. Three
 /// segments are sent back to back while the reader leads; the leader's
 /// wake-up takes longer than the three sends, but not always on a loaded
@@ -493,6 +533,91 @@ fn a_leader_takes_the_frames_queued_behind_a_super_frame_in_one_pass() {
         }
     }
     panic!("no read returned more than one segment ({most} bytes at most)");
+}
+
+/// A gated end b (see `GatedEnd`) that reads as a TAP with offloads
+/// (`SuperFrames`) and journals, in order, its reads of super-frames
+/// (`R`) and its sends (`S`).
+struct JournalEnd {
+    gate: GatedEnd,
+    journal: Mutex<Vec<u8>>,
+}
+
+impl Device for JournalEnd {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_frame(buf).map(|(n, _)| n)
+    }
+
+    fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
+        let n = self.gate.recv(buf)?;
+        let kind = if n > 1000 {
+            self.journal.lock().unwrap().push(b'R');
+            RxKind::Gso
+        } else {
+            RxKind::Plain
+        };
+        let csum = RxCsum::Unknown;
+        Ok((n, RxMeta { kind, csum }))
+    }
+
+    fn send(&self, frame: &[u8]) -> io::Result<usize> {
+        self.journal.lock().unwrap().push(b'S');
+        self.gate.send(frame)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.gate.fd()
+    }
+
+    fn name(&self) -> &str {
+        self.gate.name()
+    }
+}
+
+/// In a pass over a bulk sender's super-frames, the leader ACKs each
+/// before it reads the next (as Linux ACKs each GRO packet), not once
+/// for the pass: the sender's clock runs on those ACKs (a kernel sender
+/// went from about 0.8x to 0.95x its veth rate). Four segments are
+/// queued before the leader's read is let go, so one pass takes them.
+#[test]
+fn a_leader_acks_each_super_frame_before_it_reads_the_next() {
+    let (da, db) = pair::link().expect("socketpair");
+    let a_end = Arc::new(GatedEnd::new(da));
+    let b_end = Arc::new(JournalEnd {
+        gate: GatedEnd::new(db),
+        journal: Mutex::new(Vec::new()),
+    });
+    let pair = inmem::Pair::on(a_end.clone(), b_end.clone());
+    let (client, server) = connected(&pair, 7011);
+    server.set_read_timeout(None).unwrap();
+    let (tx, got) = mpsc::channel();
+    let reader = server.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let _ = tx.send((&reader).read(&mut buf));
+    });
+    wait_until("the reader never led", Duration::from_secs(5), || {
+        pair.b.application_thread_leads()
+    });
+    b_end.gate.set_armed(true);
+    let sent = a_end.sent.load(Ordering::SeqCst);
+    (&client).write_all(&[9u8; 4 * 1400]).unwrap();
+    wait_until("the segments were not sent", Duration::from_secs(5), || {
+        a_end.sent.load(Ordering::SeqCst) >= sent + 4
+    });
+    b_end.journal.lock().unwrap().clear();
+    b_end.gate.set_armed(false);
+    let n = got
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the read never returned")
+        .expect("read");
+    let journal = String::from_utf8(b_end.journal.lock().unwrap().clone()).unwrap();
+    assert_eq!(n, 4 * 1400, "one pass took all four: {journal}");
+    let last_read = journal.rfind('R').unwrap();
+    assert!(
+        journal[..last_read].contains('S'),
+        "no ACK before the last super-frame was read: {journal}"
+    );
 }
 
 /// Receive coalescing (lead.rs): after a pass that read a super-frame the

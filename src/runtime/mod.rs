@@ -472,6 +472,18 @@ impl Core {
         self.followers.len()
     }
 
+    /// The stack thread's read is done: the receive side is free, and a
+    /// call that became a follower meanwhile (finding the stack thread
+    /// reading) is woken to lead, as a returning leader hands it on
+    /// (`lead.rs`); else it would wait for its socket's news while nobody
+    /// sleeps on the device.
+    pub(super) fn stack_thread_read_done(&mut self) {
+        self.rx_owner = RxOwner::Nobody;
+        if let Some(next) = self.followers.last() {
+            defer_wake(&mut self.wakes, &self.followers, next);
+        }
+    }
+
     /// Whether the device pushed back while the stack thread sleeps
     /// without polling for POLLOUT. (Deadlines need no wake-up: they move
     /// its timer.)

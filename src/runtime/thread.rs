@@ -33,6 +33,8 @@ pub(super) struct RxBatch {
     bufs: Vec<Vec<u8>>,
     lens: [(usize, RxMeta); BATCH],
     n: usize,
+    /// The `limit` of the last read (for `full`).
+    limit: usize,
 }
 
 impl RxBatch {
@@ -41,6 +43,7 @@ impl RxBatch {
             bufs: Vec::new(),
             lens: [(0, RxMeta::PLAIN); BATCH],
             n: 0,
+            limit: BATCH,
         }
     }
 
@@ -49,7 +52,8 @@ impl RxBatch {
     /// as the reason): a vanished TAP stays readable-with-error forever.
     pub(super) fn read(&mut self, device: &dyn Device, limit: usize) -> Option<String> {
         self.n = 0;
-        while self.n < limit.min(BATCH) {
+        self.limit = limit.min(BATCH);
+        while self.n < self.limit {
             if self.bufs.len() == self.n {
                 self.bufs.push(vec![0u8; FRAME_BUF]);
             }
@@ -66,10 +70,10 @@ impl RxBatch {
         None
     }
 
-    /// Whether the last read stopped at the batch size (more are
-    /// probably waiting) rather than at EAGAIN.
+    /// Whether the last read stopped at its limit (more are probably
+    /// waiting) rather than at EAGAIN.
     pub(super) fn full(&self) -> bool {
-        self.n == BATCH
+        self.n == self.limit
     }
 
     /// Whether the first frame read (and not yet processed) is a TSO
@@ -156,7 +160,7 @@ fn run(shared: &Shared) {
             let mut rx = shared.rx.lock().unwrap_or_else(|e| e.into_inner());
             failure = rx.read(device, BATCH);
             core = shared.lock();
-            core.rx_owner = RxOwner::Nobody;
+            core.stack_thread_read_done();
             let now = core.now();
             rx.process(&mut core, now, "runtime.frames_read_by_stack_thread");
             more = rx.full();
