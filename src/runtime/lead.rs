@@ -34,12 +34,12 @@
 //! Receive coalescing (as a NIC's rx-usecs, or NAPI's gro_flush_timeout):
 //! while a bulk sender's TSO super-frames keep coming, the leader does
 //! not sleep on the device between passes but for `COALESCE` on a timer,
-//! then reads what came meanwhile in one pass (ACKing each frame as it goes). A
-//! sleeping reader costs the sender a cross-CPU wake-up per frame, which
-//! on this kind of VM made the sender's CPU, not ours, the limit of a
-//! bulk transfer into the stack (a third of its time per 64 KB). The
-//! first pass that finds no super-frame ends it; requests (plain frames)
-//! never start it.
+//! then reads what came meanwhile in one pass (ACKing each frame as it
+//! goes). A sleeping reader costs the sender a cross-CPU wake-up per
+//! frame, which on this kind of VM made the sender's CPU, not ours, the
+//! limit of a bulk transfer into the stack (a third of its time per 64
+//! KB). The first pass that finds no super-frame ends it; requests
+//! (plain frames) never start it.
 
 use std::io;
 use std::os::fd::AsFd;
