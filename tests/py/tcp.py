@@ -16,7 +16,8 @@ every mode ends by itself.
       sends BYTES, shutdown(SHUT_WR), then reads the whole echo and EOF
   tcp.py many HOST PORT N BYTES SEED [TIMEOUT [STALL]]
       N concurrent connections, each sends its own BYTES and checks its
-      echo; with STALL a connection silent for STALL s fails
+      echo; with STALL a connection silent for STALL s fails, reported
+      with its TCP_INFO and the output of $STALL_CMD if set
   tcp.py hold HOST PORT SECS      connects, prints ready=1, holds SECS
   tcp.py server PORT SECS         one connection: reads to EOF, then sends
                                   b"reply:"+data and closes
