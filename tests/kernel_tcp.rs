@@ -16,8 +16,15 @@ const MIB: u64 = 1 << 20;
 
 /// Runs `tests/py/tcp.py args...` in `ns`; asserts it exited cleanly.
 fn tcp_py(ns: &Netns, args: &[&str], timeout: Duration) -> Output {
+    tcp_py_env(ns, &[], args, timeout)
+}
+
+/// As `tcp_py`, with `NAME=value` entries added to its environment.
+fn tcp_py_env(ns: &Netns, env: &[&str], args: &[&str], timeout: Duration) -> Output {
     let script = py("tcp.py");
-    let mut argv = vec!["python3", script.as_str()];
+    let mut argv = vec!["env"];
+    argv.extend_from_slice(env);
+    argv.extend_from_slice(&["python3", script.as_str()]);
     argv.extend_from_slice(args);
     let out = ns.run(&argv, timeout);
     assert!(out.success(), "tcp.py {args:?} failed: {out:#?}");
@@ -574,12 +581,14 @@ fn echo_faults_soak_16_parallel_16mib() {
         let stack = StackProc::echo(&ns, &[&faults[..], &["--seed", &seed]].concat());
         let start = Instant::now();
         let bytes = (16 * MIB).to_string();
+        // A stalled connection's report includes the stack's view of it.
         let stall_cmd = format!("STALL_CMD={}", stack.ss_command());
-        let script = py("tcp.py");
-        let args = ["many", STACK_IP, "7", "16", &bytes, &seed, "600", "5"];
-        let argv = [&["env", &stall_cmd, "python3", &script][..], &args].concat();
-        let out = ns.run(&argv, SECS(660));
-        assert!(out.success(), "tcp.py {args:?} failed: {out:#?}");
+        let out = tcp_py_env(
+            &ns,
+            &[&stall_cmd],
+            &["many", STACK_IP, "7", "16", &bytes, &seed, "600", "5"],
+            SECS(660),
+        );
         eprintln!(
             "soak round {round}: 16 x 16 MiB echoed in {:.1} s",
             start.elapsed().as_secs_f64()
