@@ -266,6 +266,7 @@ impl Tcb {
                 // then waited out a backed-off RTO although the peer had
                 // acknowledged them, a stall of seconds under loss.
                 env.counters.inc("tcp.probe_ack_processed");
+                self.trace_note("probe", "answered; its ACK is taken");
                 return Some((&[], false));
             }
             env.counters.inc("tcp.out_of_window");

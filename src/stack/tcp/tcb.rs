@@ -198,8 +198,13 @@ impl Tcb {
     }
 
     pub fn trace_drop(&self, reason: &str) {
-        log::debug!(target: "tapstack::trace", "{} <-> {} {} drop: {}",
-            self.local, self.remote, self.state, reason);
+        self.trace_note("drop", reason);
+    }
+
+    /// A `--trace` line about this connection: `what: detail`.
+    pub fn trace_note(&self, what: &str, detail: &str) {
+        log::debug!(target: "tapstack::trace", "{} <-> {} {} {}: {}",
+            self.local, self.remote, self.state, what, detail);
     }
 
     /// Closes with an error visible to the application.
