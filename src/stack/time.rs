@@ -16,6 +16,10 @@ impl Instant {
     /// The clock's origin.
     pub const ZERO: Instant = Instant { micros: 0 };
 
+    /// A sentinel for "no time" in compact state (half the size of an
+    /// `Option<Instant>`): later than any real instant.
+    pub const NEVER: Instant = Instant { micros: u64::MAX };
+
     /// The instant `micros` microseconds after the origin.
     pub const fn from_micros(micros: u64) -> Instant {
         Instant { micros }

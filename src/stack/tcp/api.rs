@@ -255,7 +255,7 @@ impl TcpLayer {
                 return Ok(0);
             }
             let n = t.rcv.read(buf, rmem);
-            t.rcv.release_if_idle(pool, rmem);
+            t.rcv.release_if_idle(pool);
             let grown = t.rcv.grow_if_limited(rmem);
             let ack = t.state.is_synchronized() && t.rcv.ack_on_read(rmem);
             if ack {

@@ -48,8 +48,9 @@ impl BufferPool {
         }
     }
 
-    /// Frees the spares that sat unused since the last call (the oldest
-    /// ones; `take` prefers the newest). Called about once a second, so a
+    /// Frees as many spares as sat unused since the last call, from the
+    /// front (not necessarily those same ones: `take` swap-removes).
+    /// Called about once a second, so a
     /// busy stack keeps what it reuses and an idle one keeps nothing.
     /// Returns whether spares remain (a later call may free them).
     pub fn release_idle(&mut self) -> bool {

@@ -505,7 +505,7 @@ impl Tcb {
 
 /// Whether `seg` has the shape of a zero-window probe or keep-alive: no
 /// data, SYN or FIN, at RCV.NXT - 1 (RFC 9293 3.8.4; Linux
-/// tcp_xmit_probe_skb).
+/// tcp_xmit_probe_skb). Callers have dealt with RSTs already.
 fn is_probe(seg: &InSeg, nxt: Seq) -> bool {
-    seg.seg_len() == 0 && !seg.rst && seg.seq == nxt - 1
+    seg.seg_len() == 0 && seg.seq == nxt - 1
 }

@@ -692,7 +692,6 @@ impl TcpLayer {
         let Self {
             slots,
             pool,
-            rmem,
             timers,
             ..
         } = self;
@@ -701,7 +700,7 @@ impl TcpLayer {
         };
         // Idle connections hold no buffer storage.
         t.snd.release_if_idle(pool);
-        t.rcv.release_if_idle(pool, rmem);
+        t.rcv.release_if_idle(pool);
         let want = !after_output && t.enqueue_output();
         timers.schedule(raw, t.poll_at());
         if want {

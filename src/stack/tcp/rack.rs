@@ -31,7 +31,7 @@ const DUP_THRESH: usize = 3;
 /// count or rate reaches it.
 const NONE: u64 = u64::MAX;
 /// No segment sent yet.
-const NO_SEND: Instant = Instant::from_micros(u64::MAX);
+const NO_SEND: Instant = Instant::NEVER;
 /// RFC 8985 6.2 step 4: a D-SACK-grown window lasts 16 recoveries.
 const REO_WND_PERSIST: u32 = 16;
 

@@ -147,7 +147,7 @@ impl Receiver {
 
     /// RFC 7323 2.3: the shift that makes a receive buffer of
     /// `capacity` bytes fit in the 16-bit window field.
-    pub fn wscale_for(capacity: usize) -> u8 {
+    fn wscale_for(capacity: usize) -> u8 {
         let mut shift = 0u8;
         while shift < 14 && (capacity >> shift) > 65535 {
             shift += 1;
@@ -157,13 +157,13 @@ impl Receiver {
 
     /// The shift our SYN offers for a ring of `capacity` bytes that may
     /// grow (`grow_if_limited`): the one for the most it may grow to, as
-    /// Linux picks it from tcp_rmem[2] (RFC 7323 2.3). A ring the
-    /// application sized keeps the shift for its own size.
+    /// Linux picks it from tcp_rmem[2] (RFC 7323 2.3).
     pub fn wscale_for_growing(capacity: usize) -> u8 {
         Receiver::wscale_for(capacity.max(MAX_RX_BUFFER))
     }
 
-    /// The shift our SYN offers (see `wscale_for_growing`).
+    /// The shift our SYN offers (see `wscale_for_growing`). A ring the
+    /// application sized keeps the shift for its own size.
     pub fn offered_wscale(&self) -> u8 {
         if self.autotune {
             Receiver::wscale_for_growing(self.ring.capacity())
@@ -234,17 +234,14 @@ impl Receiver {
 
     /// Gives the ring's storage back to `pool` if it holds no byte (not
     /// even a parked out-of-order one).
-    pub fn release_if_idle(&mut self, pool: &mut BufferPool, mem: &mut RcvMem) {
-        let before = self.charged();
+    /// (An empty ring is charged nothing, so the account does not move.)
+    pub fn release_if_idle(&mut self, pool: &mut BufferPool) {
         self.ring.release_if_idle(pool);
-        self.account(mem, before);
     }
 
     /// Gives the ring's storage back to `pool` (the connection is going away).
     pub fn release(&mut self, pool: &mut BufferPool, mem: &mut RcvMem) {
-        let before = self.charged();
-        self.ring.release(pool);
-        self.account(mem, before);
+        self.charging(mem, |r| r.ring.release(pool));
     }
 
     /// Bytes of storage the ring and the out-of-order ranges hold now.
@@ -267,14 +264,18 @@ impl Receiver {
             .min(capacity)
     }
 
-    /// Brings `mem` from `before` (what `charged` was) to `charged` now.
-    fn account(&self, mem: &mut RcvMem, before: usize) {
+    /// Runs `op`, then brings `mem` by the change in `charged`: every
+    /// operation that changes what the ring holds goes through here.
+    fn charging<R>(&mut self, mem: &mut RcvMem, op: impl FnOnce(&mut Self) -> R) -> R {
+        let before = self.charged();
+        let r = op(self);
         let now = self.charged();
         if now > before {
             mem.add(now - before);
         } else {
             mem.uncharge(before - now);
         }
+        r
     }
 
     /// Whether `len` bytes at `seq` would be stored within the layer's
@@ -295,7 +296,7 @@ impl Receiver {
             return true;
         }
         let cap = self.ring.capacity();
-        let end = (self.ring.len() + offset).saturating_add(len).min(cap);
+        let end = (self.ring.len() + offset).saturating_add(len);
         let need = Self::charge_for(self.ring.extent().max(end), cap) - self.charged();
         need == 0 || mem.admits(need)
     }
@@ -359,10 +360,7 @@ impl Receiver {
 
     /// RECEIVE: moves data to `buf`; the pages it emptied go back to `mem`.
     pub fn read(&mut self, buf: &mut [u8], mem: &mut RcvMem) -> usize {
-        let before = self.charged();
-        let n = self.ring.dequeue(buf);
-        self.account(mem, before);
-        n
+        self.charging(mem, |r| r.ring.dequeue(buf))
     }
 
     /// Copies data to `buf` without consuming it.
@@ -436,7 +434,8 @@ impl Receiver {
 
     /// The window field for the next segment, applying receiver SWS
     /// avoidance (RFC 9293 3.8.6.2.2) and never moving the right edge
-    /// left (3.8.6). Updates RCV.ADV.
+    /// left by a unit of the field or more (3.8.6, RFC 7323 2.4). Updates
+    /// RCV.ADV.
     pub fn advertise_window(&mut self, mem: &RcvMem) -> u16 {
         let ws = self.wscale;
         let cur = self.wnd();
@@ -460,9 +459,10 @@ impl Receiver {
         field as u16
     }
 
-    /// The window field a TIME-WAIT ACK repeats: rounded up as on the live
-    /// path, so the right edge never moves left (RFC 9293 3.8.6, RFC 7323
-    /// 2.4).
+    /// The window field a TIME-WAIT ACK repeats: rounded up, so the right
+    /// edge never moves left (RFC 9293 3.8.6, RFC 7323 2.4). (The live
+    /// path rounds down where the ring could not hold the rounding; a
+    /// TIME-WAIT ACK takes no data.)
     pub fn last_window_field(&self) -> u16 {
         self.wnd().div_ceil(1 << self.wscale).min(65535) as u16
     }
@@ -541,10 +541,7 @@ impl Receiver {
     /// Stores in-window data at `seq` (in order or not), charging `mem`
     /// for the pages it fills (`admits` said whether it may).
     pub fn receive_data(&mut self, seq: Seq, data: &[u8], mem: &mut RcvMem) -> Delivered {
-        let before = self.charged();
-        let d = self.store(seq, data);
-        self.account(mem, before);
-        d
+        self.charging(mem, |r| r.store(seq, data))
     }
 
     fn store(&mut self, seq: Seq, data: &[u8]) -> Delivered {

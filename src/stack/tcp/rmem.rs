@@ -16,9 +16,10 @@
 //!   one segment per connection whose application has read everything.
 //!
 //! Only `Receiver` charges and uncharges it, by the change in what its
-//! ring holds, so the account is exact. (A ring's storage is reserved
-//! whole, but its pages are faulted in only as data is written; spare
-//! storage is the pool's, bounded by its own limits.)
+//! ring holds, so the account is exact. It counts the extent of the
+//! data held, as Linux does, not resident memory (a ring lent by the
+//! pool is resident whole); spare storage is the pool's, bounded by its
+//! own limits.
 
 /// Marks of the receive-storage account, in bytes (Linux's
 /// net.ipv4.tcp_mem counts pages; these are bytes).

@@ -54,7 +54,7 @@ pub struct TimerTable {
 }
 
 /// A disarmed timer's deadline.
-const NEVER: Instant = Instant::from_micros(u64::MAX);
+const NEVER: Instant = Instant::NEVER;
 
 impl Default for TimerTable {
     fn default() -> TimerTable {

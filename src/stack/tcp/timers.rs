@@ -32,7 +32,7 @@ struct Entry {
 
 /// No deadline. A deadline saturated at the end of time is never reached
 /// either way (as `timer::TimerTable`'s).
-const NEVER: Instant = Instant::from_micros(u64::MAX);
+const NEVER: Instant = Instant::NEVER;
 
 impl Default for Entry {
     fn default() -> Entry {

@@ -102,7 +102,7 @@ impl MaxBwFilter {
 }
 
 /// No ProbeRTT deadline yet (a sentinel: half an `Option<Instant>`).
-const UNSET: Instant = Instant::from_micros(u64::MAX);
+const UNSET: Instant = Instant::NEVER;
 
 #[derive(Clone, Debug)]
 /// BBR v1 congestion control state for one connection.

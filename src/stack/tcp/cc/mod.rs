@@ -208,11 +208,7 @@ pub fn new_congestion_control(
 
 /// Heap bytes one connection's controller takes (its boxed state).
 pub fn state_bytes(algorithm: CcAlgorithm) -> usize {
-    match algorithm {
-        CcAlgorithm::Reno => std::mem::size_of::<reno::Reno>(),
-        CcAlgorithm::Cubic => std::mem::size_of::<cubic::Cubic>(),
-        CcAlgorithm::Bbr => std::mem::size_of::<bbr::Bbr>(),
-    }
+    std::mem::size_of_val(&*new_congestion_control(algorithm, 1460, Instant::ZERO))
 }
 
 /// Largest congestion window either algorithm will reach: the largest

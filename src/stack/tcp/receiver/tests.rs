@@ -39,7 +39,7 @@ fn every_second_segment_is_acked_at_once() {
 #[test]
 fn a_window_limited_fast_reader_gets_a_larger_ring() {
     let mut pool = BufferPool::default();
-    let mut mem = new_mem();
+    let mem = new_mem();
     let mut r = Receiver::new(4000, 1000, Instant::ZERO);
     r.synchronize(Seq(999));
     r.negotiate(true, false, None, Instant::ZERO);
@@ -58,7 +58,7 @@ fn a_window_limited_fast_reader_gets_a_larger_ring() {
         r.receive_data_t(next, &vec![1; wnd / 2]);
         next += wnd / 2;
         assert_eq!(r.read_t(&mut buf), wnd / 2);
-        r.release_if_idle(&mut pool, &mut mem);
+        r.release_if_idle(&mut pool);
         assert!(!r.grow_if_limited(&mem));
         // Up to the edge: the application read it all, so it grows.
         r.provide(&mut pool);
@@ -66,7 +66,7 @@ fn a_window_limited_fast_reader_gets_a_larger_ring() {
         next += wnd - wnd / 2;
         assert!(!r.grow_if_limited(&mem), "not while bytes are unread");
         r.read_t(&mut buf);
-        r.release_if_idle(&mut pool, &mut mem);
+        r.release_if_idle(&mut pool);
         r.grow_if_limited(&mem);
         caps.push(r.capacity());
     }
@@ -98,7 +98,7 @@ fn the_offered_scale_lets_the_ring_grow_to_six_mib() {
         assert!(!r.receive_data(next, &buf[..wnd], &mut mem).buffer_full);
         next += wnd;
         assert_eq!(r.read(&mut buf, &mut mem), wnd);
-        r.release_if_idle(&mut pool, &mut mem);
+        r.release_if_idle(&mut pool);
         r.grow_if_limited(&mem);
         caps.push(r.capacity() >> 10);
     }
@@ -156,7 +156,7 @@ fn small_segments_never_push_the_offered_window_past_the_ring() {
 #[test]
 fn a_ring_the_application_sized_does_not_grow() {
     let mut pool = BufferPool::default();
-    let mut mem = new_mem();
+    let mem = new_mem();
     let mut r = Receiver::new(4000, 1000, Instant::ZERO);
     r.set_capacity(3000);
     r.synchronize(Seq(999));
@@ -167,7 +167,7 @@ fn a_ring_the_application_sized_does_not_grow() {
     r.provide(&mut pool);
     r.receive_data_t(Seq(1000), &[1; 3000]);
     r.read_t(&mut [0u8; 3000]);
-    r.release_if_idle(&mut pool, &mut mem);
+    r.release_if_idle(&mut pool);
     assert!(!r.grow_if_limited(&mem));
     assert_eq!(r.capacity(), 3000);
 }
