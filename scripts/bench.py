@@ -464,11 +464,8 @@ class Daemon(Tapstack):
     tap = "tb2"
 
     def __init__(self, args):
-        Contender.__init__(self, args)
+        Tapstack.__init__(self, args)  # its own control socket
         self.client_ns = self.stack_ns = args.daemon_ns
-        api_dir = tempfile.mkdtemp(prefix="tsbench-api-")
-        atexit.register(shutil.rmtree, api_dir, True)
-        self.api = os.path.join(api_dir, "api.sock")
 
     def start(self, kind, cpu):
         if kind != "tcp":

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const T: Duration = Duration::from_secs(30);
+const SECS: fn(u64) -> Duration = Duration::from_secs;
 /// Bound of every wait for a condition.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -590,10 +591,6 @@ fn streams_are_bounded_and_a_closed_reader_ends_its_stream() {
     assert_ping_all(&o.ns, STACK_IP, &["-c", "2", "-i", "0.2"], T);
 }
 
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
 /// `key:value` tokens and bare flags of `ss -tin` output.
 fn ss_info(text: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -611,7 +608,7 @@ fn hold_info(hold: &mut Bg) -> BTreeMap<String, String> {
     ["info_ts", "info_sack", "info_wscale", "info_snd_wscale"]
         .iter()
         .map(|k| {
-            let line = hold.wait_line(&format!("{k}="), secs(1));
+            let line = hold.wait_line(&format!("{k}="), SECS(1));
             let (_, v) = line.split_once('=').unwrap();
             (k.to_string(), v.trim().to_string())
         })
@@ -627,10 +624,10 @@ fn ss_shows_negotiated_options() {
     let stack = StackProc::echo(&ns, &[]);
     let script = py("tcp.py");
     let mut hold = ns.spawn(&["python3", &script, "hold", STACK_IP, "7", "10"]);
-    hold.wait_line("ready=1", secs(10));
+    hold.wait_line("ready=1", SECS(10));
     let out = ns.run(
         &["ss", "-tinH", "state", "established", "dst", STACK_IP],
-        secs(10),
+        SECS(10),
     );
     assert!(out.success(), "{out:#?}");
     eprintln!("ss -tin: {}", out.stdout.trim());
@@ -680,7 +677,7 @@ fn trace_shows_handshake_and_state_changes() {
     let out = ns.run_stdin(
         &["nc", "-N", "-w", "5", STACK_IP, "7"],
         b"traced\n",
-        secs(15),
+        SECS(15),
     );
     assert_eq!(out.stdout, "traced\n", "{out:#?}");
     // The client's FIN may be processed after nc exits: wait (bounded)

@@ -19,14 +19,14 @@ fn tcp_py(ns: &Netns, args: &[&str], timeout: Duration) -> Output {
     tcp_py_env(ns, &[], args, timeout)
 }
 
-/// As `tcp_py`, with `NAME=value` entries added to its environment.
-fn tcp_py_env(ns: &Netns, env: &[&str], args: &[&str], timeout: Duration) -> Output {
+/// As `tcp_py`, with `(name, value)` pairs added to its environment.
+fn tcp_py_env(ns: &Netns, env: &[(&str, &str)], args: &[&str], timeout: Duration) -> Output {
     let script = py("tcp.py");
-    let mut argv = vec!["env"];
-    argv.extend_from_slice(env);
-    argv.extend_from_slice(&["python3", script.as_str()]);
+    let mut argv = vec!["python3", script.as_str()];
     argv.extend_from_slice(args);
-    let out = ns.run(&argv, timeout);
+    let mut cmd = ns.command(&argv);
+    cmd.envs(env.iter().copied());
+    let out = run_cmd(cmd, b"", timeout);
     assert!(out.success(), "tcp.py {args:?} failed: {out:#?}");
     out
 }
@@ -582,10 +582,10 @@ fn echo_faults_soak_16_parallel_16mib() {
         let start = Instant::now();
         let bytes = (16 * MIB).to_string();
         // A stalled connection's report includes the stack's view of it.
-        let stall_cmd = format!("STALL_CMD={}", stack.ss_command());
+        let stall_cmd = stack.ss_command();
         let out = tcp_py_env(
             &ns,
-            &[&stall_cmd],
+            &[("STALL_CMD", &stall_cmd)],
             &["many", STACK_IP, "7", "16", &bytes, &seed, "600", "5"],
             SECS(660),
         );

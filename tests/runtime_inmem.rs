@@ -468,8 +468,18 @@ fn a_fin_does_not_stop_the_leader_reading_the_frames_behind_it() {
     }
 }
 
-/// End b of the link as a TAP with offloads looks to the runtime: a frame
-/// of over 1000 bytes comes as a TSO super-frame (`RxKind::Gso`).
+/// What a TAP with offloads says of an `n`-byte frame: over 1000 bytes,
+/// a TSO super-frame (`RxKind::Gso`).
+fn offload_meta(n: usize) -> RxMeta {
+    let kind = if n > 1000 { RxKind::Gso } else { RxKind::Plain };
+    RxMeta {
+        kind,
+        csum: RxCsum::Unknown,
+    }
+}
+
+/// End b of the link as a TAP with offloads looks to the runtime
+/// (`offload_meta`).
 struct SuperFrames(pair::PairDevice);
 
 impl Device for SuperFrames {
@@ -479,9 +489,7 @@ impl Device for SuperFrames {
 
     fn recv_frame(&self, buf: &mut [u8]) -> std::io::Result<(usize, RxMeta)> {
         let n = self.0.recv(buf)?;
-        let kind = if n > 1000 { RxKind::Gso } else { RxKind::Plain };
-        let csum = RxCsum::Unknown;
-        Ok((n, RxMeta { kind, csum }))
+        Ok((n, offload_meta(n)))
     }
 
     fn send(&self, frame: &[u8]) -> std::io::Result<usize> {
@@ -550,14 +558,11 @@ impl Device for JournalEnd {
 
     fn recv_frame(&self, buf: &mut [u8]) -> io::Result<(usize, RxMeta)> {
         let n = self.gate.recv(buf)?;
-        let kind = if n > 1000 {
+        let meta = offload_meta(n);
+        if meta.kind == RxKind::Gso {
             self.journal.lock().unwrap().push(b'R');
-            RxKind::Gso
-        } else {
-            RxKind::Plain
-        };
-        let csum = RxCsum::Unknown;
-        Ok((n, RxMeta { kind, csum }))
+        }
+        Ok((n, meta))
     }
 
     fn send(&self, frame: &[u8]) -> io::Result<usize> {

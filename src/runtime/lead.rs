@@ -271,7 +271,8 @@ impl Shared {
         rx.process(&mut core, now, "runtime.frames_read_by_leader");
         core.notify(); // sets `news`
         core.rx_backlog = false;
-        if first && failure.is_none() && bulk {
+        let more = first && failure.is_none();
+        if more && bulk {
             // One at a time, each ACKed before the next is read, as Linux
             // ACKs each GRO packet from its softirq: the sender's clock
             // (and BBR's bandwidth probes) runs on these ACKs, and a
@@ -283,14 +284,15 @@ impl Shared {
                 drop(core);
                 failure = rx.read(&*self.device, 1);
                 core = self.lock();
-                core.rx_backlog = rx.full();
+                // A frame read: more are probably waiting.
+                core.rx_backlog = rx.pending() > 0;
                 now = core.now();
                 rx.process(&mut core, now, "runtime.frames_read_by_leader");
                 if !core.rx_backlog || failure.is_some() {
                     break;
                 }
             }
-        } else if first && failure.is_none() && core.lead.as_ref().is_some_and(|l| !l.news) {
+        } else if more && core.lead.as_ref().is_some_and(|l| !l.news) {
             drop(core);
             failure = rx.read(&*self.device, BATCH);
             core = self.lock();

@@ -33,8 +33,6 @@ pub(super) struct RxBatch {
     bufs: Vec<Vec<u8>>,
     lens: [(usize, RxMeta); BATCH],
     n: usize,
-    /// The `limit` of the last read (for `full`).
-    limit: usize,
 }
 
 impl RxBatch {
@@ -43,7 +41,6 @@ impl RxBatch {
             bufs: Vec::new(),
             lens: [(0, RxMeta::PLAIN); BATCH],
             n: 0,
-            limit: BATCH,
         }
     }
 
@@ -52,8 +49,7 @@ impl RxBatch {
     /// as the reason): a vanished TAP stays readable-with-error forever.
     pub(super) fn read(&mut self, device: &dyn Device, limit: usize) -> Option<String> {
         self.n = 0;
-        self.limit = limit.min(BATCH);
-        while self.n < self.limit {
+        while self.n < limit.min(BATCH) {
             if self.bufs.len() == self.n {
                 self.bufs.push(vec![0u8; FRAME_BUF]);
             }
@@ -70,10 +66,10 @@ impl RxBatch {
         None
     }
 
-    /// Whether the last read stopped at its limit (more are probably
-    /// waiting) rather than at EAGAIN.
+    /// Whether the last read stopped at the batch size (more are
+    /// probably waiting) rather than at EAGAIN.
     pub(super) fn full(&self) -> bool {
-        self.n == self.limit
+        self.n == BATCH
     }
 
     /// Whether the first frame read (and not yet processed) is a TSO

@@ -467,10 +467,15 @@ impl StackProc {
         // The default control socket path is per TAP name, and every test
         // uses the same TAP name in its own namespace: give each stack its
         // own path (in /tmp, which an unprivileged stack can write).
-        let api = format!("/tmp/tapstack-test-{}-{n}.sock", ns.name);
-        if !args.contains(&"--api") {
-            argv.extend_from_slice(&["--api", &api]);
+        let default_api = format!("/tmp/tapstack-test-{}-{n}.sock", ns.name);
+        let given = args
+            .iter()
+            .position(|a| *a == "--api")
+            .map(|i| args.get(i + 1).copied().unwrap_or_default());
+        if given.is_none() {
+            argv.extend_from_slice(&["--api", &default_api]);
         }
+        let api = given.map_or_else(|| default_api.clone(), str::to_string);
         let mut cmd = ns.command(&argv);
         cmd.args(args)
             .stdin(Stdio::null())
@@ -479,10 +484,6 @@ impl StackProc {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start tapstack: {e}"));
-        let api = match args.iter().position(|a| *a == "--api") {
-            Some(i) => args.get(i + 1).map_or(api, |a| a.to_string()),
-            None => api,
-        };
         StackProc {
             child: Some(child),
             stderr_path,
