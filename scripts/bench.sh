@@ -108,7 +108,8 @@ NS_CLIENT="tsbench-$$-cli"    # kernel client, veth vb 10.9.0.1
 NS_SERVER="tsbench-$$-srv"    # kernel server, veth vc 10.9.0.2
 NS_DAEMON="tsbench-$$-dmn"    # tapstack up on tb2 + tapbench under `tapstack run`
 NS_BEFORE="tsbench-$$-bef"    # the before contender (BENCH_BEFORE) on tb3
-ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER" "$NS_DAEMON")
+NS_BUSY="tsbench-$$-bsy"      # tapstack --busy-poll on tb4 (rr and connections/s rows)
+ALL_NS=("$NS_STACK" "$NS_SMOL" "$NS_CLIENT" "$NS_SERVER" "$NS_DAEMON" "$NS_BUSY")
 BEFORE_ARGS=()
 if [ -n "$BEFORE" ]; then
     ALL_NS+=("$NS_BEFORE")
@@ -147,7 +148,7 @@ KERNEL_CC="$(ip netns exec "$NS_CLIENT" sysctl -n net.ipv4.tcp_congestion_contro
 # it up. The idle-connections row's kernel contender (up to ~4 minutes at
 # 100,000 connections) and a before contender (it runs every tapstack row
 # again) lengthen the run.
-BOUND=960
+BOUND=1020
 if [ -n "$BEFORE" ]; then
     BOUND=$((BOUND + 600))
 fi
@@ -155,4 +156,5 @@ timeout --kill-after=10 "$BOUND" python3 scripts/bench.py drive "${BEFORE_ARGS[@
     --bin "$BIN" --smoltcp "$SMOLTCP" --tapbench "$TAPBENCH" \
     --stack-ns "$NS_STACK" --smol-ns "$NS_SMOL" \
     --client-ns "$NS_CLIENT" --server-ns "$NS_SERVER" --daemon-ns "$NS_DAEMON" \
+    --busy-ns "$NS_BUSY" \
     --kernel-cc "$KERNEL_CC" --json "$CARGO_TARGET_DIR/bench.json"
