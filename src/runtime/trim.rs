@@ -79,6 +79,18 @@ impl Marks {
             now.free.abs_diff(self.last.free) < QUIET && now.used.abs_diff(self.last.used) < QUIET;
         (freed >= STEP && now.free > now.used) || (quiet && freed >= SETTLE)
     }
+
+    /// One look: whether to trim now (the marks then restart from `now`),
+    /// and the bytes freed since the last trim that are still untrimmed.
+    fn look(&mut self, now: Arenas) -> (bool, usize) {
+        let freed = self.see(now);
+        let trim = self.should_trim(now, freed);
+        if trim {
+            *self = Marks::new(now);
+        }
+        self.last = now;
+        (trim, if trim { 0 } else { freed })
+    }
 }
 
 /// The stack thread's trim state.
@@ -116,13 +128,10 @@ impl Trimmer {
         let pooled = release_idle_storage();
         let arenas = arena_bytes()?;
         let marks = self.marks.get_or_insert(Marks::new(arenas));
-        let mut freed = marks.see(arenas);
-        if marks.should_trim(arenas, freed) {
+        let (trim, freed) = marks.look(arenas);
+        if trim {
             release_free_pages();
-            *marks = Marks::new(arenas);
-            freed = 0;
         }
-        marks.last = arenas;
         self.pending = pooled || freed >= SETTLE;
         self.pending.then_some(PERIOD)
     }
@@ -167,22 +176,11 @@ mod tests {
         }
     }
 
-    /// Runs looks through fresh marks the way `tick` does; returns which
+    /// Runs looks through fresh marks as `tick` does; returns which
     /// looks trimmed.
     fn trims(looks: &[Arenas]) -> Vec<bool> {
         let mut m = Marks::new(looks[0]);
-        looks
-            .iter()
-            .map(|&a| {
-                let freed = m.see(a);
-                let trim = m.should_trim(a, freed);
-                if trim {
-                    m = Marks::new(a);
-                }
-                m.last = a;
-                trim
-            })
-            .collect()
+        looks.iter().map(|&a| m.look(a).0).collect()
     }
 
     #[test]
