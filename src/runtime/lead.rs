@@ -51,7 +51,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::EventFd;
 use nix::sys::timerfd::TimerFd;
 
-use super::thread::BATCH;
+use super::thread::{BATCH, RxBatch};
 use super::{Core, Shared, WAKES, WaitFor, fire_wakes, stopped_error, unlock_and_wake};
 use crate::device::Device;
 use crate::stack::Instant;
@@ -273,25 +273,7 @@ impl Shared {
         core.rx_backlog = false;
         let more = first && failure.is_none();
         if more && bulk {
-            // One at a time, each ACKed before the next is read, as Linux
-            // ACKs each GRO packet from its softirq: the sender's clock
-            // (and BBR's bandwidth probes) runs on these ACKs, and a
-            // batch of 64 KB frames takes the best part of a millisecond
-            // to read. One ACK per batch held a kernel sender at about
-            // 0.8x its veth rate; one per frame, 0.95x.
-            for _ in 1..BATCH {
-                core.transmit(now);
-                drop(core);
-                failure = rx.read(&*self.device, 1);
-                core = self.lock();
-                // A frame read: more are probably waiting.
-                core.rx_backlog = rx.pending() > 0;
-                now = core.now();
-                rx.process(&mut core, now, "runtime.frames_read_by_leader");
-                if !core.rx_backlog || failure.is_some() {
-                    break;
-                }
-            }
+            (core, now, failure) = self.read_super_frames(core, &mut rx, now);
         } else if more && core.lead.as_ref().is_some_and(|l| !l.news) {
             drop(core);
             failure = rx.read(&*self.device, BATCH);
@@ -306,6 +288,37 @@ impl Shared {
             core.halt(why);
         }
         core
+    }
+
+    /// The rest of a bulk pass, after its first super-frame: reads and
+    /// processes the frames queued behind it one at a time, each ACKed
+    /// before the next is read, as Linux ACKs each GRO packet from its
+    /// softirq: the sender's clock (and BBR's bandwidth probes) runs on
+    /// these ACKs, and a batch of 64 KB frames takes the best part of a
+    /// millisecond to read. One ACK per batch held a kernel sender at
+    /// about 0.8x its veth rate; one per frame, 0.95x. Returns the lock,
+    /// the time of the last frame and a read failure.
+    fn read_super_frames<'a>(
+        &'a self,
+        mut core: MutexGuard<'a, Core>,
+        rx: &mut RxBatch,
+        mut now: Instant,
+    ) -> (MutexGuard<'a, Core>, Instant, Option<String>) {
+        let mut failure = None;
+        for _ in 1..BATCH {
+            core.transmit(now);
+            drop(core);
+            failure = rx.read(&*self.device, 1);
+            core = self.lock();
+            // A frame read: more are probably waiting.
+            core.rx_backlog = rx.pending() > 0;
+            now = core.now();
+            rx.process(&mut core, now, "runtime.frames_read_by_leader");
+            if !core.rx_backlog || failure.is_some() {
+                break;
+            }
+        }
+        (core, now, failure)
     }
 
     /// Sleeps in the leaders' epoll set; true if the device is readable.
