@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
@@ -153,21 +153,7 @@ pub enum Command {
     /// Run the stack with echo (7), discard (9) and chargen (19) on TCP and
     /// UDP, and a web page with a WebSocket echo
     #[command(after_help = AFTER_HELP)]
-    Echo {
-        /// Port of the HTTP page and WebSocket echo (0 turns it off)
-        #[arg(long, default_value_t = 8080, value_name = "PORT")]
-        ws_port: u16,
-        /// Port of a TCP echo served through the daemon's API (0 turns it off)
-        #[arg(long, default_value_t = 2007, value_name = "PORT")]
-        api_echo_port: u16,
-        /// TCP connections the echo/discard/chargen services serve at once
-        /// (more are refused with RST)
-        #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        max_connections: u64,
-        /// Connections the web page serves at once (more get 503)
-        #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        ws_max_connections: u64,
-    },
+    Echo(EchoArgs),
     /// A netcat-like client over the stack: stdin to IPV4:PORT, replies to stdout
     #[command(after_help = AFTER_HELP)]
     Connect {
@@ -241,6 +227,24 @@ pub enum Command {
         #[arg(trailing_var_arg = true, value_name = "FILTER")]
         filter: Vec<String>,
     },
+}
+
+/// `echo`'s flags.
+#[derive(Args, Debug)]
+pub struct EchoArgs {
+    /// Port of the HTTP page and WebSocket echo (0 turns it off)
+    #[arg(long, default_value_t = 8080, value_name = "PORT")]
+    ws_port: u16,
+    /// Port of a TCP echo served through the daemon's API (0 turns it off)
+    #[arg(long, default_value_t = 2007, value_name = "PORT")]
+    api_echo_port: u16,
+    /// TCP connections the echo/discard/chargen services serve at once
+    /// (more are refused with RST)
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Connections the web page serves at once (more get 503)
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    ws_max_connections: u64,
 }
 
 /// Parses the command line of program `prog` (the `tapstack` CLI, the
@@ -419,7 +423,7 @@ pub fn main() -> i32 {
         }
     };
     let daemon = match &cli.command {
-        Command::Up | Command::Echo { .. } => match start_daemon(&cli, &net) {
+        Command::Up | Command::Echo(_) => match start_daemon(&cli, &net) {
             Ok(d) => Some(d),
             // The default path is per TAP name, not per network namespace:
             // another stack may hold it. Only an asked-for path must work.
@@ -488,53 +492,7 @@ fn run(
             wait_for_signal(signals);
             Ok(())
         }
-        Command::Echo {
-            ws_port,
-            api_echo_port,
-            max_connections,
-            ws_max_connections,
-        } => {
-            if let (Some(api), true) = (api, *api_echo_port != 0) {
-                super::api_echo::start(api, *api_echo_port).map_err(|e| {
-                    format!("starting the echo through the daemon on port {api_echo_port}: {e}")
-                })?;
-            }
-            let services = super::services::ServicesConfig {
-                max_connections: *max_connections as usize,
-                ..Default::default()
-            };
-            super::services::start(net, services).map_err(|e| format!("starting services: {e}"))?;
-            let web = if *ws_port != 0 {
-                let config = super::ws::WsConfig {
-                    max_connections: *ws_max_connections as usize,
-                    ..Default::default()
-                };
-                let server = super::ws::start(net, *ws_port, config)
-                    .map_err(|e| format!("starting the web page on port {ws_port}: {e}"))?;
-                Some(server)
-            } else {
-                None
-            };
-            eprintln!(
-                "tapstack: echo (7), discard (9), chargen (19) on TCP and UDP at {}{}; Ctrl-C to stop",
-                cli.addr.address(),
-                if *ws_port != 0 {
-                    format!(
-                        ", web page and WebSocket echo at http://{}:{ws_port}/",
-                        cli.addr.address()
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            wait_for_signal(signals);
-            // Close 1001 (going away) to every WebSocket client while the
-            // stack still runs.
-            if let Some(web) = web {
-                web.stop();
-            }
-            Ok(())
-        }
+        Command::Echo(a) => run_echo(cli, net, signals, api, a),
         Command::Run { .. }
         | Command::Ss { .. }
         | Command::Stats { .. }
@@ -565,4 +523,59 @@ fn run(
             }
         }
     }
+}
+
+/// `echo`: the services, the web page and the echo through the daemon's
+/// API, until a signal.
+fn run_echo(
+    cli: &Cli,
+    net: &Net,
+    signals: &SigSet,
+    api: Option<&std::path::Path>,
+    a: &EchoArgs,
+) -> Result<(), String> {
+    if let (Some(api), true) = (api, a.api_echo_port != 0) {
+        super::api_echo::start(api, a.api_echo_port).map_err(|e| {
+            format!(
+                "starting the echo through the daemon on port {}: {e}",
+                a.api_echo_port
+            )
+        })?;
+    }
+    let services = super::services::ServicesConfig {
+        max_connections: a.max_connections as usize,
+        ..Default::default()
+    };
+    super::services::start(net, services).map_err(|e| format!("starting services: {e}"))?;
+    let web = if a.ws_port != 0 {
+        let config = super::ws::WsConfig {
+            max_connections: a.ws_max_connections as usize,
+            ..Default::default()
+        };
+        let server = super::ws::start(net, a.ws_port, config)
+            .map_err(|e| format!("starting the web page on port {}: {e}", a.ws_port))?;
+        Some(server)
+    } else {
+        None
+    };
+    eprintln!(
+        "tapstack: echo (7), discard (9), chargen (19) on TCP and UDP at {}{}; Ctrl-C to stop",
+        cli.addr.address(),
+        if a.ws_port != 0 {
+            format!(
+                ", web page and WebSocket echo at http://{}:{}/",
+                cli.addr.address(),
+                a.ws_port
+            )
+        } else {
+            String::new()
+        }
+    );
+    wait_for_signal(signals);
+    // Close 1001 (going away) to every WebSocket client while the
+    // stack still runs.
+    if let Some(web) = web {
+        web.stop();
+    }
+    Ok(())
 }
