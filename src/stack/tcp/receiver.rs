@@ -544,6 +544,22 @@ impl Receiver {
         self.charging(mem, |r| r.store(seq, data))
     }
 
+    /// Data up to `end` arrived: if less than a quarter of the window our
+    /// last ACK offered (or a segment) is left beyond it, the sender had
+    /// used up most of it, and the window may grow. (Linux's sender stops
+    /// short of the edge: whole segments only, and TSO deferral waits for
+    /// room for a larger super-frame.)
+    fn note_window_use(&mut self, end: Seq) {
+        let left = if end.lt(self.adv) {
+            self.adv.distance_from(end)
+        } else {
+            0
+        };
+        if self.offered > 0 && left < (self.offered / 4).max(self.mss) {
+            self.window_limited = true;
+        }
+    }
+
     fn store(&mut self, seq: Seq, data: &[u8]) -> Delivered {
         let mut d = Delivered {
             ack: AckDue::Now,
@@ -565,23 +581,10 @@ impl Receiver {
         }
         let written = self.ring.write_at(offset, data);
         d.buffer_full = written < data.len();
-        // Less than a quarter of the window our last ACK offered (or a
-        // segment) is left beyond it: the sender had used up most of it.
-        // (Linux's sender stops short of the edge: whole segments only,
-        // and TSO deferral waits for room for a larger super-frame.)
-        let end = seq + written;
-        let left = if end.lt(self.adv) {
-            self.adv.distance_from(end)
-        } else {
-            0
-        };
-        let offered = self.offered;
-        if written > 0 && offered > 0 && left < (offered / 4).max(self.mss) {
-            self.window_limited = true;
-        }
         if written == 0 {
             return d;
         }
+        self.note_window_use(seq + written);
         let held = self
             .ooo
             .iter()
