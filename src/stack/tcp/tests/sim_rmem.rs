@@ -18,14 +18,17 @@ const LEN: usize = 192 * 1024;
 /// How long the receiving application stays with one connection.
 const TURN: Duration = Duration::from_millis(30);
 
-/// Returns the receiver's (rcvq_drop, ofo_drop).
-fn round_robin_reader(seed: u64, loss: f64) -> (u64, u64) {
-    let high = 128 << 10;
+/// The receiving stack's `tcp_mem.high` in `round_robin_reader`.
+const HIGH: usize = 128 << 10;
+
+/// Two stacks with `loss` and 2 ms of delay, the receiver (b) with a
+/// small `tcp_mem` (high `HIGH`).
+fn pressed_pair(seed: u64, loss: f64) -> Sim {
     let receiver = TcpConfig {
         tcp_mem: TcpMem {
             low: 64 << 10,
             pressure: 96 << 10,
-            high,
+            high: HIGH,
         },
         time_wait: Duration::from_secs(1),
         ..TcpConfig::default()
@@ -41,7 +44,12 @@ fn round_robin_reader(seed: u64, loss: f64) -> (u64, u64) {
         delay: Duration::from_millis(2),
         a_only: false,
     };
-    let mut s = Sim::with_configs(seed, faults, sender, receiver);
+    Sim::with_configs(seed, faults, sender, receiver)
+}
+
+/// Returns the receiver's (rcvq_drop, ofo_drop).
+fn round_robin_reader(seed: u64, loss: f64) -> (u64, u64) {
+    let mut s = pressed_pair(seed, loss);
     let l = s.b.listen(SocketAddrV4::new(B, 5000), 16).unwrap();
     // Sender i: its handle, its bytes, how many it queued.
     let mut tx: Vec<(TcpHandle, Vec<u8>, usize)> = (0..CONNS)
@@ -87,7 +95,7 @@ fn round_robin_reader(seed: u64, loss: f64) -> (u64, u64) {
         let (held, _) = s.b.rcv_mem();
         // Past `high` by at most the forced in-order segment (an MSS: one
         // page) of each connection whose queue was empty.
-        let bound = high + CONNS * 4096;
+        let bound = HIGH + CONNS * 4096;
         assert!(held <= bound, "seed {seed}: account {held} past {bound}");
         assert_eq!(held, s.b.rcv_mem_recount(), "seed {seed}: account drifted");
         if rx.iter().all(|(_, got)| got.len() == LEN) {
