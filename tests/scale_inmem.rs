@@ -105,66 +105,92 @@ fn request(i: usize) -> [u8; 8] {
     (i as u64 ^ 0x5ca1_e000_0000_0000).to_be_bytes()
 }
 
-#[test]
-fn hundred_thousand_connections_exchange_idle_and_close() {
-    let mut l = Link {
-        a: Stack::new(inmem::config(A_IP, 1)),
-        b: Stack::new(inmem::config(B_IP, 2)),
-        to_a: VecDeque::with_capacity(4 * BATCH),
-        to_b: VecDeque::with_capacity(4 * BATCH),
-        spare: Vec::with_capacity(8 * BATCH),
-        now: Instant::ZERO,
-        events: Vec::with_capacity(4 * BATCH),
-    };
-    let listeners: Vec<TcpHandle> = (0..PORTS)
-        .map(|p| {
-            let addr = SocketAddrV4::new(B_IP, BASE_PORT + p);
-            l.b.tcp.listen(addr, BATCH).expect("listen")
-        })
-        .collect();
-    // Warm up ARP and the link's frame buffers with one connection.
-    let c =
-        l.a.tcp
-            .connect(l.now, None, SocketAddrV4::new(B_IP, BASE_PORT))
-            .unwrap();
-    l.step_until("warm-up accept", |l| l.b.tcp.accept(listeners[0]).is_ok());
-    l.a.tcp.abort(c);
-    l.step_until("warm-up close", |l| l.b.tcp.active_connections() == 0);
+/// Pairs of connections: the client's end and the server's, same index.
+struct Pairs {
+    clients: Vec<TcpHandle>,
+    servers: Vec<TcpHandle>,
+}
 
-    let mut clients: Vec<TcpHandle> = Vec::with_capacity(N);
-    let mut servers: Vec<TcpHandle> = Vec::with_capacity(N);
-    let mut pending: Vec<usize> = Vec::with_capacity(BATCH);
-    let mut buf = [0u8; 64];
-    let baseline = heap_bytes();
-    let started = std::time::Instant::now();
-    while clients.len() < N {
-        let first = clients.len();
-        let n = BATCH.min(N - first);
-        for i in first..first + n {
-            let port = BASE_PORT + (i % PORTS as usize) as u16;
-            let h = l.a.tcp.connect(l.now, None, SocketAddrV4::new(B_IP, port));
-            clients.push(h.unwrap_or_else(|e| panic!("connect {i}: {e}")));
+impl Link {
+    fn new() -> Link {
+        Link {
+            a: Stack::new(inmem::config(A_IP, 1)),
+            b: Stack::new(inmem::config(B_IP, 2)),
+            to_a: VecDeque::with_capacity(4 * BATCH),
+            to_b: VecDeque::with_capacity(4 * BATCH),
+            spare: Vec::with_capacity(8 * BATCH),
+            now: Instant::ZERO,
+            events: Vec::with_capacity(4 * BATCH),
         }
-        let target = first + n;
-        l.step_until("accept", |l| {
-            for &lh in &listeners {
-                while let Ok((h, _)) = l.b.tcp.accept(lh) {
-                    servers.push(h);
-                }
+    }
+
+    /// Listeners on the PORTS server ports; ARP and the link's frame
+    /// buffers warmed up with one connection, gone again.
+    fn listen_and_warm_up(&mut self) -> Vec<TcpHandle> {
+        let listeners: Vec<TcpHandle> = (0..PORTS)
+            .map(|p| {
+                let addr = SocketAddrV4::new(B_IP, BASE_PORT + p);
+                self.b.tcp.listen(addr, BATCH).expect("listen")
+            })
+            .collect();
+        let c = self
+            .a
+            .tcp
+            .connect(self.now, None, SocketAddrV4::new(B_IP, BASE_PORT))
+            .unwrap();
+        self.step_until("warm-up accept", |l| l.b.tcp.accept(listeners[0]).is_ok());
+        self.a.tcp.abort(c);
+        self.step_until("warm-up close", |l| l.b.tcp.active_connections() == 0);
+        listeners
+    }
+
+    /// Opens N connections, BATCH at a time; each carries one request
+    /// and its echo, checked.
+    fn open_and_echo(&mut self, listeners: &[TcpHandle]) -> Pairs {
+        let mut p = Pairs {
+            clients: Vec::with_capacity(N),
+            servers: Vec::with_capacity(N),
+        };
+        while p.clients.len() < N {
+            let first = p.clients.len();
+            let n = BATCH.min(N - first);
+            for i in first..first + n {
+                let port = BASE_PORT + (i % PORTS as usize) as u16;
+                let h = self
+                    .a
+                    .tcp
+                    .connect(self.now, None, SocketAddrV4::new(B_IP, port));
+                p.clients
+                    .push(h.unwrap_or_else(|e| panic!("connect {i}: {e}")));
             }
-            servers.len() == target
-        });
-        for (i, &c) in clients.iter().enumerate().skip(first) {
-            assert_eq!(l.a.tcp.send(c, &request(i)).ok(), Some(8), "request {i}");
+            let target = first + n;
+            let servers = &mut p.servers;
+            self.step_until("accept", |l| {
+                for &lh in listeners {
+                    while let Ok((h, _)) = l.b.tcp.accept(lh) {
+                        servers.push(h);
+                    }
+                }
+                servers.len() == target
+            });
+            for (i, &c) in p.clients.iter().enumerate().skip(first) {
+                assert_eq!(self.a.tcp.send(c, &request(i)).ok(), Some(8), "request {i}");
+            }
+            self.echo(&p, first..target);
         }
-        // Servers echo what they read; they were accepted in some order,
-        // so each echoes its own bytes back.
-        pending.clear();
-        pending.extend(first..target);
-        l.step_until("echo", |l| {
-            pending.retain(|&j| match l.b.tcp.recv(servers[j], &mut buf) {
+        p
+    }
+
+    /// The servers `range` echo what they read (they were accepted in
+    /// some order, so each echoes its own bytes back); their clients
+    /// check the echo.
+    fn echo(&mut self, p: &Pairs, range: std::ops::Range<usize>) {
+        let mut buf = [0u8; 64];
+        let mut pending: Vec<usize> = range.clone().collect();
+        self.step_until("echo", |l| {
+            pending.retain(|&j| match l.b.tcp.recv(p.servers[j], &mut buf) {
                 Ok(8) => {
-                    assert_eq!(l.b.tcp.send(servers[j], &buf[..8]).ok(), Some(8));
+                    assert_eq!(l.b.tcp.send(p.servers[j], &buf[..8]).ok(), Some(8));
                     false
                 }
                 Ok(k) => panic!("server read {k} bytes"),
@@ -172,9 +198,9 @@ fn hundred_thousand_connections_exchange_idle_and_close() {
             });
             pending.is_empty()
         });
-        pending.extend(first..target);
-        l.step_until("response", |l| {
-            pending.retain(|&i| match l.a.tcp.recv(clients[i], &mut buf) {
+        pending.extend(range);
+        self.step_until("response", |l| {
+            pending.retain(|&i| match l.a.tcp.recv(p.clients[i], &mut buf) {
                 Ok(8) => {
                     assert_eq!(buf[..8], request(i), "echo of {i}");
                     false
@@ -185,61 +211,80 @@ fn hundred_thousand_connections_exchange_idle_and_close() {
             pending.is_empty()
         });
     }
+
+    /// Every connection idle: no buffer storage, no receive memory, and
+    /// the heap's growth since `baseline` within the per-connection bound.
+    fn assert_idle(&self, baseline: isize) {
+        assert_eq!(self.a.tcp.active_connections(), N);
+        assert_eq!(self.b.tcp.active_connections(), N);
+        assert_eq!(self.a.tcp.buffer_bytes_in_use(), 0, "idle client buffers");
+        assert_eq!(self.b.tcp.buffer_bytes_in_use(), 0, "idle server buffers");
+        assert_eq!(self.a.tcp.rcv_mem(), (0, false), "client receive account");
+        assert_eq!(self.b.tcp.rcv_mem(), (0, false), "server receive account");
+        // Spare buffers the pools keep are not the connections'.
+        let pooled = self.a.tcp.pooled_storage().1 + self.b.tcp.pooled_storage().1;
+        let per_conn = ((heap_bytes() - baseline) as usize).saturating_sub(pooled) / (2 * N);
+        let own = TcpLayer::connection_state_bytes(CcAlgorithm::default());
+        eprintln!("{per_conn} heap bytes per idle connection and end ({own} its own state)");
+        assert!(
+            per_conn <= own + TABLE_BYTES_PER_IDLE_CONN,
+            "{per_conn} bytes per idle connection: over {own} + {TABLE_BYTES_PER_IDLE_CONN}"
+        );
+        for st in [&self.a, &self.b] {
+            let (bufs, bytes) = st.tcp.pooled_storage();
+            assert!(
+                bufs <= 256 && bytes <= 32 << 20,
+                "pool holds {bufs} buffers, {bytes} bytes"
+            );
+        }
+    }
+
+    /// Clients close, BATCH at a time; servers see EOF and close; both
+    /// counts reach 0.
+    fn close_all(&mut self, p: &Pairs) {
+        let mut buf = [0u8; 64];
+        for batch in (0..N).step_by(BATCH) {
+            let end = (batch + BATCH).min(N);
+            for &c in &p.clients[batch..end] {
+                self.a.tcp.close(c);
+            }
+            let mut pending: Vec<usize> = (batch..end).collect();
+            self.step_until("close", |l| {
+                pending.retain(|&j| match l.b.tcp.recv(p.servers[j], &mut buf) {
+                    Ok(0) => {
+                        l.b.tcp.close(p.servers[j]);
+                        false
+                    }
+                    Ok(k) => panic!("server read {k} bytes after the echo"),
+                    Err(_) => true,
+                });
+                if pending.is_empty() {
+                    let left = N - end;
+                    l.a.tcp.active_connections() == left && l.b.tcp.active_connections() == left
+                } else {
+                    false
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn hundred_thousand_connections_exchange_idle_and_close() {
+    let mut l = Link::new();
+    let listeners = l.listen_and_warm_up();
+    let baseline = heap_bytes();
+    let started = std::time::Instant::now();
+    let pairs = l.open_and_echo(&listeners);
     // Delayed ACKs go out; then every connection is idle.
     for _ in 0..500 {
         l.step();
     }
-    let open_secs = started.elapsed().as_secs_f64();
-    assert_eq!(l.a.tcp.active_connections(), N);
-    assert_eq!(l.b.tcp.active_connections(), N);
-    assert_eq!(l.a.tcp.buffer_bytes_in_use(), 0, "idle client buffers");
-    assert_eq!(l.b.tcp.buffer_bytes_in_use(), 0, "idle server buffers");
-    assert_eq!(l.a.tcp.rcv_mem(), (0, false), "client receive account");
-    assert_eq!(l.b.tcp.rcv_mem(), (0, false), "server receive account");
-    // Spare buffers the pools keep are not the connections'.
-    let pooled = l.a.tcp.pooled_storage().1 + l.b.tcp.pooled_storage().1;
-    let per_conn = ((heap_bytes() - baseline) as usize).saturating_sub(pooled) / (2 * N);
-    let own = TcpLayer::connection_state_bytes(CcAlgorithm::default());
     eprintln!(
-        "{N} connections opened and echoed in {open_secs:.1} s; \
-         {per_conn} heap bytes per idle connection and end ({own} its own state)"
+        "{N} connections opened and echoed in {:.1} s",
+        started.elapsed().as_secs_f64()
     );
-    assert!(
-        per_conn <= own + TABLE_BYTES_PER_IDLE_CONN,
-        "{per_conn} bytes per idle connection: over {own} + {TABLE_BYTES_PER_IDLE_CONN}"
-    );
-    for st in [&l.a, &l.b] {
-        let (bufs, bytes) = st.tcp.pooled_storage();
-        assert!(
-            bufs <= 256 && bytes <= 32 << 20,
-            "pool holds {bufs} buffers, {bytes} bytes"
-        );
-    }
-
-    // Clients close; servers see EOF and close; both counts reach 0.
-    for batch in (0..N).step_by(BATCH) {
-        let end = (batch + BATCH).min(N);
-        for &c in &clients[batch..end] {
-            l.a.tcp.close(c);
-        }
-        pending.clear();
-        pending.extend(batch..end);
-        l.step_until("close", |l| {
-            pending.retain(|&j| match l.b.tcp.recv(servers[j], &mut buf) {
-                Ok(0) => {
-                    l.b.tcp.close(servers[j]);
-                    false
-                }
-                Ok(k) => panic!("server read {k} bytes after the echo"),
-                Err(_) => true,
-            });
-            if pending.is_empty() {
-                let left = N - end;
-                l.a.tcp.active_connections() == left && l.b.tcp.active_connections() == left
-            } else {
-                false
-            }
-        });
-    }
+    l.assert_idle(baseline);
+    l.close_all(&pairs);
     eprintln!("all closed after {:.1} s", started.elapsed().as_secs_f64());
 }
