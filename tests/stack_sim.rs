@@ -559,17 +559,11 @@ fn two_stacks_exchange_a_maximum_udp_datagram() {
     assert_eq!(b.counters().get("ipv4.reassembled"), 1);
 }
 
-/// 100,000 malformed frames (seeded): random bytes, truncations, bit
-/// flips, and valid-checksum garbage that reaches the upper layers. The
-/// stack must not panic, its queues stay within their bounds, and it still
-/// answers a ping afterwards.
-#[test]
-fn random_frames_never_panic_and_the_stack_still_answers() {
-    let mut s = stack();
-    let _h = s
-        .udp
-        .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))
-        .unwrap();
+/// Frames of every kind the stack answers: ARP, ping (whole and in
+/// fragments), UDP to a bound port and to broadcast, an unknown protocol,
+/// TCP; `random_frames_never_panic_and_the_stack_still_answers` mangles
+/// them.
+fn frame_templates() -> Vec<Vec<u8>> {
     let echo = echo_request(1, 1, &[0x61; 56]);
     let big: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     let big_icmp = echo_request(2, 2, &big);
@@ -581,7 +575,7 @@ fn random_frames_never_panic_and_the_stack_still_answers() {
         u.set_len(40);
         u.fill_checksum(&IpAddress::Ipv4(PEER), &IpAddress::Ipv4(US));
     }
-    let templates: Vec<Vec<u8>> = vec![
+    vec![
         arp(
             ArpOperation::Request,
             PEER_MAC,
@@ -616,44 +610,86 @@ fn random_frames_never_panic_and_the_stack_still_answers() {
         .frame(),
         ip(IpProtocol::Unknown(99), 5, &[0; 30]).frame(),
         ip(IpProtocol::Tcp, 6, &[0; 20]).frame(),
-    ];
+    ]
+}
+
+/// Mangles `f` one of several ways (or not): random bytes, a truncation,
+/// flipped bits, or garbage behind a valid IP checksum.
+fn mangle(rng: &mut Rng, f: &mut Vec<u8>) {
+    match rng.range(0, 6) {
+        0 => {
+            *f = vec![0u8; rng.range(0, 1600) as usize];
+            rng.fill(f);
+        }
+        1 => f.truncate(rng.range(0, f.len() as u64) as usize),
+        2 => {
+            for _ in 0..rng.range(1, 9) {
+                let bit = rng.range(0, f.len() as u64 * 8) as usize;
+                f[bit / 8] ^= 1 << (bit % 8);
+            }
+        }
+        3 | 4 if f.len() >= 34 && f[12..14] == [0x08, 0x00] => {
+            // Garbage past the checks: random header or payload bytes,
+            // then a valid IP checksum so deeper layers see them.
+            let n = rng.range(1, 6);
+            for _ in 0..n {
+                let at = if rng.chance(0.5) {
+                    14 + rng.range(0, 20) as usize
+                } else {
+                    rng.range(14, f.len() as u64) as usize
+                };
+                f[at] = rng.next_u32() as u8;
+            }
+            f[14] = 0x45 | (f[14] & 0x0f).max(5);
+            if let Ok(mut p) = Ipv4Packet::new_checked(&mut f[14..]) {
+                p.fill_checksum();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Still alive: `s` answers a clean ping at `now`.
+fn assert_answers_ping(s: &mut Stack, now: Instant) {
+    introduce_peer(s, now);
+    let ping = echo_request(0x7777, 1, b"still there?");
+    s.handle_frame(
+        now,
+        &ip(IpProtocol::Icmp, 0x1111, &ping).frame(),
+        RxChecksum::Verify,
+    );
+    let out = drain(s);
+    assert_eq!(out.len(), 1);
+    let r = parse_ip(&out[0]);
+    assert_eq!((r.eth_dst, r.dst), (PEER_MAC, PEER));
+    let p = Icmpv4Packet::new_checked(&r.payload[..]).unwrap();
+    match Icmpv4Repr::parse(&p, &ChecksumCapabilities::default()).unwrap() {
+        Icmpv4Repr::EchoReply { ident, data, .. } => {
+            assert_eq!((ident, data), (0x7777, &b"still there?"[..]));
+        }
+        other => panic!("not an echo reply: {other:?}"),
+    }
+}
+
+/// 100,000 malformed frames (seeded): random bytes, truncations, bit
+/// flips, and valid-checksum garbage that reaches the upper layers. The
+/// stack must not panic, its queues stay within their bounds, and it still
+/// answers a ping afterwards.
+#[test]
+fn random_frames_never_panic_and_the_stack_still_answers() {
+    let mut s = stack();
+    let _h = s
+        .udp
+        .bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7))
+        .unwrap();
+    let templates = frame_templates();
     let mut rng = Rng::new(0xf022);
     let mut now = Instant::ZERO;
     let mut emitted = 0usize;
     for i in 0..100_000u32 {
         now += Duration::from_millis(1);
         let mut f = templates[rng.range(0, templates.len() as u64) as usize].clone();
-        match rng.range(0, 6) {
-            0 => {
-                f = vec![0u8; rng.range(0, 1600) as usize];
-                rng.fill(&mut f);
-            }
-            1 => f.truncate(rng.range(0, f.len() as u64) as usize),
-            2 => {
-                for _ in 0..rng.range(1, 9) {
-                    let bit = rng.range(0, f.len() as u64 * 8) as usize;
-                    f[bit / 8] ^= 1 << (bit % 8);
-                }
-            }
-            3 | 4 if f.len() >= 34 && f[12..14] == [0x08, 0x00] => {
-                // Garbage past the checks: random header or payload bytes,
-                // then a valid IP checksum so deeper layers see them.
-                let n = rng.range(1, 6);
-                for _ in 0..n {
-                    let at = if rng.chance(0.5) {
-                        14 + rng.range(0, 20) as usize
-                    } else {
-                        rng.range(14, f.len() as u64) as usize
-                    };
-                    f[at] = rng.next_u32() as u8;
-                }
-                f[14] = 0x45 | (f[14] & 0x0f).max(5);
-                if let Ok(mut p) = Ipv4Packet::new_checked(&mut f[14..]) {
-                    p.fill_checksum();
-                }
-            }
-            _ => {}
-        }
+        mangle(&mut rng, &mut f);
         s.handle_frame(now, &f, RxChecksum::Verify);
         assert!(
             s.iface.outbox.len() <= OUTBOX_LIMIT,
@@ -682,26 +718,8 @@ fn random_frames_never_panic_and_the_stack_still_answers() {
         "{c}"
     );
 
-    // Still alive: it answers a clean ping.
     now += Duration::from_secs(1);
-    introduce_peer(&mut s, now);
-    let ping = echo_request(0x7777, 1, b"still there?");
-    s.handle_frame(
-        now,
-        &ip(IpProtocol::Icmp, 0x1111, &ping).frame(),
-        RxChecksum::Verify,
-    );
-    let out = drain(&mut s);
-    assert_eq!(out.len(), 1);
-    let r = parse_ip(&out[0]);
-    assert_eq!((r.eth_dst, r.dst), (PEER_MAC, PEER));
-    let p = Icmpv4Packet::new_checked(&r.payload[..]).unwrap();
-    match Icmpv4Repr::parse(&p, &ChecksumCapabilities::default()).unwrap() {
-        Icmpv4Repr::EchoReply { ident, data, .. } => {
-            assert_eq!((ident, data), (0x7777, &b"still there?"[..]));
-        }
-        other => panic!("not an echo reply: {other:?}"),
-    }
+    assert_answers_ping(&mut s, now);
 }
 
 /// A transport checksum the device vouches for (the kernel built the
