@@ -50,7 +50,7 @@ import bench_idle
 import bench_scale
 from bench_before import before_report
 from bench_contenders import (SECS, Before, BusyPoll, Daemon, Kernel, NotApplicable, Smoltcp,
-                              Tapstack, children_switches, ncpu, switches_used,
+                              Tapstack, children_switches, cpu_ipis, ncpu, switches_used,
                               thread_switches)
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
@@ -265,13 +265,16 @@ def run_row(row, contenders):
                     if row.per:
                         pids = c.server_pids()
                         before, client0 = thread_switches(pids), children_switches()
+                        ipis0 = cpu_ipis()
                     value, extra = row.measure(c, row)
                     if row.per:
                         # The client is the only child reaped during measure().
-                        ops = extra[row.per]
+                        ops = max(extra[row.per], 1)
+                        ipis = [b - a for a, b in zip(ipis0, cpu_ipis())]
                         extra["switches"] = switches_used(before, thread_switches(pids), ops)
                         extra["switches"]["client_per_op"] = (
-                            (children_switches() - client0) / max(ops, 1))
+                            (children_switches() - client0) / ops)
+                        extra["switches"]["ipis_per_op"] = [n / ops for n in ipis]
                     results[c.key].append((value, extra))
                 except Exception as e:  # a failed contender is reported, not fatal
                     errors[c.key] = str(e).strip().splitlines()[-1][:300] if str(e) else repr(e)
@@ -296,6 +299,8 @@ def run_row(row, contenders):
                 "server_per_op": statistics.median(x["per_op"] for x in sw),
                 "client_per_op": statistics.median(x["client_per_op"] for x in sw),
                 "threads_exited": sum(x["threads_exited"] for x in sw),
+                "ipis_per_op": [statistics.median(x["ipis_per_op"][i] for x in sw)
+                                for i in range(min(len(x["ipis_per_op"]) for x in sw))],
                 "by_thread": {n: statistics.median(x["by_thread"].get(n, 0) for x in sw)
                               for n in sorted({n for x in sw for n in x["by_thread"]})}}
     return out
@@ -357,6 +362,25 @@ def print_switches(rows, names):
     if exited:
         print("WARNING: %d server thread(s) exited during runs: their switches are missing"
               % exited)
+    print_ipis(rows, names)
+
+
+def print_ipis(rows, names):
+    """What the wake-ups cost: a wake-up of a thread asleep on another CPU
+    is an interprocessor interrupt, which on a VM whose idle vCPUs halt
+    costs the waker tens of microseconds (README, Threads)."""
+    table = [["metric", "per", "placement"] + names]
+    for r in rows:
+        sw = r["switches"]
+        cells = [r["metric"], r["switches_per"].rstrip("s").replace("_", " "),
+                 "%s/%s" % (r["server_cpu"] or "-", r["client_cpu"] or "-")]
+        cells += ["-" if not (sw[k] and sw[k].get("ipis_per_op")) else
+                  " / ".join("%.2f" % n for n in sw[k]["ipis_per_op"]) for k in names]
+        table.append(cells)
+    print("\nInterprocessor interrupts per operation taken by CPU 0 / CPU 1 (RES + CAL lines "
+          "of /proc/interrupts, machine-wide, median of the runs; placement: server/client "
+          "CPU):")
+    print_table(table)
 
 
 def drive(args):

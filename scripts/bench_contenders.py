@@ -142,6 +142,24 @@ def switches_used(before, after, ops):
             "threads_exited": len(exited)}
 
 
+def cpu_ipis():
+    """Interprocessor interrupts each CPU has taken (the RES and CAL lines
+    of /proc/interrupts: a wake-up of a thread on another CPU sends one),
+    as a list by CPU; machine-wide, so meaningful on a quiet machine."""
+    counts = []
+    try:
+        with open("/proc/interrupts") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return counts
+    for line in lines:
+        parts = line.split()
+        if parts and parts[0] in ("RES:", "CAL:"):
+            values = [int(v) for v in parts[1:] if v.isdigit()]
+            counts = [a + b for a, b in zip(counts, values)] if counts else values
+    return counts
+
+
 def children_switches():
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_nvcsw + ru.ru_nivcsw
