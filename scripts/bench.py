@@ -369,6 +369,10 @@ def print_ipis(rows, names):
     """What the wake-ups cost: a wake-up of a thread asleep on another CPU
     is an interprocessor interrupt, which on a VM whose idle vCPUs halt
     costs the waker tens of microseconds (README, Threads)."""
+    ncpus = max((len(r["switches"][k].get("ipis_per_op") or [])
+                 for r in rows for k in names if r["switches"].get(k)), default=0)
+    if not ncpus:
+        return  # /proc/interrupts unreadable
     table = [["metric", "per", "placement"] + names]
     for r in rows:
         sw = r["switches"]
@@ -377,9 +381,9 @@ def print_ipis(rows, names):
         cells += ["-" if not (sw[k] and sw[k].get("ipis_per_op")) else
                   " / ".join("%.2f" % n for n in sw[k]["ipis_per_op"]) for k in names]
         table.append(cells)
-    print("\nInterprocessor interrupts per operation taken by CPU 0 / CPU 1 (RES + CAL lines "
+    print("\nInterprocessor interrupts per operation taken by CPU %s (RES + CAL lines "
           "of /proc/interrupts, machine-wide, median of the runs; placement: server/client "
-          "CPU):")
+          "CPU):" % " / ".join(str(i) for i in range(ncpus)))
     print_table(table)
 
 
@@ -457,7 +461,7 @@ def drive(args):
         if got is None:
             verdict = "FAIL (not measured)"
         verdicts.append({"metric": key, "vs": other, "target": least, "ratio": got,
-                         "verdict": verdict.split()[0]})
+                         "verdict": verdict.split()[0], "issue": 5})
         print("  %-4s  %-28s >= %.1fx %-8s measured %s" % (
             verdict.split()[0], key, least, other, "-" if got is None else "%.2fx" % got))
 
@@ -477,7 +481,7 @@ def drive(args):
             continue
         verdict = "FAIL" if got is None or got < least else "PASS"
         verdicts.append({"metric": key, "vs": "tapstack (daemon/in-process)",
-                         "target": least, "ratio": got, "verdict": verdict})
+                         "target": least, "ratio": got, "verdict": verdict, "issue": 11})
         print("  %-4s  %-28s >= %.1fx %-8s measured %s%s" % (
             verdict, key, least, "in-proc", "-" if got is None else "%.2fx" % got,
             "" if got is not None else " (not measured)"))

@@ -65,5 +65,5 @@ def before_report(rows):
             r["metric"], "-" if got is None else "%.2fx" % got,
             "-" if noise is None else "%.0f%%" % (100 * noise), verdict))
         out.append({"metric": r["metric"], "vs": "before", "target": None, "ratio": got,
-                    "noise": noise, "verdict": verdict})
+                    "noise": noise, "verdict": verdict, "issue": 12})
     return out

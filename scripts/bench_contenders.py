@@ -15,13 +15,15 @@ import sys
 import tempfile
 import time
 
-import bench_scale
 from bench_before import drop_unknown, help_flags
 
 # The driver: the UDP clients and servers are its subcommands.
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench.py")
 # Seconds per measured run (BENCH_SECS): the clients' durations and bounds.
 SECS = float(os.environ.get("BENCH_SECS", "3"))
+# The `busypoll` contender's `--busy-poll USECS`: the value Linux's
+# documentation recommends for net.core.busy_read (SO_BUSY_POLL).
+BUSY_POLL_US = 50
 
 
 def ncpu():
@@ -492,7 +494,7 @@ class BusyPoll(Tapstack):
         self.client_ns = self.stack_ns = args.busy_ns
 
     def echo_argv(self):
-        return ["--busy-poll", str(bench_scale.BUSY_POLL_US)] + super().echo_argv()
+        return ["--busy-poll", str(BUSY_POLL_US)] + super().echo_argv()
 
 
 class NotApplicable(Exception):

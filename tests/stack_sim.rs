@@ -559,7 +559,7 @@ fn two_stacks_exchange_a_maximum_udp_datagram() {
     assert_eq!(b.counters().get("ipv4.reassembled"), 1);
 }
 
-/// Frames of every kind the stack answers: ARP, ping (whole and in
+/// Frames of every kind the stack parses: ARP, ping (whole and in
 /// fragments), UDP to a bound port and to broadcast, an unknown protocol,
 /// TCP; `random_frames_never_panic_and_the_stack_still_answers` mangles
 /// them.

@@ -18,7 +18,7 @@ const LEN: usize = 192 * 1024;
 /// How long the receiving application stays with one connection.
 const TURN: Duration = Duration::from_millis(30);
 
-/// The receiving stack's `tcp_mem.high` in `round_robin_reader`.
+/// The receiving stack's `tcp_mem.high` (`pressed_pair`'s b).
 const HIGH: usize = 128 << 10;
 
 /// Two stacks with `loss` and 2 ms of delay, the receiver (b) with a
