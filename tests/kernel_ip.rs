@@ -415,6 +415,12 @@ fn cli_errors_are_one_line() {
     );
     assert_cli_error(None, user, &["--mtu", "10", "up"], "mtu");
     assert_cli_error(None, user, &["--loss", "2", "up"], "outside");
+    assert_cli_error(
+        None,
+        user,
+        &["echo", "--max-connections", "0"],
+        "must be at least 1",
+    );
     assert_cli_error(None, user, &["--bogus", "up"], "--bogus");
     assert_cli_error(
         None,

@@ -240,11 +240,11 @@ pub struct EchoArgs {
     api_echo_port: u16,
     /// TCP connections the echo/discard/chargen services serve at once
     /// (more are refused with RST)
-    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    max_connections: u64,
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = config::parse_count)]
+    max_connections: usize,
     /// Connections the web page serves at once (more get 503)
-    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    ws_max_connections: u64,
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = config::parse_count)]
+    ws_max_connections: usize,
 }
 
 /// Parses the command line of program `prog` (the `tapstack` CLI, the
@@ -543,13 +543,13 @@ fn run_echo(
         })?;
     }
     let services = super::services::ServicesConfig {
-        max_connections: a.max_connections as usize,
+        max_connections: a.max_connections,
         ..Default::default()
     };
     super::services::start(net, services).map_err(|e| format!("starting services: {e}"))?;
     let web = if a.ws_port != 0 {
         let config = super::ws::WsConfig {
-            max_connections: a.ws_max_connections as usize,
+            max_connections: a.ws_max_connections,
             ..Default::default()
         };
         let server = super::ws::start(net, a.ws_port, config)

@@ -95,6 +95,15 @@ pub fn parse_probability(s: &str) -> Result<f64, String> {
     Ok(p)
 }
 
+/// A count of at least 1 (connections), as `--max-connections 100`.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
 /// Checks that the stack and the kernel side can reach each other.
 pub fn check_addresses(
     addr: Ipv4Cidr,
@@ -156,6 +165,9 @@ mod tests {
         assert!(parse_target("10.0.0.1:0").unwrap_err().contains("65535"));
         assert!(parse_target("example:80").unwrap_err().contains("DNS"));
         assert!(parse_probability("1.5").is_err());
+        assert_eq!(parse_count("100"), Ok(100));
+        assert!(parse_count("0").unwrap_err().contains("at least 1"));
+        assert!(parse_count("-1").unwrap_err().contains("whole number"));
         let a = parse_cidr("10.0.0.2/24").unwrap();
         let h = parse_cidr("10.0.1.1/24").unwrap();
         assert!(check_addresses(a, Some(h), None).is_err());
