@@ -452,18 +452,9 @@ def drive(args):
     verdicts = before_report(rows) if args.before else []
     by_key = {r["metric"]: r for r in rows}
     print("\nIssue 5 targets (tapstack / baseline, same run, same placement):")
-    for key, other, least in TARGETS:
-        if not ROW_FILTER.search(key) or not ONLY_FILTER.search(other):
-            continue
-        r = by_key.get(key)
-        got = r and r["tapstack_vs_" + other]
-        verdict = "FAIL" if got is None or got < least else "PASS"
-        if got is None:
-            verdict = "FAIL (not measured)"
-        verdicts.append({"metric": key, "vs": other, "target": least, "ratio": got,
-                         "verdict": verdict.split()[0], "issue": 5})
-        print("  %-4s  %-28s >= %.1fx %-8s measured %s" % (
-            verdict.split()[0], key, least, other, "-" if got is None else "%.2fx" % got))
+    for line in bench_scale.ratio_verdicts(by_key, TARGETS, 5, verdicts, ROW_FILTER,
+                                           ONLY_FILTER):
+        print(line)
 
     bench_scale.report(by_key, verdicts, ROW_FILTER, ONLY_FILTER)
     bench_idle.report(by_key, verdicts)

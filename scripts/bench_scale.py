@@ -2,7 +2,8 @@
 request/response, connections/s and bulk rows against smoltcp and the
 kernel, and the `busypoll` contender (tapstack with `--busy-poll`, which is
 off by default and so measured separately). The idle-connections row's
-targets are bench_idle.py's."""
+targets are bench_idle.py's. `ratio_verdicts` checks issue 5's ratio
+targets too."""
 
 from bench_contenders import BUSY_POLL_US
 
@@ -37,21 +38,29 @@ def ratio(row, a, b):
     return row[a] / row[b]
 
 
+def ratio_verdicts(by_key, targets, issue, verdicts, row_filter, only_filter):
+    """PASS/FAIL lines for `targets` (row, contender, least ratio
+    tapstack/contender: the row's `tapstack_vs_*` column) among the rows
+    and contenders measured; adds the verdicts."""
+    lines = []
+    for key, other, least in targets:
+        if not row_filter.search(key) or not only_filter.search(other):
+            continue
+        r = by_key.get(key)
+        got = r and r["tapstack_vs_" + other]
+        verdict = "FAIL" if got is None or got < least else "PASS"
+        verdicts.append({"metric": key, "vs": other, "target": least, "ratio": got,
+                         "verdict": verdict, "issue": issue})
+        lines.append("  %-4s  %-28s >= %.1fx %-8s measured %s" % (
+            verdict, key, least, other, "- (not measured)" if got is None else "%.2fx" % got))
+    return lines
+
+
 def report(by_key, verdicts, row_filter, only_filter):
     """Prints PASS/FAIL per target of the rows that were measured, then the
     busy-polling contender's figures (informational: no target); adds the
     verdicts."""
-    lines = []
-    for key, other, least in TARGETS:
-        r = by_key.get(key)
-        if not r or not row_filter.search(key) or not only_filter.search(other):
-            continue
-        got = ratio(r, "tapstack", other)
-        verdict = "FAIL" if got is None or got < least else "PASS"
-        verdicts.append({"metric": key, "vs": other, "target": least, "ratio": got,
-                         "verdict": verdict, "issue": 15})
-        lines.append("  %-4s  %-28s >= %.1fx %-8s measured %s" % (
-            verdict, key, least, other, "-" if got is None else "%.2fx" % got))
+    lines = ratio_verdicts(by_key, TARGETS, 15, verdicts, row_filter, only_filter)
     for key, most in SWITCH_TARGETS:
         r = by_key.get(key)
         if not r or not row_filter.search(key) or not only_filter.search("tapstack"):

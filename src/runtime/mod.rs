@@ -495,11 +495,11 @@ impl Core {
 /// Whether `r` is news that stops a leader reading frames (`Lead::news`):
 /// data, a connection to accept or an error. Once the peer's FIN is in,
 /// only an error is (the read cannot block any more, and the leader
-/// returns after this pass): the application will close, which no peer waits for, and what
-/// follows a FIN on the device is most often that peer's next connection
-/// (connect, exchange, close, connect: FIN then SYN), whose SYN,ACK then
-/// goes out before the close and its FIN, not after (one read that says
-/// EAGAIN per closed connection).
+/// returns after this pass): the application will close, which no peer
+/// waits for, and what follows a FIN on the device is most often that
+/// peer's next connection (connect, exchange, close, connect: FIN then
+/// SYN), whose SYN,ACK then goes out before the close and its FIN, not
+/// after (one read that says EAGAIN per closed connection).
 fn stops_reading(r: Readiness) -> bool {
     (r.readable && !r.hup) || r.error
 }

@@ -47,19 +47,16 @@ impl Timer {
 /// One deadline per `Timer` (as quinn-proto's `TimerTable`).
 #[derive(Clone, Debug)]
 pub struct TimerTable {
-    /// `NEVER` when disarmed: half the size of `Option<Instant>`, in
+    /// `Instant::NEVER` when disarmed: half the size of `Option<Instant>`, in
     /// every connection block. A deadline that saturates at the end of
     /// time is never reached either way.
     at: [Instant; Timer::ALL.len()],
 }
 
-/// A disarmed timer's deadline.
-const NEVER: Instant = Instant::NEVER;
-
 impl Default for TimerTable {
     fn default() -> TimerTable {
         TimerTable {
-            at: [NEVER; Timer::ALL.len()],
+            at: [Instant::NEVER; Timer::ALL.len()],
         }
     }
 }
@@ -72,22 +69,22 @@ impl TimerTable {
 
     /// Arms `timer` at `at`, or stops it for `None`.
     pub fn set_opt(&mut self, timer: Timer, at: Option<Instant>) {
-        self.at[timer as usize] = at.unwrap_or(NEVER);
+        self.at[timer as usize] = at.unwrap_or(Instant::NEVER);
     }
 
     /// Disarms `timer`.
     pub fn stop(&mut self, timer: Timer) {
-        self.at[timer as usize] = NEVER;
+        self.at[timer as usize] = Instant::NEVER;
     }
 
     /// Disarms every timer.
     pub fn stop_all(&mut self) {
-        self.at = [NEVER; Timer::ALL.len()];
+        self.at = [Instant::NEVER; Timer::ALL.len()];
     }
 
     /// `timer`'s deadline, if armed.
     pub fn get(&self, timer: Timer) -> Option<Instant> {
-        Some(self.at[timer as usize]).filter(|&t| t != NEVER)
+        Some(self.at[timer as usize]).filter(|&t| t != Instant::NEVER)
     }
 
     /// Whether `timer` is armed.
@@ -106,7 +103,7 @@ impl TimerTable {
 
     /// The earliest armed deadline.
     pub fn next_expiry(&self) -> Option<Instant> {
-        Some(*self.at.iter().min()?).filter(|&t| t != NEVER)
+        Some(*self.at.iter().min()?).filter(|&t| t != Instant::NEVER)
     }
 }
 

@@ -16,30 +16,26 @@ use super::INDEX_MASK;
 use crate::stack::time::Instant;
 
 /// One per slot of the layer's socket table, so kept small (issue 15):
-/// `NEVER` stands for "none" (24 bytes, where two `Option<Instant>` made
-/// 40).
+/// `Instant::NEVER` stands for "none" (24 bytes, where two
+/// `Option<Instant>` made 40).
 #[derive(Copy, Clone, Debug)]
 struct Entry {
     /// The raw handle (slot index and generation) the entry is for; a
     /// heap entry with another generation is stale.
     raw: u32,
-    /// The deadline that counts (`NEVER`: none).
+    /// The deadline that counts (`Instant::NEVER`: none).
     armed: Instant,
-    /// The earliest heap entry for `raw` still considered live (`NEVER`:
-    /// none).
+    /// The earliest heap entry for `raw` still considered live
+    /// (`Instant::NEVER`: none).
     queued: Instant,
 }
-
-/// No deadline. A deadline saturated at the end of time is never reached
-/// either way (as `timer::TimerTable`'s).
-const NEVER: Instant = Instant::NEVER;
 
 impl Default for Entry {
     fn default() -> Entry {
         Entry {
             raw: 0,
-            armed: NEVER,
-            queued: NEVER,
+            armed: Instant::NEVER,
+            queued: Instant::NEVER,
         }
     }
 }
@@ -62,7 +58,7 @@ impl Timers {
     /// Sets `raw`'s deadline (`None` cancels). A new generation of a slot
     /// replaces the old one's deadline.
     pub fn schedule(&mut self, raw: u32, deadline: Option<Instant>) {
-        let deadline = deadline.filter(|d| *d != NEVER);
+        let deadline = deadline.filter(|d| *d != Instant::NEVER);
         let idx = (raw & INDEX_MASK) as usize;
         if idx >= self.entries.len() {
             if deadline.is_none() {
@@ -72,7 +68,7 @@ impl Timers {
         }
         let e = &mut self.entries[idx];
         if e.raw != raw {
-            if e.queued != NEVER {
+            if e.queued != Instant::NEVER {
                 self.live -= 1;
             }
             *e = Entry {
@@ -80,11 +76,11 @@ impl Timers {
                 ..Entry::default()
             };
         }
-        e.armed = deadline.unwrap_or(NEVER);
+        e.armed = deadline.unwrap_or(Instant::NEVER);
         if let Some(d) = deadline
             && d < e.queued
         {
-            if e.queued == NEVER {
+            if e.queued == Instant::NEVER {
                 self.live += 1;
             }
             e.queued = d;
@@ -122,8 +118,8 @@ impl Timers {
         }
         self.heap.pop();
         let e = &mut self.entries[(raw & INDEX_MASK) as usize];
-        e.armed = NEVER;
-        e.queued = NEVER;
+        e.armed = Instant::NEVER;
+        e.queued = Instant::NEVER;
         self.live -= 1;
         self.prune();
         self.shrink_if_mostly_empty();
@@ -145,8 +141,8 @@ impl Timers {
                 continue;
             }
             match e.armed {
-                NEVER => {
-                    e.queued = NEVER;
+                Instant::NEVER => {
+                    e.queued = Instant::NEVER;
                     self.live -= 1;
                     self.heap.pop();
                 }
@@ -167,7 +163,7 @@ impl Timers {
         self.live = 0;
         for e in &mut self.entries {
             e.queued = e.armed;
-            if e.armed != NEVER {
+            if e.armed != Instant::NEVER {
                 v.push(Reverse((e.armed, e.raw)));
                 self.live += 1;
             }
